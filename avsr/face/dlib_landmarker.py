@@ -1,0 +1,53 @@
+"""dlib's HOG face detector + 68-point shape predictor (the model ships in face-recognition-models).
+
+The predictor file is located without importing face_recognition_models, whose __init__ needs
+pkg_resources (gone from recent setuptools).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
+
+
+def shape_predictor_path() -> Path:
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("face-recognition-models is not installed (it carries dlib's 68-point model)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / PREDICTOR_FILE
+    if not path.is_file():
+        raise RuntimeError(f"{path}: dlib's 68-point shape predictor is missing")
+    return path
+
+
+class DlibLandmarker:
+    """Finds the largest face in an RGB image and returns its 68 landmarks as (68, 2) float32 (x, y).
+
+    `upsample` is dlib's pyramid upsampling: 0 finds faces of about 80 px and larger, 1 of about 40 px.
+    """
+
+    def __init__(self, upsample: int = 1) -> None:
+        import dlib
+
+        self.upsample = upsample
+        self._detector = dlib.get_frontal_face_detector()
+        self._predictor = dlib.shape_predictor(str(shape_predictor_path()))
+
+    def detect_face(self, image: np.ndarray):
+        """The largest face rectangle (a dlib.rectangle), or None."""
+        faces = self._detector(np.ascontiguousarray(image), self.upsample)
+        if len(faces) == 0:
+            return None
+        return max(faces, key=lambda r: r.width() * r.height())
+
+    def landmarks_in(self, image: np.ndarray, face) -> np.ndarray:
+        shape = self._predictor(np.ascontiguousarray(image), face)
+        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray | None:
+        face = self.detect_face(image)
+        return None if face is None else self.landmarks_in(image, face)

@@ -29,6 +29,7 @@ LOWER_INNER = (65, 66, 67)  # 65 under 63, 66 under 62, 67 under 61
 CORNERS = (48, 54, 60, 64)
 FIXED = tuple(range(0, 4)) + tuple(range(13, 48))  # jaw ends, brows, nose, eyes
 INNER_CONTOUR = tuple(range(60, 68))
+MIN_LIP_GAP = 1.0  # photo pixels
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,13 @@ def posed_landmarks(rig: FaceRig, open_: float, spread: float, teeth: float) -> 
     lift = teeth * 0.1 * width
     for index in UPPER_OUTER + UPPER_INNER:
         points[index, 1] -= lift * (1.0 if index in (50, 51, 52, 61, 62, 63) else 0.6)
+    # Pressed lips stay a pixel apart: coincident spline points with different sources make the
+    # warp ring like a struck bell.
+    for upper, lower in zip(UPPER_INNER, reversed(LOWER_INNER)):
+        shortfall = MIN_LIP_GAP - (points[lower, 1] - points[upper, 1])
+        if shortfall > 0:
+            points[upper, 1] -= shortfall / 2
+            points[lower, 1] += shortfall / 2
     return points
 
 

@@ -1,0 +1,36 @@
+"""What every avsr command shares: one-line errors and a progress bar."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import Iterator, NoReturn
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+def fail(program: str, message: str, code: int = 2) -> NoReturn:
+    """Print ``program: error: message`` on one line to stderr and exit."""
+    print(f"{program}: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+@contextmanager
+def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[Callable[[], None]]:
+    """A rich progress bar on stderr; yields the function that advances it by one."""
+    if not enabled or total == 0:
+        yield lambda: None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda: progress.advance(task)

@@ -1,0 +1,406 @@
+"""Write a synthetic audio-visual corpus in the real LRS2 or LRW layout.
+
+Planning (speakers, splits, texts, ids) happens up front in one process from one seed, so the
+corpus is the same whatever the number of workers; rendering each utterance (speech, mouth
+track, face video, mp4) is independent and runs in a pool of worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from avsr.data.synth.face import Appearance
+from avsr.data.synth.text import SentenceSampler, news_words, spoken_form
+from avsr.data.synth.tts import SPEAKER_VOICES, Voice
+
+LAYOUTS = ("lrs2", "lrw")
+FPS = 25
+SAMPLE_RATE = 16000
+SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
+LRW_FRAMES = 29  # 1.16 s, the word centred, as in LRW
+META_FILE = "synth_meta.json"
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Everything that decides a corpus's content: same config, same corpus."""
+
+    layout: str = "lrs2"
+    utterances: int = 100
+    speakers: int = 8
+    seed: int = 0
+    vocabulary: str = "grid"  # lrs2: grid | open
+    words: int = 10  # lrw: number of target words
+    image_size: int | None = None  # frame side in pixels; None: 160 (lrs2, as LRS2) or 256 (lrw)
+    pretrain_fraction: float = 0.2  # lrs2: share of training speakers' utterances in pretrain/
+    test_fraction: float = 0.2  # share of speakers held out for test (and half that for val)
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {self.layout!r}; choose from {', '.join(LAYOUTS)}")
+        if self.utterances < 1:
+            raise ValueError("--utterances must be at least 1")
+        if self.speakers < 3:
+            raise ValueError("--speakers must be at least 3 (train, val and test speakers are disjoint)")
+        if self.layout == "lrw" and not 1 <= self.words <= len(news_words()):
+            raise ValueError(f"--words must be between 1 and {len(news_words())}")
+        if self.image_size is not None and not 64 <= self.image_size <= 1024:
+            raise ValueError("--image-size must be between 64 and 1024 pixels")
+        if not 0 <= self.pretrain_fraction < 1 or not 0 < self.test_fraction < 0.5:
+            raise ValueError("need 0 <= pretrain_fraction < 1 and 0 < test_fraction < 0.5")
+        SentenceSampler(self.vocabulary)  # validates the vocabulary name
+
+    @property
+    def frame_size(self) -> int:
+        if self.image_size is not None:
+            return self.image_size
+        return 160 if self.layout == "lrs2" else 256
+
+
+@dataclass(frozen=True)
+class Speaker:
+    index: int
+    split: str  # train | val | test (lrs2 pretrain utterances come from train speakers)
+    voice: Voice
+    appearance: Appearance
+    groups: tuple[str, ...]  # LRS2 programme ids this speaker appears in
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One item to render: where it goes, who says what, and its own random seed."""
+
+    key: str  # path of the item without extension, relative to the corpus root
+    split: str
+    speaker: int
+    words: tuple[str, ...]  # the transcript; lrw: context words around the target
+    target: int = -1  # lrw: index of the target word in `words`
+    seed: int = 0
+
+
+@dataclass
+class CorpusPlan:
+    config: SynthConfig
+    speakers: list[Speaker]
+    utterances: list[Utterance] = field(default_factory=list)
+
+    def split_lists(self) -> dict[str, list[str]]:
+        """LRS2's split files: ``pretrain.txt`` etc., one ``group/id`` per line."""
+        lists: dict[str, list[str]] = {"pretrain": [], "train": [], "val": [], "test": []}
+        for utterance in self.utterances:
+            lists[utterance.split].append(utterance.key.split("/", 1)[1])
+        return lists
+
+
+def _assign_splits(count: int, test_fraction: float, rng: np.random.Generator) -> list[str]:
+    test = max(1, round(count * test_fraction))
+    val = max(1, round(count * test_fraction / 2))
+    splits = ["test"] * test + ["val"] * val + ["train"] * (count - test - val)
+    return [splits[i] for i in rng.permutation(count)]
+
+
+def plan_speakers(config: SynthConfig, rng: np.random.Generator) -> list[Speaker]:
+    splits = _assign_splits(config.speakers, config.test_fraction, rng)
+    speakers = []
+    for index, split in enumerate(splits):
+        base = SPEAKER_VOICES[index % len(SPEAKER_VOICES)]
+        # Beyond the listed voices, speakers differ by pitch and speaking rate.
+        voice = replace(
+            base,
+            pitch=int(np.clip(base.pitch + rng.integers(-12, 13), 5, 95)),
+            pitch_range=int(rng.integers(35, 80)),
+            rate=int(rng.integers(140, 191)),
+        )
+        groups = tuple(str(rng.integers(10**18, 9 * 10**18)) for _ in range(int(rng.integers(1, 4))))
+        speakers.append(Speaker(index, split, voice, Appearance.sample(rng), groups))
+    return speakers
+
+
+def plan_corpus(config: SynthConfig) -> CorpusPlan:
+    rng = np.random.default_rng(config.seed)
+    speakers = plan_speakers(config, rng)
+    plan = CorpusPlan(config, speakers)
+    if config.layout == "lrs2":
+        _plan_lrs2(plan, rng)
+    else:
+        _plan_lrw(plan, rng)
+    return plan
+
+
+def _pick_speaker(plan: CorpusPlan, rng: np.random.Generator) -> Speaker:
+    """A split drawn with the configured shares (test, half that for val), then one of its speakers.
+
+    Drawing the split first keeps the test share near ``test_fraction`` of the utterances even
+    with only a handful of speakers.
+    """
+    test = plan.config.test_fraction
+    split = rng.choice(["train", "val", "test"], p=[1 - 1.5 * test, test / 2, test])
+    candidates = [s for s in plan.speakers if s.split == split]
+    return candidates[int(rng.integers(len(candidates)))]
+
+
+def _plan_lrs2(plan: CorpusPlan, rng: np.random.Generator) -> None:
+    config = plan.config
+    sampler = SentenceSampler(config.vocabulary)
+    next_id: Counter[str] = Counter()
+    for _ in range(config.utterances):
+        speaker = _pick_speaker(plan, rng)
+        split = speaker.split
+        if split == "train" and rng.random() < config.pretrain_fraction:
+            split = "pretrain"  # longer, multi-sentence clips, as LRS2's pretrain set
+        sentences = 1 if split != "pretrain" else int(rng.integers(2, 4))
+        words = tuple(word for _ in range(sentences) for word in sampler.sentence(rng))
+        group = speaker.groups[int(rng.integers(len(speaker.groups)))]
+        next_id[group] += 1
+        folder = "pretrain" if split == "pretrain" else "main"
+        key = f"{folder}/{group}/{next_id[group]:05d}"
+        plan.utterances.append(Utterance(key, split, speaker.index, words, seed=int(rng.integers(2**31))))
+
+
+def _plan_lrw(plan: CorpusPlan, rng: np.random.Generator) -> None:
+    config = plan.config
+    vocabulary = news_words()
+    targets = sorted(vocabulary[i] for i in rng.choice(len(vocabulary), size=config.words, replace=False))
+    counts: Counter[tuple[str, str]] = Counter()
+    for index in range(config.utterances):
+        target = targets[index % len(targets)]  # balanced classes
+        speaker = _pick_speaker(plan, rng)
+        before = [vocabulary[i] for i in rng.integers(len(vocabulary), size=int(rng.integers(1, 3)))]
+        after = [vocabulary[i] for i in rng.integers(len(vocabulary), size=int(rng.integers(1, 3)))]
+        counts[(target, speaker.split)] += 1
+        key = f"lipread_mp4/{target}/{speaker.split}/{target}_{counts[(target, speaker.split)]:05d}"
+        plan.utterances.append(
+            Utterance(key, speaker.split, speaker.index, (*before, target, *after), len(before), int(rng.integers(2**31)))
+        )
+
+
+# --- rendering (runs in worker processes) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderedItem:
+    key: str
+    frames: int
+    seconds: float
+
+
+class UtteranceRenderer:
+    """Per-process state: the speech synthesiser and the face renderer are built once."""
+
+    def __init__(self, config: SynthConfig, speakers: list[Speaker]) -> None:
+        from avsr.data.synth.face import TalkingFace
+        from avsr.data.synth.tts import Synthesizer
+
+        self.config = config
+        self.speakers = speakers
+        self.synthesizer = Synthesizer()
+        self.face = TalkingFace(config.frame_size)
+
+    def compose(self, utterance: Utterance) -> ComposedUtterance:
+        """Speech, mouth track, frames and transcript of one utterance, in memory."""
+        from avsr.data.synth.visemes import mouth_track
+
+        speaker = self.speakers[utterance.speaker]
+        rng = np.random.default_rng(utterance.seed)
+        text = " ".join(spoken_form(word) for word in utterance.words)
+        speech = self.synthesizer.speak(text, speaker.voice).resample(SAMPLE_RATE)
+        if self.config.layout == "lrs2":
+            speech = speech.pad(before=float(rng.uniform(0.15, 0.4)), after=float(rng.uniform(0.15, 0.4)))
+            first_frame = 0
+            num_frames = int(np.ceil(speech.duration * FPS))
+        else:
+            # LRW: 29 frames with the target word's centre in the middle, context speech around it.
+            half = LRW_FRAMES / FPS / 2
+            target = speech.words[utterance.target]
+            speech = speech.pad(before=max(0.0, half - (target.start + target.end) / 2) + 0.04, after=half + 0.04)
+            target = speech.words[utterance.target]
+            first_frame = int(round(((target.start + target.end) / 2 - half) * FPS))
+            num_frames = LRW_FRAMES
+        total_frames = first_frame + num_frames
+        audio = np.zeros(total_frames * SAMPLES_PER_FRAME, np.float32)
+        usable = min(len(audio), len(speech.audio))
+        audio[:usable] = speech.audio[:usable]
+        track = mouth_track(speech.phonemes, total_frames, FPS)[first_frame:]
+        offset = first_frame / FPS
+        if self.config.layout == "lrs2":
+            transcript = lrs2_transcript(utterance.words, [(w.start - offset, w.end - offset) for w in speech.words])
+        else:
+            target = speech.words[utterance.target]
+            transcript = lrw_transcript(utterance.words[utterance.target], target.end - target.start)
+        return ComposedUtterance(
+            frames=self.face.render(track, speaker.appearance, FPS),
+            audio=audio[first_frame * SAMPLES_PER_FRAME :],
+            track=track,
+            transcript=transcript,
+        )
+
+    def render(self, utterance: Utterance, root: Path) -> RenderedItem:
+        """Write ``<key>.mp4`` (H.264 + AAC 16 kHz) and then ``<key>.txt``."""
+        from avsr.media import write_mp4
+
+        item = self.compose(utterance)
+        write_mp4(root / f"{utterance.key}.mp4", item.frames, item.audio, fps=FPS, sample_rate=SAMPLE_RATE)
+        _write_text(root / f"{utterance.key}.txt", item.transcript)
+        return RenderedItem(utterance.key, len(item.frames), len(item.frames) / FPS)
+
+
+@dataclass
+class ComposedUtterance:
+    frames: np.ndarray  # (T, H, W, 3) uint8 RGB
+    audio: np.ndarray  # (T * 640,) float32 at 16 kHz
+    track: np.ndarray  # (T, 3) mouth pose per frame: open, spread, teeth
+    transcript: str  # the .txt file's content
+
+
+def lrs2_transcript(words: tuple[str, ...], times: list[tuple[float, float]]) -> str:
+    """LRS2's .txt: ``Text:``, ``Conf:``, then one ``WORD START END ASDSCORE`` line per word."""
+    lines = [f"Text:  {' '.join(words)}", "Conf:  4", "", "WORD START END ASDSCORE"]
+    lines += [f"{word} {start:.2f} {end:.2f} 1.0" for word, (start, end) in zip(words, times)]
+    return "\n".join(lines) + "\n"
+
+
+def lrw_transcript(word: str, duration: float) -> str:
+    """LRW's .txt: the word, a confidence, and the word's duration (centred in the clip)."""
+    return f"Text: {word}\nConf: 4\nDuration: {duration:.2f} seconds\n"
+
+
+def _write_text(path: Path, text: str) -> None:
+    from avsr.media.atomic import atomic_path
+
+    with atomic_path(path) as temp:
+        Path(temp).write_text(text, encoding="utf-8")
+
+
+# --- orchestration -----------------------------------------------------------------------------------
+
+
+def is_done(root: Path, utterance: Utterance) -> bool:
+    """The .txt is written after the .mp4, so its presence marks a finished item."""
+    return (root / f"{utterance.key}.txt").is_file() and (root / f"{utterance.key}.mp4").is_file()
+
+
+def write_metadata(root: Path, plan: CorpusPlan) -> None:
+    """Split lists (lrs2), and ``synth_meta.json``: the config, the speakers and who said what."""
+    if plan.config.layout == "lrs2":
+        for split, keys in plan.split_lists().items():
+            _write_text(root / f"{split}.txt", "".join(f"{key}\n" for key in keys))
+    meta = {
+        "config": asdict(plan.config),
+        "speakers": [
+            {"index": s.index, "split": s.split, "voice": asdict(s.voice), "appearance": asdict(s.appearance), "groups": list(s.groups)}
+            for s in plan.speakers
+        ],
+        "utterances": [{"key": u.key, "split": u.split, "speaker": u.speaker, "text": " ".join(u.words)} for u in plan.utterances],
+    }
+    _write_text(root / META_FILE, json.dumps(meta, indent=1) + "\n")
+
+
+def check_output_dir(root: Path, config: SynthConfig) -> None:
+    """Refuse to mix two corpora in one directory; the same config resumes."""
+    meta = root / META_FILE
+    if meta.is_file():
+        previous = json.loads(meta.read_text(encoding="utf-8"))["config"]
+        if previous != asdict(config):
+            raise ValueError(f"{root}: holds a corpus made with other settings; choose another directory")
+    elif root.is_dir() and any(root.iterdir()):
+        raise ValueError(f"{root}: exists and is not empty; choose another directory")
+
+
+_worker: UtteranceRenderer | None = None
+
+
+def _init_worker(config: SynthConfig, speakers: list[Speaker]) -> None:
+    import cv2
+
+    global _worker
+    cv2.setNumThreads(1)
+    _worker = UtteranceRenderer(config, speakers)
+
+
+def _render_in_worker(job: tuple[Utterance, Path]) -> RenderedItem:
+    assert _worker is not None
+    return _worker.render(*job)
+
+
+def generate(
+    root: str | os.PathLike[str],
+    config: SynthConfig,
+    workers: int = 1,
+    on_item: Callable[[RenderedItem], None] | None = None,
+) -> CorpusPlan:
+    """Write the corpus under ``root`` (resuming an interrupted run of the same config)."""
+    root = Path(root)
+    check_output_dir(root, config)
+    plan = plan_corpus(config)
+    root.mkdir(parents=True, exist_ok=True)
+    write_metadata(root, plan)
+    todo = [u for u in plan.utterances if not is_done(root, u)]
+    for item in _render_all(todo, plan, root, workers):
+        if on_item is not None:
+            on_item(item)
+    return plan
+
+
+def _render_all(todo: list[Utterance], plan: CorpusPlan, root: Path, workers: int) -> Iterator[RenderedItem]:
+    if not todo:
+        return
+    if workers <= 1:
+        renderer = UtteranceRenderer(plan.config, plan.speakers)
+        for utterance in todo:
+            yield renderer.render(utterance, root)
+        return
+    import multiprocessing
+
+    # BLAS thread pools in every worker would fight over the cores: one thread each.
+    limits = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    saved = {name: os.environ.get(name) for name in limits}
+    os.environ.update(limits)
+    try:
+        context = multiprocessing.get_context("spawn")
+        pool = context.Pool(workers, initializer=_init_worker, initargs=(plan.config, plan.speakers))
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    with pool:
+        yield from pool.imap_unordered(_render_in_worker, [(u, root) for u in todo], chunksize=1)
+
+
+def summarize(root: Path, plan: CorpusPlan) -> dict:
+    """What the corpus holds: items and hours per split, speakers, vocabulary."""
+    per_split: Counter[str] = Counter(u.split for u in plan.utterances)
+    speakers_per_split: Counter[str] = Counter(s.split for s in plan.speakers)
+    vocabulary = {word for u in plan.utterances for word in u.words} if plan.config.layout == "lrs2" else {
+        u.words[u.target] for u in plan.utterances
+    }
+    return {
+        "root": str(root),
+        "layout": plan.config.layout,
+        "utterances": len(plan.utterances),
+        "per_split": dict(sorted(per_split.items())),
+        "speakers": dict(sorted(speakers_per_split.items())),
+        "vocabulary": len(vocabulary),
+        "frame_size": plan.config.frame_size,
+    }
+
+
+def total_duration(root: Path, plan: CorpusPlan) -> float:
+    """Seconds of video written (read from the files' headers, so resumed items count too)."""
+    from avsr.media import MediaError, probe
+
+    seconds = 0.0
+    for utterance in plan.utterances:
+        try:
+            seconds += probe(root / f"{utterance.key}.mp4").duration
+        except MediaError:
+            continue
+    return seconds

@@ -67,6 +67,8 @@ def spoken_form(word: str) -> str:
     Single letters are spelt out so that espeak says the letter's name (as GRID speakers do) and
     reports it as one word event.
     """
+    if word == "A":
+        return "eh"  # espeak reads a lone "A" as the article; "eh" gives the letter's name
     if len(word) == 1 and word.isalpha():
         return word.upper()
     return word.lower()

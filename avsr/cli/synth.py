@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.preview is not None:
         from avsr.data.synth.preview import write_strip
 
-        write_strip(args.out_dir / f"{plan.utterances[0].key}.mp4", args.preview)
+        write_strip(args.out_dir / f"{plan.utterances[0].key}.mp4", args.preview, count=16, columns=8)
         summary["preview"] = str(args.preview)
     if args.check > 0:
         from avsr.data.synth.verify import verify_corpus

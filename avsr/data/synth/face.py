@@ -10,6 +10,7 @@ background, so that the face detector sees a different person-like image per spe
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -30,6 +31,8 @@ CORNERS = (48, 54, 60, 64)
 FIXED = tuple(range(0, 4)) + tuple(range(13, 48))  # jaw ends, brows, nose, eyes
 INNER_CONTOUR = tuple(range(60, 68))
 MIN_LIP_GAP = 1.0  # photo pixels
+# (low, high, step) of open, spread and teeth: the nodes where the warp is solved exactly.
+POSE_GRID = ((0.0, 1.0, 0.05), (-1.0, 1.0, 0.125), (0.0, 1.0, 0.125))
 
 
 @dataclass(frozen=True)
@@ -187,23 +190,52 @@ class MouthRenderer:
         gx = np.arange(x0, x1 + step, step, dtype=np.float64)
         gy = np.arange(y0, y1 + step, step, dtype=np.float64)
         self._grid_x, self._grid_y = np.meshgrid(gx, gy)
+        self._node_maps: dict[tuple[int, int, int], np.ndarray] = {}
 
-    def render(self, open_: float, spread: float, teeth: float) -> tuple[np.ndarray, np.ndarray]:
-        """The posed photograph and its posed landmarks."""
+    def _exact_map(self, open_: float, spread: float, teeth: float) -> np.ndarray:
+        """(2, gh, gw) coarse backward map (photo coordinates) for one pose."""
         rig = self.rig
         posed = posed_landmarks(rig, open_, spread, teeth)
         moving = [i for i in range(68) if i not in FIXED]
         targets = np.vstack([posed[list(FIXED)], posed[moving], self._anchors])
         sources = np.vstack([rig.landmarks[list(FIXED)], rig.landmarks[moving], self._anchors])
-        map_x, map_y = _tps_map(targets, sources, self._grid_x, self._grid_y)
+        return np.stack(_tps_map(targets, sources, self._grid_x, self._grid_y)).astype(np.float32)
+
+    def _node_map(self, node: tuple[int, int, int]) -> np.ndarray:
+        if node not in self._node_maps:
+            pose = [low + index * step for index, (low, _, step) in zip(node, POSE_GRID)]
+            self._node_maps[node] = self._exact_map(*pose)
+        return self._node_maps[node]
+
+    def coarse_map(self, open_: float, spread: float, teeth: float) -> np.ndarray:
+        """The coarse map, interpolated between maps solved at the nodes of a pose grid.
+
+        Solving the spline costs more than the rest of a frame; poses repeat across frames and
+        utterances, and the map changes smoothly with the pose (sub-pixel error at these steps).
+        """
+        corners = []
+        for value, (low, high, step) in zip((open_, spread, teeth), POSE_GRID):
+            position = (min(max(value, low), high) - low) / step
+            below = min(int(position), round((high - low) / step) - 1)
+            corners.append(((below, 1.0 - (position - below)), (below + 1, position - below)))
+        result = np.zeros_like(self._node_map((0, 0, 0)))
+        for (i, wi), (j, wj), (k, wk) in itertools.product(*corners):
+            weight = wi * wj * wk
+            if weight > 0:
+                result += weight * self._node_map((i, j, k))
+        return result
+
+    def render(self, open_: float, spread: float, teeth: float) -> tuple[np.ndarray, np.ndarray]:
+        """The posed photograph and its posed landmarks."""
+        rig = self.rig
+        posed = posed_landmarks(rig, open_, spread, teeth)
+        map_x, map_y = self.coarse_map(open_, spread, teeth)
         x0, y0, x1, y1 = self.box
         size = (x1 - x0, y1 - y0)
-        # The coarse grid starts at the box corner, so a linear resize maps grid nodes onto pixels.
-        full_x = cv2.resize(map_x.astype(np.float32), (map_x.shape[1] * self.GRID_STEP, map_x.shape[0] * self.GRID_STEP), interpolation=cv2.INTER_LINEAR)
-        full_y = cv2.resize(map_y.astype(np.float32), (map_y.shape[1] * self.GRID_STEP, map_y.shape[0] * self.GRID_STEP), interpolation=cv2.INTER_LINEAR)
-        offset = self.GRID_STEP / 2 - 0.5  # resize aligns pixel centres, not corners
-        full_x = _shift(full_x, offset)[: size[1], : size[0]]
-        full_y = _shift(full_y, offset)[: size[1], : size[0]]
+        full = (map_x.shape[1] * self.GRID_STEP, map_x.shape[0] * self.GRID_STEP)
+        offset = self.GRID_STEP / 2 - 0.5  # resize aligns pixel centres, not grid nodes
+        full_x = _shift(cv2.resize(map_x, full, interpolation=cv2.INTER_LINEAR), offset)[: size[1], : size[0]]
+        full_y = _shift(cv2.resize(map_y, full, interpolation=cv2.INTER_LINEAR), offset)[: size[1], : size[0]]
         image = rig.image.copy()
         image[y0:y1, x0:x1] = cv2.remap(rig.image, full_x, full_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         _paint_mouth(image, posed, rig.mouth_width, teeth)

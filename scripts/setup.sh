@@ -13,7 +13,7 @@ venv=${AVSR_VENV:-$HOME/.cache/avsr/venv}
 log() { echo "[avsr setup] $*" >&2; }
 
 # fairseq2's native library loads the system libsndfile.
-if ! ldconfig -p 2>/dev/null | grep -q 'libsndfile\.so\.1'; then
+if ! { ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null | grep -q 'libsndfile\.so\.1'; then
   log "installing libsndfile1 (fairseq2 needs it)"
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"

@@ -8,7 +8,21 @@ from contextlib import contextmanager
 from typing import Iterator, NoReturn
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+
+class ItemsPerSecondColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        return Text("" if task.speed is None else f"{task.speed:.2f} items/s")
 
 
 def fail(program: str, message: str, code: int = 2) -> NoReturn:
@@ -27,6 +41,7 @@ def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        ItemsPerSecondColumn(),
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),

@@ -1,5 +1,54 @@
-"""Face detection and 68-point landmarks."""
+"""Faces and mouths: 68-point landmarks per frame, smoothed over time, aligned to a mean face, mouth crop.
 
+Landmarks come from a :class:`VideoLandmarker` backend: :class:`DlibVideoLandmarker` (dlib's HOG
+detector and 68-point predictor, tracking between sparse detections) or landmark files computed
+elsewhere (:class:`PrecomputedLandmarks`: auto_avsr's LRS2/LRS3 pickles, loaded safely, or our
+``.npy``). :func:`crop_mouths` turns frames plus landmarks into :class:`MouthCrops` the way
+auto_avsr's preprocessing does (gap filling, smoothing, similarity alignment, square crop).
+
+Every problem with one video is a ``ValueError`` subclass with a one-line message
+(:class:`NoFaceError`, :class:`FaceAlignmentError`, :class:`LandmarksFileError`).
+"""
+
+from avsr.face.align import MOUTH, STABLE_POINTS, MouthCropConfig, MouthCropper, MouthCrops, default_mean_face
 from avsr.face.dlib_landmarker import DlibLandmarker, shape_predictor_path
+from avsr.face.dlib_video import DlibVideoLandmarker, TrackingStats
+from avsr.face.errors import FaceAlignmentError, LandmarksFileError, NoFaceError
+from avsr.face.landmarker import VideoLandmarker
+from avsr.face.pipeline import crop_mouths
+from avsr.face.precomputed import (
+    PrecomputedLandmarks,
+    SafeUnpickler,
+    StoredLandmarks,
+    load_landmarks_file,
+    safe_pickle_loads,
+    save_landmarks,
+)
+from avsr.face.temporal import fill_missing, fill_with_mask, smooth_landmarks
 
-__all__ = ["DlibLandmarker", "shape_predictor_path"]
+__all__ = [
+    "MOUTH",
+    "STABLE_POINTS",
+    "DlibLandmarker",
+    "DlibVideoLandmarker",
+    "FaceAlignmentError",
+    "LandmarksFileError",
+    "MouthCropConfig",
+    "MouthCropper",
+    "MouthCrops",
+    "NoFaceError",
+    "PrecomputedLandmarks",
+    "SafeUnpickler",
+    "StoredLandmarks",
+    "TrackingStats",
+    "VideoLandmarker",
+    "crop_mouths",
+    "default_mean_face",
+    "fill_missing",
+    "fill_with_mask",
+    "load_landmarks_file",
+    "safe_pickle_loads",
+    "save_landmarks",
+    "shape_predictor_path",
+    "smooth_landmarks",
+]

@@ -7,6 +7,7 @@ pkg_resources (gone from recent setuptools).
 from __future__ import annotations
 
 import importlib.util
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,22 @@ def shape_predictor_path() -> Path:
     return path
 
 
+@lru_cache(maxsize=1)
+def shape_predictor():
+    """dlib's 68-point shape predictor, loaded once per process (the file is 100 MB, about a second).
+
+    Prediction does not change the model, so every landmarker in the process shares it.
+    """
+    import dlib
+
+    return dlib.shape_predictor(str(shape_predictor_path()))
+
+
+def shape_to_array(shape) -> np.ndarray:
+    """A dlib full_object_detection as a (68, 2) float32 array of (x, y)."""
+    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+
+
 class DlibLandmarker:
     """Finds the largest face in an RGB image and returns its 68 landmarks as (68, 2) float32 (x, y).
 
@@ -35,7 +52,7 @@ class DlibLandmarker:
 
         self.upsample = upsample
         self._detector = dlib.get_frontal_face_detector()
-        self._predictor = dlib.shape_predictor(str(shape_predictor_path()))
+        self._predictor = shape_predictor()
 
     def detect_face(self, image: np.ndarray):
         """The largest face rectangle (a dlib.rectangle), or None."""
@@ -45,8 +62,7 @@ class DlibLandmarker:
         return max(faces, key=lambda r: r.width() * r.height())
 
     def landmarks_in(self, image: np.ndarray, face) -> np.ndarray:
-        shape = self._predictor(np.ascontiguousarray(image), face)
-        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+        return shape_to_array(self._predictor(np.ascontiguousarray(image), face))
 
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
         face = self.detect_face(image)

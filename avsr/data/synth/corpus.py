@@ -349,30 +349,10 @@ def generate(
 
 
 def _render_all(todo: list[Utterance], plan: CorpusPlan, root: Path, workers: int) -> Iterator[RenderedItem]:
-    if not todo:
-        return
-    if workers <= 1:
-        renderer = UtteranceRenderer(plan.config, plan.speakers)
-        for utterance in todo:
-            yield renderer.render(utterance, root)
-        return
-    import multiprocessing
+    from avsr.parallel import run_jobs
 
-    # BLAS thread pools in every worker would fight over the cores: one thread each.
-    limits = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    saved = {name: os.environ.get(name) for name in limits}
-    os.environ.update(limits)
-    try:
-        context = multiprocessing.get_context("spawn")
-        pool = context.Pool(workers, initializer=_init_worker, initargs=(plan.config, plan.speakers))
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-    with pool:
-        yield from pool.imap_unordered(_render_in_worker, [(u, root) for u in todo], chunksize=1)
+    jobs = [(utterance, root) for utterance in todo]
+    yield from run_jobs(_render_in_worker, jobs, workers, _init_worker, (plan.config, plan.speakers))
 
 
 def summarize(root: Path, plan: CorpusPlan) -> dict:

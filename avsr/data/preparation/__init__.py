@@ -1,0 +1,1 @@
+"""Corpus preparation: mouth crops, audio, manifests, skip reports, previews."""

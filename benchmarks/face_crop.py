@@ -1,0 +1,170 @@
+"""Mouth-crop speed on 640x480 video, one core: dlib tracking vs dlib detection on every frame.
+
+Both runs do the whole job on decoded frames: landmarks (``DlibVideoLandmarker`` with
+``track=True`` or ``track=False``), gap filling, smoothing, alignment and the 96x96 grayscale crop.
+Video decoding is not included. The process is pinned to one CPU and OpenCV to one thread
+(``cv2.setNumThreads(1)``; dlib's detector and predictor are single-threaded), so the numbers are
+frames per second per core. The video is the synthetic talking face rendered at 480x480 and
+padded to 640x480; the true landmarks it was rendered with give each run's error. Prints JSON.
+
+    python benchmarks/face_crop.py            # 2 clips of 100 frames
+    python benchmarks/face_crop.py --quick    # 1 clip of 50 frames
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from avsr.data.synth.face import Appearance, TalkingFace  # noqa: E402
+from avsr.face import DlibVideoLandmarker, MouthCropConfig, MouthCropper  # noqa: E402
+
+WIDTH, HEIGHT = 640, 480
+
+
+def make_clip(face: TalkingFace, frames: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(T, 480, 640, 3) RGB frames and (T, 68, 2) true landmarks of one synthetic speaker."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(frames) / 25.0
+    track = np.stack(
+        [
+            np.clip(0.45 + 0.45 * np.sin(2 * np.pi * 1.7 * t + rng.uniform(0, 6)), 0, 1),  # syllable-rate opening
+            0.6 * np.sin(2 * np.pi * 0.5 * t + rng.uniform(0, 6)),
+            np.zeros(frames),
+        ],
+        axis=1,
+    )
+    appearance = Appearance(
+        face_width=float(rng.uniform(0.38, 0.48)),
+        background=("coffee", "rocket", "gradient")[seed % 3],
+        background_seed=seed,
+        motion=1.0,
+        motion_seed=seed,
+        mirror=False,  # a mirrored face would swap the left and right landmark numbers of the truth
+    )
+    square = face.render(track, appearance)
+    pad = (WIDTH - face.size) // 2
+    clip = np.stack([cv2.copyMakeBorder(f, 0, HEIGHT - face.size, pad, WIDTH - face.size - pad, cv2.BORDER_REFLECT_101) for f in square])
+    truth = face.posed_landmarks(track, appearance) + (pad, 0)
+    return clip, truth
+
+
+def run(clips: list[np.ndarray], landmarker: DlibVideoLandmarker, cropper: MouthCropper, repeats: int) -> dict:
+    """Best of ``repeats`` timings over all clips, with the landmarks of the last repeat."""
+    best_total, best_landmarks = float("inf"), float("inf")
+    for _ in range(repeats):
+        found, stats = [], []
+        landmark_seconds = total_seconds = 0.0
+        for clip in clips:
+            start = time.perf_counter()
+            landmarks = landmarker.landmarks(clip)
+            middle = time.perf_counter()
+            cropper.crop(clip, landmarks)
+            end = time.perf_counter()
+            landmark_seconds += middle - start
+            total_seconds += end - start
+            found.append(landmarks)
+            stats.append(landmarker.last_stats.as_dict())
+        best_total = min(best_total, total_seconds)
+        best_landmarks = min(best_landmarks, landmark_seconds)
+    frames = sum(len(c) for c in clips)
+    summed = {key: sum(s[key] for s in stats) for key in stats[0]}
+    return {
+        "frames": frames,
+        "seconds": round(best_total, 3),
+        "frames_per_second": round(frames / best_total, 1),
+        "landmark_frames_per_second": round(frames / best_landmarks, 1),
+        "crop_ms_per_frame": round(1000 * (best_total - best_landmarks) / frames, 3),
+        "stats": summed,
+        "_landmarks": found,
+    }
+
+
+def mean_error(found: list[list], truth: list[np.ndarray], points: slice = slice(None)) -> float | None:
+    errors = [
+        float(np.linalg.norm(f[points] - t[points], axis=1).mean())
+        for clip_found, clip_truth in zip(found, truth)
+        for f, t in zip(clip_found, clip_truth)
+        if f is not None
+    ]
+    return round(float(np.mean(errors)), 3) if errors else None
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--clips", type=int, default=None)
+    parser.add_argument("--frames", type=int, default=None, help="frames per clip")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--crop-size", type=int, default=96)
+    args = parser.parse_args()
+    clips_count = args.clips or (1 if args.quick else 2)
+    frames = args.frames or (50 if args.quick else 100)
+    repeats = args.repeats or (2 if args.quick else 3)
+
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if cpus:
+        os.sched_setaffinity(0, {cpus[0]})
+    cv2.setNumThreads(1)
+
+    face = TalkingFace(size=HEIGHT)
+    made = [make_clip(face, frames, seed) for seed in range(clips_count)]
+    clips, truth = [c for c, _ in made], [t for _, t in made]
+    cropper = MouthCropper(MouthCropConfig(crop_size=args.crop_size))
+    tracking = run(clips, DlibVideoLandmarker(track=True), cropper, repeats)
+    every_frame = run(clips, DlibVideoLandmarker(track=False), cropper, repeats)
+
+    tracked, detected = tracking.pop("_landmarks"), every_frame.pop("_landmarks")
+    differences = [
+        float(np.linalg.norm(a - b, axis=1).mean())
+        for clip_a, clip_b in zip(tracked, detected)
+        for a, b in zip(clip_a, clip_b)
+        if a is not None and b is not None
+    ]
+    report = {
+        "benchmark": "face_crop",
+        "video": f"{clips_count} synthetic clip(s) x {frames} frames, {WIDTH}x{HEIGHT} RGB, decoded in memory",
+        "crop": f"{args.crop_size}x{args.crop_size} grayscale, auto_avsr alignment, 12-frame smoothing",
+        "threads": "one CPU (sched_setaffinity), cv2.setNumThreads(1)",
+        "cpu": _cpu_name(),
+        "tracking": tracking,
+        "detect_every_frame": every_frame,
+        "speedup_tracking_vs_every_frame": round(tracking["frames_per_second"] / every_frame["frames_per_second"], 2),
+        "landmark_difference_px": {
+            "mean": round(float(np.mean(differences)), 3) if differences else None,
+            "max": round(float(np.max(differences)), 3) if differences else None,
+        },
+        "error_vs_truth_px": {
+            "tracking_all": mean_error(tracked, truth),
+            "every_frame_all": mean_error(detected, truth),
+            "tracking_mouth": mean_error(tracked, truth, slice(48, 68)),
+            "every_frame_mouth": mean_error(detected, truth, slice(48, 68)),
+        },
+        "target_frames_per_second_per_core": 256,
+    }
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""avsr-prepare on synthetic corpora: crops, manifests, skipped items, resuming, shards, tokenizers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avsr.cli import prepare as prepare_cli
+from avsr.data.corpora import list_corpus, parse_transcript
+from avsr.data.manifest import read_manifest
+from avsr.data.preparation.clip import ClipPreparer, ClipSettings
+from avsr.data.preparation.runner import PrepareConfig, prepare_corpus, read_outcomes
+from avsr.media import probe, read_audio, read_video, write_mp4
+
+PREP_ARGS = ["--workers", "2", "--quiet", "--json"]
+
+
+def tree_hash(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        digest.update(str(path.relative_to(root)).encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def run_cli(args: list[str], capsys) -> dict:
+    assert prepare_cli.main(args) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture(scope="session")
+def prepared_lrs2(lrs2_corpus: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("prepared") / "lrs2"
+    assert prepare_cli.main(["lrs2", str(lrs2_corpus), str(out), "--workers", "2", "--quiet", "--max-duration", "3"]) == 0
+    return out
+
+
+def test_manifests_match_the_files(lrs2_corpus: Path, prepared_lrs2: Path):
+    items = {item.id: item for item in list_corpus("lrs2", lrs2_corpus, max_seconds=3)}
+    seen = set()
+    for split in ("pretrain", "train", "val", "test"):
+        manifest = prepared_lrs2 / f"{split}.tsv"
+        assert manifest.is_file(), split
+        for row in read_manifest(manifest):
+            seen.add(row.id)
+            item = items[row.id]
+            assert item.split == split
+            assert row.text == item.text and row.text
+            clip = read_video(prepared_lrs2 / row.video, with_audio=False)
+            assert clip.frames.shape[0] == row.frames
+            assert clip.frames.shape[1:3] == (96, 96)
+            audio = read_audio(prepared_lrs2 / row.audio)
+            assert len(audio) == row.samples == row.frames * 640
+    assert seen == set(items), "every item prepared (none of these is bad)"
+    assert (prepared_lrs2 / "report.tsv").read_text().splitlines() == ["id\tsource\treason"]
+
+
+def test_crop_frames_are_grayscale(prepared_lrs2: Path):
+    row = read_manifest(prepared_lrs2 / "train.tsv")[0]
+    frames = read_video(prepared_lrs2 / row.video, with_audio=False).frames
+    assert np.abs(frames[..., 0].astype(int) - frames[..., 1]).max() <= 2
+
+
+def test_crop_is_centred_on_the_mouth(lrs2_corpus: Path):
+    preparer = ClipPreparer(ClipSettings(crop_size=96))
+    item = next(i for i in list_corpus("lrs2", lrs2_corpus) if i.split == "test")
+    clip = preparer.load(item)
+    assert clip.detected.all()
+    points = clip.mouth_points
+    assert (points >= 0).all() and (points < 96).all(), "the whole mouth is inside the crop"
+    centre = points.mean(axis=1)
+    assert np.abs(centre - 48).max() < 6, "the mouth is centred"
+
+
+def test_long_pretrain_clips_are_cut_at_word_boundaries(lrs2_corpus: Path, prepared_lrs2: Path):
+    rows = read_manifest(prepared_lrs2 / "pretrain.tsv")
+    pieces = [r for r in rows if r.id.rsplit("_", 1)[-1].isdigit() and "_" in r.id.rsplit("/", 1)[-1]]
+    assert pieces, "the fixture's pretrain clips are longer than 3 s"
+    for row in pieces:
+        assert row.frames <= 3 * 25 + 1
+        source_id = row.id.rsplit("_", 1)[0]
+        transcript = parse_transcript(lrs2_corpus / f"{source_id}.txt")
+        assert row.text in transcript.text
+    whole = {r.id.rsplit("_", 1)[0] for r in pieces}
+    for source_id in whole:
+        joined = " ".join(r.text for r in sorted(rows, key=lambda r: r.id) if r.id.startswith(source_id + "_"))
+        assert joined == parse_transcript(lrs2_corpus / f"{source_id}.txt").text
+
+
+@pytest.fixture()
+def broken_corpus(lrs2_corpus: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A copy of the synthetic corpus with a corrupt file, a faceless clip and an empty transcript."""
+    src = tmp_path / "src"
+    shutil.copytree(lrs2_corpus, src)
+    ids = [line for line in (src / "train.txt").read_text().split()] + [line for line in (src / "test.txt").read_text().split()]
+    corrupt, faceless, empty = (src / "main" / f"{i}" for i in ids[:3])
+    data = corrupt.with_suffix(".mp4").read_bytes()
+    corrupt.with_suffix(".mp4").write_bytes(data[: len(data) // 3])
+    clip = read_video(faceless.with_suffix(".mp4"))
+    write_mp4(faceless.with_suffix(".mp4"), np.zeros_like(clip.frames), clip.audio)
+    empty.with_suffix(".txt").write_text("Text:  \nConf:  4\n")
+    return src, {f"main/{ids[0]}": "truncated or corrupt", f"main/{ids[1]}": "no face found", f"main/{ids[2]}": "empty transcript"}
+
+
+def test_bad_items_are_reported_and_skipped(broken_corpus, tmp_path: Path, capsys):
+    src, expected = broken_corpus
+    before = tree_hash(src)
+    out = tmp_path / "out"
+    report = run_cli(["lrs2", str(src), str(out), *PREP_ARGS], capsys)
+    assert report["skipped"] == 3 and report["prepared"] == report["items"] - 3
+    lines = (out / "report.tsv").read_text().splitlines()[1:]
+    reasons = {line.split("\t")[0]: line.split("\t")[2] for line in lines}
+    assert set(reasons) == set(expected)
+    for item_id, reason in expected.items():
+        assert reason in reasons[item_id], (item_id, reasons[item_id])
+    manifest_ids = {row.id for split in ("train", "val", "test", "pretrain") if (out / f"{split}.tsv").exists() for row in read_manifest(out / f"{split}.tsv")}
+    assert not manifest_ids & set(expected)
+    assert tree_hash(src) == before, "the source corpus is never modified"
+
+
+def test_interrupted_run_resumes_without_redoing(lrs2_corpus: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    config = PrepareConfig("lrs2", lrs2_corpus, out, workers=1)
+    done = []
+
+    def stop_after_three(outcome):
+        done.append(outcome.id)
+        if len(done) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        prepare_corpus(config, on_outcome=stop_after_three)
+    assert set(read_outcomes(out)) == set(done)
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "video").rglob("*.mp4")}
+    log = next((out / ".records").glob("*.jsonl"))
+    with open(log, "a") as handle:
+        handle.write('{"id": "torn')  # a kill in the middle of a line
+    summary = prepare_corpus(config)
+    assert summary.already_done == 3
+    assert summary.prepared == summary.items - 3
+    assert all(p.stat().st_mtime_ns == stamp for p, stamp in stamps.items())
+    assert sum(summary.manifests.values()) == summary.items
+    again = prepare_corpus(config)
+    assert again.prepared == 0 and again.already_done == again.items
+
+
+def test_shards_split_the_work(lrs2_corpus: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    first = prepare_corpus(PrepareConfig("lrs2", lrs2_corpus, out, shard=0, shards=2))
+    second = prepare_corpus(PrepareConfig("lrs2", lrs2_corpus, out, shard=1, shards=2))
+    total = len(list_corpus("lrs2", lrs2_corpus))
+    assert first.items + second.items == total
+    assert first.prepared + second.prepared == total
+    assert sum(second.manifests.values()) == total
+
+
+def test_lrw_clips_prepare_to_29_frames(lrw_corpus: Path, tmp_path: Path, capsys):
+    out = tmp_path / "lrw"
+    report = run_cli(["lrw", str(lrw_corpus), str(out), *PREP_ARGS, "--crop-size", "88"], capsys)
+    assert report["prepared"] == 9 and report["skipped"] == 0
+    for split, rows in report["manifests"].items():
+        for row in read_manifest(out / f"{split}.tsv"):
+            assert row.frames == 29 and row.samples == 29 * 640
+            assert row.id.split("/")[0] == row.text
+            assert probe(out / row.video).width == 88
+
+
+def test_precomputed_landmarks_in_auto_avsr_form(lrs2_corpus: Path, tmp_path: Path, capsys):
+    """Landmarks from files (one 68x2 array or None per frame, pickled) replace the detector."""
+    from avsr.face import DlibLandmarker
+
+    landmarker = DlibLandmarker()
+    items = [i for i in list_corpus("lrs2", lrs2_corpus) if i.split == "test"][:2]
+    marks = tmp_path / "landmarks"
+    for item in items:
+        frames = read_video(item.video, with_audio=False).frames
+        per_frame = [landmarker(frame) for frame in frames]
+        per_frame[1] = None  # a gap the pipeline must fill
+        (marks / item.id).parent.mkdir(parents=True, exist_ok=True)
+        with open(marks / f"{item.id}.pkl", "wb") as handle:
+            pickle.dump(per_frame, handle)
+    out = tmp_path / "out"
+    report = run_cli(["lrs2", str(lrs2_corpus), str(out), *PREP_ARGS, "--landmarks", str(marks)], capsys)
+    prepared = {row.id for row in read_manifest(out / "test.tsv")} if (out / "test.tsv").exists() else set()
+    assert {item.id for item in items} <= prepared
+    assert report["skip_reasons"] and all("no landmarks file" in reason for reason in report["skip_reasons"])
+
+
+def test_preview_contact_sheet(prepared_lrs2: Path, lrs2_corpus: Path, capsys):
+    report = run_cli(["lrs2", str(lrs2_corpus), str(prepared_lrs2), *PREP_ARGS, "--max-duration", "3", "--preview", "4"], capsys)
+    assert report["prepared"] == 0, "a rerun redoes nothing"
+    assert report["preview"]["items"] == 4
+    import cv2
+
+    sheet = cv2.imread(report["preview"]["png"])
+    assert sheet is not None and sheet.shape[0] >= 160
+    assert probe(report["preview"]["mp4"]).duration > 1.0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["lrs2", "{src}", "{src}/inside"], "must not be inside the source"),
+        (["lrs2", "{missing}", "{out}"], "no such directory"),
+        (["lrw", "{empty}", "{out}"], "no LRW clips"),
+        (["lrs2", "{src}", "{out}", "--shard", "2/2"], "--shard must be I/N"),
+        (["lrs2", "{src}", "{out}", "--crop-size", "8"], "--crop-size must be between"),
+    ],
+)
+def test_bad_invocations_give_one_line_errors(lrs2_corpus: Path, tmp_path: Path, capsys, args, message):
+    (tmp_path / "empty").mkdir()
+    values = {"src": lrs2_corpus, "out": tmp_path / "out", "missing": tmp_path / "missing", "empty": tmp_path / "empty"}
+    with pytest.raises(SystemExit) as exit_info:
+        prepare_cli.main([a.format(**values) for a in args] + ["--quiet"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not (lrs2_corpus / "inside").exists()
+
+
+@pytest.mark.parametrize("kind, size", [("char", None), ("unigram", 40), ("bpe", 40)])
+def test_tokenizer_from_manifest_round_trips(prepared_lrs2: Path, tmp_path: Path, capsys, kind, size):
+    from avsr.data.tokenizers import load_tokenizer
+
+    out = tmp_path / kind
+    args = ["tokenizer", str(prepared_lrs2 / "train.tsv"), str(prepared_lrs2 / "pretrain.tsv"), str(out), "--kind", kind]
+    if size:
+        args += ["--vocab-size", str(size)]
+    assert prepare_cli.main(args) == 0
+    assert kind in capsys.readouterr().out
+    tokenizer = load_tokenizer(out)
+    for row in read_manifest(prepared_lrs2 / "test.tsv"):
+        assert tokenizer.decode(tokenizer.encode(row.text)) == row.text

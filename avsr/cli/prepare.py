@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N", help="prepare only shard I of N (0 <= I < N)")
         sub.add_argument("--max-duration", type=float, default=24.0, metavar="SECONDS",
                          help="cut pretrain clips longer than this at word boundaries (default 24)")
-        sub.add_argument("--detect-every", type=int, default=5, metavar="N",
+        sub.add_argument("--detect-every", type=int, default=10, metavar="N",
                          help="dlib: detect the face every N frames and track in between (1: every frame)")
         sub.add_argument("--crf", type=int, default=0, help="x264 quality of the crop videos (0 lossless)")
         sub.add_argument("--retry-skipped", action="store_true", help="retry items an earlier run skipped")

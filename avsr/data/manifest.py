@@ -43,26 +43,51 @@ def write_manifest(path: str | os.PathLike[str], rows: list[ManifestRow]) -> Non
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[ManifestRow]:
+    """Rows of a manifest; any problem is a one-line :class:`ManifestError` naming file and line."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            lines = handle.read().split("\n")
+    except UnicodeDecodeError as error:
+        raise ManifestError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     except OSError as error:
-        raise ManifestError(f"{path}: cannot read ({error.strerror or error})") from None
-    if not lines or tuple(lines[0].split("\t")) != COLUMNS:
-        raise ManifestError(f"{path}:1: expected the header {' '.join(COLUMNS)!r}")
+        raise ManifestError(f"{path}: cannot read manifest ({error.strerror or error})") from None
+    lines = [line.rstrip("\r") for line in lines]
+    if not lines or not lines[0]:
+        raise ManifestError(f"{path}: empty file, expected a manifest with header {' '.join(COLUMNS)}")
+    if tuple(lines[0].split("\t")) != COLUMNS:
+        raise ManifestError(f"{path}:1: not a manifest header (expected tab-separated {' '.join(COLUMNS)}, got {lines[0][:80]!r})")
     rows = []
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
         fields = line.split("\t")
         if len(fields) != len(COLUMNS):
-            raise ManifestError(f"{path}:{number}: expected {len(COLUMNS)} tab-separated fields, found {len(fields)}")
+            raise ManifestError(f"{path}:{number}: expected {len(COLUMNS)} tab-separated fields ({', '.join(COLUMNS)}), found {len(fields)}")
         try:
             frames, samples = int(fields[3]), int(fields[4])
         except ValueError:
             raise ManifestError(f"{path}:{number}: frames and samples must be integers") from None
-        rows.append(ManifestRow(fields[0], fields[1], fields[2], frames, samples, fields[5]))
+        rows.append(ManifestRow(fields[0], fields[1], fields[2], frames, samples, fields[5].strip()))
     return rows
+
+
+def read_manifest_texts(path: str | os.PathLike[str]) -> list[str]:
+    """The transcripts of a manifest, in file order, as written (not normalised); none may be empty."""
+    rows = read_manifest(path)
+    for row in rows:
+        if not row.text:
+            number = _line_of(path, row.id)
+            raise ManifestError(f"{path}:{number}: empty transcript (id {row.id!r})")
+    return [row.text for row in rows]
+
+
+def _line_of(path: str | os.PathLike[str], item_id: str) -> int:
+    with open(path, encoding="utf-8-sig") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.split("\t", 1)[0] == item_id and number > 1:
+                return number
+    return 0
 
 
 def resolve(manifest: str | os.PathLike[str], relative: str) -> Path:

@@ -33,7 +33,7 @@ class ClipSettings:
     landmarks_dir: Path | None = None  # precomputed landmarks instead of the dlib detector
     max_av_mismatch: float = 0.2  # seconds the audio and video streams may differ in length
     crf: int = 0  # x264 quality of the crop videos: 0 lossless
-    detect_every: int = 5  # dlib backend: full face detection every N frames, tracking between
+    detect_every: int = 10  # dlib backend: detector every N frames, tracking between (1: no tracking)
 
 
 @dataclass
@@ -57,7 +57,9 @@ class ClipPreparer:
         self.settings = settings
         self.cropper = MouthCropper(MouthCropConfig(crop_size=settings.crop_size))
         self.precomputed = PrecomputedLandmarks(settings.landmarks_dir) if settings.landmarks_dir else None
-        self.detector = None if self.precomputed else DlibVideoLandmarker(detect_every=settings.detect_every)
+        # detect_every=1 means "detect on every frame, no tracking": the slow, simple baseline.
+        tracking = settings.detect_every > 1
+        self.detector = None if self.precomputed else DlibVideoLandmarker(track=tracking, detect_every=settings.detect_every)
 
     def load(self, item: CorpusItem) -> PreparedClip:
         if not item.text.strip():

@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("paths", type=Path, nargs="+", metavar="MANIFEST... OUT_DIR", help="training manifests, then the output directory")
     tok.add_argument("--kind", choices=("char", "unigram", "bpe"), default="unigram")
     tok.add_argument("--vocab-size", type=int, default=None, help="sentencepiece vocabulary size (not for char)")
+    tok.add_argument("--case", choices=("upper", "lower", "keep"), default="upper", help="text normalisation: case (default upper, as LRS2/LRS3/LRW)")
+    tok.add_argument("--no-apostrophes", action="store_true", help="text normalisation: drop apostrophes (YOU'RE -> YOURE)")
+    tok.add_argument("--numbers", choices=("keep", "words"), default="keep", help="text normalisation: keep digits as written, or spell them out")
     return parser
 
 
@@ -146,13 +149,15 @@ def format_report(report: dict) -> str:
 
 def run_tokenizer(args: argparse.Namespace) -> int:
     from avsr.data.manifest import ManifestError
+    from avsr.data.text import TextNormalizer
     from avsr.data.tokenizers import train_tokenizer
 
     if len(args.paths) < 2:
         fail(PROGRAM, "tokenizer needs at least one MANIFEST and an OUT_DIR")
     *manifests, out_dir = args.paths
     try:
-        tokenizer = train_tokenizer(manifests, out_dir, kind=args.kind, vocab_size=args.vocab_size)
+        normalizer = TextNormalizer(case=args.case, keep_apostrophes=not args.no_apostrophes, numbers=args.numbers)
+        tokenizer = train_tokenizer(manifests, out_dir, kind=args.kind, vocab_size=args.vocab_size, normalizer=normalizer)
     except (ValueError, ManifestError) as error:
         fail(PROGRAM, str(error).splitlines()[0])
     print(f"{args.kind} tokenizer with {tokenizer.vocab_size} ids -> {out_dir} (fingerprint {tokenizer.fingerprint[:12]})")

@@ -96,17 +96,25 @@ def test_long_pretrain_clips_are_cut_at_word_boundaries(lrs2_corpus: Path, prepa
 
 @pytest.fixture()
 def broken_corpus(lrs2_corpus: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """A copy of the synthetic corpus with a corrupt file, a faceless clip and an empty transcript."""
+    """A copy of the synthetic corpus with a corrupt file, a faceless clip, an empty transcript and
+    a clip whose audio stops half-way."""
     src = tmp_path / "src"
     shutil.copytree(lrs2_corpus, src)
     ids = [line for line in (src / "train.txt").read_text().split()] + [line for line in (src / "test.txt").read_text().split()]
-    corrupt, faceless, empty = (src / "main" / f"{i}" for i in ids[:3])
+    corrupt, faceless, empty, short_audio = (src / "main" / f"{i}" for i in ids[:4])
     data = corrupt.with_suffix(".mp4").read_bytes()
     corrupt.with_suffix(".mp4").write_bytes(data[: len(data) // 3])
     clip = read_video(faceless.with_suffix(".mp4"))
     write_mp4(faceless.with_suffix(".mp4"), np.zeros_like(clip.frames), clip.audio)
     empty.with_suffix(".txt").write_text("Text:  \nConf:  4\n")
-    return src, {f"main/{ids[0]}": "truncated or corrupt", f"main/{ids[1]}": "no face found", f"main/{ids[2]}": "empty transcript"}
+    clip = read_video(short_audio.with_suffix(".mp4"))
+    write_mp4(short_audio.with_suffix(".mp4"), clip.frames, clip.audio[: len(clip.audio) // 2])
+    return src, {
+        f"main/{ids[0]}": "truncated or corrupt",
+        f"main/{ids[1]}": "no face found",
+        f"main/{ids[2]}": "empty transcript",
+        f"main/{ids[3]}": "audio/video length mismatch",
+    }
 
 
 def test_bad_items_are_reported_and_skipped(broken_corpus, tmp_path: Path, capsys):
@@ -114,7 +122,7 @@ def test_bad_items_are_reported_and_skipped(broken_corpus, tmp_path: Path, capsy
     before = tree_hash(src)
     out = tmp_path / "out"
     report = run_cli(["lrs2", str(src), str(out), *PREP_ARGS], capsys)
-    assert report["skipped"] == 3 and report["prepared"] == report["items"] - 3
+    assert report["skipped"] == 4 and report["prepared"] == report["items"] - 4
     lines = (out / "report.tsv").read_text().splitlines()[1:]
     reasons = {line.split("\t")[0]: line.split("\t")[2] for line in lines}
     assert set(reasons) == set(expected)

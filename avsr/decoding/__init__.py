@@ -1,0 +1,1 @@
+"""Decoding: greedy CTC, CTC prefix scoring, hybrid CTC/attention beam search."""

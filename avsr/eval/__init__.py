@@ -1,0 +1,1 @@
+"""Evaluation: WER/CER with explicit normalisation, noise sweeps, real-time factor."""

@@ -1,0 +1,186 @@
+"""Batched hybrid CTC/attention beam search.
+
+All hypotheses of all utterances form one flat batch of B x beam rows, so every step is one
+decoder call and one vectorised CTC prefix scoring for the whole batch. The score of a
+hypothesis is (1 - ctc_weight) * attention log-prob + ctc_weight * CTC prefix log-prob +
+length_bonus * length; candidates are pre-selected by the attention scores (ESPnet's "pre-beam")
+unless the search is CTC-only. Hypotheses that choose <eos> leave the beam for the ended list; an
+utterance stops when no live hypothesis is left, when the best ended one can no longer be beaten
+(ESPnet's end detection when a length bonus makes scores non-monotone), or at `max_length`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from avsr.decoding.ctc import CTCPrefixScorer
+
+NEG_INF = float("-inf")
+
+
+class StepDecoder(Protocol):
+    """An attention decoder driven one token at a time over the flat hypothesis batch."""
+
+    def start(self, rows: Tensor) -> None:
+        """Begin decoding; ``rows`` (N,) says which utterance each hypothesis row attends to."""
+
+    def step(self, tokens: Tensor) -> Tensor:
+        """Log-probs (N, V) of the next token given the previous tokens (N,) of each row."""
+
+    def reorder(self, index: Tensor) -> None:
+        """Keep rows ``index`` (in that order) for the next step."""
+
+
+@dataclass(frozen=True)
+class BeamSearchConfig:
+    beam: int = 5
+    ctc_weight: float = 0.1
+    length_bonus: float = 0.0  # added per output token (ESPnet's "penalty"); > 0 favours longer outputs
+    max_length: int | None = None  # tokens; None: the number of encoder frames
+    pre_beam_ratio: float = 1.5
+
+    def __post_init__(self) -> None:
+        if self.beam < 1:
+            raise ValueError("beam must be at least 1")
+        if not 0.0 <= self.ctc_weight <= 1.0:
+            raise ValueError("ctc_weight must be in [0, 1]")
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]
+    score: float
+    ctc_score: float = 0.0
+    attention_score: float = 0.0
+
+
+END_DETECT_LENGTHS = 3
+END_DETECT_MARGIN = math.log(1e-10)
+
+
+def _end_detected(ended: list[Hypothesis], length: int) -> bool:
+    """ESPnet's end detection: for each of the last few output lengths, the best hypothesis that
+    ended at that length is far below the best ended overall."""
+    if not ended:
+        return False
+    best = max(h.score for h in ended)
+    hopeless = 0
+    for back in range(END_DETECT_LENGTHS):
+        at_length = [h.score for h in ended if len(h.tokens) == length - back]
+        if at_length and max(at_length) - best < END_DETECT_MARGIN:
+            hopeless += 1
+    return hopeless == END_DETECT_LENGTHS
+
+
+def beam_search(
+    ctc_log_probs: Tensor,
+    lengths: Tensor,
+    decoder: StepDecoder | None,
+    config: BeamSearchConfig,
+    blank_id: int,
+    eos_id: int,
+) -> list[list[Hypothesis]]:
+    """N-best lists (best first, at most ``beam`` each) for a batch of B utterances.
+
+    ``ctc_log_probs`` (B, T, V) and ``lengths`` (B,) come from the encoder; ``decoder`` may be None
+    only for a CTC-only search (``ctc_weight == 1``).
+    """
+    if decoder is None and config.ctc_weight < 1.0:
+        raise ValueError("an attention decoder is needed unless ctc_weight is 1")
+    device = ctc_log_probs.device
+    batch, frames, vocab = ctc_log_probs.shape
+    beam = config.beam
+    rows = torch.arange(batch, device=device).repeat_interleave(beam)  # utterance of each row
+    scorer = CTCPrefixScorer(ctc_log_probs, lengths, blank_id, eos_id)
+    ctc_state = scorer.initial_state(rows)
+    # Only the first row of each utterance is alive at the start (all rows share the empty prefix).
+    scores = torch.full((batch * beam,), NEG_INF, device=device)
+    scores[::beam] = 0.0
+    ctc_totals = torch.zeros(batch * beam, device=device)
+    att_totals = torch.zeros(batch * beam, device=device)
+    tokens: list[list[int]] = [[] for _ in range(batch * beam)]
+    last = torch.full((batch * beam,), eos_id, dtype=torch.long, device=device)  # <sos> = <eos>
+    ended: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    max_length = config.max_length or int(lengths.max())
+    weight = config.ctc_weight
+    if decoder is not None:
+        decoder.start(rows)
+    emit = torch.ones(vocab, dtype=torch.bool, device=device)
+    emit[blank_id] = False  # the blank is CTC's, never an output token
+
+    for step in range(max_length + 1):
+        if decoder is not None and weight < 1.0:
+            att = decoder.step(last).float()  # (N, V)
+            pre_beam = min(vocab - 1, max(beam, int(config.pre_beam_ratio * beam)))
+            candidates = att.masked_fill(~emit, NEG_INF).topk(pre_beam, dim=-1).indices
+        else:
+            if decoder is not None:
+                decoder.step(last)  # keep its state in step even when its scores are unused
+            att = torch.zeros(len(last), vocab, device=device)
+            candidates = torch.arange(vocab, device=device)[emit].expand(len(last), -1)
+        if step == max_length:  # out of room: every live hypothesis must end here
+            candidates = torch.full((len(last), 1), eos_id, dtype=torch.long, device=device)
+        ctc_scores, r_nonblank, r_blank = scorer.score(ctc_state, rows, candidates)
+        ctc_increment = ctc_scores - ctc_state.score[:, None]
+        att_increment = torch.gather(att, 1, candidates)
+        total = (
+            scores[:, None]
+            + (1.0 - weight) * att_increment
+            + weight * ctc_increment
+            + config.length_bonus
+        )
+        total = total.masked_fill(done[rows][:, None], NEG_INF)
+        per_utterance = total.view(batch, -1)  # (B, beam * K)
+        width = candidates.shape[1]
+        best_scores, best_flat = per_utterance.topk(beam, dim=-1)
+        chosen_rows = (best_flat // width) + torch.arange(batch, device=device)[:, None] * beam  # (B, k)
+        chosen_cols = best_flat % width
+        chosen_tokens = candidates[chosen_rows, chosen_cols]
+
+        # beam * width >= beam, so every utterance gets exactly `beam` rows (dead ones at -inf).
+        flat_rows, flat_cols, flat_tokens = chosen_rows.flatten(), chosen_cols.flatten(), chosen_tokens.flatten()
+        flat_scores = best_scores.flatten()
+        new_ctc = ctc_totals[flat_rows] + ctc_increment[flat_rows, flat_cols]
+        new_att = att_totals[flat_rows] + att_increment[flat_rows, flat_cols]
+
+        # Hypotheses that chose <eos> end here; their rows go dead.
+        is_end = (flat_tokens == eos_id) & torch.isfinite(flat_scores)
+        for row in torch.nonzero(is_end).flatten().tolist():
+            utterance = row // beam
+            ended[utterance].append(
+                Hypothesis(list(tokens[int(flat_rows[row])]), float(flat_scores[row]), float(new_ctc[row]), float(new_att[row]))
+            )
+        flat_scores = flat_scores.masked_fill(is_end, NEG_INF)
+
+        tokens = [tokens[int(r)] + [int(t)] for r, t in zip(flat_rows.tolist(), flat_tokens.tolist())]
+        ctc_state = scorer.advance(ctc_state, flat_rows, flat_cols, flat_tokens, ctc_scores, r_nonblank, r_blank)
+        scores, ctc_totals, att_totals, last = flat_scores, new_ctc, new_att, flat_tokens
+        if decoder is not None:
+            decoder.reorder(flat_rows)
+
+        live_best = scores.view(batch, beam).max(dim=-1).values
+        for utterance in range(batch):
+            if done[utterance]:
+                continue
+            finished = ended[utterance]
+            best_ended = max((h.score for h in finished), default=NEG_INF)
+            no_live = not torch.isfinite(live_best[utterance])
+            # Without a length bonus scores only fall, so a live hypothesis below the best ended
+            # one can never overtake it; with one, ESPnet's end detection decides.
+            if config.length_bonus <= 0:
+                beaten = bool(live_best[utterance] < best_ended)
+            else:
+                beaten = _end_detected(finished, step + 1)
+            if no_live or beaten:
+                done[utterance] = True
+        if bool(done.all()):
+            break
+
+    return [sorted(hyps, key=lambda h: h.score, reverse=True)[:beam] for hyps in ended]

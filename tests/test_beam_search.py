@@ -1,0 +1,63 @@
+"""Hybrid CTC/attention beam search: exact on tiny problems, and batching does not change results."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+
+from avsr.decoding.beam_search import BeamSearchConfig, beam_search
+
+BLANK, EOS, VOCAB = 0, 3, 4
+
+
+def ctc_sequence_log_prob(log_probs: torch.Tensor, labels: tuple[int, ...]) -> float:
+    """log P(labels | x) by the CTC forward algorithm (the reference for exhaustive search)."""
+    extended = [BLANK]
+    for label in labels:
+        extended += [label, BLANK]
+    alpha = torch.full((len(extended),), -math.inf)
+    alpha[0] = log_probs[0, BLANK]
+    if labels:
+        alpha[1] = log_probs[0, labels[0]]
+    for t in range(1, log_probs.shape[0]):
+        previous = alpha.clone()
+        for s, label in enumerate(extended):
+            terms = [previous[s]]
+            if s >= 1:
+                terms.append(previous[s - 1])
+            if s >= 2 and label != BLANK and label != extended[s - 2]:
+                terms.append(previous[s - 2])
+            alpha[s] = torch.logsumexp(torch.stack(terms), 0) + log_probs[t, label]
+    tail = [alpha[-1]] + ([alpha[-2]] if labels else [])
+    return torch.logsumexp(torch.stack(tail), 0).item()
+
+
+def random_log_probs(frames: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    logits = 2 * torch.randn(frames, VOCAB, generator=generator)
+    logits[:, EOS] = -1e4
+    return logits.log_softmax(-1)
+
+
+def test_ctc_only_search_finds_the_exhaustive_best():
+    for seed in range(4):
+        log_probs = random_log_probs(5, seed)
+        candidates = [seq for n in range(0, 6) for seq in itertools.product((1, 2), repeat=n)]
+        best = max(candidates, key=lambda seq: ctc_sequence_log_prob(log_probs, seq))
+        result = beam_search(log_probs[None], torch.tensor([5]), None, BeamSearchConfig(beam=8, ctc_weight=1.0), BLANK, EOS)
+        top = result[0][0]
+        assert tuple(top.tokens) == best, seed
+        assert math.isclose(top.score, ctc_sequence_log_prob(log_probs, best), abs_tol=1e-4)
+
+
+def test_batched_equals_one_at_a_time():
+    logs = [random_log_probs(6, 10), random_log_probs(4, 11), random_log_probs(5, 12)]
+    padded = torch.stack([torch.cat([lp, torch.zeros(6 - len(lp), VOCAB)]) for lp in logs])
+    config = BeamSearchConfig(beam=3, ctc_weight=1.0)
+    together = beam_search(padded, torch.tensor([6, 4, 5]), None, config, BLANK, EOS)
+    for log_probs, batched in zip(logs, together):
+        alone = beam_search(log_probs[None], torch.tensor([len(log_probs)]), None, config, BLANK, EOS)[0]
+        assert [h.tokens for h in alone] == [h.tokens for h in batched]
+        assert all(math.isclose(a.score, b.score, abs_tol=1e-5) for a, b in zip(alone, batched))

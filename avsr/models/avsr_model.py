@@ -1,0 +1,577 @@
+"""The one AVSR model used by training and inference alike.
+
+::
+
+    audio (B,S) --front-end--> (B,Ta,Da) --Linear--> audio encoder (B,T,da) --+
+                                                                              +-- fusion --> joint encoder (B,T,d)
+    video (B,T,H,W) --3-D stem+ResNet--> (B,Tv,Dv) --Linear--> video encoder -+        |               |
+                                                                                   CTC head     attention decoder
+
+Audio and video are aligned at 25 frames per second: when both are given the streams are trimmed
+to the shorter one (per batch and per utterance: ``lengths = min(audio frames, video frames)``).
+A modality that is not given (``None``) or dropped by modality dropout is replaced, after its
+per-modality encoder, by a learned "absent" embedding, so one model decodes A, V and AV.
+
+Encoders and decoder are fairseq2 0.8.1 blocks (``StandardTransformerEncoder/Decoder``,
+``ConformerBlock`` with LayerNorm convolution norm), with ``BatchLayout`` built from the lengths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from fairseq2.models.conformer import ConformerBlock, ConformerConvolution
+from fairseq2.models.transformer import (
+    CausalAttentionBias,
+    IdentityBias,
+    StandardFeedForwardNetwork,
+    StandardMultiheadAttention,
+    StandardTransformerDecoder,
+    StandardTransformerDecoderLayer,
+    StandardTransformerEncoder,
+    StandardTransformerEncoderLayer,
+    TransformerEmbeddingFrontend,
+    TransformerNormOrder,
+    create_default_sdpa,
+)
+from fairseq2.models.transformer.multihead_attention import AttentionState
+from fairseq2.models.transformer.sdpa.relative import RelativePositionalEncoding, RelativePositionSDPA
+from fairseq2.nn import (
+    BatchLayout,
+    IncrementalStateBag,
+    Linear,
+    SinusoidalPositionEncoder,
+    StandardEmbedding,
+    StandardLayerNorm,
+    init_scaled_embedding,
+)
+from fairseq2.gang import create_fake_gangs
+from torch import Tensor, nn
+
+from avsr.models.config import AVSRConfig, ConfigError, DecoderConfig, EncoderConfig, FusionConfig
+from avsr.models.frontends import build_audio_frontend, build_visual_frontend, lengths_to_mask
+from avsr.models.loss import ctc_loss_sum, decoder_io, label_smoothed_nll_sum
+
+
+@dataclass
+class ModelOutput:
+    """``loss = w * ctc_loss + (1 - w) * att_loss``; both are means per token (CTC over the
+    ``num_targets`` target tokens, CE over the ``num_targets + batch_size`` decoder outputs, i.e.
+    with the final eos). ``accuracy`` is the attention decoder's teacher-forced token accuracy."""
+
+    loss: Tensor
+    ctc_loss: Tensor
+    att_loss: Tensor
+    num_targets: int
+    accuracy: Tensor
+    batch_size: int
+
+
+def make_layout(seqs: Tensor, lengths: Tensor) -> BatchLayout:
+    return BatchLayout.of(seqs, [int(n) for n in lengths.tolist()])
+
+
+def _fs2_kwargs() -> dict[str, Any]:
+    """fairseq2 attention/FFN layers are tensor-parallel-ready: built without ``gangs`` they call
+    ``get_current_gangs()``, which silently runs ``init_fairseq2()`` (seconds of imports, and a
+    later explicit ``init_fairseq2()`` then raises "already called"). We never shard these
+    layers, so they get single-process fake gangs (tensor-parallel size 1: plain linear layers).
+    Data parallelism (DDP/FSDP) is unaffected. The device is given too (else fairseq2 asks its
+    runtime for the current device); the model is moved with ``.to()`` afterwards."""
+    cpu = torch.device("cpu")
+    return {"gangs": create_fake_gangs(cpu), "device": cpu}
+
+
+def _layer_norm(dim: int) -> StandardLayerNorm:
+    return StandardLayerNorm(dim, bias=True)
+
+
+# ---------------------------------------------------------------------- encoders
+class SequenceEncoder(nn.Module):
+    """[Linear input projection] -> positions -> dropout -> transformer/conformer layers -> norm.
+
+    Transformer layers get sinusoidal absolute positions; conformer blocks use relative-position
+    self-attention (Transformer-XL style) and no absolute positions. Padded positions of the
+    output are zero.
+    """
+
+    def __init__(self, config: EncoderConfig, input_dim: int | None = None) -> None:
+        super().__init__()
+        d = config.model_dim
+        self.model_dim = d
+        self.proj = Linear(input_dim, d, bias=True) if input_dim is not None else None
+        self.pos_encoder = (
+            SinusoidalPositionEncoder(d, config.max_len) if config.kind == "transformer" else None
+        )
+        self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else None
+        if config.layers == 0:
+            self.layers = None
+        elif config.kind == "transformer":
+            pre = config.norm_order == "pre"
+            layers = [self._transformer_layer(config) for _ in range(config.layers)]
+            self.layers = StandardTransformerEncoder(layers, _layer_norm(d) if pre else None)
+        else:
+            self.layers = StandardTransformerEncoder([self._conformer_block(config) for _ in range(config.layers)])
+
+    @staticmethod
+    def _transformer_layer(c: EncoderConfig) -> StandardTransformerEncoderLayer:
+        sdpa = create_default_sdpa(IdentityBias(), dropout_p=c.dropout)
+        return StandardTransformerEncoderLayer(
+            StandardMultiheadAttention(c.model_dim, c.heads, sdpa, **_fs2_kwargs()),
+            _layer_norm(c.model_dim),
+            StandardFeedForwardNetwork(
+                c.model_dim, c.ffn_dim, bias=True, inner_dropout_p=c.dropout, **_fs2_kwargs()
+            ),
+            _layer_norm(c.model_dim),
+            norm_order=TransformerNormOrder.PRE if c.norm_order == "pre" else TransformerNormOrder.POST,
+            dropout_p=c.dropout,
+        )
+
+    @staticmethod
+    def _conformer_block(c: EncoderConfig) -> ConformerBlock:
+        d = c.model_dim
+
+        def ffn() -> StandardFeedForwardNetwork:
+            return StandardFeedForwardNetwork(
+                d, c.ffn_dim, bias=True, inner_activation=nn.SiLU(), inner_dropout_p=c.dropout,
+                **_fs2_kwargs(),
+            )
+
+        sdpa = RelativePositionSDPA(d, c.heads, RelativePositionalEncoding(d, c.max_len), IdentityBias())
+        return ConformerBlock(
+            _layer_norm(d),
+            ffn(),
+            _layer_norm(d),
+            StandardMultiheadAttention(d, c.heads, sdpa, **_fs2_kwargs()),
+            _layer_norm(d),
+            # LayerNorm, not BatchNorm: fairseq2's DDP turns BatchNorm into (CUDA-only) SyncBatchNorm.
+            ConformerConvolution(d, c.conv_kernel, norm_type="layer_norm"),
+            _layer_norm(d),
+            ffn(),
+            _layer_norm(d),
+            dropout_p=c.dropout,
+        )
+
+    def forward(self, seqs: Tensor, lengths: Tensor) -> Tensor:
+        layout = make_layout(seqs, lengths)
+        if self.proj is not None:
+            seqs = self.proj(seqs)
+        if self.pos_encoder is not None:
+            seqs = self.pos_encoder(seqs, layout)
+        if self.dropout is not None:
+            seqs = self.dropout(seqs)
+        if self.layers is not None:
+            seqs = self.layers(seqs, layout)
+        return seqs * lengths_to_mask(lengths, seqs.size(1))[:, :, None].to(seqs.dtype)
+
+
+# ---------------------------------------------------------------------- fusion
+class ConcatFusion(nn.Module):
+    """Per-stream LayerNorm, concatenation, Linear to the joint width (the seed's mid fusion)."""
+
+    def __init__(self, config: FusionConfig, in_dims: Sequence[int], out_dim: int) -> None:
+        super().__init__()
+        self.norms = nn.ModuleList(_layer_norm(d) for d in in_dims)
+        self.proj = Linear(sum(in_dims), out_dim, bias=True)
+        self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else None
+
+    def forward(self, streams: Sequence[Tensor]) -> Tensor:
+        x = self.proj(torch.cat([n(s) for n, s in zip(self.norms, streams)], dim=-1))
+        return self.dropout(x) if self.dropout is not None else x
+
+
+class SumFusion(nn.Module):
+    """Per-stream LayerNorm and Linear to the joint width, then the sum."""
+
+    def __init__(self, config: FusionConfig, in_dims: Sequence[int], out_dim: int) -> None:
+        super().__init__()
+        self.norms = nn.ModuleList(_layer_norm(d) for d in in_dims)
+        self.projs = nn.ModuleList(Linear(d, out_dim, bias=True) for d in in_dims)
+        self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else None
+
+    def forward(self, streams: Sequence[Tensor]) -> Tensor:
+        x = sum(p(n(s)) for p, n, s in zip(self.projs, self.norms, streams))
+        assert isinstance(x, Tensor)
+        return self.dropout(x) if self.dropout is not None else x
+
+
+FusionFactory = Callable[[FusionConfig, Sequence[int], int], nn.Module]
+#: fusion kind -> factory(config, per-stream dims in (audio, video) order, joint dim) -> module
+#: whose ``forward(list of (B, T, d_i)) -> (B, T, joint dim)``.
+FUSIONS: dict[str, FusionFactory] = {"concat": ConcatFusion, "sum": SumFusion}
+
+
+def register_fusion(kind: str, factory: FusionFactory) -> None:
+    FUSIONS[kind] = factory
+
+
+# ---------------------------------------------------------------------- decoder
+class AttentionDecoder(nn.Module):
+    """Token embedding (scaled) + sinusoidal positions -> fairseq2 decoder layers -> vocabulary."""
+
+    def __init__(self, config: DecoderConfig, model_dim: int, vocab_size: int) -> None:
+        super().__init__()
+        d = model_dim
+        embed = StandardEmbedding(vocab_size, d, init_fn=init_scaled_embedding)
+        self.frontend = TransformerEmbeddingFrontend(
+            d, embed, SinusoidalPositionEncoder(d, config.max_len), dropout_p=config.dropout
+        )
+        pre = config.norm_order == "pre"
+        order = TransformerNormOrder.PRE if pre else TransformerNormOrder.POST
+        layers = []
+        for _ in range(config.layers):
+            self_attn = StandardMultiheadAttention(
+                d,
+                config.heads,
+                create_default_sdpa(CausalAttentionBias(), dropout_p=config.dropout),
+                **_fs2_kwargs(),
+            )
+            cross_attn = StandardMultiheadAttention(
+                d,
+                config.heads,
+                create_default_sdpa(IdentityBias(), dropout_p=config.dropout),
+                state_factory=EncoderKVState,
+                **_fs2_kwargs(),
+            )
+            ffn = StandardFeedForwardNetwork(
+                d, config.ffn_dim, bias=True, inner_dropout_p=config.dropout, **_fs2_kwargs()
+            )
+            layers.append(
+                StandardTransformerDecoderLayer(
+                    self_attn, _layer_norm(d), cross_attn, _layer_norm(d), ffn, _layer_norm(d),
+                    norm_order=order, dropout_p=config.dropout,
+                )
+            )
+        self.layers = StandardTransformerDecoder(layers, _layer_norm(d) if pre else None)
+        self.final_proj = Linear(d, vocab_size, bias=False, init_fn=_init_final_proj)
+        self.max_len = config.max_len
+
+    def forward(
+        self,
+        tokens: Tensor,
+        token_layout: BatchLayout,
+        encoded: Tensor,
+        encoded_layout: BatchLayout,
+        state_bag: IncrementalStateBag | None = None,
+    ) -> Tensor:
+        seqs, token_layout = self.frontend(tokens, token_layout, state_bag=state_bag)
+        seqs = self.layers(seqs, token_layout, encoded, encoded_layout, state_bag=state_bag)
+        return self.final_proj(seqs)
+
+
+class EncoderKVState(AttentionState):
+    """Projected encoder keys/values of a cross-attention layer during incremental decoding.
+
+    fairseq2's ``StaticAttentionState`` ignores a reorder that keeps the batch size, which is only
+    right while rows move within one utterance's beams. This state remembers which source row each
+    row came from and copies only when that mapping really changes, so any reorder is exact and
+    the usual beam-search reorder (within utterances) stays free.
+    """
+
+    def __init__(self, k: Tensor, v: Tensor, max_seq_len: int, capacity_increment: int | None) -> None:
+        self._k = k
+        self._v = v
+        self._rows = torch.arange(k.size(0), device=k.device)
+
+    def append(self, k: Tensor, v: Tensor) -> None:
+        raise RuntimeError("encoder keys/values are static during decoding")
+
+    def get(self) -> tuple[Tensor, Tensor]:
+        return self._k, self._v
+
+    def reorder(self, new_order: Tensor) -> None:
+        new_order = new_order.to(self._rows.device)
+        rows = self._rows.index_select(0, new_order)
+        if rows.shape == self._rows.shape and torch.equal(rows, self._rows):
+            return
+        self._k = self._k.index_select(0, new_order)
+        self._v = self._v.index_select(0, new_order)
+        self._rows = rows
+
+    def size_bytes(self) -> int:
+        return self.capacity_bytes()
+
+    def capacity_bytes(self) -> int:
+        return 2 * self._k.numel() * self._k.dtype.itemsize
+
+
+def _init_final_proj(proj: Linear) -> None:
+    nn.init.normal_(proj.weight, std=proj.input_dim**-0.5)
+    if proj.bias is not None:
+        nn.init.zeros_(proj.bias)
+
+
+# ---------------------------------------------------------------------- the model
+class AVSRModel(nn.Module):
+    """Hybrid CTC/attention audio-visual speech recogniser; see the module docstring.
+
+    Sub-modules (the names ``AVSRConfig.freeze`` uses): ``audio_frontend``, ``visual_frontend``,
+    ``audio_encoder``, ``video_encoder`` (each with its input projection), ``fusion``, ``encoder``
+    (joint), ``ctc_head``, ``decoder``; plus the parameters ``absent_audio``/``absent_video``
+    when the model has both modalities.
+    """
+
+    def __init__(self, config: AVSRConfig, *, pretrained: bool = True) -> None:
+        """``pretrained=False``: do not read the pretrained checkpoints the config names (e.g.
+        ``audio.wav2vec2.pretrained``); ``load_model`` uses it, the weights then come from the file."""
+        super().__init__()
+        self.config = config
+        self.vocab_size = config.vocab_size
+        self.blank_id = config.blank_id
+        self.eos_id = int(config.eos_id)  # type: ignore[arg-type]
+        d = config.encoder.model_dim
+        self.model_dim = d
+        dims: list[int] = []
+        if config.audio is not None:
+            self.audio_frontend = build_audio_frontend(config.audio, pretrained)
+            self.audio_encoder = SequenceEncoder(config.audio_encoder, int(self.audio_frontend.output_dim))
+            dims.append(config.audio_encoder.model_dim)
+        else:
+            self.audio_frontend = None
+            self.audio_encoder = None
+        if config.visual is not None:
+            self.visual_frontend = build_visual_frontend(config.visual)
+            self.video_encoder = SequenceEncoder(config.video_encoder, int(self.visual_frontend.output_dim))
+            dims.append(config.video_encoder.model_dim)
+        else:
+            self.visual_frontend = None
+            self.video_encoder = None
+        if len(dims) == 2:
+            self.absent_audio = nn.Parameter(torch.randn(dims[0]) * 0.02)
+            self.absent_video = nn.Parameter(torch.randn(dims[1]) * 0.02)
+        else:
+            self.absent_audio = None
+            self.absent_video = None
+        try:
+            fusion_factory = FUSIONS[config.fusion.kind]
+        except KeyError:
+            raise ConfigError(f"fusion.kind: {config.fusion.kind!r} is not one of {', '.join(FUSIONS)}") from None
+        self.fusion = fusion_factory(config.fusion, dims, d)
+        self.encoder = SequenceEncoder(config.encoder, None)
+        self.ctc_head = Linear(d, config.vocab_size, bias=True)
+        self.decoder = AttentionDecoder(config.decoder, d, config.vocab_size)
+        for name in config.freeze:
+            module = getattr(self, name)
+            if module is None:
+                raise ConfigError(f"freeze: the model has no {name}")
+            module.requires_grad_(False)
+        self._frozen = tuple(config.freeze)
+
+    # ------------------------------------------------------------------ training helpers
+    def train(self, mode: bool = True) -> AVSRModel:
+        """As ``nn.Module.train``, but frozen parts (``config.freeze``) stay in eval mode."""
+        super().train(mode)
+        for name in self._frozen:
+            getattr(self, name).eval()
+        return self
+
+    def update_freezing(self, step: int) -> None:
+        """Call before every optimiser step (0-based): forwards the step to front-ends with a
+        freezing schedule (wav2vec 2.0: transformer frozen while ``step < freeze_transformer_steps``).
+        Parts listed in ``config.freeze`` stay frozen whatever the schedule says."""
+        for name in ("audio_frontend", "visual_frontend"):
+            frontend = getattr(self, name)
+            fn = getattr(frontend, "update_freezing", None) if frontend is not None else None
+            if callable(fn) and name not in self._frozen:
+                fn(step)
+
+    def optimizer_parameters(self) -> list[nn.Parameter]:
+        """Every parameter that trains at some point: build the optimiser from this (not from
+        ``requires_grad`` at step 0, when a freezing schedule may hold the wav2vec 2.0 transformer).
+        Excludes ``config.freeze`` parts and what a front-end never trains (wav2vec 2.0's CNN)."""
+        params: list[nn.Parameter] = []
+        for name, child in self.named_children():
+            if name in self._frozen:
+                continue
+            fn = getattr(child, "optimizer_parameters", None)
+            if callable(fn):
+                params.extend(fn())
+            else:
+                params.extend(p for p in child.parameters() if p.requires_grad)
+        params.extend(p for p in (self.absent_audio, self.absent_video) if p is not None)
+        return params
+
+    def new_state_bag(self, max_len: int) -> IncrementalStateBag:
+        """A state bag for ``decode`` good for up to ``max_len`` tokens (the leading eos included)."""
+        return IncrementalStateBag(max_len + 1)
+
+    # ------------------------------------------------------------------ encoder side
+    def encode(
+        self,
+        audio: Tensor | None,
+        audio_lens: Tensor | None,
+        video: Tensor | None,
+        video_lens: Tensor | None,
+    ) -> tuple[Tensor, Tensor]:
+        """-> (encoded (B, T, d), lengths (B,) int64). Positions past the lengths are zero.
+
+        ``audio`` (B, S) float32 16 kHz with ``audio_lens`` in samples; ``video`` (B, T, H, W)
+        normalised grey frames with ``video_lens`` in frames. Either may be None (absent-modality
+        path). A modality the model has no branch for is ignored. In training mode, modality
+        dropout applies per utterance when both are given.
+        """
+        use_audio = audio is not None and self.audio_frontend is not None
+        use_video = video is not None and self.visual_frontend is not None
+        if not (use_audio or use_video):
+            raise ValueError(f"no input for this model's modalities ({', '.join(self.config.modalities)})")
+        a = v = None
+        if use_audio:
+            assert audio is not None and self.audio_frontend is not None
+            if audio_lens is None:
+                audio_lens = torch.full((audio.size(0),), audio.size(1), dtype=torch.long, device=audio.device)
+            a, a_lens = self.audio_frontend(audio, audio_lens.to(audio.device))
+            lens = a_lens.to(torch.long)
+        if use_video:
+            assert video is not None and self.visual_frontend is not None
+            if video_lens is None:
+                video_lens = torch.full((video.size(0),), video.size(1), dtype=torch.long, device=video.device)
+            v, v_lens = self.visual_frontend(video, video_lens.to(video.device))
+            lens = v_lens.to(torch.long)
+        if a is not None and v is not None:
+            if a.size(0) != v.size(0):
+                raise ValueError(f"audio batch {a.size(0)} != video batch {v.size(0)}")
+            width = min(a.size(1), v.size(1))
+            a, v = a[:, :width], v[:, :width]
+            lens = torch.minimum(a_lens.to(v_lens.device).to(torch.long), v_lens.to(torch.long))
+        lens = lens.clamp(min=1)
+        width = int(lens.max())
+        streams: list[Tensor] = []
+        if a is not None:
+            a = self.audio_encoder(a[:, :width], lens)  # type: ignore[misc]
+        if v is not None:
+            v = self.video_encoder(v[:, :width], lens)  # type: ignore[misc]
+        if self.absent_audio is not None and self.absent_video is not None:
+            ref = a if a is not None else v
+            assert ref is not None
+            batch = ref.size(0)
+            if a is None:
+                a = self.absent_audio.to(ref.dtype).expand(batch, width, -1)
+            if v is None:
+                v = self.absent_video.to(ref.dtype).expand(batch, width, -1)
+            elif use_audio and self.training:
+                a, v = self._modality_dropout(a, v)
+            streams = [a, v]
+        else:
+            streams = [a if a is not None else v]  # type: ignore[list-item]
+        fused = self.fusion(streams)
+        return self.encoder(fused, lens), lens
+
+    def _modality_dropout(self, a: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        # Always through torch.where (even with p = 0): the absent embeddings then take part in
+        # every training step, so DDP needs no find_unused_parameters for them.
+        p_a = self.config.modality_dropout.p_audio_only
+        p_v = self.config.modality_dropout.p_video_only
+        u = torch.rand(a.size(0), device=a.device) if (p_a > 0 or p_v > 0) else a.new_ones(a.size(0))
+        drop_video = (u < p_a)[:, None, None]
+        drop_audio = ((u >= p_a) & (u < p_a + p_v))[:, None, None]
+        assert self.absent_audio is not None and self.absent_video is not None
+        a = torch.where(drop_audio, self.absent_audio.to(a.dtype).expand_as(a), a)
+        v = torch.where(drop_video, self.absent_video.to(v.dtype).expand_as(v), v)
+        return a, v
+
+    def ctc_log_probs(self, encoded: Tensor) -> Tensor:
+        """(B, T, d) -> CTC log-posteriors (B, T, V), float32."""
+        return torch.log_softmax(self.ctc_head(encoded).float(), dim=-1)
+
+    # ------------------------------------------------------------------ decoder side
+    def decode(
+        self,
+        tokens: Tensor,
+        encoded: Tensor,
+        encoded_lens: Tensor,
+        state_bag: IncrementalStateBag | None = None,
+        *,
+        token_lens: Tensor | None = None,
+    ) -> Tensor:
+        """Attention-decoder logits (B, L, V) for ``tokens`` (B, L) that start with eos (= sos).
+
+        Full mode (``state_bag=None``): ``tokens`` is the whole prefix; ``token_lens`` may mark
+        right padding. Incremental mode (eval only): pass a bag from ``new_state_bag(max_len)``,
+        first the prefix (usually ``[[eos]]*B``), then only the new token(s) of each step; the bag
+        keeps the self-attention K/V and the projected encoder K/V, and this method advances its
+        step counter by ``L``. For beam search, call ``state_bag.reorder(rows)`` and pass
+        ``encoded[rows]``/``encoded_lens[rows]`` (the same row order) on later calls. Any reorder
+        is exact; it is cheapest when the first call has one row per utterance and the bag is then
+        expanded to the beams with ``reorder`` (e.g. ``[0,0,0,1,1,1]``): the cached encoder keys
+        and values are copied only when a row's source utterance changes.
+        """
+        if state_bag is not None:
+            if self.training:
+                raise RuntimeError("incremental decoding needs eval mode (call model.eval())")
+            if token_lens is not None:
+                raise ValueError("token_lens (padding) is not supported in incremental decoding")
+        layout = make_layout(tokens, token_lens) if token_lens is not None else BatchLayout.of(tokens)
+        logits = self.decoder(tokens, layout, encoded, make_layout(encoded, encoded_lens), state_bag)
+        if state_bag is not None:
+            state_bag.increment_step_nr(tokens.size(1))
+        return logits
+
+    # ------------------------------------------------------------------ training forward
+    def forward(
+        self,
+        audio: Tensor | None,
+        audio_lens: Tensor | None,
+        video: Tensor | None,
+        video_lens: Tensor | None,
+        targets: Tensor,
+        target_lens: Tensor,
+    ) -> ModelOutput:
+        """Joint CTC/attention loss. ``targets`` (B, L) int64 token ids without sos/eos, padded
+        with -1; ``target_lens`` (B,)."""
+        encoded, lens = self.encode(audio, audio_lens, video, video_lens)
+        targets = targets.to(encoded.device)
+        target_lens = target_lens.to(encoded.device)
+        self._check_targets(targets, target_lens)
+        num_targets = int(target_lens.sum())
+        batch = targets.size(0)
+        w = self.config.loss.ctc_weight
+        zero = encoded.new_zeros((), dtype=torch.float32)
+
+        if w > 0:
+            ctc = ctc_loss_sum(self.ctc_log_probs(encoded), lens, targets, target_lens, self.blank_id)
+            ctc = ctc / max(num_targets, 1)
+        else:
+            ctc = zero
+
+        dec_in, dec_out, dec_lens = decoder_io(targets, target_lens, self.eos_id)
+        if w < 1:
+            logits = self.decode(dec_in, encoded, lens, token_lens=dec_lens)
+            att_sum, correct, n = label_smoothed_nll_sum(logits, dec_out, self.config.loss.label_smoothing)
+            att = att_sum / max(n, 1)
+            accuracy = correct.float() / max(n, 1)
+        else:
+            att, accuracy = zero, zero
+        loss = w * ctc + (1 - w) * att
+        return ModelOutput(loss=loss, ctc_loss=ctc.detach(), att_loss=att.detach(), num_targets=num_targets,
+                           accuracy=accuracy.detach(), batch_size=batch)
+
+    def _check_targets(self, targets: Tensor, target_lens: Tensor) -> None:
+        if targets.dim() != 2 or target_lens.dim() != 1 or target_lens.size(0) != targets.size(0):
+            raise ValueError(f"targets must be (B, L) with target_lens (B,), got {tuple(targets.shape)} and {tuple(target_lens.shape)}")
+        if targets.numel() == 0:
+            return
+        valid = lengths_to_mask(target_lens, targets.size(1))
+        if bool((target_lens > targets.size(1)).any()):
+            raise ValueError("a target length exceeds the targets tensor width")
+        vals = targets[valid]
+        if vals.numel() and (int(vals.min()) < 0 or int(vals.max()) >= self.vocab_size):
+            raise ValueError(f"target ids must be in [0, {self.vocab_size}), got {int(vals.min())}..{int(vals.max())}")
+        if bool((vals == self.blank_id).any()) or bool((vals == self.eos_id).any()):
+            raise ValueError("targets must not contain the blank or eos id (the model adds eos itself)")
+
+
+__all__ = [
+    "AVSRModel",
+    "AttentionDecoder",
+    "ConcatFusion",
+    "FUSIONS",
+    "ModelOutput",
+    "SequenceEncoder",
+    "SumFusion",
+    "make_layout",
+    "register_fusion",
+]
+

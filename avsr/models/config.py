@@ -1,0 +1,443 @@
+"""Typed configuration of the AVSR model: one dataclass per part, YAML-friendly and strict.
+
+``AVSRConfig.to_dict()`` gives plain dicts/lists/scalars (safe for ``yaml.safe_dump``);
+``AVSRConfig.from_dict()`` rebuilds the config and raises ``ConfigError`` on an unknown key, a
+missing required key or a value of the wrong type, naming the dotted path of the offending entry.
+
+Two named sizes:
+
+- ``AVSRConfig.tiny(vocab_size)``: conv audio front-end, ResNet-18 at quarter width with
+  GroupNorm, two-layer encoders/decoder at d=128. Trains on a laptop CPU (tests, synthetic recipe)
+  and runs under fairseq2's CPU DDP (no BatchNorm anywhere).
+- ``AVSRConfig.seed_paper(vocab_size)``: the system of Pan et al. (ACL 2022): wav2vec 2.0 Large,
+  MoCo v2 ResNet-50 with a 3-D stem, 6-layer per-modality transformers (d=512, 8 heads, FFN 2048,
+  dropout 0.1), concat fusion, 6-layer joint transformer, 6-layer decoder, 0.2 CTC / 0.8 CE with
+  label smoothing 0.01.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the dotted key."""
+
+
+AUDIO_KINDS = ("conv", "wav2vec2")
+VISUAL_TRUNKS = ("resnet18", "resnet50")
+NORM_KINDS = ("batch", "group")
+ACTIVATIONS = ("relu", "prelu", "silu")
+ENCODER_KINDS = ("transformer", "conformer")
+NORM_ORDERS = ("pre", "post")
+#: Sub-modules of AVSRModel that ``AVSRConfig.freeze`` may name.
+FREEZABLE = (
+    "audio_frontend",
+    "visual_frontend",
+    "audio_encoder",
+    "video_encoder",
+    "fusion",
+    "encoder",
+    "ctc_head",
+    "decoder",
+)
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(choices)}")
+
+
+def _check_positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name}: expected a number, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{name}: must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+def _check_prob(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name}: must be a probability in [0, 1], got {value!r}")
+
+
+@dataclass
+class AudioConfig:
+    """Audio front-end: raw 16 kHz waveform -> (B, T, D) features at 25 Hz.
+
+    ``kind="conv"``: a small strided 1-D conv stack (no pretrained weights; see ``frontends.py``).
+    ``kind="wav2vec2"``: fairseq2's wav2vec 2.0 (``avsr.models.audio``); ``wav2vec2`` holds the
+    options of that module's ``Wav2Vec2FrontEndConfig`` (architecture, checkpoint path, freezing
+    schedule ...) and is passed to it unchanged.
+    """
+
+    kind: str = "conv"
+    #: conv: output channels of each conv layer; the last one is the feature size.
+    channels: tuple[int, ...] = (64, 128, 128, 256, 256)
+    #: conv: stride of each layer; the product must be 640 (16 kHz -> 25 Hz).
+    strides: tuple[int, ...] = (5, 4, 4, 4, 2)
+    #: conv: activation after each conv (relu, prelu, silu).
+    activation: str = "silu"
+    #: conv: z-normalise each waveform over its valid samples inside the model.
+    normalize_waveform: bool = True
+    #: wav2vec2: options for avsr.models.audio.Wav2Vec2FrontEndConfig.
+    wav2vec2: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_choice("kind", self.kind, AUDIO_KINDS)
+        if self.kind == "conv":
+            _check_choice("activation", self.activation, ACTIVATIONS)
+            if len(self.channels) != len(self.strides) or not self.channels:
+                raise ConfigError("channels and audio.strides must be non-empty and of equal length")
+            prod = 1
+            for s in self.strides:
+                _check_positive("strides", s)
+                prod *= s
+            if prod != 640:
+                raise ConfigError(f"strides must multiply to 640 (16 kHz -> 25 Hz), got {prod}")
+            for c in self.channels:
+                _check_positive("channels", c)
+
+
+@dataclass
+class VisualConfig:
+    """Visual front-end: 3-D conv stem + 2-D ResNet trunk, one vector per frame.
+
+    ``norm="batch"`` is the published design (and what MoCo v2 / LRW checkpoints contain);
+    ``norm="group"`` uses GroupNorm everywhere so the model has no BatchNorm and runs under
+    fairseq2's DDP on CPU (which converts BatchNorm to SyncBatchNorm, CUDA-only).
+    ``width`` scales every channel count (1.0 = torchvision's ResNet; 0.25 for a CPU toy).
+    """
+
+    trunk: str = "resnet18"
+    norm: str = "batch"
+    #: activation of the 3-D stem (the ResNet blocks use ReLU, as torchvision's).
+    activation: str = "relu"
+    width: float = 1.0
+    #: groups of GroupNorm (reduced to a divisor of the channel count when needed).
+    norm_groups: int = 32
+
+    def __post_init__(self) -> None:
+        _check_choice("trunk", self.trunk, VISUAL_TRUNKS)
+        _check_choice("norm", self.norm, NORM_KINDS)
+        _check_choice("activation", self.activation, ACTIVATIONS)
+        _check_positive("width", self.width)
+        _check_positive("norm_groups", self.norm_groups)
+        if round(64 * self.width) < 1:
+            raise ConfigError(f"width {self.width} leaves no channels")
+
+
+@dataclass
+class EncoderConfig:
+    """A stack of transformer or conformer layers (fairseq2 blocks).
+
+    ``layers=0`` is allowed for the per-modality encoders (projection + positions only).
+    Conformer blocks use relative-position attention and LayerNorm in their convolution module
+    (BatchNorm would break CPU DDP); transformer layers use sinusoidal absolute positions.
+    """
+
+    kind: str = "transformer"
+    layers: int = 6
+    model_dim: int = 512
+    heads: int = 8
+    ffn_dim: int = 2048
+    dropout: float = 0.1
+    #: depthwise kernel of the conformer convolution module.
+    conv_kernel: int = 31
+    norm_order: str = "pre"
+    #: longest input in frames (25 per second) the position encodings cover.
+    max_len: int = 6000
+
+    def __post_init__(self) -> None:
+        _check_choice("kind", self.kind, ENCODER_KINDS)
+        _check_choice("norm_order", self.norm_order, NORM_ORDERS)
+        _check_positive("layers", self.layers, allow_zero=True)
+        for key in ("model_dim", "heads", "ffn_dim", "conv_kernel", "max_len"):
+            _check_positive(key, getattr(self, key))
+        _check_prob("dropout", self.dropout)
+        if self.model_dim % self.heads or self.model_dim % 2:
+            raise ConfigError(f"model_dim {self.model_dim} must be even and a multiple of heads {self.heads}")
+        if self.kind == "conformer" and self.norm_order != "pre":
+            raise ConfigError("conformer blocks are pre-norm; set norm_order: pre")
+
+
+@dataclass
+class FusionConfig:
+    """How the per-modality streams are merged (see ``avsr_model.FUSIONS`` for the registry).
+
+    ``concat`` (the seed): per-modality LayerNorm, concatenate, linear projection to the joint dim.
+    ``sum``: per-modality LayerNorm and linear projection, then sum.
+    """
+
+    kind: str = "concat"
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, str) or not self.kind:
+            raise ConfigError("kind must be a non-empty string")
+        _check_prob("dropout", self.dropout)
+
+
+@dataclass
+class DecoderConfig:
+    """Transformer decoder; its width is the joint encoder's ``model_dim``."""
+
+    layers: int = 6
+    heads: int = 8
+    ffn_dim: int = 2048
+    dropout: float = 0.1
+    norm_order: str = "pre"
+    #: longest token sequence (with the leading eos) the positions cover.
+    max_len: int = 1024
+
+    def __post_init__(self) -> None:
+        _check_choice("norm_order", self.norm_order, NORM_ORDERS)
+        _check_positive("layers", self.layers)
+        for key in ("heads", "ffn_dim", "max_len"):
+            _check_positive(f"{key}", getattr(self, key))
+        _check_prob("dropout", self.dropout)
+
+
+@dataclass
+class LossConfig:
+    """loss = ctc_weight * CTC + (1 - ctc_weight) * CE(label_smoothing)."""
+
+    ctc_weight: float = 0.2
+    label_smoothing: float = 0.01
+
+    def __post_init__(self) -> None:
+        _check_prob("ctc_weight", self.ctc_weight)
+        _check_prob("label_smoothing", self.label_smoothing)
+
+
+@dataclass
+class ModalityDropoutConfig:
+    """Per utterance, in training only, when both modalities are given:
+    with ``p_audio_only`` the video is dropped, with ``p_video_only`` the audio is dropped."""
+
+    p_audio_only: float = 0.0
+    p_video_only: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_prob("p_audio_only", self.p_audio_only)
+        _check_prob("p_video_only", self.p_video_only)
+        if self.p_audio_only + self.p_video_only > 1.0:
+            raise ConfigError("p_audio_only + p_video_only must be <= 1")
+
+
+@dataclass
+class AVSRConfig:
+    """The whole model. ``audio`` or ``visual`` may be ``None`` for a single-modality model
+    (as the seed's AO and VO stages); at least one must be set."""
+
+    vocab_size: int
+    blank_id: int = 0
+    #: end (and start) of sentence; ``None`` means ``vocab_size - 1``.
+    eos_id: int | None = None
+    audio: AudioConfig | None = field(default_factory=AudioConfig)
+    visual: VisualConfig | None = field(default_factory=VisualConfig)
+    audio_encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    video_encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    modality_dropout: ModalityDropoutConfig = field(default_factory=ModalityDropoutConfig)
+    #: sub-modules kept frozen (no gradient, eval mode) throughout; see ``FREEZABLE``.
+    freeze: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, int) or self.vocab_size < 3:
+            raise ConfigError(f"vocab_size must be an int >= 3, got {self.vocab_size!r}")
+        if self.eos_id is None:
+            self.eos_id = self.vocab_size - 1
+        for name in ("blank_id", "eos_id"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < self.vocab_size:
+                raise ConfigError(f"{name} must be in [0, {self.vocab_size}), got {v!r}")
+        if self.blank_id == self.eos_id:
+            raise ConfigError("blank_id and eos_id must differ")
+        if self.audio is None and self.visual is None:
+            raise ConfigError("at least one of audio and visual must be configured")
+        if self.encoder.layers < 1:
+            raise ConfigError("encoder.layers must be >= 1")
+        if self.encoder.model_dim % self.decoder.heads:
+            raise ConfigError(
+                f"heads {self.decoder.heads} must divide encoder.model_dim {self.encoder.model_dim}"
+            )
+        self.freeze = tuple(self.freeze)
+        for name in self.freeze:
+            _check_choice("freeze", name, FREEZABLE)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities this model has branches for: ("audio", "video"), or one of them."""
+        return tuple(m for m, c in (("audio", self.audio), ("video", self.visual)) if c is not None)
+
+    # ------------------------------------------------------------------ named sizes
+    @classmethod
+    def tiny(cls, vocab_size: int, **overrides: Any) -> AVSRConfig:
+        """A CPU-sized model for tests and the synthetic recipe (1.9M parameters at V=40)."""
+        enc = dict(kind="transformer", model_dim=128, heads=4, ffn_dim=256, dropout=0.1, max_len=3000)
+        cfg = cls(
+            vocab_size=vocab_size,
+            audio=AudioConfig(kind="conv", channels=(32, 64, 64, 128, 128)),
+            visual=VisualConfig(trunk="resnet18", norm="group", activation="relu", width=0.25, norm_groups=8),
+            audio_encoder=EncoderConfig(layers=1, **enc),
+            video_encoder=EncoderConfig(layers=1, **enc),
+            fusion=FusionConfig(kind="concat"),
+            encoder=EncoderConfig(layers=2, **enc),
+            decoder=DecoderConfig(layers=2, heads=4, ffn_dim=256, dropout=0.1, max_len=512),
+            loss=LossConfig(ctc_weight=0.2, label_smoothing=0.01),
+            modality_dropout=ModalityDropoutConfig(p_audio_only=0.25, p_video_only=0.25),
+        )
+        return dataclasses.replace(cfg, **overrides) if overrides else cfg
+
+    @classmethod
+    def seed_paper(cls, vocab_size: int = 40, **overrides: Any) -> AVSRConfig:
+        """Pan et al. 2022 (LUMIA-Group/Leveraging-Self-Supervised-Learning-for-AVSR) sizes.
+
+        The seed trains AO and VO models separately and then the AV model with both branches
+        frozen, without modality dropout; a recipe reproducing that sets ``freeze`` and loads the
+        stage weights. Its characters tokenizer has 40 classes (blank 0, EOS 39).
+        """
+        enc = dict(kind="transformer", model_dim=512, heads=8, ffn_dim=2048, dropout=0.1, max_len=6000)
+        cfg = cls(
+            vocab_size=vocab_size,
+            # wav2vec_vox_new.pt = Large LV-60; the seed's fine-tuning overrides (train.py:88-96).
+            audio=AudioConfig(
+                kind="wav2vec2",
+                wav2vec2={
+                    "arch": "large_lv60k",
+                    "normalize_waveform": True,
+                    "mask_prob": 0.5,
+                    "mask_channel_prob": 0.25,
+                    "mask_channel_length": 64,
+                    "layer_drop_p": 0.1,
+                    "ffn_inner_dropout_p": 0.1,
+                },
+            ),
+            visual=VisualConfig(trunk="resnet50", norm="batch", activation="relu", width=1.0),
+            audio_encoder=EncoderConfig(layers=6, **enc),
+            video_encoder=EncoderConfig(layers=6, **enc),
+            fusion=FusionConfig(kind="concat"),
+            encoder=EncoderConfig(layers=6, **enc),
+            decoder=DecoderConfig(layers=6, heads=8, ffn_dim=2048, dropout=0.1, max_len=1024),
+            loss=LossConfig(ctc_weight=0.2, label_smoothing=0.01),
+            modality_dropout=ModalityDropoutConfig(p_audio_only=0.0, p_video_only=0.0),
+        )
+        return dataclasses.replace(cfg, **overrides) if overrides else cfg
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AVSRConfig:
+        return _from_plain(cls, data, "")
+
+
+# ---------------------------------------------------------------------- generic helpers
+_T = TypeVar("_T")
+
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): _to_plain(v) for k, v in obj.items()}
+    return obj
+
+
+def _from_plain(cls: type[_T], data: Any, path: str) -> _T:
+    where = path or "config"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))} (allowed: {', '.join(fields)})")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        kwargs[name] = _convert(hints[name], value, f"{path}.{name}" if path else name)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required field is missing
+        raise ConfigError(f"{where}: {exc}") from None
+    except ConfigError as exc:
+        if path and not str(exc).startswith(path):
+            raise ConfigError(f"{path}.{exc}") from None
+        raise
+
+
+def _convert(tp: Any, value: Any, path: str) -> Any:
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"{path}: must not be null")
+        non_none = [a for a in args if a is not type(None)]
+        if len(non_none) == 1:
+            return _convert(non_none[0], value, path)
+        for a in non_none:
+            try:
+                return _convert(a, value, path)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{path}: {value!r} does not match {tp}")
+    if dataclasses.is_dataclass(tp):
+        return _from_plain(tp, value, path)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        args = get_args(tp)
+        item = args[0] if args else Any
+        return tuple(_convert(item, v, f"{path}[{i}]") for i, v in enumerate(value))
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        return dict(value)
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{path}: {value!r} is not one of {get_args(tp)}")
+        return value
+    if tp is Any:
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true/false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+__all__ = [
+    "AVSRConfig",
+    "AudioConfig",
+    "ConfigError",
+    "DecoderConfig",
+    "EncoderConfig",
+    "FREEZABLE",
+    "FusionConfig",
+    "LossConfig",
+    "ModalityDropoutConfig",
+    "VisualConfig",
+]

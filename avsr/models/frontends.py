@@ -1,0 +1,169 @@
+"""Front-end registry and the small conv audio front-end.
+
+Every audio front-end maps ``(waveform (B, S) float32 at 16 kHz, lengths (B,) int64 samples)`` to
+``(features (B, T, output_dim), frame_lengths (B,) int64)`` at 25 Hz (640 samples per frame, the
+video frame rate); every visual front-end maps ``(video (B, T, H, W), lengths (B,))`` to
+``(features (B, T, output_dim), lengths)``. Builders are looked up by ``config.kind`` (audio) or
+are the one visual builder; ``register_audio_frontend`` adds a kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from avsr.models.config import AudioConfig, ConfigError, VisualConfig
+
+SAMPLES_PER_FRAME = 640  # 16 kHz audio / 25 fps video
+
+
+def make_activation(name: str, channels: int) -> nn.Module:
+    if name == "relu":
+        return nn.ReLU()
+    if name == "prelu":
+        return nn.PReLU(channels)
+    if name == "silu":
+        return nn.SiLU()
+    raise ConfigError(f"activation: {name!r} is not one of relu, prelu, silu")
+
+
+def lengths_to_mask(lengths: Tensor, width: int) -> Tensor:
+    """(B,) lengths -> (B, width) bool, True on valid positions."""
+    return torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def normalize_waveform(waveform: Tensor, lengths: Tensor, eps: float = 1e-5) -> Tensor:
+    """Zero-mean, unit-variance per utterance over its valid samples; padding is set to zero."""
+    mask = lengths_to_mask(lengths, waveform.size(1)).to(waveform.dtype)
+    n = lengths.clamp(min=1).to(waveform.dtype)[:, None]
+    mean = (waveform * mask).sum(1, keepdim=True) / n
+    var = (((waveform - mean) * mask) ** 2).sum(1, keepdim=True) / n
+    return (waveform - mean) / torch.sqrt(var + eps) * mask
+
+
+class ConvAudioFrontEnd(nn.Module):
+    """Strided 1-D convolutions on the raw waveform, 640 samples per output frame (25 Hz).
+
+    A simplified version of auto_avsr's 1-D ResNet front-end: layer ``i`` is
+    ``Conv1d(k = s_i + 2*(s_i//2), stride s_i, padding s_i//2) -> LayerNorm over channels ->
+    activation``, so a waveform of ``S`` samples gives exactly ``S // 640`` frames (at least one).
+    The LayerNorm is per frame (no BatchNorm: DDP-safe on CPU), and everything past an utterance's
+    length is zeroed after each layer, so a padded item gives the same features as alone.
+    """
+
+    def __init__(self, config: AudioConfig) -> None:
+        super().__init__()
+        self.normalize = config.normalize_waveform
+        self.strides = tuple(config.strides)
+        convs, norms, acts = [], [], []
+        in_ch = 1
+        for ch, s in zip(config.channels, config.strides):
+            pad = s // 2
+            convs.append(nn.Conv1d(in_ch, ch, kernel_size=s + 2 * pad, stride=s, padding=pad))
+            norms.append(nn.LayerNorm(ch))
+            acts.append(make_activation(config.activation, ch))
+            in_ch = ch
+        self.convs = nn.ModuleList(convs)
+        self.norms = nn.ModuleList(norms)
+        self.acts = nn.ModuleList(acts)
+        self.output_dim = in_ch
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        return torch.div(lengths, SAMPLES_PER_FRAME, rounding_mode="floor").clamp(min=1)
+
+    def forward(self, waveform: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        if waveform.dim() != 2:
+            raise ValueError(f"waveform must be (B, S), got shape {tuple(waveform.shape)}")
+        lengths = lengths.to(waveform.device)
+        if self.normalize:
+            waveform = normalize_waveform(waveform, lengths)
+        else:
+            waveform = waveform * lengths_to_mask(lengths, waveform.size(1))
+        # Make sure the longest item yields its frame even when S is not a multiple of 640.
+        need = int(lengths.max()) if lengths.numel() else 0
+        need = max(need, SAMPLES_PER_FRAME)
+        if waveform.size(1) < need:
+            waveform = F.pad(waveform, (0, need - waveform.size(1)))
+        x = waveform.unsqueeze(1)  # (B, 1, S)
+        cur = lengths.clamp(min=SAMPLES_PER_FRAME)
+        for conv, norm, act, s in zip(self.convs, self.norms, self.acts, self.strides):
+            x = conv(x)
+            cur = torch.div(cur, s, rounding_mode="floor")
+            x = act(norm(x.transpose(1, 2))).transpose(1, 2)
+            x = x * lengths_to_mask(cur, x.size(2))[:, None, :].to(x.dtype)
+        out_lengths = self.output_lengths(lengths)
+        x = x[:, :, : int(out_lengths.max())]
+        return x.transpose(1, 2), out_lengths
+
+
+# ---------------------------------------------------------------------- registry
+#: builder(config, pretrained) -> module; ``pretrained=False`` must not read any checkpoint
+#: (the weights will come from a saved model).
+AudioBuilder = Callable[[AudioConfig, bool], nn.Module]
+
+
+def _build_conv(config: AudioConfig, pretrained: bool = True) -> nn.Module:
+    return ConvAudioFrontEnd(config)
+
+
+def _build_wav2vec2(config: AudioConfig, pretrained: bool = True) -> nn.Module:
+    try:
+        from avsr.models import audio as audio_mod
+    except ImportError as exc:
+        raise ConfigError(
+            f"audio.kind 'wav2vec2' needs avsr.models.audio (wav2vec 2.0 front-end), which failed to import: {exc}"
+        ) from exc
+    cfg_cls = getattr(audio_mod, "Wav2Vec2FrontEndConfig", None)
+    build = getattr(audio_mod, "build_wav2vec2_frontend", None)
+    if cfg_cls is None or build is None:
+        raise ConfigError("avsr.models.audio lacks Wav2Vec2FrontEndConfig/build_wav2vec2_frontend")
+    options = dict(config.wav2vec2)
+    if not pretrained:
+        options["pretrained"] = None
+    from_dict = getattr(cfg_cls, "from_dict", None)
+    try:
+        w2v_config = from_dict(options) if callable(from_dict) else cfg_cls(**options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"audio.wav2vec2: {exc}") from None
+    module = build(w2v_config)
+    if not hasattr(module, "output_dim"):
+        raise ConfigError("the wav2vec2 front-end has no output_dim attribute")
+    return module
+
+
+_AUDIO_BUILDERS: dict[str, AudioBuilder] = {"conv": _build_conv, "wav2vec2": _build_wav2vec2}
+
+
+def register_audio_frontend(kind: str, builder: AudioBuilder) -> None:
+    """Add an audio front-end kind (``AudioConfig.kind`` must also accept it)."""
+    _AUDIO_BUILDERS[kind] = builder
+
+
+def build_audio_frontend(config: AudioConfig, pretrained: bool = True) -> nn.Module:
+    """The audio front-end for ``config.kind``. ``pretrained=False`` skips reading any pretrained
+    checkpoint named in the config (e.g. ``wav2vec2.pretrained``)."""
+    try:
+        builder = _AUDIO_BUILDERS[config.kind]
+    except KeyError:
+        raise ConfigError(f"audio.kind: no front-end registered for {config.kind!r}") from None
+    return builder(config, pretrained)
+
+
+def build_visual_frontend(config: VisualConfig) -> nn.Module:
+    from avsr.models.visual import VisualFrontEnd
+
+    return VisualFrontEnd(config)
+
+
+__all__ = [
+    "ConvAudioFrontEnd",
+    "SAMPLES_PER_FRAME",
+    "build_audio_frontend",
+    "build_visual_frontend",
+    "lengths_to_mask",
+    "normalize_waveform",
+    "register_audio_frontend",
+]

@@ -1,0 +1,344 @@
+"""Saving and loading models: safetensors weights + a YAML config beside them; never unpickles.
+
+``save_model(dir, model, extra)`` writes ``dir/model.safetensors`` and ``dir/model.yaml`` (each
+atomically; the YAML, written last, records the weights' SHA-256 so a mismatched pair is caught).
+``load_model(dir)`` rebuilds the ``AVSRModel`` from the YAML and loads the weights strictly.
+``load_frontend_weights`` brings foreign weights (MoCo v2, our LRW front-ends, ...) into one part
+of a model through an explicit key-prefix map, strictly, and reports what was left out and why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import yaml
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+from avsr.media.atomic import atomic_path
+from avsr.models.config import AVSRConfig, ConfigError
+
+if TYPE_CHECKING:
+    from avsr.models.avsr_model import AVSRModel
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "model.yaml"
+FORMAT = "avsr-model"
+FORMAT_VERSION = 1
+
+
+class WeightsError(RuntimeError):
+    """Weights do not fit a model (missing/unexpected keys, shapes) or a file is not usable."""
+
+
+def _names(keys: Iterable[str], limit: int = 8) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(keys[:limit])
+    return shown + (f" ... (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def _sha256(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------- our model files
+def save_model(out_dir: str | os.PathLike[str], model: AVSRModel, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``model.safetensors`` + ``model.yaml`` (config, ``extra`` metadata such as the
+    tokenizer fingerprint) into ``out_dir``; returns the directory."""
+    out = Path(out_dir)
+    model = getattr(model, "module", model)  # unwrap DDP
+    extra = dict(extra or {})
+    meta = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "extra": extra,
+    }
+    try:
+        yaml.safe_dump(meta)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"save_model: extra metadata is not YAML-serialisable: {exc}") from None
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(out / WEIGHTS_FILE) as tmp:
+        save_file(state, tmp, metadata={"format": FORMAT})
+        digest = _sha256(tmp)
+    meta["weights"] = {"file": WEIGHTS_FILE, "sha256": digest}
+    with atomic_path(out / CONFIG_FILE) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            yaml.safe_dump(meta, f, sort_keys=False)
+    return out
+
+
+def read_model_yaml(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The parsed ``model.yaml`` of a saved model (``config``, ``extra``, ``weights``)."""
+    path = Path(model_dir) / CONFIG_FILE
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: no such file (not a saved avsr model directory)") from None
+    except yaml.YAMLError as exc:
+        raise WeightsError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise WeightsError(f"{path}: not an avsr model file (format is not {FORMAT!r})")
+    if meta.get("version") != FORMAT_VERSION:
+        raise WeightsError(f"{path}: unsupported version {meta.get('version')!r} (expected {FORMAT_VERSION})")
+    return meta
+
+
+def load_config(model_dir: str | os.PathLike[str]) -> AVSRConfig:
+    meta = read_model_yaml(model_dir)
+    try:
+        return AVSRConfig.from_dict(meta["config"])
+    except (ConfigError, KeyError) as exc:
+        raise WeightsError(f"{Path(model_dir) / CONFIG_FILE}: bad config: {exc}") from None
+
+
+def load_model(
+    model_dir: str | os.PathLike[str], device: str | torch.device = "cpu", *, verify: bool = True
+) -> AVSRModel:
+    """Rebuild the model from ``model.yaml`` and load ``model.safetensors`` strictly; eval mode.
+
+    The YAML's ``extra`` metadata is available as ``model.metadata``. Front-ends are built from
+    the config only (no pretrained checkpoint is read: the weights come from the safetensors).
+    """
+    from avsr.models.avsr_model import AVSRModel
+
+    model_dir = Path(model_dir)
+    meta = read_model_yaml(model_dir)
+    config = load_config(model_dir)
+    weights = model_dir / meta.get("weights", {}).get("file", WEIGHTS_FILE)
+    if not weights.is_file():
+        raise WeightsError(f"{weights}: no such file")
+    expected = meta.get("weights", {}).get("sha256")
+    if verify and expected and _sha256(weights) != expected:
+        raise WeightsError(f"{weights}: SHA-256 differs from {CONFIG_FILE} (files from different saves?)")
+    model = AVSRModel(config, pretrained=False)
+    state = _read_safetensors(weights)
+    _load_strict(model, state, str(weights))
+    model.metadata = dict(meta.get("extra") or {})  # type: ignore[assignment]
+    return model.to(device).eval()
+
+
+def _read_safetensors(path: str | os.PathLike[str]) -> dict[str, Tensor]:
+    try:
+        with safe_open(os.fspath(path), framework="pt", device="cpu") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types
+        raise WeightsError(f"{os.fspath(path)}: unreadable safetensors file ({exc})") from None
+
+
+def _load_strict(module: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
+    own = module.state_dict()
+    missing = set(own) - set(state)
+    unexpected = set(state) - set(own)
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s): {_names(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s): {_names(unexpected)}")
+    shapes = [k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape)]
+    if shapes:
+        problems.append(
+            f"{len(shapes)} shape mismatch(es): "
+            + ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(shapes)[:4])
+        )
+    if problems:
+        raise WeightsError(f"{source}: " + "; ".join(problems))
+    module.load_state_dict(dict(state), strict=True)
+
+
+# ---------------------------------------------------------------------- foreign weights
+@dataclass
+class LoadReport:
+    """What ``load_frontend_weights`` did. ``left_at_init``: target keys not loaded (allowed);
+    ``unused``: source keys not used, with the reason; ``ignored``: source keys skipped silently."""
+
+    source: str
+    loaded: list[str] = field(default_factory=list)
+    left_at_init: dict[str, str] = field(default_factory=dict)
+    unused: dict[str, str] = field(default_factory=dict)
+    ignored: int = 0
+
+    def summary(self) -> str:
+        parts = [f"{self.source}: loaded {len(self.loaded)} tensors"]
+        if self.left_at_init:
+            by_reason: dict[str, list[str]] = {}
+            for k, r in self.left_at_init.items():
+                by_reason.setdefault(r, []).append(k)
+            for r, ks in by_reason.items():
+                parts.append(f"left at initialisation: {_names(ks, 4)} ({r})")
+        if self.unused:
+            by_reason = {}
+            for k, r in self.unused.items():
+                by_reason.setdefault(r, []).append(k)
+            for r, ks in by_reason.items():
+                parts.append(f"unused from the file: {_names(ks, 4)} ({r})")
+        if self.ignored:
+            parts.append(f"{self.ignored} other key(s) ignored")
+        return "; ".join(parts)
+
+
+def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
+    """A flat ``name -> tensor`` dict from safetensors, or from a PyTorch checkpoint loaded with
+    ``torch.load(weights_only=True)`` (``state_dict``/``model``/``module`` sub-dicts are unwrapped)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise WeightsError(f"{path}: no such file")
+    if path.endswith(".safetensors"):
+        return _read_safetensors(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"{path}: cannot be read as a weights-only PyTorch checkpoint ({first})") from None
+    for key in ("state_dict", "model", "module"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict) and obj[key] and all(
+            isinstance(v, Tensor) for v in obj[key].values()
+        ):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict):
+        raise WeightsError(f"{path}: holds no state dict")
+    state = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
+    if not state:
+        raise WeightsError(f"{path}: holds no tensors")
+    return state
+
+
+def load_frontend_weights(
+    model_part: nn.Module,
+    path: str | os.PathLike[str] | Mapping[str, Tensor],
+    prefix_map: Mapping[str, str],
+    *,
+    allow_missing: Iterable[str] = (),
+    missing_reason: str = "not in the source checkpoint",
+    unused_reasons: Mapping[str, str] | None = None,
+    ignore_prefixes: Iterable[str] = (),
+    ignore_unmapped: bool = False,
+) -> LoadReport:
+    """Copy weights into ``model_part`` through a prefix map, strictly.
+
+    Each source key is renamed by the longest ``prefix_map`` entry it starts with
+    (``{"module.encoder_q.layer1.": "trunk.layer1."}``; ``{"": ""}`` maps all). Errors (one line,
+    naming the file) when: a target key is not supplied unless it starts with one of
+    ``allow_missing``; a mapped key does not exist in ``model_part``; a shape differs; a source key
+    is not mapped and is not explained by ``unused_reasons`` (prefix -> reason), not under
+    ``ignore_prefixes`` and ``ignore_unmapped`` is false. Returns a ``LoadReport``.
+    """
+    source = "<state dict>" if isinstance(path, Mapping) else os.fspath(path)
+    state = dict(path) if isinstance(path, Mapping) else read_state_dict(path)
+    unused_reasons = dict(unused_reasons or {})
+    ignore_prefixes = tuple(ignore_prefixes)
+    allow_missing = tuple(allow_missing)
+    prefixes = sorted(prefix_map, key=len, reverse=True)
+    report = LoadReport(source)
+    mapped: dict[str, Tensor] = {}
+    unexplained: list[str] = []
+    for key, tensor in state.items():
+        hit = next((p for p in prefixes if key.startswith(p)), None)
+        if hit is not None:
+            mapped[prefix_map[hit] + key[len(hit):]] = tensor
+            continue
+        reason = next((r for p, r in unused_reasons.items() if key.startswith(p)), None)
+        if reason is not None:
+            report.unused[key] = reason
+        elif ignore_unmapped or key.startswith(ignore_prefixes):
+            report.ignored += 1
+        else:
+            unexplained.append(key)
+    own = model_part.state_dict()
+    missing = [k for k in own if k not in mapped and not k.startswith(allow_missing)]
+    unexpected = [k for k in mapped if k not in own]
+    shapes = [k for k in mapped if k in own and tuple(own[k].shape) != tuple(mapped[k].shape)]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} key(s) of the model not in the file: {_names(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} mapped key(s) the model lacks: {_names(unexpected)}")
+    if shapes:
+        problems.append(
+            f"{len(shapes)} shape mismatch(es): "
+            + ", ".join(f"{k} {tuple(mapped[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(shapes)[:4])
+        )
+    if unexplained:
+        problems.append(f"{len(unexplained)} key(s) of the file not mapped: {_names(unexplained)}")
+    if problems:
+        raise WeightsError(f"{source}: " + "; ".join(problems))
+    with torch.no_grad():
+        for k, t in mapped.items():
+            own[k].copy_(t.to(dtype=own[k].dtype))
+    report.loaded = sorted(mapped)
+    report.left_at_init = {k: missing_reason for k in own if k not in mapped}
+    return report
+
+
+def load_pretrained_frontends(
+    model: AVSRModel,
+    *,
+    visual: str | os.PathLike[str] | None = None,
+    visual_format: str = "moco_v2",
+    audio: str | os.PathLike[str] | None = None,
+) -> list[str]:
+    """Bring pretrained front-end weights into a fresh model; returns report lines.
+
+    ``visual_format``: ``"moco_v2"`` (MoCo v2 ResNet-50 ``.pth.tar``: trunk only, as the seed) or
+    ``"avsr"`` (one of our exported visual front-ends in safetensors, keys ``stem.*``/``trunk.*``
+    or under ``visual_frontend.``). ``audio``: a wav2vec 2.0 checkpoint (fairseq1/fairseq2 ``.pt``,
+    Hugging Face directory, converted safetensors), loaded strictly by
+    ``avsr.models.audio.load_pretrained``. (Setting ``audio.wav2vec2.pretrained`` in the config
+    does the same when the model is built.)
+    """
+    from avsr.models.visual import load_moco_v2, load_visual_frontend
+
+    lines: list[str] = []
+    if visual is not None:
+        if model.visual_frontend is None:
+            raise ValueError("load_pretrained_frontends: the model has no visual branch")
+        if visual_format == "moco_v2":
+            lines.append(load_moco_v2(model.visual_frontend, visual).summary())
+        elif visual_format == "avsr":
+            state = read_state_dict(visual)
+            prefix = "visual_frontend." if any(k.startswith("visual_frontend.") for k in state) else ""
+            lines.append(load_visual_frontend(model.visual_frontend, visual, prefix=prefix).summary())
+        else:
+            raise ValueError(f"visual_format: {visual_format!r} is not one of moco_v2, avsr")
+    if audio is not None:
+        if model.audio_frontend is None:
+            raise ValueError("load_pretrained_frontends: the model has no audio branch")
+        try:
+            from avsr.models import audio as audio_mod
+        except ImportError as exc:
+            raise WeightsError(f"{os.fspath(audio)}: wav2vec 2.0 converters unavailable ({exc})") from None
+        if not isinstance(model.audio_frontend, audio_mod.Wav2Vec2FrontEnd):
+            raise ValueError(f"{os.fspath(audio)}: the model's audio front-end is not wav2vec 2.0")
+        audio_mod.load_pretrained(model.audio_frontend, audio)
+        lines.append(f"{os.fspath(audio)}: wav2vec 2.0 weights loaded into the audio front-end "
+                     "(the 25 Hz downsampling conv keeps its initialisation)")
+    return lines
+
+
+__all__ = [
+    "CONFIG_FILE",
+    "LoadReport",
+    "WEIGHTS_FILE",
+    "WeightsError",
+    "load_config",
+    "load_frontend_weights",
+    "load_model",
+    "load_pretrained_frontends",
+    "read_model_yaml",
+    "read_state_dict",
+    "save_model",
+]

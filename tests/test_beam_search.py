@@ -61,3 +61,28 @@ def test_batched_equals_one_at_a_time():
         alone = beam_search(log_probs[None], torch.tensor([len(log_probs)]), None, config, BLANK, EOS)[0]
         assert [h.tokens for h in alone] == [h.tokens for h in batched]
         assert all(math.isclose(a.score, b.score, abs_tol=1e-5) for a, b in zip(alone, batched))
+
+
+def test_hybrid_search_with_a_model_batched_equals_one_at_a_time():
+    """With a (random, tiny) AVSRModel's decoder and CTC head, batching changes nothing."""
+    from avsr.decoding.model_decoder import ModelStepDecoder
+    from avsr.models.avsr_model import AVSRModel
+    from avsr.models.config import AVSRConfig
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = AVSRModel(AVSRConfig.tiny(12)).eval()
+    frames = torch.tensor([20, 14])
+    video = torch.randn(2, 20, 44, 44)
+    audio = torch.randn(2, 20 * 640) * 0.1
+    config = BeamSearchConfig(beam=3, ctc_weight=0.3, max_length=8)
+    with torch.no_grad():
+        encoded, lens = model.encode(audio, frames * 640, video, frames)
+        log_probs = model.ctc_log_probs(encoded)
+        together = beam_search(log_probs, lens, ModelStepDecoder(model, encoded, lens, 8), config, 0, 11)
+        for i in range(2):
+            e, l = model.encode(audio[i : i + 1, : frames[i] * 640], frames[i : i + 1] * 640, video[i : i + 1, : frames[i]], frames[i : i + 1])
+            alone = beam_search(model.ctc_log_probs(e), l, ModelStepDecoder(model, e, l, 8), config, 0, 11)[0]
+            assert [h.tokens for h in alone] == [h.tokens for h in together[i]]
+            assert all(math.isclose(a.score, b.score, abs_tol=1e-4) for a, b in zip(alone, together[i]))
+            assert alone and all(0 not in h.tokens and 11 not in h.tokens for h in alone)

@@ -27,7 +27,7 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the dotted key."""
 
 
-AUDIO_KINDS = ("conv", "wav2vec2")
+AUDIO_KINDS = ("conv", "fbank", "wav2vec2")
 VISUAL_TRUNKS = ("resnet18", "resnet50")
 NORM_KINDS = ("batch", "group")
 ACTIVATIONS = ("relu", "prelu", "silu")
@@ -68,6 +68,7 @@ class AudioConfig:
     """Audio front-end: raw 16 kHz waveform -> (B, T, D) features at 25 Hz.
 
     ``kind="conv"``: a small strided 1-D conv stack (no pretrained weights; see ``frontends.py``).
+    ``kind="fbank"``: log-mel filterbanks + two stride-2 Conv2d (ESPnet's subsampling).
     ``kind="wav2vec2"``: fairseq2's wav2vec 2.0 (``avsr.models.audio``); ``wav2vec2`` holds the
     options of that module's ``Wav2Vec2FrontEndConfig`` (architecture, checkpoint path, freezing
     schedule ...) and is passed to it unchanged.
@@ -82,6 +83,8 @@ class AudioConfig:
     activation: str = "silu"
     #: conv: z-normalise each waveform over its valid samples inside the model.
     normalize_waveform: bool = True
+    #: fbank: log-mel bins (the features' size is channels[-1]).
+    mel_bins: int = 80
     #: wav2vec2: options for avsr.models.audio.Wav2Vec2FrontEndConfig.
     wav2vec2: dict[str, Any] = field(default_factory=dict)
 

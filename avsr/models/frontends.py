@@ -99,6 +99,54 @@ class ConvAudioFrontEnd(nn.Module):
         return x.transpose(1, 2), out_lengths
 
 
+class MelAudioFrontEnd(nn.Module):
+    """Log-mel filterbanks (25 ms windows every 10 ms, 100 Hz) -> two stride-2 Conv2d -> 25 Hz.
+
+    ESPnet's Conv2dSubsampling on standard ASR features: far easier to learn from scratch than
+    raw-waveform convolutions, so it suits small models trained on small corpora. Features are
+    normalised per utterance and per mel bin over the valid frames; windows that reach into
+    padding are dropped, so a padded item gives the same output as alone.
+    """
+
+    WINDOW, HOP = 400, 160
+
+    def __init__(self, config: AudioConfig) -> None:
+        super().__init__()
+        import torchaudio
+
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=16000, n_fft=self.WINDOW, win_length=self.WINDOW, hop_length=self.HOP, n_mels=config.mel_bins, center=False
+        )
+        channels = config.channels[-1]
+        self.subsample = nn.Sequential(
+            nn.Conv2d(1, channels, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
+        )
+        self.project = nn.Linear(channels * ((config.mel_bins + 3) // 4), channels)
+        self.output_dim = channels
+
+    def forward(self, waveform: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        lengths = lengths.to(waveform.device)
+        if waveform.size(1) < self.WINDOW:
+            waveform = F.pad(waveform, (0, self.WINDOW - waveform.size(1)))
+        with torch.autocast(waveform.device.type, enabled=False):
+            feats = torch.log(self.mel(waveform.float()) + 1e-6).transpose(1, 2)  # (B, M, mels)
+        mel_lengths = ((lengths - self.WINDOW) // self.HOP + 1).clamp(min=1)
+        mask = lengths_to_mask(mel_lengths, feats.size(1))[:, :, None].to(feats.dtype)
+        count = mel_lengths.clamp(min=1).to(feats.dtype)[:, None, None]
+        mean = (feats * mask).sum(1, keepdim=True) / count
+        std = ((((feats - mean) * mask) ** 2).sum(1, keepdim=True) / count).sqrt()
+        feats = (feats - mean) / (std + 1e-5) * mask
+        x = self.subsample(feats[:, None])  # (B, C, M/4, mels/4)
+        x = self.project(x.permute(0, 2, 1, 3).flatten(2))  # (B, M/4, C)
+        out_lengths = torch.div(lengths, SAMPLES_PER_FRAME, rounding_mode="floor").clamp(min=1)
+        frames = int(out_lengths.max())
+        if x.size(1) < frames:
+            x = F.pad(x, (0, 0, 0, frames - x.size(1)))
+        x = x[:, :frames] * lengths_to_mask(out_lengths, frames)[:, :, None].to(x.dtype)
+        return x, out_lengths
+
+
 # ---------------------------------------------------------------------- registry
 #: builder(config, pretrained) -> module; ``pretrained=False`` must not read any checkpoint
 #: (the weights will come from a saved model).
@@ -134,7 +182,11 @@ def _build_wav2vec2(config: AudioConfig, pretrained: bool = True) -> nn.Module:
     return module
 
 
-_AUDIO_BUILDERS: dict[str, AudioBuilder] = {"conv": _build_conv, "wav2vec2": _build_wav2vec2}
+_AUDIO_BUILDERS: dict[str, AudioBuilder] = {
+    "conv": _build_conv,
+    "fbank": lambda config, pretrained: MelAudioFrontEnd(config),
+    "wav2vec2": _build_wav2vec2,
+}
 
 
 def register_audio_frontend(kind: str, builder: AudioBuilder) -> None:

@@ -1,0 +1,119 @@
+"""avsr-train: train (or resume) an AVSR model from a YAML recipe with fairseq2's trainer.
+
+    avsr-train recipes/synth/conf.yaml dataset.path=DATA dataset.tokenizer=TOK [KEY=VALUE ...]
+    torchrun --nproc_per_node 2 -m avsr.cli.train recipes/synth/conf.yaml ...     # DDP
+
+Rerunning the same command resumes from the last checkpoint in the output directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from avsr.cli.common import fail
+
+PROGRAM = "avsr-train"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROGRAM,
+        description="Train an audio-visual speech recogniser from a YAML config (fairseq2 trainer: "
+        "checkpoints, resume, DDP, mixed precision, TensorBoard and JSONL metrics). "
+        "Rerun the same command to resume from the last checkpoint.",
+        epilog="Overrides use dotted keys of the config, e.g. regime.num_steps=20 "
+        "regime.checkpoint_every_n_steps=10 dataset.path=DIR dataset.tokenizer=DIR "
+        "model.config.encoder.layers=4 optimizer.config.lr=0.0005. Values are YAML.",
+    )
+    parser.add_argument("config", type=Path, help="recipe YAML (e.g. recipes/synth/conf.yaml)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    parser.add_argument("--output-dir", type=Path, default=None,
+                        help="run directory (default: output_dir of the config, else runs/<config name>)")
+    parser.add_argument("--export-only", action="store_true",
+                        help="do not train: export OUTPUT_DIR/model/ from the run's checkpoints (export.* settings)")
+    parser.add_argument("--dump-config", action="store_true", help="print the merged config as YAML and exit")
+    parser.add_argument("--no-rich", action="store_true", help="plain log lines, no progress bar (for files and CI)")
+    return parser
+
+
+def _one_line(exc: BaseException) -> str:
+    """The innermost message of an exception chain, on one line."""
+    messages = []
+    current: BaseException | None = exc
+    while current is not None:
+        text = " ".join(str(current).split())
+        messages.append(text or type(current).__name__)
+        current = current.__cause__ or (current.__context__ if not current.__suppress_context__ else None)
+    inner = messages[-1]
+    return inner if len(messages) == 1 or inner in messages[0] else f"{messages[0]} ({inner})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_intermixed_args(argv)
+    # fairseq2 is slow to import: the config is checked first, with one-line errors.
+    from avsr.training.data import DatasetError
+    from avsr.training.export import ExportError
+    from avsr.training.recipe import (
+        TrainConfigError,
+        config_to_dict,
+        default_output_dir,
+        export_run,
+        load_train_config,
+        prepare_run,
+        run_training,
+    )
+
+    if not args.config.is_file():
+        fail(PROGRAM, f"{args.config}: config file not found")
+    try:
+        config = load_train_config(args.config, args.overrides)
+    except TrainConfigError as exc:
+        fail(PROGRAM, str(exc))
+    if args.dump_config:
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+        return 0
+    output_dir = args.output_dir or config.output_dir or default_output_dir(args.config)
+    output_dir = Path(output_dir)
+    if args.export_only:
+        try:
+            out = export_run(output_dir, last_n=config.export.average_last_n, best_n=config.export.average_best_n)
+        except ExportError as exc:
+            fail(PROGRAM, str(exc))
+        print(f"exported {out}")
+        return 0
+    try:
+        inputs = prepare_run(config, output_dir)
+    except (TrainConfigError, DatasetError) as exc:
+        fail(PROGRAM, str(exc))
+    rank = int(os.environ.get("RANK", "0"))
+    if rank == 0:
+        print(f"{PROGRAM}: {inputs.dataset.describe() if inputs.dataset else ''}; output {output_dir}", file=sys.stderr)
+    try:
+        run_training(inputs, no_rich=args.no_rich)
+    except KeyboardInterrupt:
+        print(f"{PROGRAM}: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        return 130
+    except (TrainConfigError, DatasetError) as exc:
+        fail(PROGRAM, str(exc))
+    except Exception as exc:  # noqa: BLE001 - report any failure on one line, traceback in the log
+        import logging
+
+        from fairseq2.task import TaskStopException
+
+        if isinstance(exc, TaskStopException):
+            print(f"{PROGRAM}: stopped; rerun the same command to resume", file=sys.stderr)
+            return 0
+        logging.getLogger("fairseq2").exception("avsr-train failed")
+        fail(PROGRAM, f"training failed: {_one_line(exc)} (traceback in {output_dir / 'logs'})", code=1)
+    if rank == 0:
+        print(f"{PROGRAM}: done; model in {output_dir / 'model'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

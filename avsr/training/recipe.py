@@ -1,0 +1,979 @@
+"""The one adapter between avsr and fairseq2's recipe/trainer machinery (fairseq2 == 0.8.1).
+
+Everything that knows fairseq2's recipe API lives here: the training configuration (fairseq2's
+sections plus ours), the model family registration, the `Recipe`, the train/eval units and the
+end-of-training export. The model (`avsr.models`), the data pipeline (`avsr.training.data`) and
+the export format (`avsr.training.export`) do not depend on it, so a fairseq2 release that changes
+the recipe API is confined to this file.
+
+How a run goes (``avsr-train CONFIG.yaml key=value ...``):
+
+1. `load_train_config` merges the YAML and the overrides over the defaults of `AVSRTrainConfig`
+   and checks every key and value (one-line `TrainConfigError`).
+2. `prepare_run` loads the tokenizer, resolves the model config (``model.arch`` + ``model.config``
+   + the tokenizer's vocabulary) with `AVSRConfig.from_dict`, and reads the manifests (one-line
+   `DatasetError`), before fairseq2 starts.
+3. `run_training` hands the config to ``fairseq2.recipe.run`` with `AVSRRecipe`. The recipe
+   registers the ``avsr`` model family with the resolved config as its architecture (fairseq2
+   then builds the model, wraps it for DDP, checkpoints and restores it), and creates a trainer
+   over our data reader with a `AVSRTrainUnit` and one `AVSREvalUnit` per validated modality.
+   fairseq2 writes ``checkpoints/step_N`` (model, optimizer, trainer, data reader state; a rerun
+   of the same command resumes from the last one), ``metrics/*.jsonl``, ``tb/`` and ``logs/``.
+4. At the end, rank 0 exports ``OUTPUT_DIR/model/`` (`export_run`), optionally averaging the last
+   or best checkpoints.
+
+Deliberate deviations from fairseq2's defaults: mixed precision is off unless asked for
+(fairseq2 defaults to bf16 autocast), ``common.no_sweep_dir`` is true (a stable output directory
+is what makes "rerun the same command to resume" work), and environment variables that look like
+secrets are masked in the start-up log (fairseq2 logs every variable).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import logging
+import os
+import re
+import sys
+import typing
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Literal, final
+
+import torch
+import yaml
+from torch import Tensor
+from torch.nn import Module
+
+import fairseq2.recipe  # noqa: F401  (first: importing fairseq2.evaluator first is a circular import in 0.8.1)
+from fairseq2.evaluator import EvalUnit
+from fairseq2.metrics import Mean, MetricBag, Sum, format_as_float
+from fairseq2.metrics.recorders import MetricDescriptor
+from fairseq2.recipe import Recipe, RecipeContext
+from fairseq2.recipe.config import (
+    COSINE_ANNEALING_LR,
+    MYLE_LR,
+    NOAM_LR,
+    PASSTHROUGH_LR,
+    POLYNOMIAL_DECAY_LR,
+    TRI_STAGE_LR,
+    AdafactorConfig,
+    AdamWConfig,
+    CommonSection,
+    CosineAnnealingLRConfig,
+    GangSection,
+    LRSchedulerSection,
+    MixedPrecisionConfig,
+    ModelSection,
+    MyleLRConfig,
+    NoamLRConfig,
+    OptimizerSection,
+    PolynomialDecayLRConfig,
+    RegimeSection,
+    TrainerSection,
+    TriStageLRConfig,
+)
+from fairseq2.runtime.dependency import DependencyContainer
+from fairseq2.task import Task
+from fairseq2.trainer import Trainer, TrainUnit
+from fairseq2.utils.structured import StandardValueConverter, StructureError
+from fairseq2.utils.validation import StandardObjectValidator, ValidationError
+
+from avsr.data.tokenizers import Tokenizer, TokenizerError, load_tokenizer
+from avsr.models.config import FREEZABLE, AVSRConfig, ConfigError
+from avsr.training.data import MODALITIES, AVBatch, AVDataset, DatasetConfig, DatasetError
+from avsr.training.export import ExportError, average_state_dicts, load_torch_state, write_export
+
+log = logging.getLogger("avsr.training")
+
+AVSR_FAMILY = "avsr"
+ARCHS = ("tiny", "seed_paper", "default")
+RUN_FILE = "avsr_run.yaml"
+
+
+class TrainConfigError(ValueError):
+    """A bad training configuration key or value; the message is one line naming the key."""
+
+
+# ======================================================================================= config
+
+
+@dataclass(kw_only=True)
+class InitFromModel:
+    """Copy the weights of some sub-modules from a saved model (a stage's ``model/`` folder)."""
+
+    path: Path
+    """A folder written by avsr-train (``model/``) or a ``.safetensors``/``.pt`` file."""
+    modules: list[str] = field(default_factory=list)
+    """Sub-modules to copy (audio_frontend, visual_frontend, audio_encoder, ...); empty: all."""
+
+
+@dataclass(kw_only=True)
+class PretrainedFrontends:
+    """Self-supervised front-end weights for a fresh model (`avsr.models.io.load_pretrained_frontends`)."""
+
+    visual: Path | None = None
+    visual_format: Literal["moco_v2", "avsr"] = "moco_v2"
+    audio: Path | None = None
+
+
+@dataclass(kw_only=True)
+class AVSRModelSection(ModelSection):
+    """fairseq2's model section, for the ``avsr`` family: a named size plus overrides."""
+
+    family: str | None = AVSR_FAMILY
+    arch: str | None = "tiny"
+    """Base size: tiny (CPU toy), seed_paper (Pan et al. 2022), default (AVSRConfig's defaults)."""
+    config: dict[str, object] = field(default_factory=dict)
+    """AVSRConfig fields over the arch (nested); vocab_size/blank_id/eos_id come from the tokenizer."""
+    pretrained: PretrainedFrontends = field(default_factory=PretrainedFrontends)
+    init_from: list[InitFromModel] = field(default_factory=list)
+    """Weights of earlier stages (applied after ``pretrained``), only when training starts."""
+
+
+@dataclass(kw_only=True)
+class ValidationSection:
+    modalities: list[Literal["av", "audio", "video"]] = field(default_factory=list)
+    """Inputs to validate with (one validation pass each); empty: the model's own modalities."""
+    wer: bool = True
+    """Also decode greedily with the CTC head and report WER/CER (%)."""
+
+
+@dataclass(kw_only=True)
+class ExportSection:
+    enabled: bool = True
+    """Write OUTPUT_DIR/model/ when training ends."""
+    average_last_n: int = 1
+    """Average the weights of the last N checkpoints (1: the final weights)."""
+    average_best_n: int = 0
+    """If > 0, average the N best checkpoints by regime.score_metric instead."""
+
+
+def _default_trainer() -> TrainerSection:
+    return TrainerSection(mixed_precision=MixedPrecisionConfig(mode="off"), max_grad_norm=5.0, gc_every_n_steps=None)
+
+
+def _default_regime() -> RegimeSection:
+    return RegimeSection(
+        num_steps=1000,
+        validate_every_n_steps=250,
+        checkpoint_every_n_steps=250,
+        publish_metrics_every_n_steps=10,
+        keep_last_n_checkpoints=2,
+        score_metric="wer",
+    )
+
+
+def _default_common() -> CommonSection:
+    common = CommonSection(no_sweep_dir=True, cluster="none")
+    return common
+
+
+@dataclass(kw_only=True)
+class AVSRTrainConfig:
+    """The whole training configuration (the YAML file's top-level keys)."""
+
+    output_dir: Path | None = None
+    """Where checkpoints, logs, metrics and model/ go (default: runs/<config file name>)."""
+    model: AVSRModelSection = field(default_factory=AVSRModelSection)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    validation: ValidationSection = field(default_factory=ValidationSection)
+    export: ExportSection = field(default_factory=ExportSection)
+    gang: GangSection = field(default_factory=GangSection)
+    trainer: TrainerSection = field(default_factory=_default_trainer)
+    optimizer: OptimizerSection = field(
+        default_factory=lambda: OptimizerSection(config=AdamWConfig(lr=1e-3, betas=(0.9, 0.98), weight_decay=0.03))
+    )
+    lr_scheduler: LRSchedulerSection = field(
+        default_factory=lambda: LRSchedulerSection(
+            name=COSINE_ANNEALING_LR, config=CosineAnnealingLRConfig(num_warmup_steps=100, final_lr_scale=0.05)
+        )
+    )
+    regime: RegimeSection = field(default_factory=_default_regime)
+    common: CommonSection = field(default_factory=_default_common)
+
+
+_OPTIMIZERS: dict[str, type] = {"adamw": AdamWConfig, "adafactor": AdafactorConfig}
+_LR_SCHEDULERS: dict[str, type | None] = {
+    COSINE_ANNEALING_LR: CosineAnnealingLRConfig,
+    TRI_STAGE_LR: TriStageLRConfig,
+    NOAM_LR: NoamLRConfig,
+    MYLE_LR: MyleLRConfig,
+    POLYNOMIAL_DECAY_LR: PolynomialDecayLRConfig,
+    PASSTHROUGH_LR: None,
+}
+_COMPONENT_SECTIONS = {"optimizer": _OPTIMIZERS, "lr_scheduler": _LR_SCHEDULERS}
+# Values that are free-form here and checked elsewhere (AVSRConfig.from_dict, component configs).
+_FREE_FORM = {("model", "config"), ("model", "config_overrides"), ("optimizer", "config"), ("lr_scheduler", "config")}
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``a.b.c=VALUE`` -> (["a", "b", "c"], VALUE parsed as YAML)."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise TrainConfigError(f"override {item!r} is not KEY=VALUE (e.g. regime.num_steps=20)")
+    parts = key.split(".")
+    if any(not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", p) for p in parts):
+        raise TrainConfigError(f"override {item!r}: {key!r} is not a dotted key")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise TrainConfigError(f"override {item!r}: value is not YAML ({str(exc).splitlines()[0]})") from None
+    return parts, value
+
+
+def _deep_merge(base: Any, update: Any) -> Any:
+    if isinstance(base, Mapping) and isinstance(update, Mapping):
+        out = dict(base)
+        for k, v in update.items():
+            out[k] = _deep_merge(base.get(k), v) if k in base else copy.deepcopy(v)
+        return out
+    return copy.deepcopy(update)
+
+
+def _set_path(tree: MutableMapping[str, Any], parts: Sequence[str], value: Any) -> None:
+    node = tree
+    for p in parts[:-1]:
+        child = node.get(p)
+        if not isinstance(child, MutableMapping):
+            child = {}
+            node[p] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _field_types(kls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(kls)
+    return {f.name: hints[f.name] for f in fields(kls) if f.init}
+
+
+def _dataclass_in(tp: Any) -> type | None:
+    """The dataclass a type hint refers to (also through ``X | None``), else None."""
+    if is_dataclass(tp) and isinstance(tp, type):
+        return tp
+    for arg in typing.get_args(tp):
+        if is_dataclass(arg) and isinstance(arg, type):
+            return arg
+    return None
+
+
+def _check_keys(tree: Any, kls: type, path: tuple[str, ...]) -> None:
+    """Unknown keys anywhere in ``tree`` (a dict for dataclass ``kls``) -> TrainConfigError."""
+    if not isinstance(tree, Mapping):
+        return
+    known = _field_types(kls)
+    for key, value in tree.items():
+        where = ".".join((*path, str(key)))
+        if key not in known:
+            close = difflib.get_close_matches(str(key), list(known), n=1)
+            hint = f" (did you mean {'.'.join((*path, close[0]))}?)" if close else f" (known: {', '.join(known)})"
+            raise TrainConfigError(f"unknown config key {where}{hint}")
+        if (*path, key) in _FREE_FORM or (len(path) == 1 and path[0] in _COMPONENT_SECTIONS and key == "config"):
+            continue
+        sub = _dataclass_in(known[key])
+        if sub is not None and isinstance(value, Mapping):
+            _check_keys(value, sub, (*path, str(key)))
+        elif isinstance(value, list):
+            item_type = typing.get_args(known[key])
+            sub_item = _dataclass_in(item_type[0]) if item_type else None
+            if sub_item is not None:
+                for i, entry in enumerate(value):
+                    _check_keys(entry, sub_item, (*path, f"{key}[{i}]"))
+
+
+def _structure_message(exc: BaseException) -> tuple[str, str]:
+    """(dotted path, leaf reason) from fairseq2's chain of StructureErrors."""
+    path: list[str] = []
+    leaf = str(exc)
+    current: BaseException | None = exc
+    while current is not None:
+        text = str(current)
+        m = re.match(r"^`(\w+)` field cannot be structured\.$", text)
+        if m:
+            path.append(m.group(1))
+        m = re.match(r"^Element at index (\d+) cannot be structured\.$", text)
+        if m and path:
+            path[-1] += f"[{m.group(1)}]"
+        leaf = text
+        current = current.__cause__
+    leaf = re.sub(r"`obj` cannot be parsed as `<class '(\w+)'>`\.", r"expected \1", leaf)
+    leaf = re.sub(r"<class '([\w.]+)'>", lambda m: m.group(1).rsplit(".", 1)[-1], leaf)
+    return ".".join(path), leaf
+
+
+def _lookup(tree: Any, dotted: str) -> Any:
+    node = tree
+    for part in re.split(r"\.", dotted):
+        m = re.match(r"^(\w+)(?:\[(\d+)\])?$", part)
+        if not m or not isinstance(node, Mapping):
+            return None
+        node = node.get(m.group(1))
+        if m.group(2) is not None:
+            node = node[int(m.group(2))] if isinstance(node, list) and int(m.group(2)) < len(node) else None
+    return node
+
+
+def _structure(value: Any, kls: type, where: str = "") -> Any:
+    try:
+        return StandardValueConverter().structure(value, kls)
+    except (StructureError, ValueError, TypeError) as exc:
+        dotted, leaf = _structure_message(exc)
+        full = ".".join(p for p in (where, dotted) if p)
+        got = _lookup(value, dotted) if dotted else value
+        raise TrainConfigError(f"bad value for {full or 'config'}: {got!r} ({leaf})") from None
+
+
+def _read_config_file(p: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    """A YAML config as a dict, with its ``base:`` file(s) (relative to it) merged underneath."""
+    if p.resolve() in seen:
+        raise TrainConfigError(f"{p}: 'base' files include each other")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TrainConfigError(f"{p}: cannot read config ({exc.strerror or exc})") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise TrainConfigError(f"{p}: not valid YAML ({' '.join(str(exc).split())})") from None
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, Mapping):
+        raise TrainConfigError(f"{p}: expected a mapping of config sections, got {type(loaded).__name__}")
+    loaded = dict(loaded)
+    bases = loaded.pop("base", None)
+    merged: dict[str, Any] = {}
+    for base in [bases] if isinstance(bases, str) else list(bases or []):
+        if not isinstance(base, str):
+            raise TrainConfigError(f"{p}: 'base' must be a file name or a list of them")
+        merged = _deep_merge(merged, _read_config_file(p.parent / base, (*seen, p.resolve())))
+    return _deep_merge(merged, loaded)
+
+
+def load_train_config(path: str | os.PathLike[str] | None, overrides: Sequence[str] = ()) -> AVSRTrainConfig:
+    """The defaults, updated by the YAML file at ``path``, then by ``KEY=VALUE`` overrides.
+
+    A config file may name ``base: other.yaml`` (or a list), read first and updated by the file.
+    Relative paths in values (``dataset.path`` ...) are relative to the working directory.
+
+    Component sections (``optimizer``, ``lr_scheduler``) take their ``config`` defaults from the
+    component named in ``name``. Every problem raises a one-line `TrainConfigError`.
+    """
+    converter = StandardValueConverter()
+    defaults = converter.unstructure(AVSRTrainConfig())
+    user: dict[str, Any] = {}
+    if path is not None:
+        user = _read_config_file(Path(path), ())
+    for item in overrides:
+        parts, value = parse_override(item)
+        _set_path(user, parts, value)
+    _check_keys(user, AVSRTrainConfig, ())
+    merged = _deep_merge(defaults, user)
+    for section, registry in _COMPONENT_SECTIONS.items():
+        sec_user = user.get(section) or {}
+        name = merged[section]["name"]
+        if name not in registry:
+            raise TrainConfigError(f"bad value for {section}.name: {name!r} (one of {', '.join(registry)})")
+        if isinstance(sec_user, Mapping) and "name" in sec_user and sec_user["name"] != defaults[section]["name"]:
+            merged[section]["config"] = copy.deepcopy(sec_user.get("config") or {})
+    config = _structure(merged, AVSRTrainConfig)
+    for section, registry in _COMPONENT_SECTIONS.items():
+        sec = getattr(config, section)
+        kls = registry[sec.name]
+        if kls is None:
+            sec.config = None
+            continue
+        raw = merged[section].get("config") or {}
+        if isinstance(raw, Mapping):
+            _check_keys(raw, kls, (section, "config"))
+        sec.config = _structure(raw, kls, f"{section}.config")
+    try:
+        StandardObjectValidator().validate(config)
+    except ValidationError as exc:
+        raise TrainConfigError(f"invalid config: {' '.join(str(exc).split())}") from None
+    for m in config.validation.modalities:
+        if m not in ("av", *MODALITIES):
+            raise TrainConfigError(f"bad value for validation.modalities: {m!r}")
+    sched = config.lr_scheduler.config
+    if isinstance(sched, CosineAnnealingLRConfig) and sched.cycle_len is None and config.regime.num_steps is not None:
+        if config.regime.num_steps <= sched.num_warmup_steps:  # fairseq2 0.8.1 divides by zero then
+            raise TrainConfigError(
+                f"lr_scheduler.config.num_warmup_steps ({sched.num_warmup_steps}) must be below regime.num_steps ({config.regime.num_steps})"
+            )
+    if config.export.average_last_n < 1:
+        raise TrainConfigError("bad value for export.average_last_n: must be >= 1")
+    if config.common.no_sweep_dir is False:
+        log.warning("common.no_sweep_dir is false: each config change starts a new sub-directory and does not resume")
+    return config
+
+
+def config_to_dict(config: AVSRTrainConfig) -> dict[str, Any]:
+    """Plain YAML-safe dict of a training config (paths and dtypes as strings)."""
+    return _stringify(StandardValueConverter().unstructure(config))
+
+
+def _stringify(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _stringify(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_stringify(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    return str(obj)
+
+
+def resolve_model_config(section: AVSRModelSection, tokenizer: Tokenizer) -> AVSRConfig:
+    """``section.arch`` at the tokenizer's vocabulary, updated by ``section.config``."""
+    arch = section.arch or "default"
+    vocab = tokenizer.vocab_size
+    if arch == "tiny":
+        base = AVSRConfig.tiny(vocab)
+    elif arch == "seed_paper":
+        base = AVSRConfig.seed_paper(vocab)
+    elif arch == "default":
+        base = AVSRConfig(vocab_size=vocab)
+    else:
+        raise TrainConfigError(f"bad value for model.arch: {arch!r} (one of {', '.join(ARCHS)})")
+    user = dict(section.config or {})
+    for key, actual in (("vocab_size", vocab), ("blank_id", tokenizer.blank_id), ("eos_id", tokenizer.eos_id)):
+        if key in user and user[key] != actual:
+            raise TrainConfigError(f"model.config.{key}={user[key]!r} contradicts the tokenizer ({key} {actual})")
+    merged = _deep_merge(base.to_dict(), user)
+    merged.update(vocab_size=vocab, blank_id=tokenizer.blank_id, eos_id=tokenizer.eos_id)
+    try:
+        resolved = AVSRConfig.from_dict(merged)
+    except ConfigError as exc:
+        raise TrainConfigError(f"bad model config: model.config.{exc}" if not str(exc).startswith("config") else f"bad model config: {exc}") from None
+    if resolved.audio is not None and resolved.audio.kind == "wav2vec2":
+        from avsr.models.audio import Wav2Vec2FrontEndConfig
+
+        try:  # fail now, not after fairseq2 has started
+            Wav2Vec2FrontEndConfig.from_dict(resolved.audio.wav2vec2)
+        except (TypeError, ValueError) as exc:
+            raise TrainConfigError(f"bad model config: model.config.audio.wav2vec2: {' '.join(str(exc).split())}") from None
+    return resolved
+
+
+# ======================================================================================= units
+
+
+def _frames_and_padding(batch: AVBatch) -> tuple[int, int]:
+    frames = batch.num_frames
+    return frames, max(0, batch.padded_frames - frames)
+
+
+def _update_common_metrics(bag: MetricBag, batch: AVBatch, out: Any) -> None:
+    n = max(int(out.num_targets), 1)
+    bag.get("loss", Mean).update(out.loss.detach().float(), weight=n)
+    bag.get("ctc_loss", Mean).update(out.ctc_loss.detach().float(), weight=n)
+    bag.get("att_loss", Mean).update(out.att_loss.detach().float(), weight=n)
+    bag.get("accuracy", Mean).update(out.accuracy.detach().float(), weight=n)
+    frames, padding = _frames_and_padding(batch)
+    bag.get("num_examples", Sum).update(batch.batch_size)
+    bag.get("num_elements", Sum).update(frames)
+    bag.get("num_target_elements", Sum).update(batch.num_targets)
+    bag.get("padding", Sum).update(padding)
+
+
+def _add_common_metrics(bag: MetricBag) -> None:
+    for name in ("loss", "ctc_loss", "att_loss", "accuracy"):
+        bag.add(name, Mean())
+    for name in ("num_examples", "num_elements", "num_target_elements", "padding"):
+        bag.add(name, Sum())
+
+
+@final
+class AVSRTrainUnit(TrainUnit[AVBatch]):
+    """One training step: the model's joint CTC/attention loss, summed over target tokens (the
+    trainer divides the gradients by the tokens of the whole step, across ranks and accumulated
+    batches). Calls the model's per-step freezing hook (wav2vec 2.0 schedule) before each step."""
+
+    def __init__(self, model: Module, module: Module) -> None:
+        self._model = model  # possibly DDP-wrapped
+        self._module = module  # the AVSRModel itself
+
+    def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
+        _add_common_metrics(metric_bag)
+        metric_bag.add("total_num_examples", Sum())
+        metric_bag.add("total_num_elements", Sum())
+
+    def set_step_nr(self, step_nr: int) -> None:
+        hook = getattr(self._module, "update_freezing", None)
+        if callable(hook):
+            hook(step_nr)
+
+    def process_batch(self, batch: AVBatch, metric_bag: MetricBag) -> tuple[Tensor, int | None]:
+        out = self._model(batch.audio, batch.audio_lens, batch.video, batch.video_lens, batch.targets, batch.target_lens)
+        _update_common_metrics(metric_bag, batch, out)
+        metric_bag.get("total_num_examples", Sum).update(batch.batch_size)
+        metric_bag.get("total_num_elements", Sum).update(batch.num_frames)
+        n = int(out.num_targets)
+        return out.loss * n, n
+
+
+@final
+class AVSREvalUnit(EvalUnit[AVBatch]):
+    """Validation loss (teacher forced) and greedy-CTC WER/CER on the tokenizer's normalised text."""
+
+    def __init__(self, module: Module, tokenizer: Tokenizer, inputs: str, *, name: str | None, wer: bool) -> None:
+        self._module = module
+        self._tokenizer = tokenizer
+        self._inputs = inputs
+        self._name = name
+        self._wer = wer
+
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
+        _add_common_metrics(metric_bag)
+        for name in ("word_errors", "words", "char_errors", "chars"):
+            metric_bag.add(name, Sum())
+
+    def process_batch(self, batch: AVBatch, metric_bag: MetricBag) -> None:
+        use_audio = self._inputs in ("av", "audio")
+        use_video = self._inputs in ("av", "video")
+        audio = batch.audio if use_audio else None
+        audio_lens = batch.audio_lens if use_audio else None
+        video = batch.video if use_video else None
+        video_lens = batch.video_lens if use_video else None
+        out = self._module(audio, audio_lens, video, video_lens, batch.targets, batch.target_lens)
+        _update_common_metrics(metric_bag, batch, out)
+        if not self._wer:
+            return
+        from avsr.decoding.ctc import greedy_ctc
+        from avsr.eval.wer import error_rates
+
+        encoded, lens = self._module.encode(audio, audio_lens, video, video_lens)
+        hyps = [self._tokenizer.decode(ids) for ids in greedy_ctc(self._module.ctc_log_probs(encoded), lens, self._tokenizer.blank_id)]
+        rates = error_rates(batch.texts, hyps, self._tokenizer.normalize)
+        metric_bag.get("word_errors", Sum).update(rates.words.errors)
+        metric_bag.get("words", Sum).update(rates.words.reference_length)
+        metric_bag.get("char_errors", Sum).update(rates.characters.errors)
+        metric_bag.get("chars", Sum).update(rates.characters.reference_length)
+
+    def process_metric_values(self, values: MutableMapping[str, object]) -> None:
+        counts = {k: values.pop(k, None) for k in ("word_errors", "words", "char_errors", "chars")}
+        if self._wer:
+            for rate, errors, total in (("wer", "word_errors", "words"), ("cer", "char_errors", "chars")):
+                e, t = counts[errors], counts[total]
+                if e is not None and t is not None and float(t) > 0:  # type: ignore[arg-type]
+                    values[rate] = 100.0 * float(e) / float(t)  # type: ignore[arg-type]
+
+
+# ======================================================================================= recipe
+
+
+def _create_model(config: AVSRConfig) -> Module:
+    from avsr.models.avsr_model import AVSRModel
+
+    model = AVSRModel(config)
+    # What the model froze itself at construction (config.freeze, frozen CNNs): fairseq2 turns
+    # every parameter trainable after building it; `AVSRRecipe.setup_model` restores these.
+    model._avsr_frozen_at_init = frozenset(n for n, p in model.named_parameters() if not p.requires_grad)  # type: ignore[attr-defined]
+    return model
+
+
+def restore_frozen(model: Module) -> None:
+    """Freeze again what the model froze at construction (fairseq2 makes everything trainable)."""
+    frozen = getattr(model, "_avsr_frozen_at_init", frozenset())
+    for name, param in model.named_parameters():
+        if name in frozen:
+            param.requires_grad_(False)
+
+
+def _has_freezing_schedule(model: Module) -> bool:
+    return any(callable(getattr(m, "update_freezing", None)) for m in (getattr(model, "audio_frontend", None), getattr(model, "visual_frontend", None)) if m is not None)
+
+
+class _SecretFilter(logging.Filter):
+    """Masks secret-looking environment variables in fairseq2's start-up log line (it logs them all).
+
+    The line is rebuilt from ``os.environ`` (as fairseq2 builds it), so a value containing the
+    separator cannot leak a fragment.
+    """
+
+    PREFIX = "Environment Variables - "
+    PATTERN = re.compile(r"(?i)(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|PRIVATE|CREDENTIAL|AUTH|COOKIE|SIGNATURE)")
+    SKIP = {"PS1", "LS_COLORS", "GREP_COLORS", "GCC_COLORS"}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().startswith(self.PREFIX):
+            pairs = [
+                f"{k}=***" if self.PATTERN.search(k) else f"{k}={v}"
+                for k, v in os.environ.items()
+                if not k.startswith("BASH_FUNC") and k not in self.SKIP
+            ]
+            record.msg, record.args = self.PREFIX + ", ".join(pairs), ()
+        return True
+
+
+_SECRET_FILTER = _SecretFilter()
+
+
+def install_secret_filter() -> None:
+    logger = logging.getLogger("fairseq2")
+    if _SECRET_FILTER not in logger.filters:
+        logger.addFilter(_SECRET_FILTER)
+
+
+@dataclass
+class RunInputs:
+    """What `prepare_run` resolved before fairseq2 starts."""
+
+    config: AVSRTrainConfig
+    model_config: AVSRConfig
+    tokenizer: Tokenizer
+    tokenizer_dir: Path
+    output_dir: Path
+    dataset: AVDataset | None = None
+
+
+class AVSRRecipe(Recipe):
+    """fairseq2 recipe: the avsr model family, our data readers, train/eval units and export."""
+
+    def __init__(self, inputs: RunInputs) -> None:
+        self._inputs = inputs
+
+    @property
+    def config_kls(self) -> type[object]:
+        return AVSRTrainConfig
+
+    def register(self, container: DependencyContainer) -> None:
+        from fairseq2.composition import register_model_family
+        from fairseq2.runtime.config_registry import ConfigRegistrar
+
+        from avsr.models.avsr_model import AVSRModel
+
+        register_model_family(
+            container, AVSR_FAMILY, kls=AVSRModel, config_kls=AVSRConfig, factory=_create_model, supports_meta=False
+        )
+        resolved = self._inputs.model_config
+        arch = self._inputs.config.model.arch or "default"
+        ConfigRegistrar(container, AVSRConfig)(arch)(lambda: copy.deepcopy(resolved))
+        for name, display in (("att_loss", "Attention Loss"), ("cer", "Character Error Rate (CER)")):
+            container.collection.register_instance(MetricDescriptor, MetricDescriptor(name, display, 100 if "loss" in name else 200, format_as_float))
+
+    def has_static_autograd_graph(self, context: RecipeContext) -> bool:
+        # A freezing schedule (wav2vec 2.0) changes which parameters get gradients during
+        # training: DDP must look for unused parameters then. (Decided from the config: the
+        # model is still being built when fairseq2 asks.)
+        audio = self._inputs.model_config.audio
+        return not (audio is not None and audio.kind != "conv")
+
+    def setup_model(self, context: RecipeContext, model: Module, newly_initialized: bool) -> Module:
+        restore_frozen(model)
+        config = context.get_config_as(AVSRTrainConfig)
+        if newly_initialized:
+            for line in initialise_weights(model, config.model):
+                log.info("%s", line)
+        if context.gangs.dp.size > 1 and _has_freezing_schedule(model):
+            # DDP only syncs parameters that are trainable when it wraps the model: make the ones
+            # the schedule will train trainable now; the train unit applies the schedule per step.
+            model.update_freezing(sys.maxsize)  # type: ignore[operator]
+        return model
+
+    def create_task(self, context: RecipeContext) -> Task:
+        from avsr.models.avsr_model import AVSRModel
+
+        _share_log_files()
+        config = context.get_config_as(AVSRTrainConfig)
+        inputs = self._inputs
+        module = context.get_model_as(AVSRModel)
+        gangs = context.gangs
+        dataset = inputs.dataset
+        if dataset is None:
+            dataset = AVDataset(
+                config.dataset, inputs.tokenizer, inputs.model_config.modalities,
+                seed=config.common.seed, cache_dir=context.output_dir / "cache",
+            )
+        else:
+            dataset.cache_dir = context.output_dir / "cache"
+        log.info("Data: %s", dataset.describe())
+        if gangs.root.rank == 0:
+            _write_run_file(context.output_dir, inputs)
+        reader = dataset.create_train_reader(gangs, num_accumulate=config.trainer.grad_accumulation.num_batches)
+        unit = AVSRTrainUnit(context.get_data_parallel_model(), module)
+        valid_units: list[EvalUnit[AVBatch]] = []
+        valid_readers = []
+        if dataset.valid is not None and config.regime.validate_every_n_steps:
+            modalities = list(config.validation.modalities) or ["av" if len(inputs.model_config.modalities) == 2 else inputs.model_config.modalities[0]]
+            for m in modalities:
+                wanted = MODALITIES if m == "av" else (m,)
+                name = None if len(modalities) == 1 else m
+                valid_units.append(AVSREvalUnit(module, inputs.tokenizer, m, name=name, wer=config.validation.wer))
+                valid_readers.append(dataset.create_valid_reader(gangs, wanted))
+        trainer = context.create_trainer(unit, reader, valid_units, valid_readers)
+        return _TrainThenExport(trainer, context, inputs)
+
+
+def _share_log_files() -> None:
+    """Send our log records to the files fairseq2 opened (``OUTPUT_DIR/logs/rank_N.log``) too."""
+    ours = logging.getLogger("avsr")
+    ours.setLevel(logging.INFO)
+    current = [h for h in logging.getLogger("fairseq2").handlers if isinstance(h, logging.FileHandler)]
+    for handler in list(ours.handlers):
+        if isinstance(handler, logging.FileHandler) and handler not in current:
+            ours.removeHandler(handler)  # from an earlier run in this process
+    for handler in current:
+        if handler not in ours.handlers:
+            ours.addHandler(handler)
+
+
+def initialise_weights(model: Module, section: AVSRModelSection) -> list[str]:
+    """Pretrained front-ends, then weights of earlier stages; returns report lines."""
+    from avsr.models.io import load_frontend_weights, load_pretrained_frontends, read_state_dict
+
+    lines: list[str] = []
+    pre = section.pretrained
+    if pre.visual is not None or pre.audio is not None:
+        lines += load_pretrained_frontends(model, visual=pre.visual, visual_format=pre.visual_format, audio=pre.audio)  # type: ignore[arg-type]
+    for source in section.init_from:
+        path = Path(source.path)
+        file = path / "model.safetensors" if path.is_dir() else path
+        state = read_state_dict(file)
+        modules = source.modules or [n for n in FREEZABLE if getattr(model, n, None) is not None]
+        for name in modules:
+            part = getattr(model, name, None)
+            if part is None:
+                raise TrainConfigError(f"model.init_from: the model has no {name}")
+            prefix = f"{name}."
+            sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            if not sub:
+                raise TrainConfigError(f"model.init_from: {file} has no weights for {name}")
+            report = load_frontend_weights(part, sub, {"": ""})
+            lines.append(f"{name} <- {file}: {len(report.loaded)} tensors")
+    return lines
+
+
+def _write_run_file(output_dir: Path, inputs: RunInputs) -> None:
+    from avsr.media.atomic import atomic_path
+
+    data = {
+        "model_config": inputs.model_config.to_dict(),
+        "tokenizer": str(inputs.tokenizer_dir.resolve()),
+        "tokenizer_fingerprint": inputs.tokenizer.fingerprint,
+        "train_config": config_to_dict(inputs.config),
+    }
+    with atomic_path(output_dir / RUN_FILE) as temp:
+        Path(temp).write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+@final
+class _TrainThenExport(Task):
+    """fairseq2's trainer, then (rank 0, when training ended normally) the model export."""
+
+    def __init__(self, trainer: Trainer, context: RecipeContext, inputs: RunInputs) -> None:
+        self._trainer = trainer
+        self._context = context
+        self._inputs = inputs
+
+    def run(self) -> None:
+        rank = self._context.gangs.root.rank  # (the trainer closes the gangs when it ends)
+        self._trainer.run()  # raises TaskStopException when stopped early: no export then
+        config = self._inputs.config
+        if config.export.enabled and rank == 0:
+            out = export_run(self._context.output_dir, last_n=config.export.average_last_n, best_n=config.export.average_best_n)
+            log.info("Model exported to %s", out)
+
+    def request_stop(self) -> None:
+        self._trainer.request_stop()
+
+    @property
+    def step_nr(self) -> int:
+        return self._trainer.step_nr
+
+    def close(self) -> None:
+        self._trainer.close()
+
+
+# ======================================================================================= export
+
+
+def checkpoint_model_files(output_dir: Path) -> dict[int, Path]:
+    """step -> model weights file of each complete fairseq2 checkpoint under ``output_dir``."""
+    found: dict[int, Path] = {}
+    root = output_dir / "checkpoints"
+    if not root.is_dir():
+        return found
+    for step_dir in root.glob("step_*"):
+        m = re.fullmatch(r"step_(\d+)", step_dir.name)
+        file = step_dir / "model" / "pp_00" / "tp_00" / "sdp_00.pt"
+        if m and step_dir.is_dir() and file.is_file():
+            found[int(m.group(1))] = file
+    return dict(sorted(found.items()))
+
+
+def checkpoint_scores(output_dir: Path) -> dict[int, float]:
+    """step -> score fairseq2 recorded (higher is better; negated for lower-is-better metrics)."""
+    scores: dict[int, float] = {}
+    for file in (output_dir / "checkpoints" / "scores").glob("step_*.txt"):
+        m = re.fullmatch(r"step_(\d+)\.txt", file.name)
+        try:
+            if m:
+                scores[int(m.group(1))] = float(file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return scores
+
+
+def export_run(output_dir: str | os.PathLike[str], *, last_n: int = 1, best_n: int = 0, out_dir: Path | None = None) -> Path:
+    """Export ``OUTPUT_DIR/model/`` from a run's checkpoints (no fairseq2 runtime needed).
+
+    Averages the last ``last_n`` checkpoints, or the ``best_n`` best when ``best_n > 0``.
+    """
+    from avsr.models.avsr_model import AVSRModel
+
+    output_dir = Path(output_dir)
+    run_file = output_dir / RUN_FILE
+    try:
+        run = yaml.safe_load(run_file.read_text(encoding="utf-8"))
+    except OSError:
+        raise ExportError(f"{run_file}: not found (is {output_dir} an avsr-train output directory?)") from None
+    files = checkpoint_model_files(output_dir)
+    if not files:
+        raise ExportError(f"{output_dir / 'checkpoints'}: no checkpoints to export")
+    if best_n > 0:
+        scores = checkpoint_scores(output_dir)
+        ranked = sorted((s for s in files if s in scores), key=lambda s: scores[s], reverse=True)
+        if not ranked:
+            raise ExportError(f"{output_dir}: no scored checkpoints (set regime.score_metric and validate) for export.average_best_n")
+        steps = sorted(ranked[:best_n])
+    else:
+        steps = list(files)[-last_n:]
+    if len(steps) < max(last_n if best_n <= 0 else best_n, 1):
+        log.warning("averaging %d checkpoint(s) (%s): fewer are kept than asked for", len(steps), ", ".join(map(str, steps)))
+    states = [load_torch_state(files[s]) for s in steps]
+    state = states[0] if len(states) == 1 else average_state_dicts(states)
+    model_config = AVSRConfig.from_dict(run["model_config"])
+    model = AVSRModel(model_config)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ExportError(f"{files[steps[-1]]}: weights do not fit the model config ({str(exc).splitlines()[0]})") from None
+    extra = {
+        "tokenizer_fingerprint": run.get("tokenizer_fingerprint"),
+        "step": steps[-1],
+        "averaged_steps": steps,
+        "source": str(output_dir.resolve()),
+    }
+    return write_export(
+        out_dir or output_dir / "model",
+        model,
+        tokenizer_dir=Path(run["tokenizer"]),
+        train_config=run.get("train_config"),
+        extra=extra,
+    )
+
+
+# ======================================================================================= entry
+
+
+def default_output_dir(config_path: str | os.PathLike[str] | None) -> Path:
+    """``runs/<config name>`` (``runs/<parent>`` for a generic ``conf.yaml``)."""
+    if config_path is None:
+        return Path("runs") / "train"
+    p = Path(config_path)
+    name = p.parent.name if p.stem in ("conf", "config") and p.parent.name else p.stem
+    return Path("runs") / name
+
+
+def prepare_run(config: AVSRTrainConfig, output_dir: Path, *, load_data: bool = True) -> RunInputs:
+    """Check everything fairseq2 does not: tokenizer, model config, manifests, resume consistency."""
+    ds = config.dataset
+    if ds.tokenizer is None:
+        raise DatasetError("dataset.tokenizer is not set (a folder made by avsr-prepare tokenizer)")
+    if ds.path is None and any(not s.endswith(".tsv") for s in ds.train_splits):
+        raise DatasetError("dataset.path is not set (the prepared data folder made by avsr-prepare)")
+    if ds.path is not None and not Path(ds.path).is_dir():
+        raise DatasetError(f"{ds.path}: prepared data folder not found (dataset.path; make it with avsr-prepare)")
+    tok_dir = Path(ds.tokenizer)
+    if not tok_dir.exists():
+        raise DatasetError(f"{tok_dir}: tokenizer folder not found (dataset.tokenizer; make it with avsr-prepare tokenizer)")
+    try:
+        tokenizer = load_tokenizer(tok_dir)
+    except TokenizerError as exc:
+        raise DatasetError(str(exc)) from None
+    model_config = resolve_model_config(config.model, tokenizer)
+    run_file = output_dir / RUN_FILE
+    if run_file.is_file() and checkpoint_model_files(output_dir):
+        try:
+            previous = yaml.safe_load(run_file.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            previous = {}
+        if previous.get("model_config") not in (None, model_config.to_dict()):
+            raise TrainConfigError(
+                f"{output_dir} holds checkpoints of a different model config; resume with the same model settings or use another --output-dir"
+            )
+        if previous.get("tokenizer_fingerprint") not in (None, tokenizer.fingerprint):
+            raise TrainConfigError(f"{output_dir} holds checkpoints trained with another tokenizer; use another --output-dir")
+    for m in config.validation.modalities:
+        for x in MODALITIES if m == "av" else (m,):
+            if x not in model_config.modalities:
+                raise TrainConfigError(f"validation.modalities: {m!r} needs a {x} branch, which this model has not")
+    regime = config.regime
+    if regime.score_metric in ("wer", "cer") and not config.validation.wer:
+        raise TrainConfigError(f"regime.score_metric={regime.score_metric} needs validation.wer: true")
+    inputs = RunInputs(config=config, model_config=model_config, tokenizer=tokenizer, tokenizer_dir=tok_dir, output_dir=output_dir)
+    if load_data:
+        inputs.dataset = AVDataset(ds, tokenizer, model_config.modalities, seed=config.common.seed, cache_dir=output_dir / "cache")
+        if inputs.dataset.valid is None or len(inputs.dataset.valid) == 0:
+            if regime.validate_every_n_steps is not None:
+                log.warning("no validation utterances (dataset.valid_split): training without validation")
+            inputs.dataset.valid = None
+            regime.validate_every_n_steps = None
+            regime.validate_every_n_data_epochs = None
+            regime.score_metric = None
+            regime.keep_best_n_checkpoints = None
+    return inputs
+
+
+def run_training(inputs: RunInputs, *, no_rich: bool = False) -> None:
+    """Run (or resume) training with fairseq2's trainer; exceptions propagate to the caller."""
+    from fairseq2.recipe import run
+
+    install_secret_filter()
+    inputs.output_dir.mkdir(parents=True, exist_ok=True)
+    run(AVSRRecipe(inputs), inputs.config, inputs.output_dir, no_rich=no_rich)
+    install_secret_filter()
+
+
+def iter_metrics(output_dir: str | os.PathLike[str], category: str = "train") -> Iterator[dict[str, Any]]:
+    """Rows of ``metrics/<category>.jsonl`` that fairseq2 wrote for a run."""
+    import json
+
+    path = Path(output_dir) / "metrics" / f"{category}.jsonl"
+    if not path.is_file():
+        return
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+__all__ = [
+    "AVSRModelSection",
+    "AVSRRecipe",
+    "AVSRTrainConfig",
+    "AVSREvalUnit",
+    "AVSRTrainUnit",
+    "ExportSection",
+    "InitFromModel",
+    "PretrainedFrontends",
+    "RunInputs",
+    "TrainConfigError",
+    "ValidationSection",
+    "checkpoint_model_files",
+    "default_output_dir",
+    "export_run",
+    "initialise_weights",
+    "restore_frozen",
+    "iter_metrics",
+    "load_train_config",
+    "prepare_run",
+    "resolve_model_config",
+    "run_training",
+]

@@ -1,0 +1,183 @@
+"""Training throughput of the AVSR model: one optimizer step (forward, backward, AdamW) on random
+batches of realistic shape, no data loading.
+
+Measured in one invocation so that ratios mean something on a shared machine:
+
+* CPU: the tiny model (recipes/synth) and the LRS2-size model (seed paper: wav2vec 2.0 Large +
+  ResNet-50, 6+6+6 encoder layers, 6 decoder layers), each at batch 1 (the baseline) and batch N;
+* CUDA (when present): the LRS2-size model in fp32 (baseline) and bf16 autocast, with the model
+  FLOPs of one step counted by ``torch.utils.flop_counter.FlopCounterMode`` and the model FLOPs
+  utilisation MFU = achieved FLOP/s / peak bf16 FLOP/s (``--peak-tflops``, 989 for H100/H200
+  dense bf16).
+
+Throughput is samples (utterances) per second and frames (25 fps video frames = 640 audio
+samples) per second; the step time is the median over the timed steps. Prints JSON.
+
+    python benchmarks/train.py            # 8 clips x 100 frames (4 s), 5 timed steps
+    python benchmarks/train.py --quick    # fewer steps; the LRS2-size model on 2 clips x 25 frames on CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from avsr.models.avsr_model import AVSRModel
+from avsr.models.config import AVSRConfig
+
+VOCAB = 41  # characters: blank, <unk>, 38 units, <sos/eos>
+
+
+def make_batch(batch: int, frames: int, crop: int, device: torch.device, vocab: int = VOCAB) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(batch * 1000 + frames)
+    target_len = max(1, frames // 4)  # about 6 characters per second
+    return {
+        "audio": (0.1 * torch.randn(batch, frames * 640, generator=g)).to(device),
+        "audio_lens": torch.full((batch,), frames * 640, dtype=torch.int64, device=device),
+        "video": torch.randn(batch, frames, crop, crop, generator=g).to(device),
+        "video_lens": torch.full((batch,), frames, dtype=torch.int64, device=device),
+        "targets": torch.randint(1, vocab - 1, (batch, target_len), generator=g).to(device),
+        "target_lens": torch.full((batch,), target_len, dtype=torch.int64, device=device),
+    }
+
+
+def build(kind: str, device: torch.device) -> tuple[AVSRModel, int]:
+    if kind == "tiny":
+        config, crop = AVSRConfig.tiny(VOCAB), 88
+    elif kind == "lrs2":
+        config, crop = AVSRConfig.seed_paper(VOCAB), 112  # the seed feeds 112x112 crops
+    else:
+        raise ValueError(kind)
+    torch.manual_seed(0)
+    return AVSRModel(config).to(device).train(), crop
+
+
+def step_fn(model: AVSRModel, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], dtype: torch.dtype | None):
+    def step() -> None:
+        device_type = batch["audio"].device.type
+        ctx = torch.autocast(device_type=device_type, dtype=dtype) if dtype is not None else torch.autocast(device_type, enabled=False)
+        with ctx:
+            out = model(batch["audio"], batch["audio_lens"], batch["video"], batch["video_lens"], batch["targets"], batch["target_lens"])
+        out.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(kind: str, batch: int, frames: int, steps: int, device: torch.device, dtype: torch.dtype | None = None,
+            count_flops: bool = False, peak_tflops: float | None = None) -> dict[str, Any]:
+    model, crop = build(kind, device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    data = make_batch(batch, frames, crop, device)
+    step = step_fn(model, optimizer, data, dtype)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    step()  # warm-up (allocations, kernel selection)
+    sync(device)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    result: dict[str, Any] = {
+        "model": kind,
+        "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+        "device": device.type,
+        "dtype": "fp32" if dtype is None else str(dtype).replace("torch.", ""),
+        "batch": batch,
+        "frames_per_clip": frames,
+        "crop": crop,
+        "timed_steps": steps,
+        "step_seconds": round(seconds, 4),
+        "samples_per_second": round(batch / seconds, 3),
+        "frames_per_second": round(batch * frames / seconds, 1),
+    }
+    if device.type == "cuda":
+        result["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+    if count_flops:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False)
+        with counter:
+            step()
+        sync(device)
+        flops = counter.get_total_flops()
+        result["model_tflop_per_step"] = round(flops / 1e12, 3)
+        result["achieved_tflops"] = round(flops / seconds / 1e12, 2)
+        if peak_tflops:
+            result["mfu"] = round(flops / seconds / (peak_tflops * 1e12), 4)
+    del model, optimizer, data
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--batch", type=int, default=8, help="clips per batch (default 8)")
+    parser.add_argument("--frames", type=int, default=100, help="frames per clip (default 100 = 4 s)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default 5, --quick 2)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    parser.add_argument("--peak-tflops", type=float, default=989.0, help="peak dense bf16 TFLOP/s of the GPU (H100/H200: 989)")
+    parser.add_argument("--no-cpu-lrs2", action="store_true", help="skip the LRS2-size model on the CPU")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    steps = args.steps or (2 if args.quick else 5)
+    cpu = torch.device("cpu")
+    runs: list[dict[str, Any]] = []
+    # CPU: tiny model, batch 1 (baseline) and batch N
+    tiny_1 = measure("tiny", 1, args.frames, steps, cpu)
+    tiny_n = measure("tiny", args.batch, args.frames, steps, cpu)
+    runs += [tiny_1, tiny_n]
+    comparisons: dict[str, Any] = {
+        "cpu_tiny_batch_n_vs_1_samples_per_second": round(tiny_n["samples_per_second"] / tiny_1["samples_per_second"], 2),
+    }
+    if not args.no_cpu_lrs2:
+        # The LRS2-size model is slow on a few cores: --quick measures it on 2 clips x 25 frames.
+        b, f = (2, 25) if args.quick else (args.batch, args.frames)
+        lrs2_1 = measure("lrs2", 1, f, max(1, steps // 2), cpu)
+        lrs2_n = measure("lrs2", b, f, max(1, steps // 2), cpu)
+        runs += [lrs2_1, lrs2_n]
+        comparisons["cpu_lrs2_batch_n_vs_1_samples_per_second"] = round(lrs2_n["samples_per_second"] / lrs2_1["samples_per_second"], 2)
+        comparisons["cpu_tiny_vs_lrs2_frames_per_second"] = round(tiny_n["frames_per_second"] / lrs2_n["frames_per_second"], 1)
+    gpu: dict[str, Any] | None = None
+    if torch.cuda.is_available():
+        dev = torch.device("cuda")
+        torch.backends.cuda.matmul.allow_tf32 = False  # a true fp32 baseline
+        torch.backends.cudnn.allow_tf32 = False
+        fp32 = measure("lrs2", args.batch, args.frames, steps, dev, None, count_flops=True)
+        bf16 = measure("lrs2", args.batch, args.frames, steps, dev, torch.bfloat16, count_flops=True, peak_tflops=args.peak_tflops)
+        runs += [fp32, bf16]
+        gpu = {"name": torch.cuda.get_device_name(dev), "peak_bf16_tflops": args.peak_tflops}
+        comparisons["cuda_lrs2_bf16_vs_fp32_samples_per_second"] = round(bf16["samples_per_second"] / fp32["samples_per_second"], 2)
+        comparisons["cuda_lrs2_bf16_mfu"] = bf16.get("mfu")
+    report = {
+        "benchmark": "train",
+        "what": "one optimizer step (forward + backward + AdamW) of AVSRModel on random audio+video batches; no data loading",
+        "machine": {"cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+                    "torch": torch.__version__, "gpu": gpu},
+        "runs": runs,
+        "ratios": comparisons,
+    }
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -37,7 +37,7 @@ from avsr.data.tokenizers import Tokenizer
 from avsr.media import MediaError
 from avsr.training import augment
 from avsr.training.batching import derive_seed, make_batches, rng_for
-from avsr.training.media import read_mouth_video_cached, read_wav
+from avsr.training.media import read_mouth_video_cached, read_wav, save_cache
 
 log = logging.getLogger("avsr.training")
 
@@ -548,13 +548,7 @@ def build_babble_bank(examples: Sequence[dict[str, Any]], config: NoiseConfig, s
         rng_for(seed, "babble"),
     )
     if target is not None:
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            temp = target.with_name(f"{target.stem}.{os.getpid()}.tmp.npy")
-            np.save(temp, bank)
-            os.replace(temp, target)
-        except OSError:
-            pass
+        save_cache(target, bank)
     return bank
 
 

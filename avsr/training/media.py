@@ -101,11 +101,16 @@ def read_mouth_video_cached(path: str | os.PathLike[str], cache_dir: Path | None
     except (OSError, ValueError):
         pass
     video = read_mouth_video(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f"{target.stem}.{os.getpid()}.{id(video)}.tmp.npy")
-        np.save(temp, video)
-        os.replace(temp, target)
-    except OSError:
-        pass  # a cache that cannot be written is not an error
+    save_cache(target, video)
     return video
+
+
+def save_cache(target: Path, array: np.ndarray) -> None:
+    """Write a cache ``.npy`` atomically; a cache that cannot be written is not an error."""
+    from avsr.media.atomic import atomic_path
+
+    try:
+        with atomic_path(target) as temp, open(temp, "wb") as handle:
+            np.save(handle, array)
+    except OSError:
+        pass

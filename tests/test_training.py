@@ -23,6 +23,7 @@ from avsr.training.batching import make_batches, padded_frames, rng_for
 from avsr.training.export import average_state_dicts
 
 REPO = Path(__file__).resolve().parents[1]
+RUN_STEPS = 12  # steps of the killed-and-resumed run (killed at its first checkpoint, step 2 or soon after)
 
 # A model small enough for a few CPU steps in seconds: tiny with narrower layers.
 MICRO_MODEL = {
@@ -299,7 +300,7 @@ def test_lrs2_and_synth_recipes_load():
 def killed_and_resumed(micro_config, tmp_path_factory) -> dict:
     """avsr-train killed with SIGKILL after its first checkpoint, then rerun with the same command."""
     out = tmp_path_factory.mktemp("runs") / "micro"
-    cmd = _train_cmd(micro_config, out)
+    cmd = _train_cmd(micro_config, out, f"regime.num_steps={RUN_STEPS}")
     env = _env(AVSR_TEST_API_TOKEN="super-secret-value")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 150
@@ -326,26 +327,26 @@ def killed_and_resumed(micro_config, tmp_path_factory) -> dict:
 
 def test_sigkilled_run_resumes_at_its_last_checkpoint(killed_and_resumed):
     out, killed_at = killed_and_resumed["out"], killed_and_resumed["killed_at"]
-    assert killed_at < 6  # killed before the end
+    assert killed_at < RUN_STEPS  # killed before the end
     log_text = (out / "logs" / "rank_0.log").read_text()
     assert f"Resuming from step {killed_at}." in log_text
     rows = _jsonl(out / "metrics" / "train.jsonl")
     second = rows[killed_and_resumed["rows_before"]:]
-    assert [r["Step"] for r in second] == list(range(killed_at + 1, 7))
+    assert [r["Step"] for r in second] == list(range(killed_at + 1, RUN_STEPS + 1))
     # the learning-rate schedule continues where it stopped: compare with fairseq2's scheduler
     from fairseq2.optim.lr_schedulers import CosineAnnealingLR
 
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.AdamW([param], lr=0.002)
-    sched = CosineAnnealingLR(opt, 6 - 2, 2, start_lr=[0.0], final_lr=[0.0002])
+    sched = CosineAnnealingLR(opt, RUN_STEPS - 2, 2, start_lr=[0.0], final_lr=[0.0002])
     expected = {}
-    for step in range(1, 7):
+    for step in range(1, RUN_STEPS + 1):
         expected[step] = sched.get_last_lr()[0]
         opt.step()
         sched.step()
     for r in second:
         assert r["Learning Rate"] == pytest.approx(expected[r["Step"]], rel=1e-6)
-    assert _complete_checkpoints(out)[-1] == 6 and len(_complete_checkpoints(out)) <= 2  # keep_last_n_checkpoints
+    assert _complete_checkpoints(out)[-1] == RUN_STEPS and len(_complete_checkpoints(out)) <= 2  # keep_last_n_checkpoints
 
 
 def test_run_writes_metrics_and_a_loadable_model(killed_and_resumed):
@@ -356,10 +357,10 @@ def test_run_writes_metrics_and_a_loadable_model(killed_and_resumed):
     train_rows = _jsonl(out / "metrics" / "train.jsonl")
     assert {"Loss", "CTC Loss", "Attention Loss", "Accuracy", "Learning Rate"} <= set(train_rows[-1])
     valid_rows = _jsonl(out / "metrics" / "valid.jsonl")
-    assert valid_rows and "Word Error Rate (WER)" in valid_rows[-1] and valid_rows[-1]["Step"] == 6
+    assert valid_rows and "Word Error Rate (WER)" in valid_rows[-1] and valid_rows[-1]["Step"] == RUN_STEPS
     model = load_model(out / "model")
     tokenizer = load_tokenizer(out / "model" / "tokenizer")
-    assert model.metadata["tokenizer_fingerprint"] == tokenizer.fingerprint and model.metadata["step"] == 6
+    assert model.metadata["tokenizer_fingerprint"] == tokenizer.fingerprint and model.metadata["step"] == RUN_STEPS
     with torch.inference_mode():
         enc, lens = model.encode(torch.randn(1, 40 * 640), torch.tensor([40 * 640]), torch.randn(1, 40, 88, 88), torch.tensor([40]))
         assert model.ctc_log_probs(enc).shape == (1, 40, tokenizer.vocab_size)

@@ -662,7 +662,7 @@ class AVSRRecipe(Recipe):
         # training: DDP must look for unused parameters then. (Decided from the config: the
         # model is still being built when fairseq2 asks.)
         audio = self._inputs.model_config.audio
-        return not (audio is not None and audio.kind != "conv")
+        return not (audio is not None and audio.kind == "wav2vec2")
 
     def setup_model(self, context: RecipeContext, model: Module, newly_initialized: bool) -> Module:
         restore_frozen(model)

@@ -3,7 +3,7 @@ batches of realistic shape, no data loading.
 
 Measured in one invocation so that ratios mean something on a shared machine:
 
-* CPU: the tiny model (recipes/synth) and the LRS2-size model (seed paper: wav2vec 2.0 Large +
+* CPU: the small recipe's model (recipes/synth/conf.yaml) and the LRS2-size model (seed paper: wav2vec 2.0 Large +
   ResNet-50, 6+6+6 encoder layers, 6 decoder layers), each at batch 1 (the baseline) and batch N;
 * CUDA (when present): the LRS2-size model in fp32 (baseline) and bf16 autocast, with the model
   FLOPs of one step counted by ``torch.utils.flop_counter.FlopCounterMode`` and the model FLOPs
@@ -48,9 +48,20 @@ def make_batch(batch: int, frames: int, crop: int, device: torch.device, vocab: 
     }
 
 
+def small_recipe_config() -> AVSRConfig:
+    """The model of recipes/synth/conf.yaml (the tiny size with the recipe's overrides)."""
+    from pathlib import Path
+
+    from avsr.data.tokenizers.char import seed_char_tokenizer
+    from avsr.training.recipe import load_train_config, resolve_model_config
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "synth" / "conf.yaml"
+    return resolve_model_config(load_train_config(recipe).model, seed_char_tokenizer())
+
+
 def build(kind: str, device: torch.device) -> tuple[AVSRModel, int]:
-    if kind == "tiny":
-        config, crop = AVSRConfig.tiny(VOCAB), 88
+    if kind == "small":
+        config, crop = small_recipe_config(), 88
     elif kind == "lrs2":
         config, crop = AVSRConfig.seed_paper(VOCAB), 112  # the seed feeds 112x112 crops
     else:
@@ -142,12 +153,12 @@ def main() -> None:
     steps = args.steps or (2 if args.quick else 5)
     cpu = torch.device("cpu")
     runs: list[dict[str, Any]] = []
-    # CPU: tiny model, batch 1 (baseline) and batch N
-    tiny_1 = measure("tiny", 1, args.frames, steps, cpu)
-    tiny_n = measure("tiny", args.batch, args.frames, steps, cpu)
-    runs += [tiny_1, tiny_n]
+    # CPU: the small recipe's model, batch 1 (baseline) and batch N
+    small_1 = measure("small", 1, args.frames, steps, cpu)
+    small_n = measure("small", args.batch, args.frames, steps, cpu)
+    runs += [small_1, small_n]
     comparisons: dict[str, Any] = {
-        "cpu_tiny_batch_n_vs_1_samples_per_second": round(tiny_n["samples_per_second"] / tiny_1["samples_per_second"], 2),
+        "cpu_small_batch_n_vs_1_samples_per_second": round(small_n["samples_per_second"] / small_1["samples_per_second"], 2),
     }
     if not args.no_cpu_lrs2:
         # The LRS2-size model is slow on a few cores: --quick measures it on 2 clips x 25 frames.
@@ -156,7 +167,7 @@ def main() -> None:
         lrs2_n = measure("lrs2", b, f, max(1, steps // 2), cpu)
         runs += [lrs2_1, lrs2_n]
         comparisons["cpu_lrs2_batch_n_vs_1_samples_per_second"] = round(lrs2_n["samples_per_second"] / lrs2_1["samples_per_second"], 2)
-        comparisons["cpu_tiny_vs_lrs2_frames_per_second"] = round(tiny_n["frames_per_second"] / lrs2_n["frames_per_second"], 1)
+        comparisons["cpu_small_vs_lrs2_frames_per_second"] = round(small_n["frames_per_second"] / lrs2_n["frames_per_second"], 1)
     gpu: dict[str, Any] | None = None
     if torch.cuda.is_available():
         dev = torch.device("cuda")

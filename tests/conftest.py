@@ -5,8 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
+from avsr.cli import prepare as prepare_cli
 from avsr.cli import synth as synth_cli
+from avsr.data.tokenizers import load_tokenizer
+from avsr.models.avsr_model import AVSRModel
+from avsr.models.config import AVSRConfig
+from avsr.training.export import write_export
 
 LRS2_ARGS = [
     "--layout", "lrs2", "--utterances", "12", "--speakers", "4", "--seed", "3", "--pretrain-fraction", "0.5", "--workers", "2", "--quiet",
@@ -27,3 +33,43 @@ def lrw_corpus(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synth") / "lrw"
     assert synth_cli.main([str(root), *LRW_ARGS]) == 0
     return root
+
+
+@pytest.fixture(scope="session")
+def train_data(lrs2_corpus: Path, tmp_path_factory) -> dict[str, Path]:
+    """The 12-clip corpus prepared once (96 px crops, manifests) plus a char tokenizer."""
+    root = tmp_path_factory.mktemp("train_data")
+    prepared, tokenizer = root / "prepared", root / "tokenizer"
+    assert prepare_cli.main(["lrs2", str(lrs2_corpus), str(prepared), "--workers", "2", "--quiet"]) == 0
+    assert prepare_cli.main(["tokenizer", str(prepared / "train.tsv"), str(prepared / "pretrain.tsv"), str(tokenizer), "--kind", "char"]) == 0
+    return {"path": prepared, "tokenizer": tokenizer}
+
+
+MICRO = {
+    "audio": {"kind": "fbank", "channels": [32]},
+    "visual": {"width": 0.125, "norm_groups": 4, "downsample": 2},
+    "audio_encoder": {"model_dim": 64, "heads": 2, "ffn_dim": 128, "layers": 1},
+    "video_encoder": {"model_dim": 64, "heads": 2, "ffn_dim": 128, "layers": 1},
+    "encoder": {"model_dim": 64, "heads": 2, "ffn_dim": 128, "layers": 1},
+    "decoder": {"layers": 1, "heads": 2, "ffn_dim": 128},
+}
+
+
+def export_micro_model(tmp: Path, tokenizer_dir: Path, *, drop: str | None = None) -> Path:
+    tokenizer = load_tokenizer(tokenizer_dir)
+    config = AVSRConfig.tiny(tokenizer.vocab_size).to_dict()
+    for key, value in MICRO.items():
+        config[key].update(value)
+    if drop:
+        config[drop] = None
+    torch.manual_seed(0)
+    model = AVSRModel(AVSRConfig.from_dict(config)).eval()
+    train_config = {"dataset": {"video": {"crop_size": 88, "mean": 0.42, "std": 0.17}}}
+    return write_export(tmp, model, tokenizer_dir=tokenizer_dir, train_config=train_config, extra={"step": 0})
+
+
+@pytest.fixture(scope="session")
+def micro_model_dir(train_data, tmp_path_factory) -> Path:
+    """An exported model folder: the micro architecture at random initialisation (for testing
+    what the decoding commands do with a model, not how good it is)."""
+    return export_micro_model(tmp_path_factory.mktemp("micro_model") / "model", train_data["tokenizer"])

@@ -17,7 +17,6 @@ import pytest
 import torch
 import yaml
 
-from avsr.cli import prepare as prepare_cli
 from avsr.training import augment
 from avsr.training.batching import make_batches, padded_frames, rng_for
 from avsr.training.export import average_state_dicts
@@ -37,16 +36,6 @@ MICRO_MODEL = {
 
 
 # ---------------------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="session")
-def train_data(lrs2_corpus: Path, tmp_path_factory) -> dict[str, Path]:
-    """The 12-clip corpus prepared once (96 px crops, manifests) plus a char tokenizer."""
-    root = tmp_path_factory.mktemp("train_data")
-    prepared, tokenizer = root / "prepared", root / "tokenizer"
-    assert prepare_cli.main(["lrs2", str(lrs2_corpus), str(prepared), "--workers", "2", "--quiet"]) == 0
-    assert prepare_cli.main(["tokenizer", str(prepared / "train.tsv"), str(prepared / "pretrain.tsv"), str(tokenizer), "--kind", "char"]) == 0
-    return {"path": prepared, "tokenizer": tokenizer}
 
 
 @pytest.fixture(scope="session")
@@ -440,3 +429,34 @@ def test_stage_initialisation_and_frozen_parts(killed_and_resumed):
     for name, value in source.state_dict().items():
         same = torch.equal(model.state_dict()[name], value)
         assert same == name.startswith(("audio_frontend.", "audio_encoder.")) or not value.is_floating_point() or value.numel() < 2, name
+
+
+def test_modality_schedule_trains_one_branch_at_a_time(micro_config, tmp_path):
+    from avsr.training.export import load_torch_state
+    from avsr.training.recipe import checkpoint_model_files
+
+    out = tmp_path / "scheduled"
+    schedule = "modality_schedule=[{until_step: 2, inputs: audio}, {until_step: 4, inputs: video}]"
+    cmd = _train_cmd(micro_config, out, "regime.num_steps=4", "regime.checkpoint_every_n_steps=2", schedule)
+    run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    log_text = (out / "logs" / "rank_0.log").read_text()
+    assert "Step 1: training on audio input" in log_text and "Step 3: training on video input" in log_text
+    files = checkpoint_model_files(out)
+    at2, at4 = load_torch_state(files[2]), load_torch_state(files[4])
+
+    def changed(prefix: str) -> bool:
+        return any(not torch.equal(at2[k], at4[k]) for k in at2 if k.startswith(prefix) and at2[k].is_floating_point())
+
+    # Steps 3-4 saw only video: the audio branch kept its weights, the visual one moved.
+    assert not changed("audio_frontend.") and not changed("audio_encoder.")
+    assert changed("visual_frontend.") and changed("video_encoder.") and changed("encoder.")
+
+
+def test_modality_schedule_needs_the_branch(micro_config, tmp_path, capsys):
+    from avsr.cli import train as train_cli
+
+    with pytest.raises(SystemExit):
+        train_cli.main([str(micro_config), "--output-dir", str(tmp_path / "x"), "model.config.visual=null",
+                        "modality_schedule=[{until_step: 2, inputs: video}]"])
+    assert "modality_schedule: 'video' needs a video branch" in capsys.readouterr().err

@@ -107,8 +107,14 @@ def beam_search(
     tokens: list[list[int]] = [[] for _ in range(batch * beam)]
     last = torch.full((batch * beam,), eos_id, dtype=torch.long, device=device)  # <sos> = <eos>
     ended: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    unfinished: list[Hypothesis | None] = [None] * batch  # best live hypothesis while none has ended
     done = torch.zeros(batch, dtype=torch.bool, device=device)
-    max_length = config.max_length or int(lengths.max())
+    # Each utterance's own limit (its frames, or config.max_length if smaller), so that a batch
+    # decodes every utterance exactly as it would be decoded alone.
+    limits = lengths.to(device=device, dtype=torch.long).clamp(min=1)
+    if config.max_length:
+        limits = limits.clamp(max=config.max_length)
+    max_length = int(limits.max())
     weight = config.ctc_weight
     if decoder is not None:
         decoder.start(rows)
@@ -125,8 +131,9 @@ def beam_search(
                 decoder.step(last)  # keep its state in step even when its scores are unused
             att = torch.zeros(len(last), vocab, device=device)
             candidates = torch.arange(vocab, device=device)[emit].expand(len(last), -1)
-        if step == max_length:  # out of room: every live hypothesis must end here
-            candidates = torch.full((len(last), 1), eos_id, dtype=torch.long, device=device)
+        forced = limits[rows] == step  # out of room: these rows' hypotheses must end here
+        if bool(forced.any()):
+            candidates = candidates.masked_fill(forced[:, None], eos_id)
         ctc_scores, r_nonblank, r_blank = scorer.score(ctc_state, rows, candidates)
         ctc_increment = ctc_scores - ctc_state.score[:, None]
         att_increment = torch.gather(att, 1, candidates)
@@ -137,6 +144,8 @@ def beam_search(
             + config.length_bonus
         )
         total = total.masked_fill(done[rows][:, None], NEG_INF)
+        if bool(forced.any()):  # one <eos> per forced row, not one per candidate column
+            total[:, 1:] = total[:, 1:].masked_fill(forced[:, None], NEG_INF)
         per_utterance = total.view(batch, -1)  # (B, beam * K)
         width = candidates.shape[1]
         best_scores, best_flat = per_utterance.topk(beam, dim=-1)
@@ -165,10 +174,13 @@ def beam_search(
         if decoder is not None:
             decoder.reorder(flat_rows)
 
-        live_best = scores.view(batch, beam).max(dim=-1).values
+        live_best, live_arg = scores.view(batch, beam).max(dim=-1)
         for utterance in range(batch):
             if done[utterance]:
                 continue
+            if not ended[utterance] and torch.isfinite(live_best[utterance]):
+                row = utterance * beam + int(live_arg[utterance])
+                unfinished[utterance] = Hypothesis(list(tokens[row]), float(scores[row]), float(ctc_totals[row]), float(att_totals[row]))
             finished = ended[utterance]
             best_ended = max((h.score for h in finished), default=NEG_INF)
             no_live = not torch.isfinite(live_best[utterance])
@@ -183,4 +195,9 @@ def beam_search(
         if bool(done.all()):
             break
 
-    return [sorted(hyps, key=lambda h: h.score, reverse=True)[:beam] for hyps in ended]
+    # An utterance whose every hypothesis died before <eos> could be scored (e.g. a prefix CTC cannot
+    # fit in the frames) returns its longest-lived best hypothesis rather than nothing.
+    return [
+        sorted(hyps, key=lambda h: h.score, reverse=True)[:beam] if hyps else [h for h in (fallback,) if h is not None]
+        for hyps, fallback in zip(ended, unfinished)
+    ]

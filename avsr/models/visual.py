@@ -34,6 +34,7 @@ import os
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
@@ -149,6 +150,8 @@ class VisualFrontEnd(nn.Module):
         lengths = lengths.to(video.device).clamp(max=width)
         mask = torch.arange(width, device=video.device)[None, :] < lengths[:, None]
         video = video * mask[:, :, None, None].to(video.dtype)
+        if self.config.downsample > 1:
+            video = F.avg_pool2d(video, self.config.downsample)  # pools each frame: (B, T) are the batch dims of a 4-D input
         frames = self.trunk(self.stem(video, mask))  # (N_valid, D)
         out = frames.new_zeros(batch, width, self.output_dim)
         out[mask] = frames

@@ -142,6 +142,17 @@ class ValidationSection:
 
 
 @dataclass(kw_only=True)
+class ModalityStage:
+    """One stage of the modality schedule: the inputs training steps use up to ``until_step``."""
+
+    until_step: int
+    """Last step of this stage (inclusive); the last stage also covers every step after it."""
+    inputs: Literal["av", "audio", "video"] = "av"
+    """``av``: both (with the model's modality dropout); ``audio``/``video``: only that one; the
+    other is not computed and the model sees its learned absent-modality embedding."""
+
+
+@dataclass(kw_only=True)
 class ExportSection:
     enabled: bool = True
     """Write OUTPUT_DIR/model/ when training ends."""
@@ -180,6 +191,9 @@ class AVSRTrainConfig:
     model: AVSRModelSection = field(default_factory=AVSRModelSection)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     validation: ValidationSection = field(default_factory=ValidationSection)
+    modality_schedule: list[ModalityStage] = field(default_factory=list)
+    """Which inputs training steps use, by step (e.g. audio first, then video, then both): the
+    seed paper's unimodal-then-fused curriculum inside one run. Empty: ``av`` throughout."""
     export: ExportSection = field(default_factory=ExportSection)
     gang: GangSection = field(default_factory=GangSection)
     trainer: TrainerSection = field(default_factory=_default_trainer)
@@ -490,9 +504,11 @@ class AVSRTrainUnit(TrainUnit[AVBatch]):
     trainer divides the gradients by the tokens of the whole step, across ranks and accumulated
     batches). Calls the model's per-step freezing hook (wav2vec 2.0 schedule) before each step."""
 
-    def __init__(self, model: Module, module: Module) -> None:
+    def __init__(self, model: Module, module: Module, schedule: Sequence[ModalityStage] = ()) -> None:
         self._model = model  # possibly DDP-wrapped
         self._module = module  # the AVSRModel itself
+        self._schedule = sorted(schedule, key=lambda s: s.until_step)
+        self._inputs = "av"
 
     def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
         _add_common_metrics(metric_bag)
@@ -503,9 +519,19 @@ class AVSRTrainUnit(TrainUnit[AVBatch]):
         hook = getattr(self._module, "update_freezing", None)
         if callable(hook):
             hook(step_nr)
+        if self._schedule:
+            stage = next((s for s in self._schedule if step_nr <= s.until_step), self._schedule[-1])
+            if stage.inputs != self._inputs:
+                log.info("Step %d: training on %s input", step_nr, stage.inputs)
+            self._inputs = stage.inputs
 
     def process_batch(self, batch: AVBatch, metric_bag: MetricBag) -> tuple[Tensor, int | None]:
-        out = self._model(batch.audio, batch.audio_lens, batch.video, batch.video_lens, batch.targets, batch.target_lens)
+        audio, audio_lens, video, video_lens = batch.audio, batch.audio_lens, batch.video, batch.video_lens
+        if self._inputs == "video" and video is not None:
+            audio = audio_lens = None
+        elif self._inputs == "audio" and audio is not None:
+            video = video_lens = None
+        out = self._model(audio, audio_lens, video, video_lens, batch.targets, batch.target_lens)
         _update_common_metrics(metric_bag, batch, out)
         metric_bag.get("total_num_examples", Sum).update(batch.batch_size)
         metric_bag.get("total_num_elements", Sum).update(batch.num_frames)
@@ -661,8 +687,10 @@ class AVSRRecipe(Recipe):
         # A freezing schedule (wav2vec 2.0) changes which parameters get gradients during
         # training: DDP must look for unused parameters then. (Decided from the config: the
         # model is still being built when fairseq2 asks.)
+        # So does a modality schedule (a stage leaves one branch out).
         audio = self._inputs.model_config.audio
-        return not (audio is not None and audio.kind == "wav2vec2")
+        unimodal_stage = any(stage.inputs != "av" for stage in self._inputs.config.modality_schedule)
+        return not (audio is not None and audio.kind == "wav2vec2") and not unimodal_stage
 
     def setup_model(self, context: RecipeContext, model: Module, newly_initialized: bool) -> Module:
         restore_frozen(model)
@@ -696,7 +724,7 @@ class AVSRRecipe(Recipe):
         if gangs.root.rank == 0:
             _write_run_file(context.output_dir, inputs)
         reader = dataset.create_train_reader(gangs, num_accumulate=config.trainer.grad_accumulation.num_batches)
-        unit = AVSRTrainUnit(context.get_data_parallel_model(), module)
+        unit = AVSRTrainUnit(context.get_data_parallel_model(), module, config.modality_schedule)
         valid_units: list[EvalUnit[AVBatch]] = []
         valid_readers = []
         if dataset.valid is not None and config.regime.validate_every_n_steps:
@@ -825,6 +853,7 @@ def export_run(output_dir: str | os.PathLike[str], *, last_n: int = 1, best_n: i
 
     Averages the last ``last_n`` checkpoints, or the ``best_n`` best when ``best_n > 0``.
     """
+    from avsr.decoding.recognizer import Preprocessing
     from avsr.models.avsr_model import AVSRModel
 
     output_dir = Path(output_dir)
@@ -859,6 +888,7 @@ def export_run(output_dir: str | os.PathLike[str], *, last_n: int = 1, best_n: i
         "step": steps[-1],
         "averaged_steps": steps,
         "source": str(output_dir.resolve()),
+        "preprocessing": Preprocessing.from_train_config(run.get("train_config")).to_dict(),
     }
     return write_export(
         out_dir or output_dir / "model",
@@ -910,10 +940,15 @@ def prepare_run(config: AVSRTrainConfig, output_dir: Path, *, load_data: bool = 
             )
         if previous.get("tokenizer_fingerprint") not in (None, tokenizer.fingerprint):
             raise TrainConfigError(f"{output_dir} holds checkpoints trained with another tokenizer; use another --output-dir")
-    for m in config.validation.modalities:
+    checks = [("validation.modalities", m) for m in config.validation.modalities]
+    checks += [("modality_schedule", stage.inputs) for stage in config.modality_schedule]
+    for key, m in checks:
         for x in MODALITIES if m == "av" else (m,):
             if x not in model_config.modalities:
-                raise TrainConfigError(f"validation.modalities: {m!r} needs a {x} branch, which this model has not")
+                raise TrainConfigError(f"{key}: {m!r} needs a {x} branch, which this model has not")
+    for stage in config.modality_schedule:
+        if stage.until_step < 1:
+            raise TrainConfigError(f"modality_schedule: until_step must be >= 1, got {stage.until_step}")
     regime = config.regime
     if regime.score_metric in ("wer", "cer") and not config.validation.wer:
         raise TrainConfigError(f"regime.score_metric={regime.score_metric} needs validation.wer: true")

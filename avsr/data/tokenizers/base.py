@@ -152,6 +152,13 @@ class Tokenizer(ABC):
                 raise TokenizerError(f"token id {i} outside the vocabulary (size {self.vocab_size})")
         return " ".join(self._join([self._pieces[i] for i in kept]).split())
 
+    def piece_text(self, token_id: int) -> str:
+        """The text one token stands for with its word break kept (the space unit is " ", the
+        sentencepiece piece "▁the" is " the"): what word timings group tokens by."""
+        if not 0 <= token_id < len(self._pieces) or token_id in self._skip:
+            return ""
+        return self._join([self._pieces[token_id]])
+
     @abstractmethod
     def _encode_normalized(self, text: str) -> list[int]: ...
 

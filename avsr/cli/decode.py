@@ -1,0 +1,115 @@
+"""avsr-decode: transcribe video or audio files with a trained model, with word times.
+
+    avsr-decode talk.mp4                                   # audio-visual, the demo's model
+    avsr-decode --model runs/synth2k/train/model --modality v silent.mp4 --srt silent.srt
+    avsr-decode --modality a *.wav --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from avsr.cli.common import fail, progress_bar
+
+PROGRAM = "avsr-decode"
+#: Where the README's main command (scripts/demo.sh) leaves its model.
+DEFAULT_MODEL = Path("runs/demo/train/model")
+
+
+def default_model() -> Path:
+    demo = os.environ.get("AVSR_DEMO_DIR")
+    return Path(demo) / "train" / "model" if demo else DEFAULT_MODEL
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROGRAM,
+        description="Transcribe video or audio files: face and mouth crops as in avsr-prepare, long inputs "
+        "split at pauses, hybrid CTC/attention beam search, word times from a CTC forced alignment.",
+    )
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="VIDEO_OR_AUDIO")
+    parser.add_argument("--model", type=Path, default=None,
+                        help=f"model folder (default: {DEFAULT_MODEL}, or $AVSR_DEMO_DIR/train/model: what bash scripts/demo.sh trains)")
+    parser.add_argument("--modality", choices=("av", "a", "v"), default="av",
+                        help="av: audio and lips (default); a: audio only (audio files too); v: lip reading")
+    parser.add_argument("--decoder", choices=("beam", "greedy"), default="beam")
+    parser.add_argument("--beam", type=int, default=10, help="beam size (default 10)")
+    parser.add_argument("--ctc-weight", type=float, default=0.3, help="CTC weight in the beam search (default 0.3)")
+    parser.add_argument("--length-bonus", type=float, default=0.0)
+    parser.add_argument("--max-segment", type=float, default=12.0, help="longest piece decoded at once, seconds (default 12)")
+    parser.add_argument("--srt", type=Path, default=None, help="write SubRip subtitles (a folder when several inputs)")
+    parser.add_argument("--vtt", type=Path, default=None, help="write WebVTT subtitles (a folder when several inputs)")
+    parser.add_argument("--json", action="store_true", help="print segments, words, times and scores as JSON")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--detect-every", type=int, default=10, help="face detector every N frames, tracking between")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from avsr.data.tokenizers.base import TokenizerError
+    from avsr.decoding.recognizer import DecodeOptions, Recognizer, RecognizerError
+    from avsr.decoding.segment import SegmentConfig
+    from avsr.decoding.subtitles import write_subtitles
+    from avsr.decoding.transcribe import FaceChain, TranscribeError, load_input, transcribe_files
+    from avsr.models.io import WeightsError
+
+    model_dir = args.model or default_model()
+    if args.model is None and not (model_dir / "model.yaml").is_file():
+        fail(PROGRAM, f"no model at {model_dir}: train one with 'bash scripts/demo.sh' or pass --model DIR (avsr-train's OUTPUT_DIR/model)")
+    try:
+        options = DecodeOptions(decoder=args.decoder, beam=args.beam, ctc_weight=args.ctc_weight, length_bonus=args.length_bonus)
+        segmenting = SegmentConfig(max_seconds=args.max_segment)
+        recognizer = Recognizer.load(model_dir, args.device)
+        recognizer.check_modality(args.modality)
+    except (RecognizerError, WeightsError, TokenizerError, ValueError) as exc:
+        fail(PROGRAM, str(exc))
+
+    chain: list[FaceChain] = []
+
+    def faces() -> FaceChain:
+        if not chain:
+            chain.append(FaceChain(detect_every=args.detect_every))
+        return chain[0]
+
+    loaded, failed = [], 0
+    with progress_bar("reading", len(args.inputs), enabled=not args.quiet and len(args.inputs) > 1) as advance:
+        for path in args.inputs:
+            try:
+                loaded.append(load_input(path, args.modality, faces))
+            except TranscribeError as exc:
+                if len(args.inputs) == 1:
+                    fail(PROGRAM, str(exc), code=1)
+                print(f"{PROGRAM}: skipped {exc}", file=sys.stderr)
+                failed += 1
+            advance()
+    if not loaded:
+        fail(PROGRAM, f"none of the {len(args.inputs)} inputs could be decoded", code=1)
+    try:
+        results = transcribe_files(recognizer, loaded, args.modality, options, segmenting)
+    except RecognizerError as exc:
+        fail(PROGRAM, str(exc), code=1)
+    for result in results:
+        for note in result.notes:
+            print(f"{PROGRAM}: {result.path}: {note}", file=sys.stderr)
+    for kind, target in (("srt", args.srt), ("vtt", args.vtt)):
+        if target is not None:
+            for path in write_subtitles(results, target, kind):
+                print(f"{PROGRAM}: wrote {path}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"model": str(model_dir), "files": [r.to_dict() for r in results]}, indent=2))
+    elif len(results) == 1 and len(args.inputs) == 1:
+        print(results[0].text)
+    else:
+        for r in results:
+            print(f"{r.path}: {r.text}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

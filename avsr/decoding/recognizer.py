@@ -1,0 +1,230 @@
+"""A trained model ready to transcribe: model + tokenizer + the preprocessing it was trained with.
+
+Shared by ``avsr-bench`` and ``avsr-decode``: both hand it lists of raw inputs (16 kHz float32
+audio, uint8 grey mouth crops as ``avsr-prepare`` writes them) and get text back, decoded as one
+padded batch with greedy CTC or the hybrid CTC/attention beam search.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import yaml
+from torch import Tensor
+
+from avsr.decoding.alignment import AlignmentError, WordTiming, forced_align, word_timings
+from avsr.decoding.beam_search import BeamSearchConfig, beam_search
+from avsr.decoding.ctc import greedy_ctc
+from avsr.decoding.model_decoder import ModelStepDecoder
+
+SAMPLES_PER_FRAME = 640
+#: CLI modality names -> the inputs they use.
+MODALITY_INPUTS: dict[str, tuple[str, ...]] = {"a": ("audio",), "v": ("video",), "av": ("audio", "video")}
+
+
+class RecognizerError(ValueError):
+    """The model folder or an input cannot be used; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What the model's inputs must look like (recorded in the exported model's metadata)."""
+
+    crop_size: int = 88
+    """Side of the centre crop taken from the prepared mouth crops."""
+    video_mean: float = 0.421
+    video_std: float = 0.165
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> Preprocessing:
+        return cls(
+            crop_size=int(data.get("crop_size", cls.crop_size)),
+            video_mean=float(data.get("video_mean", cls.video_mean)),
+            video_std=float(data.get("video_std", cls.video_std)),
+        )
+
+    @classmethod
+    def from_train_config(cls, config: Mapping[str, Any] | None) -> Preprocessing:
+        video = ((config or {}).get("dataset") or {}).get("video") or {}
+        return cls.from_mapping(
+            {k2: video[k1] for k1, k2 in (("crop_size", "crop_size"), ("mean", "video_mean"), ("std", "video_std")) if k1 in video}
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"crop_size": self.crop_size, "video_mean": self.video_mean, "video_std": self.video_std}
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """``greedy``: best CTC path. ``beam``: hybrid CTC/attention beam search (ESPnet-style)."""
+
+    decoder: Literal["greedy", "beam"] = "beam"
+    beam: int = 10
+    ctc_weight: float = 0.3
+    length_bonus: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.decoder not in ("greedy", "beam"):
+            raise RecognizerError(f"decoder must be greedy or beam, got {self.decoder!r}")
+        BeamSearchConfig(beam=self.beam, ctc_weight=self.ctc_weight)  # validates
+
+
+@dataclass
+class Transcript:
+    text: str
+    tokens: list[int]
+    score: float
+    """Log-probability of the hypothesis (the search's combined score; greedy: the CTC path's)."""
+    words: list[WordTiming] = field(default_factory=list)
+    """Word times in seconds from the start of the input (with ``timings=True``; empty if the
+    tokens could not be aligned)."""
+
+
+class Recognizer:
+    """Load once with :meth:`load`, then :meth:`transcribe` batches of inputs."""
+
+    def __init__(self, model: Any, tokenizer: Any, preprocessing: Preprocessing, device: torch.device) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.preprocessing = preprocessing
+        self.device = device
+
+    @classmethod
+    def load(cls, model_dir: str | os.PathLike[str], device: str = "cpu") -> Recognizer:
+        from avsr.data.tokenizers import load_tokenizer
+        from avsr.models.io import load_model
+        from avsr.training.export import TOKENIZER_DIR, TRAIN_CONFIG_FILE
+
+        model_dir = Path(model_dir)
+        if not (model_dir / "model.yaml").is_file():
+            raise RecognizerError(f"{model_dir}: not a model folder (no model.yaml; avsr-train writes one under OUTPUT_DIR/model)")
+        model = load_model(model_dir, device)
+        tokenizer = load_tokenizer(model_dir / TOKENIZER_DIR)
+        recorded = model.metadata.get("preprocessing")
+        if recorded:
+            preprocessing = Preprocessing.from_mapping(recorded)
+        else:  # models exported before the preprocessing was recorded
+            train_config = None
+            if (model_dir / TRAIN_CONFIG_FILE).is_file():
+                train_config = yaml.safe_load((model_dir / TRAIN_CONFIG_FILE).read_text(encoding="utf-8"))
+            preprocessing = Preprocessing.from_train_config(train_config)
+        return cls(model, tokenizer, preprocessing, torch.device(device))
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The CLI modality names this model can decode (``a``, ``v``, ``av``)."""
+        have = set(self.model.config.modalities)
+        return tuple(name for name, inputs in MODALITY_INPUTS.items() if set(inputs) <= have)
+
+    def check_modality(self, modality: str) -> tuple[str, ...]:
+        if modality not in MODALITY_INPUTS:
+            raise RecognizerError(f"unknown modality {modality!r} (expected one of a, v, av)")
+        if modality not in self.modalities:
+            raise RecognizerError(f"this model has no {'/'.join(MODALITY_INPUTS[modality])} branch; it decodes {', '.join(self.modalities)}")
+        return MODALITY_INPUTS[modality]
+
+    # ------------------------------------------------------------------ inputs
+    def _video_tensor(self, videos: Sequence[np.ndarray]) -> tuple[Tensor, Tensor]:
+        p = self.preprocessing
+        crops = []
+        for video in videos:
+            if video.ndim != 3:
+                raise RecognizerError(f"mouth video must be (T, H, W) grey frames, got shape {video.shape}")
+            height, width = video.shape[1:]
+            if height < p.crop_size or width < p.crop_size:
+                raise RecognizerError(f"mouth crops of {width}x{height} px are smaller than the model's {p.crop_size} px")
+            top, left = (height - p.crop_size) // 2, (width - p.crop_size) // 2
+            crop = video[:, top : top + p.crop_size, left : left + p.crop_size]
+            crops.append((crop.astype(np.float32) / 255.0 - p.video_mean) / p.video_std)
+        lengths = [c.shape[0] for c in crops]
+        batch = torch.zeros(len(crops), max(lengths), p.crop_size, p.crop_size)
+        for i, c in enumerate(crops):
+            batch[i, : lengths[i]] = torch.from_numpy(c)
+        return batch, torch.tensor(lengths, dtype=torch.int64)
+
+    @staticmethod
+    def _audio_tensor(audios: Sequence[np.ndarray]) -> tuple[Tensor, Tensor]:
+        lengths = [a.shape[0] for a in audios]
+        batch = torch.zeros(len(audios), max(max(lengths), 1))
+        for i, a in enumerate(audios):
+            batch[i, : lengths[i]] = torch.from_numpy(np.asarray(a, dtype=np.float32))
+        return batch, torch.tensor(lengths, dtype=torch.int64)
+
+    # ------------------------------------------------------------------ decoding
+    @torch.inference_mode()
+    def transcribe(
+        self,
+        audios: Sequence[np.ndarray] | None,
+        videos: Sequence[np.ndarray] | None,
+        options: DecodeOptions,
+        *,
+        timings: bool = False,
+    ) -> list[Transcript]:
+        """Decode one batch. Pass ``audios`` and/or ``videos`` (same length) for the modality
+        wanted; with both, each audio is cut or zero-padded to 640 samples per video frame.
+        ``timings``: also align each result's tokens to the frames for word times."""
+        if audios is None and videos is None:
+            raise RecognizerError("nothing to decode: give audio, video or both")
+        if audios is not None and videos is not None:
+            if len(audios) != len(videos):
+                raise RecognizerError(f"{len(audios)} audio inputs but {len(videos)} videos")
+            audios = [_fit_audio(a, v.shape[0]) for a, v in zip(audios, videos)]
+        audio = audio_lens = video = video_lens = None
+        if audios is not None:
+            audio, audio_lens = (t.to(self.device) for t in self._audio_tensor(audios))
+        if videos is not None:
+            video, video_lens = (t.to(self.device) for t in self._video_tensor(videos))
+        encoded, lengths = self.model.encode(audio, audio_lens, video, video_lens)
+        log_probs = self.model.ctc_log_probs(encoded)
+        if options.decoder == "greedy":
+            out = self._greedy(log_probs, lengths)
+        else:
+            out = self._beam(encoded, log_probs, lengths, options)
+        if timings:
+            blank = self.model.config.blank_id
+            for i, t in enumerate(out):
+                try:
+                    spans = forced_align(log_probs[i, : int(lengths[i])], t.tokens, blank)
+                except AlignmentError:
+                    continue
+                t.words = word_timings(spans, self.tokenizer.piece_text, frame_seconds=SAMPLES_PER_FRAME / 16000)
+        return out
+
+    def _beam(self, encoded: Tensor, log_probs: Tensor, lengths: Tensor, options: DecodeOptions) -> list[Transcript]:
+        config = BeamSearchConfig(beam=options.beam, ctc_weight=options.ctc_weight, length_bonus=options.length_bonus)
+        step_decoder = None
+        if options.ctc_weight < 1.0:
+            step_decoder = ModelStepDecoder(self.model, encoded, lengths, int(lengths.max()))
+        nbest = beam_search(log_probs, lengths, step_decoder, config, self.model.config.blank_id, self.model.config.eos_id)
+        out = []
+        for hyps in nbest:
+            best = hyps[0] if hyps else None
+            tokens = list(best.tokens) if best else []
+            out.append(Transcript(self.tokenizer.decode(tokens), tokens, float(best.score) if best else float("-inf")))
+        return out
+
+    def _greedy(self, log_probs: Tensor, lengths: Tensor) -> list[Transcript]:
+        blank = self.model.config.blank_id
+        paths = greedy_ctc(log_probs, lengths, blank)
+        best = log_probs.max(dim=-1).values  # (B, T): the greedy path's frame scores
+        out = []
+        for i, tokens in enumerate(paths):
+            score = float(best[i, : int(lengths[i])].sum())
+            out.append(Transcript(self.tokenizer.decode(tokens), list(tokens), score))
+        return out
+
+
+def _fit_audio(audio: np.ndarray, frames: int) -> np.ndarray:
+    wanted = frames * SAMPLES_PER_FRAME
+    if audio.shape[0] < wanted:
+        return np.pad(audio, (0, wanted - audio.shape[0]))
+    return audio[:wanted]
+
+
+__all__ = ["DecodeOptions", "MODALITY_INPUTS", "Preprocessing", "Recognizer", "RecognizerError", "Transcript"]

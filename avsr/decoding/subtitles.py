@@ -1,0 +1,63 @@
+"""SubRip (.srt) and WebVTT (.vtt) subtitles from word timings.
+
+Words are grouped into cues of at most ``max_words`` words and ``max_seconds`` seconds, and a cue
+never spans a gap between words longer than ``max_gap`` seconds or two segments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from avsr.decoding.alignment import WordTiming
+from avsr.media.atomic import atomic_path
+
+
+def _cues(segments: Sequence[Sequence[WordTiming]], max_words: int, max_seconds: float, max_gap: float) -> list[tuple[float, float, str]]:
+    cues: list[tuple[float, float, str]] = []
+    for words in segments:
+        current: list[WordTiming] = []
+        for w in words:
+            if current and (
+                len(current) >= max_words or w.end - current[0].start > max_seconds or w.start - current[-1].end > max_gap
+            ):
+                cues.append((current[0].start, current[-1].end, " ".join(x.word for x in current)))
+                current = []
+            current.append(w)
+        if current:
+            cues.append((current[0].start, current[-1].end, " ".join(x.word for x in current)))
+    return cues
+
+
+def _stamp(seconds: float, separator: str) -> str:
+    millis = int(round(max(seconds, 0.0) * 1000))
+    h, rest = divmod(millis, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s, ms = divmod(rest, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{separator}{ms:03d}"
+
+
+def format_subtitles(segments: Sequence[Sequence[WordTiming]], kind: str, *, max_words: int = 7, max_seconds: float = 3.5, max_gap: float = 1.0) -> str:
+    """The text of an .srt (``kind="srt"``) or .vtt (``kind="vtt"``) file."""
+    cues = _cues(segments, max_words, max_seconds, max_gap)
+    if kind == "srt":
+        blocks = [f"{i}\n{_stamp(a, ',')} --> {_stamp(b, ',')}\n{text}\n" for i, (a, b, text) in enumerate(cues, 1)]
+        return "\n".join(blocks)
+    if kind == "vtt":
+        blocks = [f"{_stamp(a, '.')} --> {_stamp(b, '.')}\n{text}\n" for a, b, text in cues]
+        return "WEBVTT\n\n" + "\n".join(blocks)
+    raise ValueError(f"subtitle kind must be srt or vtt, got {kind!r}")
+
+
+def write_subtitles(results: Sequence, target: Path, kind: str) -> list[Path]:
+    """Write one subtitle file per result (``FileResult``): ``target`` itself for one result, else
+    ``target/<input stem>.<kind>``."""
+    paths = [target] if len(results) == 1 else [target / f"{Path(r.path).stem}.{kind}" for r in results]
+    for result, path in zip(results, paths):
+        text = format_subtitles([s.words for s in result.segments], kind)
+        with atomic_path(path) as temp:
+            Path(temp).write_text(text, encoding="utf-8")
+    return paths
+
+
+__all__ = ["format_subtitles", "write_subtitles"]

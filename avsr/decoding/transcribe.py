@@ -1,0 +1,235 @@
+"""Transcribe media files: decode -> face and mouth crops -> segments -> model -> words with times.
+
+The face chain is the one ``avsr-prepare`` uses (dlib landmarks with tracking, gap filling,
+mean-face alignment, 96 px mouth crops), so the model sees what it was trained on. In ``av`` mode a
+file with no face is decoded from its audio, and a segment where the face is lost for more than a
+quarter of the frames is decoded from the audio alone; both are reported in ``notes``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from avsr.decoding.alignment import WordTiming
+from avsr.decoding.recognizer import MODALITY_INPUTS, DecodeOptions, Recognizer, RecognizerError
+from avsr.decoding.segment import Segment, SegmentConfig, plan_segments
+from avsr.media import MediaError, probe, read_audio, read_video
+
+FPS = 25
+SAMPLE_RATE = 16000
+SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
+CROP_SIZE = 96
+#: A segment is decoded from the audio alone when the face is missing in more than this share of it.
+MAX_LOST_SHARE = 0.25
+
+
+class TranscribeError(ValueError):
+    """This file cannot be transcribed in the requested modality; the message is one line."""
+
+
+@dataclass
+class LoadedInput:
+    path: str
+    frames: int
+    audio: np.ndarray | None = None  # (frames * 640,) float32
+    crops: np.ndarray | None = None  # (frames, 96, 96) uint8
+    face_found: np.ndarray | None = None  # (frames,) bool: a face detected in the frame (not filled in)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SegmentResult:
+    start: float
+    end: float
+    modality: str
+    text: str
+    score: float
+    words: list[WordTiming]
+
+
+@dataclass
+class FileResult:
+    path: str
+    modality: str
+    segments: list[SegmentResult]
+    notes: list[str]
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text for s in self.segments if s.text)
+
+    @property
+    def words(self) -> list[WordTiming]:
+        return [w for s in self.segments for w in s.words]
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "modality": self.modality,
+            "text": self.text,
+            "notes": self.notes,
+            "segments": [
+                {
+                    "start": round(s.start, 3),
+                    "end": round(s.end, 3),
+                    "modality": s.modality,
+                    "text": s.text,
+                    "score": round(s.score, 4),
+                    "words": [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3), "score": round(w.score, 4)} for w in s.words],
+                }
+                for s in self.segments
+            ],
+        }
+
+
+class FaceChain:
+    """dlib landmarks (tracking) -> filled gaps -> aligned 96 px mouth crops; built once."""
+
+    def __init__(self, detect_every: int = 10) -> None:
+        from avsr.face import DlibVideoLandmarker, MouthCropConfig, MouthCropper
+
+        self.landmarker = DlibVideoLandmarker(track=detect_every > 1, detect_every=detect_every)
+        self.cropper = MouthCropper(MouthCropConfig(crop_size=CROP_SIZE))
+
+    def crops(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(crops (T, 96, 96) uint8, face_found (T,) bool); NoFaceError if no frame has a face."""
+        from avsr.face import fill_with_mask
+
+        landmarks, detected = fill_with_mask(self.landmarker.landmarks(frames))
+        return self.cropper.crop(frames, landmarks).crops, np.asarray(detected, dtype=bool)
+
+
+def load_input(path: str | os.PathLike[str], modality: str, faces: Callable[[], FaceChain]) -> LoadedInput:
+    """Read what ``modality`` needs from ``path``. ``faces()`` gives the (lazily built) face chain."""
+    from avsr.face import FaceAlignmentError, NoFaceError
+
+    p = os.fspath(path)
+    try:
+        info = probe(p)
+    except MediaError as exc:
+        raise TranscribeError(str(exc)) from None
+    inputs = MODALITY_INPUTS[modality]
+    if "video" in inputs and not info.has_video:
+        hint = " (use --modality a for audio files)" if info.has_audio else ""
+        raise TranscribeError(f"{p}: no video stream{hint}")
+    if "audio" in inputs and not info.has_audio:
+        hint = " (use --modality v for silent videos)" if info.has_video else ""
+        raise TranscribeError(f"{p}: no audio stream{hint}")
+    try:
+        if "video" not in inputs:
+            audio = read_audio(p, SAMPLE_RATE)
+            frames = max(1, len(audio) // SAMPLES_PER_FRAME)
+            return LoadedInput(p, frames, audio=_fit(audio, frames))
+        clip = read_video(p, with_audio=False)
+        frames = len(clip.frames)
+        audio = _fit(read_audio(p, SAMPLE_RATE), frames) if "audio" in inputs else None
+    except MediaError as exc:
+        raise TranscribeError(str(exc)) from None
+    loaded = LoadedInput(p, frames, audio=audio)
+    try:
+        loaded.crops, loaded.face_found = faces().crops(clip.frames)
+    except (NoFaceError, FaceAlignmentError) as exc:
+        if modality == "v":
+            raise TranscribeError(f"{p}: {exc}: cannot lip-read it") from None
+        loaded.notes.append(f"{exc}: decoded from the audio only")
+        return loaded
+    for start, end in _lost_runs(loaded.face_found):
+        loaded.notes.append(f"face lost {start / FPS:.2f}-{end / FPS:.2f} s")
+    return loaded
+
+
+def _fit(audio: np.ndarray, frames: int) -> np.ndarray:
+    wanted = frames * SAMPLES_PER_FRAME
+    return np.pad(audio, (0, max(0, wanted - len(audio))))[:wanted].astype(np.float32)
+
+
+def _lost_runs(found: np.ndarray, min_frames: int = 5) -> list[tuple[int, int]]:
+    runs, start = [], None
+    for t, ok in enumerate(np.append(found, True)):
+        if not ok and start is None:
+            start = t
+        elif ok and start is not None:
+            if t - start >= min_frames:
+                runs.append((start, t))
+            start = None
+    return runs
+
+
+@dataclass
+class _Job:
+    file: int
+    segment: Segment
+    modality: str
+
+
+def transcribe_files(
+    recognizer: Recognizer,
+    loaded: Sequence[LoadedInput],
+    modality: str,
+    options: DecodeOptions,
+    segmenting: SegmentConfig,
+    *,
+    max_frames_per_batch: int = 3000,
+) -> list[FileResult]:
+    """Segment every input, decode all segments in batches (per modality actually used), and join
+    the words each segment owns into one result per file."""
+    jobs: list[_Job] = []
+    notes = [list(x.notes) for x in loaded]
+    for f, item in enumerate(loaded):
+        for seg in plan_segments(item.frames, item.audio, segmenting):
+            used = modality
+            if "video" in MODALITY_INPUTS[modality] and item.crops is None:
+                used = "a"  # no face anywhere: the note is already there
+            elif modality == "av" and item.face_found is not None:
+                lost = 1.0 - float(item.face_found[seg.start : seg.end].mean())
+                if lost > MAX_LOST_SHARE:
+                    used = "a"
+                    notes[f].append(f"{seg.start / FPS:.2f}-{seg.end / FPS:.2f} s decoded from the audio only (face lost in {100 * lost:.0f}% of the frames)")
+            if used not in recognizer.modalities:
+                raise RecognizerError(f"{item.path}: needs {used!r} decoding, which this model cannot do ({', '.join(recognizer.modalities)})")
+            jobs.append(_Job(f, seg, used))
+    results: dict[int, list[SegmentResult]] = {f: [] for f in range(len(loaded))}
+    for used in dict.fromkeys(j.modality for j in jobs):
+        group = sorted((j for j in jobs if j.modality == used), key=lambda j: j.segment.end - j.segment.start, reverse=True)
+        for batch in _batches(group, max_frames_per_batch):
+            inputs = MODALITY_INPUTS[used]
+            audios = [loaded[j.file].audio[j.segment.start * SAMPLES_PER_FRAME : j.segment.end * SAMPLES_PER_FRAME] for j in batch] if "audio" in inputs else None
+            videos = [loaded[j.file].crops[j.segment.start : j.segment.end] for j in batch] if "video" in inputs else None
+            for job, t in zip(batch, recognizer.transcribe(audios, videos, options, timings=True)):
+                results[job.file].append(_own(job, t))
+    return [
+        FileResult(item.path, modality, sorted(results[f], key=lambda s: s.start), notes[f])
+        for f, item in enumerate(loaded)
+    ]
+
+
+def _batches(jobs: list[_Job], max_frames: int) -> list[list[_Job]]:
+    out: list[list[_Job]] = []
+    for job in jobs:  # longest first: a batch's cost is its size times its first item's length
+        if out and (len(out[-1]) + 1) * (out[-1][0].segment.end - out[-1][0].segment.start) <= max_frames:
+            out[-1].append(job)
+        else:
+            out.append([job])
+    return out
+
+
+def _own(job: _Job, transcript) -> SegmentResult:
+    """The words of a segment that fall in the frames it owns, at absolute times."""
+    seg = job.segment
+    offset = seg.start / FPS
+    keep_all = seg.keep_start == seg.start and seg.keep_end == seg.end
+    words = []
+    for w in transcript.words:
+        mid = offset + (w.start + w.end) / 2
+        if keep_all or seg.keep_start / FPS <= mid < seg.keep_end / FPS:
+            words.append(WordTiming(w.word, offset + w.start, offset + w.end, w.score))
+    text = transcript.text if keep_all or not transcript.words else " ".join(w.word for w in words)
+    return SegmentResult(seg.keep_start / FPS, seg.keep_end / FPS, job.modality, text, transcript.score, words)
+
+
+__all__ = ["FaceChain", "FileResult", "LoadedInput", "SegmentResult", "TranscribeError", "load_input", "transcribe_files"]

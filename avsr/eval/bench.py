@@ -1,0 +1,380 @@
+"""WER benchmarking under noise: every modality x noise kind x SNR on one test manifest.
+
+Noise is mixed deterministically: utterance ``i`` always gets the same stretch of the same noise
+(seeded by ``(seed, i, kind)``), scaled to each SNR, so the rows of the table differ only in the
+SNR. Babble is a cyclic track of many utterances talking at once, built from other utterances of
+the corpus (the test manifest itself unless another one is given). Video-only decoding does not
+see the audio, so it is decoded once and reported for every condition.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from avsr.data.manifest import ManifestError, ManifestRow, read_manifest
+from avsr.decoding.recognizer import MODALITY_INPUTS, DecodeOptions, Recognizer, RecognizerError
+from avsr.eval.wer import error_rates
+from avsr.media.atomic import atomic_path
+from avsr.training import augment
+from avsr.training.batching import make_batches, rng_for
+from avsr.training.media import read_mouth_video, read_wav
+
+NOISE_KINDS = ("babble", "white")
+SAMPLE_RATE = 16000
+
+
+class BenchError(ValueError):
+    """A benchmark that cannot run as asked; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Condition:
+    modality: str
+    noise: str | None  # None: clean
+    snr_db: float | None
+
+    @property
+    def name(self) -> str:
+        return f"{self.modality}_clean" if self.noise is None else f"{self.modality}_{self.noise}_{_snr_text(self.snr_db)}"
+
+
+@dataclass
+class BenchConfig:
+    manifest: Path
+    modalities: list[str] = field(default_factory=lambda: ["a", "v", "av"])
+    noises: list[str] = field(default_factory=lambda: ["babble"])
+    snrs: list[float | None] = field(default_factory=lambda: [None, 20.0, 10.0, 5.0, 0.0, -5.0])
+    """SNRs in dB; ``None`` is the clean condition."""
+    options: DecodeOptions = field(default_factory=DecodeOptions)
+    babble_manifest: Path | None = None
+    babble_utterances: int = 20
+    babble_seconds: float = 120.0
+    max_frames_per_batch: int = 3000
+    max_batch_size: int = 32
+    limit: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for m in self.modalities:
+            if m not in MODALITY_INPUTS:
+                raise BenchError(f"unknown modality {m!r} (expected one of {', '.join(MODALITY_INPUTS)})")
+        for kind in self.noises:
+            if kind not in NOISE_KINDS:
+                raise BenchError(f"unknown noise {kind!r} (expected {', '.join(NOISE_KINDS)})")
+        if not self.modalities:
+            raise BenchError("no modality given")
+
+
+@dataclass
+class ConditionResult:
+    modality: str
+    noise: str
+    snr_db: float | None
+    wer: float
+    cer: float
+    words: int
+    word_errors: int
+    chars: int
+    char_errors: int
+    utterances: int
+    decode_seconds: float
+    audio_seconds: float
+
+    @property
+    def rtf(self) -> float:
+        return self.decode_seconds / max(self.audio_seconds, 1e-9)
+
+
+@dataclass
+class Utterance:
+    row: ManifestRow
+    audio_path: Path
+    video_path: Path
+
+
+def parse_snrs(text: str) -> list[float | None]:
+    """``"clean,20,10,0,-5"`` -> [None, 20.0, 10.0, 0.0, -5.0]."""
+    out: list[float | None] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if part.lower() == "clean":
+            out.append(None)
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise BenchError(f"SNR {part!r} is neither 'clean' nor a number of dB") from None
+        if not math.isfinite(value):
+            raise BenchError(f"SNR {part!r} must be finite")
+        out.append(value)
+    if not out:
+        raise BenchError("no SNR given")
+    return list(dict.fromkeys(out))
+
+
+def _snr_text(snr: float | None) -> str:
+    if snr is None:
+        return "clean"
+    return f"{snr:g}dB"
+
+
+def load_utterances(manifest: Path, limit: int | None) -> list[Utterance]:
+    if not manifest.is_file():
+        raise BenchError(f"{manifest}: manifest not found")
+    try:
+        rows = read_manifest(manifest)
+    except ManifestError as exc:
+        raise BenchError(str(exc)) from None
+    base = manifest.parent.resolve()
+    utterances = [Utterance(r, base / r.audio, base / r.video) for r in rows[: limit or None]]
+    if not utterances:
+        raise BenchError(f"{manifest}: no utterances")
+    return utterances
+
+
+def build_babble(utterances: Sequence[Utterance], config: BenchConfig) -> np.ndarray:
+    rng = rng_for(config.seed, "babble")
+    return augment.make_babble_bank(
+        lambda i: read_wav(utterances[i].audio_path),
+        len(utterances),
+        [u.row.samples for u in utterances],
+        int(config.babble_seconds * SAMPLE_RATE),
+        config.babble_utterances,
+        rng,
+    )
+
+
+def noise_for(index: int, kind: str, num_samples: int, babble: np.ndarray | None, seed: int) -> np.ndarray:
+    """The noise utterance ``index`` gets for ``kind``: the same at every SNR."""
+    rng = rng_for(seed, "noise", kind, index)
+    if kind == "babble":
+        assert babble is not None
+        return augment.cyclic_slice(babble, num_samples, rng)
+    return augment.white_noise(num_samples, rng)
+
+
+def conditions_of(config: BenchConfig) -> list[Condition]:
+    out: list[Condition] = []
+    for modality in config.modalities:
+        if "audio" not in MODALITY_INPUTS[modality]:
+            out.append(Condition(modality, None, None))
+            continue
+        if None in config.snrs:
+            out.append(Condition(modality, None, None))
+        for kind in config.noises:
+            out += [Condition(modality, kind, snr) for snr in config.snrs if snr is not None]
+    return out
+
+
+def run_bench(
+    recognizer: Recognizer,
+    config: BenchConfig,
+    *,
+    on_batch: Callable[[int], None] | None = None,
+    skipped: list[str] | None = None,
+) -> tuple[list[ConditionResult], dict[str, list[tuple[str, str, str]]]]:
+    """Decode every condition; returns the results and, per condition name, (id, ref, hyp) rows.
+
+    Unreadable utterances are skipped (named in ``skipped``) and left out of every condition, so
+    all rows of the table score the same utterances.
+    """
+    for m in config.modalities:
+        recognizer.check_modality(m)
+    utterances = load_utterances(config.manifest, config.limit)
+    needs_video = any("video" in MODALITY_INPUTS[m] for m in config.modalities)
+    needs_audio = any("audio" in MODALITY_INPUTS[m] for m in config.modalities)
+    # Read everything once: decoding dominates, and every condition sees the same inputs.
+    audio: dict[int, np.ndarray] = {}
+    video: dict[int, np.ndarray] = {}
+    kept: list[int] = []
+    for i, u in enumerate(utterances):
+        try:
+            if needs_audio:
+                audio[i] = read_wav(u.audio_path)
+            if needs_video:
+                video[i] = read_mouth_video(u.video_path)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is skipped and reported
+            if skipped is not None:
+                skipped.append(f"{u.row.id}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+            audio.pop(i, None)
+            continue
+        kept.append(i)
+    if not kept:
+        raise BenchError(f"{config.manifest}: none of its {len(utterances)} utterances could be read")
+    babble = None
+    if needs_audio and "babble" in config.noises and any(s is not None for s in config.snrs):
+        source = load_utterances(config.babble_manifest, None) if config.babble_manifest else utterances
+        babble = build_babble(source, config)
+
+    lengths = [utterances[i].row.frames for i in kept]
+    cap = max(config.max_frames_per_batch, max(lengths))
+    batches = [[kept[j] for j in group] for group in make_batches(lengths, cap, config.max_batch_size, descending=True)]
+    results: list[ConditionResult] = []
+    transcripts: dict[str, list[tuple[str, str, str]]] = {}
+    for cond in conditions_of(config):
+        inputs = MODALITY_INPUTS[cond.modality]
+        refs: dict[int, str] = {}
+        hyps: dict[int, str] = {}
+        seconds = 0.0
+        for batch in batches:
+            audios = videos = None
+            if "audio" in inputs:
+                audios = [_noisy(audio[i], i, cond, babble, config.seed) for i in batch]
+            if "video" in inputs:
+                videos = [video[i] for i in batch]
+            start = time.perf_counter()
+            out = recognizer.transcribe(audios, videos, config.options)
+            seconds += time.perf_counter() - start
+            for i, t in zip(batch, out):
+                refs[i], hyps[i] = utterances[i].row.text, t.text
+            if on_batch:
+                on_batch(1)
+        rates = error_rates([refs[i] for i in kept], [hyps[i] for i in kept], recognizer.tokenizer.normalize)
+        audio_seconds = sum(utterances[i].row.frames for i in kept) / 25.0
+        results.append(
+            ConditionResult(
+                modality=cond.modality,
+                noise=cond.noise or "clean",
+                snr_db=cond.snr_db,
+                wer=rates.wer,
+                cer=rates.cer,
+                words=rates.words.reference_length,
+                word_errors=rates.words.errors,
+                chars=rates.characters.reference_length,
+                char_errors=rates.characters.errors,
+                utterances=len(kept),
+                decode_seconds=seconds,
+                audio_seconds=audio_seconds,
+            )
+        )
+        transcripts[cond.name] = [(utterances[i].row.id, refs[i], hyps[i]) for i in kept]
+    return results, transcripts
+
+
+def _noisy(clean: np.ndarray, index: int, cond: Condition, babble: np.ndarray | None, seed: int) -> np.ndarray:
+    if cond.noise is None:
+        return clean
+    return augment.mix_at_snr(clean, noise_for(index, cond.noise, clean.shape[0], babble, seed), float(cond.snr_db))
+
+
+def num_batches(config: BenchConfig, num_utterances: int, frames: Sequence[int]) -> int:
+    cap = max(config.max_frames_per_batch, max(frames, default=1))
+    return len(make_batches(list(frames), cap, config.max_batch_size))
+
+
+# ------------------------------------------------------------------------------------- reporting
+MODALITY_NAMES = {"a": "audio", "v": "video", "av": "audio-visual"}
+
+
+def results_table(results: Sequence[ConditionResult], noises: Sequence[str], snrs: Sequence[float | None]) -> str:
+    """Markdown: one row per modality, one column per (noise, SNR); cells 'WER (CER)' in %."""
+    columns: list[tuple[str, float | None]] = [("clean", None)] if None in snrs else []
+    columns += [(kind, s) for kind in noises for s in snrs if s is not None]
+    by_key = {(r.modality, r.noise, r.snr_db): r for r in results}
+    header = ["modality"] + [("clean" if s is None else f"{kind} {_snr_text(s)}") for kind, s in columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for modality in dict.fromkeys(r.modality for r in results):
+        cells = [MODALITY_NAMES.get(modality, modality)]
+        for kind, s in columns:
+            r = by_key.get((modality, kind, s)) or by_key.get((modality, "clean", None))
+            cells.append("" if r is None else f"{100 * r.wer:.1f} ({100 * r.cer:.1f})")
+        lines.append("| " + " | ".join(cells) + " |")
+    words = results[0].words if results else 0
+    utts = results[0].utterances if results else 0
+    lines.append("")
+    lines.append(f"WER (CER) in %, {utts} utterances, {words} words. Video-only decoding does not hear the noise.")
+    return "\n".join(lines)
+
+
+def write_outputs(
+    out_dir: Path,
+    results: Sequence[ConditionResult],
+    transcripts: dict[str, list[tuple[str, str, str]]],
+    config: BenchConfig,
+    meta: dict[str, Any],
+) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "results.json", "markdown": out_dir / "results.md", "plot": out_dir / "wer_vs_snr.png"}
+    decode_seconds = sum(r.decode_seconds for r in results)
+    audio_seconds = sum(r.audio_seconds for r in results)
+    payload = {
+        **meta,
+        "manifest": str(config.manifest),
+        "decoder": asdict(config.options),
+        "seed": config.seed,
+        "real_time_factor": decode_seconds / max(audio_seconds, 1e-9),
+        "results": [{**asdict(r), "rtf": r.rtf} for r in results],
+    }
+    with atomic_path(paths["json"]) as temp:
+        Path(temp).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    table = results_table(results, config.noises, config.snrs)
+    rtf_line = f"Decoding ({config.options.decoder}{'' if config.options.decoder == 'greedy' else f', beam {config.options.beam}, CTC weight {config.options.ctc_weight}'}): real-time factor {payload['real_time_factor']:.3f}."
+    with atomic_path(paths["markdown"]) as temp:
+        Path(temp).write_text(table + "\n" + rtf_line + "\n", encoding="utf-8")
+    hyp_dir = out_dir / "hyps"
+    hyp_dir.mkdir(exist_ok=True)
+    for name, rows in transcripts.items():
+        with atomic_path(hyp_dir / f"{name}.tsv") as temp:
+            Path(temp).write_text("id\treference\thypothesis\n" + "".join(f"{i}\t{r}\t{h}\n" for i, r, h in rows), encoding="utf-8")
+    plot_wer_vs_snr(results, config.noises, paths["plot"])
+    return paths
+
+
+def plot_wer_vs_snr(results: Sequence[ConditionResult], noises: Sequence[str], path: Path) -> None:
+    """One line per modality (and noise kind); clean is drawn at the right edge."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    snrs = sorted({r.snr_db for r in results if r.snr_db is not None})
+    clean_x = (max(snrs) + 10.0) if snrs else 0.0
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    styles = ["-", "--", ":", "-."]
+    for modality in dict.fromkeys(r.modality for r in results):
+        mine = [r for r in results if r.modality == modality]
+        clean = next((r for r in mine if r.noise == "clean"), None)
+        for k, kind in enumerate(noises):
+            points = sorted((r.snr_db, 100 * r.wer) for r in mine if r.noise == kind and r.snr_db is not None)
+            if clean is not None:
+                points.append((clean_x, 100 * clean.wer))
+            if not points and clean is not None and modality == "v":
+                points = [(min(snrs, default=0.0), 100 * clean.wer), (clean_x, 100 * clean.wer)]
+            if points:
+                xs, ys = zip(*points)
+                label = MODALITY_NAMES.get(modality, modality) + (f" ({kind})" if len(noises) > 1 else "")
+                ax.plot(xs, ys, styles[k % len(styles)], marker="o", label=label)
+    ticks = snrs + ([clean_x] if results else [])
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{s:g}" for s in snrs] + ["clean"])
+    ax.set_xlabel("SNR (dB)")
+    ax.set_ylabel("WER (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as temp:
+        fig.savefig(temp, format="png")
+    plt.close(fig)
+
+
+__all__ = [
+    "BenchConfig",
+    "BenchError",
+    "Condition",
+    "ConditionResult",
+    "conditions_of",
+    "noise_for",
+    "parse_snrs",
+    "results_table",
+    "run_bench",
+    "write_outputs",
+]

@@ -1,0 +1,145 @@
+"""avsr-decode: the whole chain on real media files (synthetic talking faces), its outputs and its
+messages. The model is the micro architecture at random initialisation: these tests check what the
+command does, not what a good model would say."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avsr.cli import decode as decode_cli
+from avsr.decoding.alignment import WordTiming
+from avsr.decoding.subtitles import format_subtitles
+from avsr.media import probe, read_video, write_mp4, write_wav
+
+
+def _clips(corpus: Path, n: int) -> list[Path]:
+    return sorted(corpus.glob("main/*/*.mp4"))[:n]
+
+
+def _decode(model: Path, *args: str) -> int:
+    return decode_cli.main(["--model", str(model), "--quiet", *args])
+
+
+@pytest.fixture(scope="module")
+def long_video(lrs2_corpus: Path, tmp_path_factory) -> Path:
+    """Three corpus clips back to back (about 7 s): long enough to be segmented at 3 s."""
+    frames, audio = [], []
+    for clip in _clips(lrs2_corpus, 3):
+        av = read_video(clip)
+        frames.append(av.frames)
+        audio.append(av.audio)
+    path = tmp_path_factory.mktemp("long") / "long.mp4"
+    write_mp4(path, np.concatenate(frames), np.concatenate(audio))
+    return path
+
+
+def test_decode_prints_the_transcript_and_json_with_word_times(micro_model_dir, lrs2_corpus, capsys):
+    clip = _clips(lrs2_corpus, 1)[0]
+    assert _decode(micro_model_dir, str(clip)) == 0
+    out = capsys.readouterr().out
+    assert out.endswith("\n") and len(out.splitlines()) == 1
+    assert _decode(micro_model_dir, str(clip), "--json", "--decoder", "greedy") == 0
+    result = json.loads(capsys.readouterr().out)["files"][0]
+    duration = probe(clip).duration
+    assert result["modality"] == "av" and result["notes"] == []
+    for segment in result["segments"]:
+        assert 0 <= segment["start"] < segment["end"] <= duration + 0.05
+        for word in segment["words"]:
+            assert segment["start"] <= word["start"] < word["end"] <= segment["end"] + 1e-6
+        assert segment["text"] == " ".join(w["word"] for w in segment["words"]) or not segment["words"]
+
+
+def test_long_input_is_segmented_and_joined_in_order(micro_model_dir, long_video, capsys, tmp_path):
+    srt, vtt = tmp_path / "out.srt", tmp_path / "out.vtt"
+    assert _decode(micro_model_dir, str(long_video), "--max-segment", "3", "--json", "--srt", str(srt), "--vtt", str(vtt)) == 0
+    result = json.loads(capsys.readouterr().out)["files"][0]
+    segments = result["segments"]
+    assert len(segments) >= 3
+    assert segments[0]["start"] == 0 and segments[-1]["end"] == pytest.approx(probe(long_video).duration, abs=0.05)
+    for a, b in zip(segments, segments[1:]):
+        assert a["end"] == pytest.approx(b["start"])  # owned ranges tile the input
+    starts = [w["start"] for s in segments for w in s["words"]]
+    assert starts == sorted(starts)
+    assert srt.read_text().startswith("1\n00:00:") or srt.read_text() == ""
+    assert vtt.read_text().startswith("WEBVTT\n")
+
+
+def test_audio_only_on_an_audio_file(micro_model_dir, train_data, capsys):
+    wav = sorted((train_data["path"] / "audio").rglob("*.wav"))[0]
+    assert _decode(micro_model_dir, "--modality", "a", str(wav)) == 0
+    # ... but lip reading it cannot be done
+    with pytest.raises(SystemExit) as exc:
+        _decode(micro_model_dir, "--modality", "v", str(wav))
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert err == f"avsr-decode: error: {wav}: no video stream (use --modality a for audio files)\n"
+
+
+@pytest.fixture(scope="module")
+def faceless_video(lrs2_corpus: Path, tmp_path_factory) -> Path:
+    av = read_video(_clips(lrs2_corpus, 1)[0])
+    path = tmp_path_factory.mktemp("faceless") / "wall.mp4"
+    write_mp4(path, np.full_like(av.frames, 128), av.audio)
+    return path
+
+
+def test_no_face_fails_lip_reading_and_falls_back_to_audio(micro_model_dir, faceless_video, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _decode(micro_model_dir, "--modality", "v", str(faceless_video))
+    assert exc.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert "no face found" in err and "cannot lip-read it" in err and len(err.splitlines()) == 1
+    assert _decode(micro_model_dir, "--modality", "av", str(faceless_video), "--json") == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)["files"][0]
+    assert all(s["modality"] == "a" for s in result["segments"])
+    assert "decoded from the audio only" in captured.err
+
+
+def test_face_lost_for_part_of_the_video(micro_model_dir, lrs2_corpus, tmp_path, capsys):
+    av = read_video(_clips(lrs2_corpus, 1)[0])
+    frames = av.frames.copy()
+    frames[5:40] = 128  # the face is gone for 1.4 s
+    path = tmp_path / "lost.mp4"
+    write_mp4(path, frames, av.audio)
+    assert _decode(micro_model_dir, str(path), "--json") == 0
+    captured = capsys.readouterr()
+    assert "face lost 0.20-1.60 s" in captured.err
+    assert "decoded from the audio only (face lost in" in captured.err
+    assert json.loads(captured.out)["files"][0]["segments"][0]["modality"] == "a"
+
+
+def test_bad_inputs_are_skipped_and_reported(micro_model_dir, lrs2_corpus, tmp_path, capsys):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video at all")
+    clip = _clips(lrs2_corpus, 1)[0]
+    assert _decode(micro_model_dir, str(junk), str(clip), str(tmp_path / "missing.mp4")) == 1
+    captured = capsys.readouterr()
+    assert f"{clip}: " in captured.out and len(captured.out.splitlines()) == 1
+    assert f"skipped {junk}:" in captured.err and "missing.mp4" in captured.err
+
+
+def test_without_a_model_it_says_how_to_get_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AVSR_DEMO_DIR", raising=False)
+    silence = tmp_path / "x.wav"
+    write_wav(silence, np.zeros(16000, dtype=np.float32))
+    with pytest.raises(SystemExit) as exc:
+        decode_cli.main([str(silence)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "avsr-decode: error: no model at runs/demo/train/model: train one with 'bash scripts/demo.sh' or pass --model DIR (avsr-train's OUTPUT_DIR/model)"
+
+
+def test_subtitle_formats():
+    words = [[WordTiming("PLACE", 0.0, 0.32, -0.1), WordTiming("RED", 0.4, 0.7, -0.1)], [WordTiming("NOW", 61.5, 61.9, -0.2)]]
+    assert format_subtitles(words, "srt") == (
+        "1\n00:00:00,000 --> 00:00:00,700\nPLACE RED\n\n2\n00:01:01,500 --> 00:01:01,900\nNOW\n"
+    )
+    assert format_subtitles(words, "vtt") == (
+        "WEBVTT\n\n00:00:00.000 --> 00:00:00.700\nPLACE RED\n\n00:01:01.500 --> 00:01:01.900\nNOW\n"
+    )

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.out or (args.model.parent / "bench" / args.manifest.stem)
     skipped: list[str] = []
     try:
-        total = len(conditions_of(config)) * num_batches(config, len(utterances), [u.row.frames for u in utterances])
+        total = len(conditions_of(config)) * num_batches(config, [u.row.frames for u in utterances])
         with progress_bar("decoding", total, enabled=not args.quiet) as advance:
             results, transcripts = run_bench(recognizer, config, on_batch=lambda n: advance(), skipped=skipped)
     except (BenchError, RecognizerError) as exc:

@@ -174,7 +174,7 @@ class Recognizer:
         if audios is not None and videos is not None:
             if len(audios) != len(videos):
                 raise RecognizerError(f"{len(audios)} audio inputs but {len(videos)} videos")
-            audios = [_fit_audio(a, v.shape[0]) for a, v in zip(audios, videos)]
+            audios = [fit_audio(a, v.shape[0]) for a, v in zip(audios, videos)]
         audio = audio_lens = video = video_lens = None
         if audios is not None:
             audio, audio_lens = (t.to(self.device) for t in self._audio_tensor(audios))
@@ -220,11 +220,12 @@ class Recognizer:
         return out
 
 
-def _fit_audio(audio: np.ndarray, frames: int) -> np.ndarray:
+def fit_audio(audio: np.ndarray, frames: int) -> np.ndarray:
+    """Cut or zero-pad audio to 640 samples per video frame (float32)."""
     wanted = frames * SAMPLES_PER_FRAME
     if audio.shape[0] < wanted:
-        return np.pad(audio, (0, wanted - audio.shape[0]))
-    return audio[:wanted]
+        return np.pad(audio, (0, wanted - audio.shape[0])).astype(np.float32)
+    return audio[:wanted].astype(np.float32)
 
 
 __all__ = ["DecodeOptions", "MODALITY_INPUTS", "Preprocessing", "Recognizer", "RecognizerError", "Transcript"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from avsr.decoding.alignment import WordTiming
-from avsr.decoding.recognizer import MODALITY_INPUTS, DecodeOptions, Recognizer, RecognizerError
+from avsr.decoding.recognizer import MODALITY_INPUTS, DecodeOptions, Recognizer, RecognizerError, fit_audio
 from avsr.decoding.segment import Segment, SegmentConfig, plan_segments
 from avsr.media import MediaError, probe, read_audio, read_video
 
@@ -124,10 +124,10 @@ def load_input(path: str | os.PathLike[str], modality: str, faces: Callable[[], 
         if "video" not in inputs:
             audio = read_audio(p, SAMPLE_RATE)
             frames = max(1, len(audio) // SAMPLES_PER_FRAME)
-            return LoadedInput(p, frames, audio=_fit(audio, frames))
+            return LoadedInput(p, frames, audio=fit_audio(audio, frames))
         clip = read_video(p, with_audio=False)
         frames = len(clip.frames)
-        audio = _fit(read_audio(p, SAMPLE_RATE), frames) if "audio" in inputs else None
+        audio = fit_audio(read_audio(p, SAMPLE_RATE), frames) if "audio" in inputs else None
     except MediaError as exc:
         raise TranscribeError(str(exc)) from None
     loaded = LoadedInput(p, frames, audio=audio)
@@ -141,11 +141,6 @@ def load_input(path: str | os.PathLike[str], modality: str, faces: Callable[[], 
     for start, end in _lost_runs(loaded.face_found):
         loaded.notes.append(f"face lost {start / FPS:.2f}-{end / FPS:.2f} s")
     return loaded
-
-
-def _fit(audio: np.ndarray, frames: int) -> np.ndarray:
-    wanted = frames * SAMPLES_PER_FRAME
-    return np.pad(audio, (0, max(0, wanted - len(audio))))[:wanted].astype(np.float32)
 
 
 def _lost_runs(found: np.ndarray, min_frames: int = 5) -> list[tuple[int, int]]:

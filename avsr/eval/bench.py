@@ -266,7 +266,7 @@ def _noisy(clean: np.ndarray, index: int, cond: Condition, babble: np.ndarray | 
     return augment.mix_at_snr(clean, noise_for(index, cond.noise, clean.shape[0], babble, seed), float(cond.snr_db))
 
 
-def num_batches(config: BenchConfig, num_utterances: int, frames: Sequence[int]) -> int:
+def num_batches(config: BenchConfig, frames: Sequence[int]) -> int:
     cap = max(config.max_frames_per_batch, max(frames, default=1))
     return len(make_batches(list(frames), cap, config.max_batch_size))
 

@@ -44,6 +44,13 @@ if [ ! -f "$stamp" ]; then
   rm -f "$venv"/.avsr-deps-*
   touch "$stamp"
 else
-  "$venv/bin/pip" install -q --no-deps --no-build-isolation -e "$root" >&2
+  # setuptools warns about every editable install; show its output only when the install fails
+  pip_log=$(mktemp)
+  if ! "$venv/bin/pip" install -q --no-deps --no-build-isolation -e "$root" >"$pip_log" 2>&1; then
+    cat "$pip_log" >&2
+    rm -f "$pip_log"
+    exit 1
+  fi
+  rm -f "$pip_log"
 fi
 echo "$venv/bin/python"

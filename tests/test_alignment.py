@@ -94,6 +94,19 @@ def test_long_audio_is_cut_inside_pauses():
         assert min(abs(a.end / 25 - c) for c in centres) < 0.3  # the cut is in a pause
 
 
+def test_pieces_between_pauses_are_joined_up_to_the_target_length():
+    audio, centres = _speech_with_pauses([2.0, 2.0, 2.0, 2.0], pause=0.6)  # four 2 s sentences, 9.8 s
+    frames = len(audio) // 640
+    pairs = plan_segments(frames, audio, SegmentConfig(target_seconds=5.0))
+    assert len(pairs) == 2  # two sentences each: 4.9 s
+    assert abs(pairs[0].end / 25 - centres[1]) < 0.3
+    singles = plan_segments(frames, audio, SegmentConfig(target_seconds=3.0))
+    assert len(singles) == 4
+    for segment, centre in zip(singles, centres):
+        assert abs(segment.end / 25 - centre) < 0.3
+    assert plan_segments(frames, audio, SegmentConfig(target_seconds=10.0)) == [Segment(0, frames, 0, frames)]
+
+
 def test_without_pauses_windows_overlap_and_ownership_tiles_the_input():
     frames = 1000  # 40 s, no audio to find pauses in (lip reading)
     segments = plan_segments(frames, None, SegmentConfig(max_seconds=12.0, overlap_seconds=1.0))

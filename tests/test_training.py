@@ -350,6 +350,8 @@ def test_run_writes_metrics_and_a_loadable_model(killed_and_resumed):
     model = load_model(out / "model")
     tokenizer = load_tokenizer(out / "model" / "tokenizer")
     assert model.metadata["tokenizer_fingerprint"] == tokenizer.fingerprint and model.metadata["step"] == RUN_STEPS
+    lengths = model.metadata["train_utterance_seconds"]  # avsr-decode cuts long inputs to about p95
+    assert 0 < lengths["median"] <= lengths["p95"] <= lengths["max"] <= 12
     with torch.inference_mode():
         enc, lens = model.encode(torch.randn(1, 40 * 640), torch.tensor([40 * 640]), torch.randn(1, 40, 88, 88), torch.tensor([40]))
         assert model.ctc_log_probs(enc).shape == (1, 40, tokenizer.vocab_size)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from avsr.cli.common import fail, progress_bar
+from avsr.decoding.segment import SegmentConfig
 
 PROGRAM = "avsr-decode"
 #: Where the README's main command (scripts/demo.sh) leaves its model.
@@ -40,12 +41,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--beam", type=int, default=10, help="beam size (default 10)")
     parser.add_argument("--ctc-weight", type=float, default=0.3, help="CTC weight in the beam search (default 0.3)")
     parser.add_argument("--length-bonus", type=float, default=0.0)
+    parser.add_argument("--segment", type=float, default=None,
+                        help="long inputs are cut at pauses into pieces of about this many seconds (default: the 95th-percentile "
+                        f"length of the model's training utterances, or {SegmentConfig.target_seconds:g} when not recorded)")
     parser.add_argument("--max-segment", type=float, default=12.0, help="longest piece decoded at once, seconds (default 12)")
     parser.add_argument("--srt", type=Path, default=None, help="write SubRip subtitles (a folder when several inputs)")
     parser.add_argument("--vtt", type=Path, default=None, help="write WebVTT subtitles (a folder when several inputs)")
     parser.add_argument("--json", action="store_true", help="print segments, words, times and scores as JSON")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--detect-every", type=int, default=10, help="face detector every N frames, tracking between")
+    parser.add_argument("--timings", action="store_true",
+                        help="print the seconds and real-time factor of each stage (media, face, crop, model, search, align)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -54,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from avsr.data.tokenizers.base import TokenizerError
     from avsr.decoding.recognizer import DecodeOptions, Recognizer, RecognizerError
-    from avsr.decoding.segment import SegmentConfig
+    from avsr.decoding.stages import StageTimes
     from avsr.decoding.subtitles import write_subtitles
-    from avsr.decoding.transcribe import FaceChain, TranscribeError, load_input, transcribe_files
+    from avsr.decoding.transcribe import FaceChain, TranscribeError, load_input, segmenting_for, transcribe_files
     from avsr.models.io import WeightsError
 
     model_dir = args.model or default_model()
@@ -64,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         fail(PROGRAM, f"no model at {model_dir}: train one with 'bash scripts/demo.sh' or pass --model DIR (avsr-train's OUTPUT_DIR/model)")
     try:
         options = DecodeOptions(decoder=args.decoder, beam=args.beam, ctc_weight=args.ctc_weight, length_bonus=args.length_bonus)
-        segmenting = SegmentConfig(max_seconds=args.max_segment)
         recognizer = Recognizer.load(model_dir, args.device)
+        segmenting = segmenting_for(recognizer, args.segment, args.max_segment)
         recognizer.check_modality(args.modality)
     except (RecognizerError, WeightsError, TokenizerError, ValueError) as exc:
         fail(PROGRAM, str(exc))
@@ -77,11 +83,12 @@ def main(argv: list[str] | None = None) -> int:
             chain.append(FaceChain(detect_every=args.detect_every))
         return chain[0]
 
+    times = StageTimes() if args.timings else None
     loaded, failed = [], 0
     with progress_bar("reading", len(args.inputs), enabled=not args.quiet and len(args.inputs) > 1) as advance:
         for path in args.inputs:
             try:
-                loaded.append(load_input(path, args.modality, faces))
+                loaded.append(load_input(path, args.modality, faces, times))
             except TranscribeError as exc:
                 if len(args.inputs) == 1:
                     fail(PROGRAM, str(exc), code=1)
@@ -91,12 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     if not loaded:
         fail(PROGRAM, f"none of the {len(args.inputs)} inputs could be decoded", code=1)
     try:
-        results = transcribe_files(recognizer, loaded, args.modality, options, segmenting)
+        results = transcribe_files(recognizer, loaded, args.modality, options, segmenting, times=times)
     except RecognizerError as exc:
         fail(PROGRAM, str(exc), code=1)
     for result in results:
         for note in result.notes:
             print(f"{PROGRAM}: {result.path}: {note}", file=sys.stderr)
+    if times is not None:
+        print_timings(times, seconds=sum(item.frames for item in loaded) / 25)
     for kind, target in (("srt", args.srt), ("vtt", args.vtt)):
         if target is not None:
             for path in write_subtitles(results, target, kind):
@@ -109,6 +118,13 @@ def main(argv: list[str] | None = None) -> int:
         for r in results:
             print(f"{r.path}: {r.text}")
     return 1 if failed else 0
+
+
+def print_timings(times, seconds: float) -> None:
+    """One line per stage on stderr: seconds and real-time factor (stage seconds per media second)."""
+    print(f"{PROGRAM}: timings for {seconds:.1f} s of media", file=sys.stderr)
+    for name, row in times.report(seconds).items():
+        print(f"  {name:<7} {row['seconds']:8.2f} s   RTF {row['rtf']:.4f}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from avsr.decoding.alignment import AlignmentError, WordTiming, forced_align, wo
 from avsr.decoding.beam_search import BeamSearchConfig, beam_search
 from avsr.decoding.ctc import greedy_ctc
 from avsr.decoding.model_decoder import ModelStepDecoder
+from avsr.decoding.stages import StageTimes, timed
 
 SAMPLES_PER_FRAME = 640
 #: CLI modality names -> the inputs they use.
@@ -117,6 +118,14 @@ class Recognizer:
         return cls(model, tokenizer, preprocessing, torch.device(device))
 
     @property
+    def typical_input_seconds(self) -> float | None:
+        """The 95th-percentile length of the training utterances (recorded at export), if known:
+        the length long recordings are best cut to."""
+        lengths = self.model.metadata.get("train_utterance_seconds") or {}
+        value = lengths.get("p95")
+        return float(value) if value else None
+
+    @property
     def modalities(self) -> tuple[str, ...]:
         """The CLI modality names this model can decode (``a``, ``v``, ``av``)."""
         have = set(self.model.config.modalities)
@@ -165,36 +174,47 @@ class Recognizer:
         options: DecodeOptions,
         *,
         timings: bool = False,
+        times: StageTimes | None = None,
     ) -> list[Transcript]:
         """Decode one batch. Pass ``audios`` and/or ``videos`` (same length) for the modality
         wanted; with both, each audio is cut or zero-padded to 640 samples per video frame.
-        ``timings``: also align each result's tokens to the frames for word times."""
+        ``timings``: also align each result's tokens to the frames for word times.
+        ``times`` collects the seconds spent in the model (inputs and encoder), the search and the
+        alignment."""
         if audios is None and videos is None:
             raise RecognizerError("nothing to decode: give audio, video or both")
         if audios is not None and videos is not None:
             if len(audios) != len(videos):
                 raise RecognizerError(f"{len(audios)} audio inputs but {len(videos)} videos")
             audios = [fit_audio(a, v.shape[0]) for a, v in zip(audios, videos)]
+        if times is not None and self.device.type == "cuda" and times.sync is None:
+            times.sync = torch.cuda.synchronize
         audio = audio_lens = video = video_lens = None
-        if audios is not None:
-            audio, audio_lens = (t.to(self.device) for t in self._audio_tensor(audios))
-        if videos is not None:
-            video, video_lens = (t.to(self.device) for t in self._video_tensor(videos))
-        encoded, lengths = self.model.encode(audio, audio_lens, video, video_lens)
-        log_probs = self.model.ctc_log_probs(encoded)
-        if options.decoder == "greedy":
-            out = self._greedy(log_probs, lengths)
-        else:
-            out = self._beam(encoded, log_probs, lengths, options)
+        with timed(times, "model"):
+            if audios is not None:
+                audio, audio_lens = (t.to(self.device) for t in self._audio_tensor(audios))
+            if videos is not None:
+                video, video_lens = (t.to(self.device) for t in self._video_tensor(videos))
+            encoded, lengths = self.model.encode(audio, audio_lens, video, video_lens)
+            log_probs = self.model.ctc_log_probs(encoded)
+        with timed(times, "search"):
+            if options.decoder == "greedy":
+                out = self._greedy(log_probs, lengths)
+            else:
+                out = self._beam(encoded, log_probs, lengths, options)
         if timings:
-            blank = self.model.config.blank_id
-            for i, t in enumerate(out):
-                try:
-                    spans = forced_align(log_probs[i, : int(lengths[i])], t.tokens, blank)
-                except AlignmentError:
-                    continue
-                t.words = word_timings(spans, self.tokenizer.piece_text, frame_seconds=SAMPLES_PER_FRAME / 16000)
+            with timed(times, "align"):
+                self._align(out, log_probs, lengths)
         return out
+
+    def _align(self, out: list[Transcript], log_probs: Tensor, lengths: Tensor) -> None:
+        blank = self.model.config.blank_id
+        for i, t in enumerate(out):
+            try:
+                spans = forced_align(log_probs[i, : int(lengths[i])], t.tokens, blank)
+            except AlignmentError:
+                continue
+            t.words = word_timings(spans, self.tokenizer.piece_text, frame_seconds=SAMPLES_PER_FRAME / 16000)
 
     def _beam(self, encoded: Tensor, log_probs: Tensor, lengths: Tensor, options: DecodeOptions) -> list[Transcript]:
         config = BeamSearchConfig(beam=options.beam, ctc_weight=options.ctc_weight, length_bonus=options.length_bonus)

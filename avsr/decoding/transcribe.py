@@ -18,6 +18,7 @@ import numpy as np
 from avsr.decoding.alignment import WordTiming
 from avsr.decoding.recognizer import MODALITY_INPUTS, DecodeOptions, Recognizer, RecognizerError, fit_audio
 from avsr.decoding.segment import Segment, SegmentConfig, plan_segments
+from avsr.decoding.stages import StageTimes, timed
 from avsr.media import MediaError, probe, read_audio, read_video
 
 FPS = 25
@@ -96,16 +97,21 @@ class FaceChain:
         self.landmarker = DlibVideoLandmarker(track=detect_every > 1, detect_every=detect_every)
         self.cropper = MouthCropper(MouthCropConfig(crop_size=CROP_SIZE))
 
-    def crops(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def crops(self, frames: np.ndarray, times: StageTimes | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(crops (T, 96, 96) uint8, face_found (T,) bool); NoFaceError if no frame has a face."""
         from avsr.face import fill_with_mask
 
-        landmarks, detected = fill_with_mask(self.landmarker.landmarks(frames))
-        return self.cropper.crop(frames, landmarks).crops, np.asarray(detected, dtype=bool)
+        with timed(times, "face"):
+            landmarks, detected = fill_with_mask(self.landmarker.landmarks(frames))
+        with timed(times, "crop"):
+            return self.cropper.crop(frames, landmarks).crops, np.asarray(detected, dtype=bool)
 
 
-def load_input(path: str | os.PathLike[str], modality: str, faces: Callable[[], FaceChain]) -> LoadedInput:
-    """Read what ``modality`` needs from ``path``. ``faces()`` gives the (lazily built) face chain."""
+def load_input(
+    path: str | os.PathLike[str], modality: str, faces: Callable[[], FaceChain], times: StageTimes | None = None
+) -> LoadedInput:
+    """Read what ``modality`` needs from ``path``. ``faces()`` gives the (lazily built) face chain;
+    ``times`` collects the seconds spent on media, face and crop."""
     from avsr.face import FaceAlignmentError, NoFaceError
 
     p = os.fspath(path)
@@ -121,18 +127,19 @@ def load_input(path: str | os.PathLike[str], modality: str, faces: Callable[[], 
         hint = " (use --modality v for silent videos)" if info.has_video else ""
         raise TranscribeError(f"{p}: no audio stream{hint}")
     try:
-        if "video" not in inputs:
-            audio = read_audio(p, SAMPLE_RATE)
-            frames = max(1, len(audio) // SAMPLES_PER_FRAME)
-            return LoadedInput(p, frames, audio=fit_audio(audio, frames))
-        clip = read_video(p, with_audio=False)
-        frames = len(clip.frames)
-        audio = fit_audio(read_audio(p, SAMPLE_RATE), frames) if "audio" in inputs else None
+        with timed(times, "media"):
+            if "video" not in inputs:
+                audio = read_audio(p, SAMPLE_RATE)
+                frames = max(1, len(audio) // SAMPLES_PER_FRAME)
+                return LoadedInput(p, frames, audio=fit_audio(audio, frames))
+            clip = read_video(p, with_audio=False)
+            frames = len(clip.frames)
+            audio = fit_audio(read_audio(p, SAMPLE_RATE), frames) if "audio" in inputs else None
     except MediaError as exc:
         raise TranscribeError(str(exc)) from None
     loaded = LoadedInput(p, frames, audio=audio)
     try:
-        loaded.crops, loaded.face_found = faces().crops(clip.frames)
+        loaded.crops, loaded.face_found = faces().crops(clip.frames, times)
     except (NoFaceError, FaceAlignmentError) as exc:
         if modality == "v":
             raise TranscribeError(f"{p}: {exc}: cannot lip-read it") from None
@@ -162,6 +169,13 @@ class _Job:
     modality: str
 
 
+def segmenting_for(recognizer: Recognizer, target_seconds: float | None = None, max_seconds: float = 12.0) -> SegmentConfig:
+    """Cut long inputs into pieces of about ``target_seconds``, by default as long as the model's
+    training utterances (95th percentile, recorded at export) where known."""
+    target = target_seconds or recognizer.typical_input_seconds or SegmentConfig.target_seconds
+    return SegmentConfig(target_seconds=min(target, max_seconds), max_seconds=max_seconds)
+
+
 def transcribe_files(
     recognizer: Recognizer,
     loaded: Sequence[LoadedInput],
@@ -170,9 +184,11 @@ def transcribe_files(
     segmenting: SegmentConfig,
     *,
     max_frames_per_batch: int = 3000,
+    times: StageTimes | None = None,
 ) -> list[FileResult]:
     """Segment every input, decode all segments in batches (per modality actually used), and join
-    the words each segment owns into one result per file."""
+    the words each segment owns into one result per file. ``times`` collects model, search and
+    align seconds."""
     jobs: list[_Job] = []
     notes = [list(x.notes) for x in loaded]
     for f, item in enumerate(loaded):
@@ -195,7 +211,7 @@ def transcribe_files(
             inputs = MODALITY_INPUTS[used]
             audios = [loaded[j.file].audio[j.segment.start * SAMPLES_PER_FRAME : j.segment.end * SAMPLES_PER_FRAME] for j in batch] if "audio" in inputs else None
             videos = [loaded[j.file].crops[j.segment.start : j.segment.end] for j in batch] if "video" in inputs else None
-            for job, t in zip(batch, recognizer.transcribe(audios, videos, options, timings=True)):
+            for job, t in zip(batch, recognizer.transcribe(audios, videos, options, timings=True, times=times)):
                 results[job.file].append(_own(job, t))
     return [
         FileResult(item.path, modality, sorted(results[f], key=lambda s: s.start), notes[f])
@@ -227,4 +243,4 @@ def _own(job: _Job, transcript) -> SegmentResult:
     return SegmentResult(seg.keep_start / FPS, seg.keep_end / FPS, job.modality, text, transcript.score, words)
 
 
-__all__ = ["FaceChain", "FileResult", "LoadedInput", "SegmentResult", "TranscribeError", "load_input", "transcribe_files"]
+__all__ = ["FaceChain", "FileResult", "LoadedInput", "SegmentResult", "TranscribeError", "load_input", "segmenting_for", "transcribe_files"]

@@ -253,6 +253,18 @@ class ExampleSet:
     def total_frames(self) -> int:
         return sum(ex["frames"] for ex in self.examples)
 
+    def length_summary(self, fps: float = 25.0) -> dict[str, float]:
+        """Median, 95th percentile and longest utterance in seconds: how long an input the model
+        was trained on (``avsr-decode`` segments long recordings to about this length)."""
+        frames = np.array([ex["frames"] for ex in self.examples], dtype=np.float64)
+        if frames.size == 0:
+            return {}
+        return {
+            "median": round(float(np.median(frames)) / fps, 2),
+            "p95": round(float(np.percentile(frames, 95)) / fps, 2),
+            "max": round(float(frames.max()) / fps, 2),
+        }
+
 
 def load_examples(
     manifests: Sequence[Path],

@@ -786,6 +786,8 @@ def _write_run_file(output_dir: Path, inputs: RunInputs) -> None:
         "tokenizer_fingerprint": inputs.tokenizer.fingerprint,
         "train_config": config_to_dict(inputs.config),
     }
+    if inputs.dataset is not None:
+        data["train_utterance_seconds"] = inputs.dataset.train.length_summary()
     with atomic_path(output_dir / RUN_FILE) as temp:
         Path(temp).write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
@@ -890,6 +892,8 @@ def export_run(output_dir: str | os.PathLike[str], *, last_n: int = 1, best_n: i
         "source": str(output_dir.resolve()),
         "preprocessing": Preprocessing.from_train_config(run.get("train_config")).to_dict(),
     }
+    if run.get("train_utterance_seconds"):
+        extra["train_utterance_seconds"] = run["train_utterance_seconds"]
     return write_export(
         out_dir or output_dir / "model",
         model,

@@ -53,6 +53,18 @@ def test_decode_prints_the_transcript_and_json_with_word_times(micro_model_dir, 
         assert segment["text"] == " ".join(w["word"] for w in segment["words"]) or not segment["words"]
 
 
+def test_timings_report_every_stage_of_the_chain(micro_model_dir, lrs2_corpus, capsys):
+    clip = _clips(lrs2_corpus, 1)[0]
+    assert _decode(micro_model_dir, str(clip), "--timings", "--decoder", "greedy") == 0
+    err = capsys.readouterr().err
+    assert f"timings for {probe(clip).duration:.1f} s of media" in err
+    rows = {line.split()[0]: line.split() for line in err.splitlines()[1:] if "RTF" in line}
+    assert list(rows) == ["media", "face", "crop", "model", "search", "align", "total"]
+    seconds = {name: float(row[1]) for name, row in rows.items()}
+    assert all(s >= 0 for s in seconds.values()) and seconds["face"] > 0
+    assert seconds["total"] == pytest.approx(sum(s for n, s in seconds.items() if n != "total"), abs=0.02)
+
+
 def test_long_input_is_segmented_and_joined_in_order(micro_model_dir, long_video, capsys, tmp_path):
     srt, vtt = tmp_path / "out.srt", tmp_path / "out.vtt"
     assert _decode(micro_model_dir, str(long_video), "--max-segment", "3", "--json", "--srt", str(srt), "--vtt", str(vtt)) == 0

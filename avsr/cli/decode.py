@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ctc-weight", type=float, default=0.3, help="CTC weight in the beam search (default 0.3)")
     parser.add_argument("--length-bonus", type=float, default=0.0)
     parser.add_argument("--segment", type=float, default=None,
-                        help="long inputs are cut at pauses into pieces of about this many seconds (default: the 95th-percentile "
+                        help="long inputs are cut at pauses into pieces of about this many seconds (default: the median "
                         f"length of the model's training utterances, or {SegmentConfig.target_seconds:g} when not recorded)")
     parser.add_argument("--max-segment", type=float, default=12.0, help="longest piece decoded at once, seconds (default 12)")
     parser.add_argument("--srt", type=Path, default=None, help="write SubRip subtitles (a folder when several inputs)")

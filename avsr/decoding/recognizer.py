@@ -119,10 +119,10 @@ class Recognizer:
 
     @property
     def typical_input_seconds(self) -> float | None:
-        """The 95th-percentile length of the training utterances (recorded at export), if known:
-        the length long recordings are best cut to."""
+        """The median length of the training utterances (recorded at export), if known: long
+        recordings are cut at pauses into pieces of about this length."""
         lengths = self.model.metadata.get("train_utterance_seconds") or {}
-        value = lengths.get("p95")
+        value = lengths.get("median")
         return float(value) if value else None
 
     @property

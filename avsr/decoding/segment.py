@@ -1,10 +1,11 @@
 """Split a long recording into pieces the model can take: at pauses where there are pauses,
 otherwise fixed windows that overlap.
 
-A model is only good on inputs about as long as its training utterances (the small recipe's model,
-trained on 2-4 s sentences, makes 60% word errors on 12 s pieces of joined sentences and 2% on the
-sentences alone), so the recording is cut at every pause and the pieces are joined again only while
-they stay within ``target_seconds``, which ``avsr-decode`` sets from the model's training data.
+A model trained on single sentences does badly on pieces that span a sentence boundary (the small
+recipe's model, trained on 1-6 s sentences, makes 59% word errors on 12 s pieces of a recording of
+joined sentences, 35% on 5 s pieces and 2% when every piece is one sentence), so the recording is
+cut at every pause and the pieces are joined again only while they stay within ``target_seconds``,
+which ``avsr-decode`` sets to the median length of the model's training utterances.
 
 Times are in video frames (25 per second; 640 audio samples each). Every segment owns a range of
 frames (``keep_start``..``keep_end``): segments cut at pauses own all of themselves, overlapping
@@ -23,7 +24,7 @@ SAMPLES_PER_FRAME = 640
 
 @dataclass(frozen=True)
 class SegmentConfig:
-    target_seconds: float = 8.0
+    target_seconds: float = 4.0
     """Pieces between pauses are joined while the result is at most this long."""
     max_seconds: float = 12.0
     """Longest segment: a stretch without pauses longer than this is cut into overlapping windows."""

@@ -171,7 +171,7 @@ class _Job:
 
 def segmenting_for(recognizer: Recognizer, target_seconds: float | None = None, max_seconds: float = 12.0) -> SegmentConfig:
     """Cut long inputs into pieces of about ``target_seconds``, by default as long as the model's
-    training utterances (95th percentile, recorded at export) where known."""
+    training utterances (their median, recorded at export) where known."""
     target = target_seconds or recognizer.typical_input_seconds or SegmentConfig.target_seconds
     return SegmentConfig(target_seconds=min(target, max_seconds), max_seconds=max_seconds)
 

@@ -1,0 +1,116 @@
+"""MoCo v2 for lip video: the momentum (EMA) key encoder, the FIFO key queue, InfoNCE, the views."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from avsr.models.config import ConfigError, VisualConfig
+from avsr.models.moco import MoCo, MoCoConfig
+from avsr.training.lip_views import LipViewConfig, lip_view, pad_views, two_views
+
+VISUAL = VisualConfig(trunk="resnet18", norm="group", width=0.125, norm_groups=4)
+
+
+def _moco(**overrides) -> MoCo:
+    torch.manual_seed(0)
+    return MoCo(VISUAL, MoCoConfig(**{"projection_dim": 16, "queue_size": 8, **overrides}))
+
+
+def _clips(batch: int = 3, frames: int = 6, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(batch * 10 + frames)
+    return torch.randn(batch, frames, size, size, generator=g), torch.full((batch,), frames, dtype=torch.int64)
+
+
+def _state(params) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in params]
+
+
+def test_the_key_encoder_is_an_exponential_average_of_the_query_encoder():
+    moco = _moco(momentum=0.9)
+    assert all(torch.equal(k, q) for k, q in zip(moco._key_parameters(), moco._query_parameters()))  # starts equal
+    optimizer = torch.optim.SGD(moco._query_parameters(), lr=0.5)
+    expected = _state(moco._key_parameters())
+    video, lengths = _clips()
+    for _ in range(3):
+        loss, _ = moco(video, video.flip(-1), lengths)
+        optimizer.zero_grad()
+        loss.backward()
+        # the key encoder gets no gradient; it moved (inside forward) from the query weights before this step
+        assert all(p.grad is None for p in moco._key_parameters())
+        query_before_step = _state(moco._query_parameters())
+        optimizer.step()
+        expected = [0.9 * k + 0.1 * q for k, q in zip(expected, query_before_step)]
+        # forward's update used the query weights of the previous step: check after the next update
+        moco.momentum_update()
+        expected = [0.9 * k + 0.1 * q for k, q in zip(expected, _state(moco._query_parameters()))]
+        for got, want in zip(moco._key_parameters(), expected):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert any(not torch.equal(k, q) for k, q in zip(moco._key_parameters(), moco._query_parameters()))
+
+
+def test_the_queue_is_first_in_first_out_with_the_configured_size():
+    moco = _moco(queue_size=5, projection_dim=2)
+    batches = [torch.full((3, 2), float(i)) for i in range(1, 5)]  # keys 1,1,1 then 2,2,2 ...
+    moco.enqueue(batches[0])
+    assert moco.queue[:3, 0].tolist() == [1.0, 1.0, 1.0] and int(moco.queue_next) == 3
+    moco.enqueue(batches[1])  # wraps around: rows 3, 4, then 0
+    assert moco.queue[:, 0].tolist() == [2.0, 1.0, 1.0, 2.0, 2.0] and int(moco.queue_next) == 1
+    for keys in batches[2:]:
+        moco.enqueue(keys)
+    assert moco.queue.shape == (5, 2)
+    # 12 keys went in: the queue holds the last 5 (keys 3,3,4,4,4), the oldest next in line
+    assert sorted(moco.queue[:, 0].tolist()) == [3.0, 3.0, 4.0, 4.0, 4.0]
+    oldest = int(moco.queue_next)
+    assert moco.queue[oldest, 0] == 3.0 and moco.queue[(oldest - 1) % 5, 0] == 4.0
+    moco.enqueue(torch.arange(14.0).view(7, 2))  # more keys than the queue holds: the newest 5 stay
+    assert sorted(moco.queue[:, 0].tolist()) == [4.0, 6.0, 8.0, 10.0, 12.0]
+
+
+def test_training_steps_queue_their_keys_and_evaluation_does_not():
+    moco = _moco(queue_size=8)
+    video, lengths = _clips(batch=3)
+    before = moco.queue.clone()
+    moco.eval()
+    with torch.no_grad():
+        moco(video, video, lengths)
+    assert torch.equal(moco.queue, before) and int(moco.queue_next) == 0
+    moco.train()
+    moco(video, video, lengths)
+    assert int(moco.queue_next) == 3 and not torch.equal(moco.queue[:3], before[:3]) and torch.equal(moco.queue[3:], before[3:])
+    torch.testing.assert_close(moco.queue[:3].norm(dim=1), torch.ones(3))  # keys are unit vectors
+
+
+def test_infonce_picks_the_own_key_among_the_queue():
+    moco = _moco(momentum=0.0, temperature=0.1)  # key encoder = query encoder after the update
+    moco.eval()  # no queue update, deterministic
+    video, lengths = _clips(batch=4)
+    with torch.no_grad():
+        loss, accuracy = moco(video, video, lengths)
+        queries = moco.embed_queries(video, lengths)
+    positive = torch.ones(4, 1)  # identical views and encoders: q . k = 1
+    logits = torch.cat([positive, queries @ moco.queue.t()], dim=1) / 0.1
+    assert accuracy == 1.0
+    assert loss.item() == pytest.approx(F.cross_entropy(logits, torch.zeros(4, dtype=torch.long)).item(), rel=1e-5)
+
+
+def test_views_are_random_crops_of_the_clip_and_repeatable_by_seed():
+    video = np.random.default_rng(1).integers(0, 256, (20, 48, 48), dtype=np.uint8)
+    config = LipViewConfig(crop_size=32)
+    a = lip_view(video, np.random.default_rng(5), config)
+    b = lip_view(video, np.random.default_rng(5), config)
+    c = lip_view(video, np.random.default_rng(6), config)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.shape[1:] == (32, 32) and 16 <= a.shape[0] <= 20  # at least 80% of the frames
+    batch, lengths = pad_views([a, c])
+    assert batch.shape == (2, max(a.shape[0], c.shape[0]), 32, 32) and lengths.tolist() == [a.shape[0], c.shape[0]]
+    with pytest.raises(ValueError, match="grey frames"):
+        lip_view(video[..., None], np.random.default_rng(0), config)
+
+
+def test_bad_moco_settings_are_config_errors():
+    for bad in ({"momentum": 1.0}, {"temperature": 0.0}, {"queue_size": 0}):
+        with pytest.raises(ConfigError):
+            MoCoConfig(**bad)

@@ -340,28 +340,28 @@ class AVSRConfig:
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
-        return _to_plain(self)
+        return to_plain(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AVSRConfig:
-        return _from_plain(cls, data, "")
+        return from_plain(cls, data, "")
 
 
 # ---------------------------------------------------------------------- generic helpers
 _T = TypeVar("_T")
 
 
-def _to_plain(obj: Any) -> Any:
+def to_plain(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):
-        return [_to_plain(v) for v in obj]
+        return [to_plain(v) for v in obj]
     if isinstance(obj, dict):
-        return {str(k): _to_plain(v) for k, v in obj.items()}
+        return {str(k): to_plain(v) for k, v in obj.items()}
     return obj
 
 
-def _from_plain(cls: type[_T], data: Any, path: str) -> _T:
+def from_plain(cls: type[_T], data: Any, path: str) -> _T:
     where = path or "config"
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
@@ -401,7 +401,7 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
                 continue
         raise ConfigError(f"{path}: {value!r} does not match {tp}")
     if dataclasses.is_dataclass(tp):
-        return _from_plain(tp, value, path)
+        return from_plain(tp, value, path)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{path}: expected a list, got {value!r}")

@@ -21,3 +21,13 @@ def test_fbank_frontend_frames_and_padding_invariance():
     assert lengths.tolist() == [50, 31] and alone_lengths.tolist() == [31]
     assert torch.allclose(out[1, :31], alone[0], atol=1e-5)
     assert out[1, 31:].abs().max() == 0
+    # every length (odd and even numbers of mel frames and of frames after the first conv)
+    longest = torch.randn(1, 40 * 640)
+    for samples in range(12 * 640, 12 * 640 + 1000, 160):
+        piece = longest[:, :samples]
+        padded = torch.cat([piece, torch.randn(1, longest.shape[1] - samples)], dim=1)  # noise, not zeros, after the end
+        with torch.no_grad():
+            out, lengths = frontend(torch.cat([longest, padded]), torch.tensor([longest.shape[1], samples]))
+            alone, _ = frontend(piece, torch.tensor([samples]))
+        n = int(lengths[1])
+        assert torch.allclose(out[1, :n], alone[0, :n], atol=1e-5), samples

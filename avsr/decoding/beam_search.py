@@ -134,7 +134,7 @@ def beam_search(
         forced = limits[rows] == step  # out of room: these rows' hypotheses must end here
         if bool(forced.any()):
             candidates = candidates.masked_fill(forced[:, None], eos_id)
-        ctc_scores, r_nonblank, r_blank = scorer.score(ctc_state, rows, candidates)
+        ctc_scores, r_nonblank, r_blank = scorer.score(ctc_state, rows, candidates, prefix_length=step)
         ctc_increment = ctc_scores - ctc_state.score[:, None]
         att_increment = torch.gather(att, 1, candidates)
         total = (

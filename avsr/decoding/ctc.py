@@ -57,6 +57,7 @@ class CTCPrefixScorer:
 
     def __init__(self, log_probs: Tensor, lengths: Tensor, blank_id: int, eos_id: int) -> None:
         self.log_probs = log_probs.float()
+        self.blank = self.log_probs[:, :, blank_id]  # (B, T)
         self.lengths = lengths.to(log_probs.device)
         self.blank_id = blank_id
         self.eos_id = eos_id
@@ -77,35 +78,41 @@ class CTCPrefixScorer:
         valid = frames < self.lengths[utterance][None, :]
         return torch.where(valid, values, torch.zeros_like(values))
 
-    def score(self, state: CTCPrefixState, utterance: Tensor, candidates: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def score(
+        self, state: CTCPrefixState, utterance: Tensor, candidates: Tensor, prefix_length: int = 0
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Prefix log-probs of every (hypothesis, candidate) extension.
 
-        ``candidates`` (N, K) token ids. Returns (prefix scores (N, K), r_nonblank (T, N, K),
-        r_blank (T, N, K)); the score *increment* for the search is ``scores - state.score[:, None]``.
-        A candidate equal to ``eos_id`` gets the probability that the whole output is the prefix.
+        ``candidates`` (N, K) token ids; ``prefix_length``: a lower bound on the hypotheses' length
+        (the search step), which lets the recursion skip the frames where nothing can happen yet.
+        Returns (prefix scores (N, K), r_nonblank (T, N, K), r_blank (T, N, K)); the score
+        *increment* for the search is ``scores - state.score[:, None]``. A candidate equal to
+        ``eos_id`` gets the probability that the whole output is the prefix.
+
+        Values at frames past an utterance's length are left as they come (never read: scores sum
+        over valid frames only and the end of sentence reads the last valid frame).
         """
         frames, count = self.max_frames, len(utterance)
-        x = self.log_probs[utterance]  # (N, T, V)
-        x_cand = torch.gather(x, 2, candidates[:, None, :].expand(-1, frames, -1)).permute(1, 0, 2)  # (T, N, K)
-        x_blank = x[:, :, self.blank_id].transpose(0, 1)[:, :, None]  # (T, N, 1)
+        # only the candidates' columns: (N, K, T) -> (T, N, K), never the whole (N, T, V)
+        x_cand = self.log_probs[utterance[:, None], :, candidates].permute(2, 0, 1)
+        x_blank = self.blank[utterance].transpose(0, 1)[:, :, None]  # (T, N, 1)
         lengths = self.lengths[utterance]
-        valid = (torch.arange(frames, device=x.device)[:, None] < lengths[None, :])[:, :, None]  # (T, N, 1)
+        valid = (torch.arange(frames, device=x_cand.device)[:, None] < lengths[None, :])[:, :, None]  # (T, N, 1)
 
         # phi_t: the prefix's probability at t, in a state from which the candidate may start.
         prefix_total = torch.logaddexp(state.r_nonblank, state.r_blank)  # (T, N)
         same_as_last = candidates == state.last[:, None]  # (N, K)
         phi = torch.where(same_as_last[None], state.r_blank[:, :, None], prefix_total[:, :, None])  # (T, N, K)
 
-        r_nonblank = torch.full((frames, count, candidates.shape[1]), NEG_INF, device=x.device)
+        r_nonblank = torch.full((frames, count, candidates.shape[1]), NEG_INF, device=x_cand.device)
         r_blank = torch.full_like(r_nonblank, NEG_INF)
         empty = (state.last == -1)[:, None].expand_as(candidates)
         r_nonblank[0] = torch.where(empty, x_cand[0], torch.full_like(x_cand[0], NEG_INF))
-        for t in range(1, frames):
+        # A prefix of L tokens plus the candidate needs L + 1 frames: before frame L both forward
+        # variables are still -inf, so the recursion starts there.
+        for t in range(max(1, prefix_length), frames):
             r_nonblank[t] = torch.logaddexp(r_nonblank[t - 1], phi[t - 1]) + x_cand[t]
             r_blank[t] = torch.logaddexp(r_nonblank[t - 1], r_blank[t - 1]) + x_blank[t]
-            # Past the utterance's end nothing changes.
-            r_nonblank[t] = torch.where(valid[t], r_nonblank[t], r_nonblank[t - 1])
-            r_blank[t] = torch.where(valid[t], r_blank[t], r_blank[t - 1])
 
         # psi: sum over the frame at which the candidate is first emitted.
         start = torch.cat([x_cand[:1].masked_fill(~empty[None], NEG_INF), phi[:-1] + x_cand[1:]], dim=0)
@@ -114,7 +121,7 @@ class CTCPrefixScorer:
 
         # eos: the prefix is the whole output.
         last_frame = (lengths - 1).clamp(min=0)
-        final = prefix_total[last_frame, torch.arange(count, device=x.device)]  # (N,)
+        final = prefix_total[last_frame, torch.arange(count, device=x_cand.device)]  # (N,)
         scores = torch.where(candidates == self.eos_id, final[:, None].expand_as(scores), scores)
         return scores, r_nonblank, r_blank
 

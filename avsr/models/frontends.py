@@ -137,8 +137,16 @@ class MelAudioFrontEnd(nn.Module):
         mean = (feats * mask).sum(1, keepdim=True) / count
         std = ((((feats - mean) * mask) ** 2).sum(1, keepdim=True) / count).sqrt()
         feats = (feats - mean) / (std + 1e-5) * mask
-        x = self.subsample(feats[:, None])  # (B, C, M/4, mels/4)
+        # Each stride-2 conv (padding 1) turns L frames into ceil(L / 2); its outputs past that are
+        # zeroed, as the zero padding an utterance alone would see (ReLU(bias) would leak in).
+        first_conv, first_act, second_conv, second_act = self.subsample
+        lengths1 = (mel_lengths + 1) // 2
+        x = first_act(first_conv(feats[:, None]))  # (B, C, M/2, mels/2)
+        x = x * lengths_to_mask(lengths1, x.size(2))[:, None, :, None].to(x.dtype)
+        lengths2 = (lengths1 + 1) // 2
+        x = second_act(second_conv(x))  # (B, C, M/4, mels/4)
         x = self.project(x.permute(0, 2, 1, 3).flatten(2))  # (B, M/4, C)
+        x = x * lengths_to_mask(lengths2, x.size(1))[:, :, None].to(x.dtype)
         out_lengths = torch.div(lengths, SAMPLES_PER_FRAME, rounding_mode="floor").clamp(min=1)
         frames = int(out_lengths.max())
         if x.size(1) < frames:

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from fairseq2.models.conformer import ConformerBlock, ConformerConvolution
 from fairseq2.models.transformer import (
+    AttentionBiasCache,
     CausalAttentionBias,
     IdentityBias,
     StandardFeedForwardNetwork,
@@ -37,7 +38,7 @@ from fairseq2.models.transformer import (
     TransformerNormOrder,
     create_default_sdpa,
 )
-from fairseq2.models.transformer.multihead_attention import AttentionState
+from fairseq2.models.transformer.multihead_attention import AttentionState, FullAttentionState
 from fairseq2.models.transformer.sdpa.relative import RelativePositionalEncoding, RelativePositionSDPA
 from fairseq2.nn import (
     BatchLayout,
@@ -49,6 +50,7 @@ from fairseq2.nn import (
     init_scaled_embedding,
 )
 from fairseq2.gang import create_fake_gangs
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avsr.models.config import AVSRConfig, ConfigError, DecoderConfig, EncoderConfig, FusionConfig
@@ -223,17 +225,16 @@ class AttentionDecoder(nn.Module):
         order = TransformerNormOrder.PRE if pre else TransformerNormOrder.POST
         layers = []
         for _ in range(config.layers):
-            self_attn = StandardMultiheadAttention(
+            self_attn = DecoderSelfAttention(
                 d,
                 config.heads,
                 create_default_sdpa(CausalAttentionBias(), dropout_p=config.dropout),
                 **_fs2_kwargs(),
             )
-            cross_attn = StandardMultiheadAttention(
+            cross_attn = EncoderDecoderAttention(
                 d,
                 config.heads,
                 create_default_sdpa(IdentityBias(), dropout_p=config.dropout),
-                state_factory=EncoderKVState,
                 **_fs2_kwargs(),
             )
             ffn = StandardFeedForwardNetwork(
@@ -262,34 +263,125 @@ class AttentionDecoder(nn.Module):
         return self.final_proj(seqs)
 
 
-class EncoderKVState(AttentionState):
-    """Projected encoder keys/values of a cross-attention layer during incremental decoding.
+class DecoderSelfAttention(StandardMultiheadAttention):
+    """fairseq2's causal self-attention; one incremental step (one new token per row, no padding)
+    attends to all cached keys directly, without the batch layout fairseq2 rebuilds per layer and
+    step (a Python loop over the rows: as slow as the attention itself for a batch of beams)."""
 
-    fairseq2's ``StaticAttentionState`` ignores a reorder that keeps the batch size, which is only
-    right while rows move within one utterance's beams. This state remembers which source row each
-    row came from and copies only when that mapping really changes, so any reorder is exact and
-    the usual beam-search reorder (within utterances) stays free.
+    def forward(  # type: ignore[override]
+        self,
+        seqs: Tensor,
+        seqs_layout: BatchLayout,
+        keys: Tensor,
+        keys_layout: BatchLayout,
+        values: Tensor,
+        bias_cache: AttentionBiasCache,
+        *,
+        state_bag: IncrementalStateBag | None = None,
+        **kwargs: Any,
+    ) -> Tensor:
+        one_step = state_bag is not None and not self.training and seqs.size(1) == 1 and seqs is keys
+        if not one_step or kwargs or self.num_query_groups > 1 or seqs_layout.padded:
+            return super().forward(seqs, seqs_layout, keys, keys_layout, values, bias_cache, state_bag=state_bag, **kwargs)
+        assert state_bag is not None
+        q = self._project_q(seqs, seqs_layout, state_bag)  # (N, 1, H, d)
+        k, v = self._project_kv(keys, keys_layout, values, state_bag)
+        state = state_bag.maybe_get_state(self, AttentionState)
+        if state is None:
+            state_bag.set_state(self, FullAttentionState(k, v, state_bag.max_num_steps, state_bag.capacity_increment))
+        else:
+            state.append(k, v)
+            k, v = state.get()  # (N, steps so far, H, d): the new token sees them all
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return self.output_proj(out.transpose(1, 2).flatten(-2, -1))
+
+
+class EncoderDecoderAttention(StandardMultiheadAttention):
+    """fairseq2's multi-head attention over the encoder output; in incremental decoding the
+    projected encoder keys/values are kept once per utterance (`EncoderKVState`), not once per
+    hypothesis: the beams of an utterance attend to them together, which reads them once per step
+    instead of ``beam`` times. Training and full-sequence decoding are fairseq2's own path."""
+
+    def forward(  # type: ignore[override]
+        self,
+        seqs: Tensor,
+        seqs_layout: BatchLayout,
+        keys: Tensor,
+        keys_layout: BatchLayout,
+        values: Tensor,
+        bias_cache: AttentionBiasCache,
+        *,
+        state_bag: IncrementalStateBag | None = None,
+        **kwargs: Any,
+    ) -> Tensor:
+        if self.training or state_bag is None or kwargs:
+            return super().forward(seqs, seqs_layout, keys, keys_layout, values, bias_cache, state_bag=state_bag, **kwargs)
+        state = state_bag.maybe_get_state(self, EncoderKVState)
+        if state is None:
+            k, v = self._project_kv(keys, keys_layout, values)  # (B, T, H, d), one row per utterance
+            state = EncoderKVState.for_rows(k, v, keys_layout, seqs.size(0))
+            state_bag.set_state(self, state)
+        q = self._project_q(seqs, seqs_layout, state_bag)  # (N, S, H, d)
+        return self.output_proj(state.attend(q).flatten(-2, -1))
+
+
+class EncoderKVState(AttentionState):
+    """Projected encoder keys/values (B, T, H, d) of one cross-attention layer during incremental
+    decoding, with the encoder row each hypothesis row reads (``rows``, (N,)).
+
+    A reorder only changes ``rows``, so it is exact for any order and never copies keys or values.
+    While the rows are in blocks (utterance ``b`` owns rows ``b*g .. b*g+g-1``, which the beam
+    search keeps), the ``g`` queries of an utterance are one attention call over its keys.
     """
 
-    def __init__(self, k: Tensor, v: Tensor, max_seq_len: int, capacity_increment: int | None) -> None:
-        self._k = k
-        self._v = v
-        self._rows = torch.arange(k.size(0), device=k.device)
+    def __init__(self, k: Tensor, v: Tensor, key_mask: Tensor, rows: Tensor) -> None:
+        self._k, self._v = k, v
+        self._key_mask = key_mask  # (B, T) bool: valid encoder frames
+        self._rows = rows
+        self._group = self._block_size()
+
+    @classmethod
+    def for_rows(cls, k: Tensor, v: Tensor, layout: BatchLayout, num_rows: int) -> EncoderKVState:
+        """``num_rows`` hypothesis rows over ``k.size(0)`` encoder rows: the same rows, or blocks
+        of ``num_rows // k.size(0)`` rows per encoder row."""
+        sources = k.size(0)
+        if num_rows % sources:
+            raise ValueError(f"{num_rows} decoder rows cannot be split over {sources} encoder rows")
+        lengths = torch.as_tensor(layout.seq_lens, device=k.device)
+        key_mask = torch.arange(k.size(1), device=k.device)[None, :] < lengths[:, None]
+        rows = torch.arange(num_rows, device=k.device) // (num_rows // sources)
+        return cls(k, v, key_mask, rows)
+
+    def _block_size(self) -> int | None:
+        sources, rows = self._k.size(0), self._rows.size(0)
+        if rows % sources:
+            return None
+        group = rows // sources
+        blocked = torch.arange(rows, device=self._rows.device) // group
+        return group if torch.equal(self._rows, blocked) else None
+
+    def attend(self, q: Tensor) -> Tensor:
+        """Scaled dot-product attention of queries (N, S, H, d) over each row's encoder frames."""
+        n, s, h, d = q.shape
+        if self._group is not None:  # (B, H, g*S, d) queries per utterance
+            queries = q.reshape(self._k.size(0), self._group * s, h, d).transpose(1, 2)
+            keys, values, mask = self._k.transpose(1, 2), self._v.transpose(1, 2), self._key_mask
+        else:
+            queries = q.transpose(1, 2)
+            keys, values = self._k[self._rows].transpose(1, 2), self._v[self._rows].transpose(1, 2)
+            mask = self._key_mask[self._rows]
+        out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask[:, None, None, :])
+        return out.transpose(1, 2).reshape(n, s, h, d)
 
     def append(self, k: Tensor, v: Tensor) -> None:
         raise RuntimeError("encoder keys/values are static during decoding")
 
     def get(self) -> tuple[Tensor, Tensor]:
-        return self._k, self._v
+        return self._k[self._rows], self._v[self._rows]
 
     def reorder(self, new_order: Tensor) -> None:
-        new_order = new_order.to(self._rows.device)
-        rows = self._rows.index_select(0, new_order)
-        if rows.shape == self._rows.shape and torch.equal(rows, self._rows):
-            return
-        self._k = self._k.index_select(0, new_order)
-        self._v = self._v.index_select(0, new_order)
-        self._rows = rows
+        self._rows = self._rows.index_select(0, new_order.to(self._rows.device))
+        self._group = self._block_size()
 
     def size_bytes(self) -> int:
         return self.capacity_bytes()
@@ -485,6 +577,7 @@ class AVSRModel(nn.Module):
         state_bag: IncrementalStateBag | None = None,
         *,
         token_lens: Tensor | None = None,
+        layouts: tuple[BatchLayout, BatchLayout] | None = None,
     ) -> Tensor:
         """Attention-decoder logits (B, L, V) for ``tokens`` (B, L) that start with eos (= sos).
 
@@ -492,19 +585,21 @@ class AVSRModel(nn.Module):
         right padding. Incremental mode (eval only): pass a bag from ``new_state_bag(max_len)``,
         first the prefix (usually ``[[eos]]*B``), then only the new token(s) of each step; the bag
         keeps the self-attention K/V and the projected encoder K/V, and this method advances its
-        step counter by ``L``. For beam search, call ``state_bag.reorder(rows)`` and pass
-        ``encoded[rows]``/``encoded_lens[rows]`` (the same row order) on later calls. Any reorder
-        is exact; it is cheapest when the first call has one row per utterance and the bag is then
-        expanded to the beams with ``reorder`` (e.g. ``[0,0,0,1,1,1]``): the cached encoder keys
-        and values are copied only when a row's source utterance changes.
+        step counter by ``L``. In incremental mode ``encoded`` may have one row per utterance
+        while ``tokens`` has ``g`` rows per utterance in blocks (the beams: rows ``b*g .. b*g+g-1``
+        belong to utterance ``b``); the encoder keys/values are then projected and kept once per
+        utterance. For beam search, call ``state_bag.reorder(rows)`` with the kept rows; any
+        reorder is exact, and the encoder side never copies. ``layouts``: the (token, encoder)
+        batch layouts, when the caller keeps them across steps (they cost a Python loop per row).
         """
         if state_bag is not None:
             if self.training:
                 raise RuntimeError("incremental decoding needs eval mode (call model.eval())")
             if token_lens is not None:
                 raise ValueError("token_lens (padding) is not supported in incremental decoding")
-        layout = make_layout(tokens, token_lens) if token_lens is not None else BatchLayout.of(tokens)
-        logits = self.decoder(tokens, layout, encoded, make_layout(encoded, encoded_lens), state_bag)
+        if layouts is None:
+            layouts = (make_layout(tokens, token_lens) if token_lens is not None else BatchLayout.of(tokens), make_layout(encoded, encoded_lens))
+        logits = self.decoder(tokens, layouts[0], encoded, layouts[1], state_bag)
         if state_bag is not None:
             state_bag.increment_step_nr(tokens.size(1))
         return logits

@@ -35,7 +35,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, final
@@ -159,6 +159,9 @@ class AVSRTrainConfig:
 
     FREE_FORM: ClassVar = (("model", "config"), ("model", "config_overrides"))
     """Checked by AVSRConfig.from_dict when the model config is resolved."""
+
+    task: Literal["avsr"] = "avsr"
+    """What is trained: ``avsr`` (this config), ``lrw`` or ``moco`` (`avsr.training.frontend_recipe`)."""
 
     output_dir: Path | None = None
     """Where checkpoints, logs, metrics and model/ go (default: runs/<config file name>)."""
@@ -474,7 +477,7 @@ class AVSRRecipe(Recipe):
     def create_task(self, context: RecipeContext) -> Task:
         from avsr.models.avsr_model import AVSRModel
 
-        _share_log_files()
+        share_log_files()
         config = context.get_config_as(AVSRTrainConfig)
         inputs = self._inputs
         module = context.get_model_as(AVSRModel)
@@ -502,10 +505,14 @@ class AVSRRecipe(Recipe):
                 valid_units.append(AVSREvalUnit(module, inputs.tokenizer, m, name=name, wer=config.validation.wer))
                 valid_readers.append(dataset.create_valid_reader(gangs, wanted))
         trainer = context.create_trainer(unit, reader, valid_units, valid_readers)
-        return _TrainThenExport(trainer, context, inputs)
+        export = config.export
+        return TrainThenExport(
+            trainer, context,
+            (lambda out: export_run(out, last_n=export.average_last_n, best_n=export.average_best_n)) if export.enabled else None,
+        )
 
 
-def _share_log_files() -> None:
+def share_log_files() -> None:
     """Send our log records to the files fairseq2 opened (``OUTPUT_DIR/logs/rank_N.log``) too."""
     ours = logging.getLogger("avsr")
     ours.setLevel(logging.INFO)
@@ -560,20 +567,19 @@ def _write_run_file(output_dir: Path, inputs: RunInputs) -> None:
 
 
 @final
-class _TrainThenExport(Task):
+class TrainThenExport(Task):
     """fairseq2's trainer, then (rank 0, when training ended normally) the model export."""
 
-    def __init__(self, trainer: Trainer, context: RecipeContext, inputs: RunInputs) -> None:
+    def __init__(self, trainer: Trainer, context: RecipeContext, export: Callable[[Path], Path] | None) -> None:
         self._trainer = trainer
         self._context = context
-        self._inputs = inputs
+        self._export = export
 
     def run(self) -> None:
         rank = self._context.gangs.root.rank  # (the trainer closes the gangs when it ends)
         self._trainer.run()  # raises TaskStopException when stopped early: no export then
-        config = self._inputs.config
-        if config.export.enabled and rank == 0:
-            out = export_run(self._context.output_dir, last_n=config.export.average_last_n, best_n=config.export.average_best_n)
+        if self._export is not None and rank == 0:
+            out = self._export(self._context.output_dir)
             log.info("Model exported to %s", out)
 
     def request_stop(self) -> None:
@@ -626,32 +632,14 @@ def export_run(output_dir: str | os.PathLike[str], *, last_n: int = 1, best_n: i
     from avsr.models.avsr_model import AVSRModel
 
     output_dir = Path(output_dir)
-    run_file = output_dir / RUN_FILE
-    try:
-        run = yaml.safe_load(run_file.read_text(encoding="utf-8"))
-    except OSError:
-        raise ExportError(f"{run_file}: not found (is {output_dir} an avsr-train output directory?)") from None
-    files = checkpoint_model_files(output_dir)
-    if not files:
-        raise ExportError(f"{output_dir / 'checkpoints'}: no checkpoints to export")
-    if best_n > 0:
-        scores = checkpoint_scores(output_dir)
-        ranked = sorted((s for s in files if s in scores), key=lambda s: scores[s], reverse=True)
-        if not ranked:
-            raise ExportError(f"{output_dir}: no scored checkpoints (set regime.score_metric and validate) for export.average_best_n")
-        steps = sorted(ranked[:best_n])
-    else:
-        steps = list(files)[-last_n:]
-    if len(steps) < max(last_n if best_n <= 0 else best_n, 1):
-        log.warning("averaging %d checkpoint(s) (%s): fewer are kept than asked for", len(steps), ", ".join(map(str, steps)))
-    states = [load_torch_state(files[s]) for s in steps]
-    state = states[0] if len(states) == 1 else average_state_dicts(states)
+    run = read_run_file(output_dir)
+    state, steps = averaged_checkpoints(output_dir, last_n=last_n, best_n=best_n)
     model_config = AVSRConfig.from_dict(run["model_config"])
     model = AVSRModel(model_config)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ExportError(f"{files[steps[-1]]}: weights do not fit the model config ({str(exc).splitlines()[0]})") from None
+        raise ExportError(f"{output_dir / 'checkpoints'} (step {steps[-1]}): weights do not fit the model config ({str(exc).splitlines()[0]})") from None
     extra = {
         "tokenizer_fingerprint": run.get("tokenizer_fingerprint"),
         "step": steps[-1],
@@ -668,6 +656,38 @@ def export_run(output_dir: str | os.PathLike[str], *, last_n: int = 1, best_n: i
         train_config=run.get("train_config"),
         extra=extra,
     )
+
+
+def read_run_file(output_dir: Path) -> dict[str, Any]:
+    """What a run recorded at its start (model config, tokenizer, training config ...)."""
+    run_file = output_dir / RUN_FILE
+    try:
+        run = yaml.safe_load(run_file.read_text(encoding="utf-8"))
+    except OSError:
+        raise ExportError(f"{run_file}: not found (is {output_dir} an avsr-train output directory?)") from None
+    if not isinstance(run, dict):
+        raise ExportError(f"{run_file}: not a run file")
+    return run
+
+
+def averaged_checkpoints(output_dir: Path, *, last_n: int = 1, best_n: int = 0) -> tuple[dict[str, Tensor], list[int]]:
+    """The model weights of the last ``last_n`` (or ``best_n`` best) checkpoints, averaged, and
+    their steps."""
+    files = checkpoint_model_files(output_dir)
+    if not files:
+        raise ExportError(f"{output_dir / 'checkpoints'}: no checkpoints to export")
+    if best_n > 0:
+        scores = checkpoint_scores(output_dir)
+        ranked = sorted((s for s in files if s in scores), key=lambda s: scores[s], reverse=True)
+        if not ranked:
+            raise ExportError(f"{output_dir}: no scored checkpoints (set regime.score_metric and validate) for export.average_best_n")
+        steps = sorted(ranked[:best_n])
+    else:
+        steps = list(files)[-last_n:]
+    if len(steps) < max(last_n if best_n <= 0 else best_n, 1):
+        log.warning("averaging %d checkpoint(s) (%s): fewer are kept than asked for", len(steps), ", ".join(map(str, steps)))
+    states = [load_torch_state(files[s]) for s in steps]
+    return (states[0] if len(states) == 1 else average_state_dicts(states)), steps
 
 
 # ======================================================================================= entry

@@ -1,0 +1,444 @@
+"""Training the visual front-end alone, on fairseq2's trainer: the seed paper's first two stages.
+
+* ``task: moco``: self-supervised MoCo v2 pretraining on unlabelled mouth crops
+  (`avsr.models.moco`, views from `avsr.training.lip_views`);
+* ``task: lrw``: word classification (`avsr.models.word_classifier`), from scratch or from a
+  MoCo (or earlier LRW) front-end.
+
+Both export ``OUTPUT_DIR/model/``: ``frontend.safetensors`` (the visual front-end's weights, keys
+``stem.*``/``trunk.*``, what ``model.pretrained.visual`` of the next stage takes with
+``visual_format: avsr``), ``model.safetensors`` (the whole trained model) and ``model.yaml``.
+Checkpointing, resume, DDP, mixed precision and metrics are fairseq2's, as for the AVSR recipe
+(`avsr.training.recipe`, whose config loader, export averaging and task wrapper this reuses).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, final
+
+import torch.nn.functional as F
+import yaml
+from safetensors.torch import save_file
+from torch import Tensor
+from torch.nn import Module
+
+import fairseq2.recipe  # noqa: F401  (first: importing fairseq2.evaluator first is a circular import in 0.8.1)
+from fairseq2.evaluator import EvalUnit
+from fairseq2.metrics import Mean, MetricBag, Sum
+from fairseq2.recipe import Recipe, RecipeContext
+from fairseq2.recipe.config import (
+    AdamWConfig,
+    CommonSection,
+    CosineAnnealingLRConfig,
+    COSINE_ANNEALING_LR,
+    GangSection,
+    LRSchedulerSection,
+    ModelSection,
+    OptimizerSection,
+    RegimeSection,
+    TrainerSection,
+)
+from fairseq2.runtime.dependency import DependencyContainer
+from fairseq2.task import Task
+from fairseq2.trainer import TrainUnit
+
+from avsr.media.atomic import atomic_path
+from avsr.models.config import AVSRConfig, ConfigError, EncoderConfig, VisualConfig, from_plain, to_plain
+from avsr.models.moco import MoCo, MoCoConfig
+from avsr.models.word_classifier import WordClassifier, WordClassifierConfig
+from avsr.training.clips import ClipBatch, ClipDataset, ClipDatasetConfig, ClipMode
+from avsr.training.config_loading import TrainConfigError, config_to_dict, deep_merge, default_common, default_regime, default_trainer
+from avsr.training.export import ExportError
+from avsr.training.lip_views import LipViewConfig
+from avsr.training.recipe import (
+    RUN_FILE,
+    ExportSection,
+    TrainThenExport,
+    averaged_checkpoints,
+    install_secret_filter,
+    read_run_file,
+    share_log_files,
+)
+
+log = logging.getLogger("avsr.training")
+
+WORD_FAMILY = "avsr_word"
+MOCO_FAMILY = "avsr_moco"
+FRONTEND_FILE = "frontend.safetensors"
+VISUAL_ARCHS = ("tiny", "seed_paper")
+
+
+# ======================================================================================= models
+
+
+@dataclass
+class MoCoModelConfig:
+    """The ``avsr_moco`` model family: a visual front-end and MoCo's settings."""
+
+    visual: VisualConfig = field(default_factory=VisualConfig)
+    moco: MoCoConfig = field(default_factory=MoCoConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_plain(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MoCoModelConfig:
+        return from_plain(cls, data, "")
+
+
+def base_visual(arch: str) -> VisualConfig:
+    """The visual front-end of a named AVSR size, so a stage's output fits the next stage."""
+    if arch == "tiny":
+        return AVSRConfig.tiny(3).visual  # type: ignore[return-value]
+    if arch == "seed_paper":
+        return AVSRConfig.seed_paper().visual  # type: ignore[return-value]
+    raise TrainConfigError(f"bad value for model.arch: {arch!r} (one of {', '.join(VISUAL_ARCHS)})")
+
+
+def _resolve(kind: type, arch: str, base: dict[str, Any], overrides: dict[str, object]) -> Any:
+    tree = deep_merge({**base, "visual": to_plain(base_visual(arch))}, dict(overrides))
+    try:
+        return kind.from_dict(tree)
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise TrainConfigError(f"bad value in model.config: {exc}") from None
+
+
+def word_model_config(arch: str, overrides: dict[str, object], num_classes: int) -> WordClassifierConfig:
+    backend = EncoderConfig(kind="conformer", layers=2, model_dim=128, heads=4, ffn_dim=256, conv_kernel=15, dropout=0.1)
+    if arch == "seed_paper":
+        backend = EncoderConfig(kind="conformer", layers=4, model_dim=512, heads=8, ffn_dim=2048, conv_kernel=15, dropout=0.1)
+    base = {"num_classes": num_classes, "backend": to_plain(backend), "dropout": 0.1}
+    if "num_classes" in overrides and overrides["num_classes"] != num_classes:
+        raise TrainConfigError(f"model.config.num_classes={overrides['num_classes']!r} contradicts the data ({num_classes} words)")
+    return _resolve(WordClassifierConfig, arch, base, overrides)
+
+
+def moco_model_config(arch: str, overrides: dict[str, object]) -> MoCoModelConfig:
+    return _resolve(MoCoModelConfig, arch, {"moco": to_plain(MoCoConfig())}, overrides)
+
+
+def _build_moco(config: MoCoModelConfig) -> MoCo:
+    return MoCo(config.visual, config.moco)
+
+
+def frontend_of(model: Module) -> Module:
+    """The visual front-end a stage trains (the query encoder's, for MoCo)."""
+    model = getattr(model, "module", model)
+    return model.query_frontend if isinstance(model, MoCo) else model.frontend
+
+
+# ======================================================================================= config
+
+
+@dataclass(kw_only=True)
+class VisualModelSection(ModelSection):
+    family: str | None = None
+    arch: str | None = "tiny"
+    """Visual front-end size: tiny (the small AVSR recipe's) or seed_paper (ResNet-50)."""
+    config: dict[str, object] = field(default_factory=dict)
+    """Model config fields over the arch (``visual``, ``backend``, ``moco`` ...)."""
+    init_frontend: Path | None = None
+    """Start from this front-end: an earlier stage's ``model/`` folder or a ``frontend.safetensors``."""
+
+
+def _visual_regime() -> RegimeSection:
+    return default_regime(score_metric="accuracy")
+
+
+@dataclass(kw_only=True)
+class FrontendTrainConfig:
+    FREE_FORM: ClassVar = (("model", "config"),)
+
+    output_dir: Path | None = None
+    model: VisualModelSection = field(default_factory=VisualModelSection)
+    dataset: ClipDatasetConfig = field(default_factory=ClipDatasetConfig)
+    export: ExportSection = field(default_factory=ExportSection)
+    gang: GangSection = field(default_factory=GangSection)
+    trainer: TrainerSection = field(default_factory=default_trainer)
+    optimizer: OptimizerSection = field(
+        default_factory=lambda: OptimizerSection(config=AdamWConfig(lr=1e-3, betas=(0.9, 0.98), weight_decay=0.01))
+    )
+    lr_scheduler: LRSchedulerSection = field(
+        default_factory=lambda: LRSchedulerSection(
+            name=COSINE_ANNEALING_LR, config=CosineAnnealingLRConfig(num_warmup_steps=50, final_lr_scale=0.05)
+        )
+    )
+    regime: RegimeSection = field(default_factory=_visual_regime)
+    common: CommonSection = field(default_factory=default_common)
+
+
+@dataclass(kw_only=True)
+class LRWTrainConfig(FrontendTrainConfig):
+    """``task: lrw``: word classification on clips whose transcript is one word."""
+
+    task: Literal["lrw"] = "lrw"
+    model: VisualModelSection = field(default_factory=lambda: VisualModelSection(family=WORD_FAMILY))
+
+
+@dataclass(kw_only=True)
+class MoCoTrainConfig(FrontendTrainConfig):
+    """``task: moco``: MoCo v2 pretraining on the clips of any manifests (transcripts unused)."""
+
+    task: Literal["moco"] = "moco"
+    model: VisualModelSection = field(default_factory=lambda: VisualModelSection(family=MOCO_FAMILY))
+    views: LipViewConfig = field(default_factory=LipViewConfig)
+
+
+# ======================================================================================= units
+
+
+def _metrics(bag: MetricBag) -> None:
+    for name in ("loss", "accuracy"):
+        bag.add(name, Mean())
+    for name in ("num_examples", "num_elements"):
+        bag.add(name, Sum())
+
+
+def _update(bag: MetricBag, batch: ClipBatch, loss: Tensor, accuracy: Tensor) -> None:
+    n = batch.batch_size
+    bag.get("loss", Mean).update(loss.detach().float(), weight=n)
+    bag.get("accuracy", Mean).update(100.0 * accuracy.detach().float(), weight=n)
+    bag.get("num_examples", Sum).update(n)
+    bag.get("num_elements", Sum).update(batch.num_frames)
+
+
+def _step(model: Module, batch: ClipBatch) -> tuple[Tensor, Tensor]:
+    """(mean loss, accuracy) of one batch for either model."""
+    if batch.key_video is not None:  # MoCo views
+        return model(batch.video, batch.key_video, batch.lengths, batch.key_lengths)
+    assert batch.labels is not None
+    logits = model(batch.video, batch.lengths)
+    return F.cross_entropy(logits.float(), batch.labels), (logits.argmax(-1) == batch.labels).float().mean()
+
+
+@final
+class ClipTrainUnit(TrainUnit[ClipBatch]):
+    """Cross-entropy (LRW) or InfoNCE (MoCo), summed over the clips of the step."""
+
+    def __init__(self, model: Module) -> None:
+        self._model = model
+
+    def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
+        _metrics(metric_bag)
+
+    def process_batch(self, batch: ClipBatch, metric_bag: MetricBag) -> tuple[Tensor, int | None]:
+        loss, accuracy = _step(self._model, batch)
+        _update(metric_bag, batch, loss, accuracy)
+        return loss * batch.batch_size, batch.batch_size
+
+
+@final
+class ClipEvalUnit(EvalUnit[ClipBatch]):
+    """Validation loss and accuracy (LRW: top-1 word accuracy; MoCo: own key picked among the queue)."""
+
+    def __init__(self, module: Module) -> None:
+        self._module = module
+
+    def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
+        _metrics(metric_bag)
+
+    def process_batch(self, batch: ClipBatch, metric_bag: MetricBag) -> None:
+        loss, accuracy = _step(self._module, batch)
+        _update(metric_bag, batch, loss, accuracy)
+
+
+# ======================================================================================= recipe
+
+
+@dataclass
+class FrontendRunInputs:
+    config: FrontendTrainConfig
+    model_config: WordClassifierConfig | MoCoModelConfig
+    dataset: ClipDataset
+    output_dir: Path
+
+    @property
+    def task(self) -> str:
+        return self.config.task  # type: ignore[attr-defined]
+
+
+def _create_word_model(config: WordClassifierConfig) -> Module:
+    return WordClassifier(config)
+
+
+class FrontendRecipe(Recipe):
+    """fairseq2 recipe for ``task: lrw`` and ``task: moco``."""
+
+    def __init__(self, inputs: FrontendRunInputs) -> None:
+        self._inputs = inputs
+
+    @property
+    def _family(self) -> tuple[str, type, type, Callable[[Any], Module]]:
+        if self._inputs.task == "moco":
+            return MOCO_FAMILY, MoCo, MoCoModelConfig, _build_moco
+        return WORD_FAMILY, WordClassifier, WordClassifierConfig, _create_word_model
+
+    @property
+    def config_kls(self) -> type[object]:
+        return type(self._inputs.config)
+
+    def register(self, container: DependencyContainer) -> None:
+        from fairseq2.composition import register_model_family
+        from fairseq2.runtime.config_registry import ConfigRegistrar
+
+        family, kls, config_kls, factory = self._family
+        register_model_family(container, family, kls=kls, config_kls=config_kls, factory=factory, supports_meta=False)
+        resolved = self._inputs.model_config
+        ConfigRegistrar(container, config_kls)(self._inputs.config.model.arch or "tiny")(lambda: copy.deepcopy(resolved))
+
+    def setup_model(self, context: RecipeContext, model: Module, newly_initialized: bool) -> Module:
+        if isinstance(model, MoCo):  # fairseq2 makes every parameter trainable: the key encoder is not
+            for p in model._key_parameters():
+                p.requires_grad_(False)
+        path = self._inputs.config.model.init_frontend
+        if newly_initialized and path is not None:
+            log.info("%s", load_frontend_into(model, path))
+        return model
+
+    def create_task(self, context: RecipeContext) -> Task:
+        share_log_files()
+        inputs = self._inputs
+        dataset = inputs.dataset
+        dataset.cache_dir = context.output_dir / "cache"
+        log.info("Data: %s", dataset.describe())
+        if context.gangs.root.rank == 0:
+            _write_run_file(context.output_dir, inputs)
+        config = inputs.config
+        reader = dataset.create_train_reader(context.gangs, num_accumulate=config.trainer.grad_accumulation.num_batches)
+        unit = ClipTrainUnit(context.get_data_parallel_model())
+        valid_units: list[EvalUnit[ClipBatch]] = []
+        valid_readers = []
+        if dataset.valid and config.regime.validate_every_n_steps:
+            valid_units.append(ClipEvalUnit(context.get_model_as(Module)))
+            valid_readers.append(dataset.create_valid_reader(context.gangs))
+        trainer = context.create_trainer(unit, reader, valid_units, valid_readers)
+        export = config.export
+        return TrainThenExport(
+            trainer, context,
+            (lambda out: export_frontend_run(out, last_n=export.average_last_n, best_n=export.average_best_n)) if export.enabled else None,
+        )
+
+
+def frontend_file(path: str | os.PathLike[str]) -> Path:
+    """The front-end weights file of a stage's ``model/`` folder (or the file itself)."""
+    p = Path(path)
+    file = p / FRONTEND_FILE if p.is_dir() else p
+    if not file.is_file():
+        raise TrainConfigError(f"model.init_frontend: {file} not found (an earlier stage's model/ folder or {FRONTEND_FILE})")
+    return file
+
+
+def load_frontend_into(model: Module, path: str | os.PathLike[str]) -> str:
+    """Copy a front-end (a stage's ``model/`` folder or ``frontend.safetensors``) into ``model``'s,
+    strictly (MoCo: into both encoders)."""
+    from avsr.models.visual import load_visual_frontend
+
+    report = load_visual_frontend(frontend_of(model), frontend_file(path))
+    if isinstance(model, MoCo):
+        model.key_frontend.load_state_dict(model.query_frontend.state_dict())
+    return f"visual front-end <- {report.summary()}"
+
+
+def _write_run_file(output_dir: Path, inputs: FrontendRunInputs) -> None:
+    data = {
+        "task": inputs.task,
+        "model_config": inputs.model_config.to_dict(),
+        "classes": inputs.dataset.classes,
+        "train_config": config_to_dict(inputs.config),
+    }
+    with atomic_path(output_dir / RUN_FILE) as temp:
+        Path(temp).write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+# ======================================================================================= export
+
+
+def export_frontend_run(output_dir: str | os.PathLike[str], *, last_n: int = 1, best_n: int = 0, out_dir: Path | None = None) -> Path:
+    """``OUTPUT_DIR/model/``: frontend.safetensors, model.safetensors and model.yaml."""
+    output_dir = Path(output_dir)
+    run = read_run_file(output_dir)
+    task = run.get("task")
+    state, steps = averaged_checkpoints(output_dir, last_n=last_n, best_n=best_n)
+    if task == "moco":
+        model: Module = _build_moco(MoCoModelConfig.from_dict(run["model_config"]))
+    elif task == "lrw":
+        model = WordClassifier(WordClassifierConfig.from_dict(run["model_config"]))
+    else:
+        raise ExportError(f"{output_dir / RUN_FILE}: not a front-end run (task {task!r})")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ExportError(f"{output_dir}: weights do not fit the model config ({str(exc).splitlines()[0]})") from None
+    out = out_dir or output_dir / "model"
+    out.mkdir(parents=True, exist_ok=True)
+    for name, module in ((FRONTEND_FILE, frontend_of(model)), ("model.safetensors", model)):
+        with atomic_path(out / name) as temp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, temp)
+    meta = {
+        "format": f"avsr-{task}",
+        "task": task,
+        "config": run["model_config"],
+        "classes": run.get("classes"),
+        "step": steps[-1],
+        "averaged_steps": steps,
+        "frontend": {"file": FRONTEND_FILE, "visual": run["model_config"]["visual"]},
+        "source": str(output_dir.resolve()),
+    }
+    with atomic_path(out / "model.yaml") as temp:
+        Path(temp).write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
+    return out
+
+
+# ======================================================================================= entry
+
+
+def prepare_frontend_run(config: FrontendTrainConfig, output_dir: Path) -> FrontendRunInputs:
+    """Read the clips and resolve the model config before fairseq2 starts (one-line errors)."""
+    task = config.task  # type: ignore[attr-defined]
+    mode: ClipMode = "views" if task == "moco" else "classify"
+    views = config.views if isinstance(config, MoCoTrainConfig) else None
+    dataset = ClipDataset(config.dataset, mode, views, seed=config.common.seed, cache_dir=output_dir / "cache")
+    arch = config.model.arch or "tiny"
+    if task == "moco":
+        model_config: WordClassifierConfig | MoCoModelConfig = moco_model_config(arch, config.model.config)
+    else:
+        assert dataset.classes is not None
+        model_config = word_model_config(arch, config.model.config, len(dataset.classes))
+    if config.model.init_frontend is not None:
+        frontend_file(config.model.init_frontend)  # fails now, not after fairseq2 has started
+    previous = output_dir / RUN_FILE
+    if previous.is_file():
+        old = yaml.safe_load(previous.read_text(encoding="utf-8")) or {}
+        if old.get("model_config") not in (None, model_config.to_dict()) and (output_dir / "checkpoints").is_dir():
+            raise TrainConfigError(f"{output_dir} holds checkpoints of a different model config; use another --output-dir")
+    if not dataset.valid:
+        config.regime.validate_every_n_steps = None
+        config.regime.score_metric = None
+    return FrontendRunInputs(config, model_config, dataset, output_dir)
+
+
+def run_frontend_training(inputs: FrontendRunInputs, *, no_rich: bool = False) -> None:
+    from fairseq2.recipe import run
+
+    install_secret_filter()
+    inputs.output_dir.mkdir(parents=True, exist_ok=True)
+    run(FrontendRecipe(inputs), inputs.config, inputs.output_dir, no_rich=no_rich)
+
+
+__all__ = [
+    "FRONTEND_FILE",
+    "FrontendRecipe",
+    "LRWTrainConfig",
+    "MoCoModelConfig",
+    "MoCoTrainConfig",
+    "export_frontend_run",
+    "load_frontend_into",
+    "prepare_frontend_run",
+    "run_frontend_training",
+]

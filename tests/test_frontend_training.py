@@ -105,3 +105,16 @@ def test_bad_front_end_configs_are_one_line_errors(lrw_prepared: Path, tmp_path:
     assert "nowhere" in err and "frontend.safetensors" in err
     assert _exit_code(lambda: _train("moco.yaml", tmp_path / "y", lrw_prepared, "views.crop_sise=64")) == 2
     assert "unknown config key views.crop_sise (did you mean views.crop_size?)" in capsys.readouterr().err
+
+
+def test_validation_curves_of_runs_side_by_side(moco_run: Path, tmp_path: Path, capsys):
+    from avsr.eval import curves
+
+    png = tmp_path / "curves.png"
+    assert curves.main([str(moco_run), str(moco_run), "--labels", "a", "b", "--metric", "Accuracy", "--out", str(png)]) == 0
+    table = capsys.readouterr().out
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+    assert "| step | a | b |" in table and "\n| 3 |" in table and "\n| 6 |" in table
+    with pytest.raises(SystemExit):
+        curves.main([str(tmp_path), "--out", str(png)])
+    assert "no metrics" in capsys.readouterr().err

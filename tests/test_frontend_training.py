@@ -118,3 +118,25 @@ def test_validation_curves_of_runs_side_by_side(moco_run: Path, tmp_path: Path, 
     with pytest.raises(SystemExit):
         curves.main([str(tmp_path), "--out", str(png)])
     assert "no metrics" in capsys.readouterr().err
+
+
+def test_wav2vec2_pretraining_exports_a_checkpoint_the_audio_front_end_loads(lrw_prepared: Path, tmp_path: Path):
+    from avsr.models.audio import Wav2Vec2FrontEndConfig, build_wav2vec2_frontend
+    from avsr.models.convert import convert_checkpoint
+
+    out = tmp_path / "w2v"
+    recipe = RECIPES.parent / "ssl" / "wav2vec2.yaml"
+    args = [str(recipe), f"dataset.path={lrw_prepared}", "dataset.train_splits=[train]", "dataset.max_audio_seconds=1.0", *SMALL]
+    assert train_cli.main([*args, "--output-dir", str(out)]) == 0
+    valid = _rows(out / "metrics" / "valid.jsonl")
+    assert {"Contrastive Loss", "Diversity Loss", "Accuracy"} <= set(valid[-1])
+    file = out / "model" / "wav2vec2.safetensors"
+    converted = convert_checkpoint(file)  # our format: fairseq2 names, the architecture in the metadata
+    assert converted.encoder_config is not None and converted.encoder_config.model_dim == 64
+    assert not any(k.startswith(("quantizer.", "final_proj.", "final_target_proj.")) for k in converted.state_dict)
+    frontend = build_wav2vec2_frontend(Wav2Vec2FrontEndConfig.from_pretrained(file))  # loads strictly
+    trained = load_file(out / "model" / "model.safetensors")
+    for key, value in frontend.state_dict().items():
+        if key in trained:
+            assert torch.equal(value, trained[key])
+    assert sum(key in trained for key in frontend.state_dict()) > 10

@@ -1,12 +1,14 @@
-"""Data for training the visual front-end alone: clips of mouth crops from prepared manifests.
+"""Data for training one front-end alone: clips of mouth crops (or their audio) from prepared manifests.
 
-Two uses, one pipeline:
+Three uses, one pipeline:
 
 * ``classify`` (LRW word classification): each clip with the index of its word (the manifest's
   text; the classes are the sorted words of the training manifests), augmented as in AVSR
   training (random crop, flip, time mask) and centre-cropped for validation;
 * ``views`` (MoCo pretraining): each clip as two independently augmented views
-  (`avsr.training.lip_views`); labels are not read, so any manifest will do.
+  (`avsr.training.lip_views`); labels are not read, so any manifest will do;
+* ``audio`` (wav2vec 2.0 pretraining): each clip's 16 kHz audio, a random window of at most
+  ``max_audio_seconds`` (the first window for validation); labels are not read.
 
 The pipeline mirrors `avsr.training.data` (shard, seeded shuffle, length-sorted buckets, load in
 a map, prefetch) with batches of a fixed number of clips; augmentation is seeded by (seed, rank,
@@ -36,11 +38,11 @@ from avsr.training import augment
 from avsr.training.batching import derive_seed, rng_for
 from avsr.training.data import AVDataReader, DatasetError, PipelineState, VideoAugConfig, resolve_manifest
 from avsr.training.lip_views import LipViewConfig, lip_view, pad_views
-from avsr.training.media import read_mouth_video_cached
+from avsr.training.media import read_mouth_video_cached, read_wav
 
 log = logging.getLogger("avsr.training")
 
-ClipMode = Literal["classify", "views"]
+ClipMode = Literal["classify", "views", "audio"]
 
 
 @dataclass(kw_only=True)
@@ -55,6 +57,10 @@ class ClipDatasetConfig:
     """Clips per batch."""
     max_frames: int = 300
     """Longer clips are skipped."""
+    max_audio_seconds: float = 5.0
+    """``audio`` mode: longer clips are cut to a random window of this length."""
+    normalize_audio: bool = False
+    """``audio`` mode: scale each window to zero mean and unit variance (wav2vec 2.0 Large does)."""
     labelled_fraction: float = 1.0
     """Train on a seeded random share of the training clips (few-label experiments)."""
     max_valid_clips: int | None = None
@@ -73,18 +79,19 @@ class ClipDatasetConfig:
 
 @dataclass
 class ClipBatch(SupportsDeviceTransfer):
-    """video (B, T, H, W) normalised float, zero padded; lengths (B,) frames; labels (B,) class
-    indices (classification) or None; key_video/key_lengths: the second views (MoCo) or None."""
+    """inputs: video (B, T, H, W) normalised float, or audio (B, S) float, zero padded; lengths (B,)
+    frames or samples; labels (B,) class indices (classification) or None; key_inputs/key_lengths:
+    the second views (MoCo) or None."""
 
-    video: Tensor
+    inputs: Tensor
     lengths: Tensor
     labels: Tensor | None
-    key_video: Tensor | None
+    key_inputs: Tensor | None
     key_lengths: Tensor | None
     ids: list[str]
 
     def to(self, device: Device, *, non_blocking: bool = False) -> None:
-        for name in ("video", "lengths", "labels", "key_video", "key_lengths"):
+        for name in ("inputs", "lengths", "labels", "key_inputs", "key_lengths"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.to(device, non_blocking=non_blocking))
@@ -94,7 +101,8 @@ class ClipBatch(SupportsDeviceTransfer):
         return len(self.ids)
 
     @property
-    def num_frames(self) -> int:
+    def num_elements(self) -> int:
+        """Video frames or audio samples in the batch, padding excluded."""
         return int(self.lengths.sum())
 
 
@@ -136,7 +144,7 @@ def load_clips(
             if reason:
                 skipped[reason] = skipped.get(reason, 0) + 1
                 continue
-            clip = {"id": row.id, "video": str(base / row.video), "frames": int(row.frames)}
+            clip = {"id": row.id, "video": str(base / row.video), "audio": str(base / row.audio), "frames": int(row.frames)}
             if index is not None:
                 clip["label"] = index[row.text.strip().upper()]
             clips.append(clip)
@@ -162,6 +170,15 @@ class ClipLoader:
             video = augment.time_mask(video, vcfg.time_mask_window, vcfg.time_mask_stride, rng)
         return torch.from_numpy(augment.normalize_pixels(np.ascontiguousarray(video), vcfg.mean, vcfg.std))
 
+    def _audio_item(self, audio: np.ndarray, rng: np.random.Generator) -> Tensor:
+        longest = max(1, int(self.config.max_audio_seconds * 16000))
+        if audio.shape[0] > longest:
+            start = int(rng.integers(0, audio.shape[0] - longest + 1)) if self.train else 0
+            audio = audio[start : start + longest]
+        if self.config.normalize_audio:
+            audio = (audio - audio.mean()) / (audio.std() + 1e-5)
+        return torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+
     def __call__(self, batch: dict[str, Any]) -> ClipBatch | None:
         # validation views are drawn the same way at every evaluation (epoch 0)
         epoch = self.state.epoch if self.train else 0
@@ -169,6 +186,10 @@ class ClipLoader:
         queries, keys, labels, ids = [], [], [], []
         for clip in batch["clips"]:
             try:
+                if self.mode == "audio":
+                    queries.append(self._audio_item(read_wav(clip["audio"]), rng))
+                    ids.append(clip["id"])
+                    continue
                 video = read_mouth_video_cached(clip["video"], self.cache_dir)
             except (MediaError, ValueError) as exc:
                 log.warning("skipping %s: %s", clip["id"], exc)
@@ -182,12 +203,12 @@ class ClipLoader:
             ids.append(clip["id"])
         if not ids:
             return None
-        video, lengths = pad_views(queries)
-        key_video = key_lengths = None
+        inputs, lengths = pad_views(queries)
+        key_inputs = key_lengths = None
         if keys:
-            key_video, key_lengths = pad_views(keys)
+            key_inputs, key_lengths = pad_views(keys)
         label_tensor = torch.tensor(labels, dtype=torch.int64) if labels else None
-        return ClipBatch(video, lengths, label_tensor, key_video, key_lengths, ids)
+        return ClipBatch(inputs, lengths, label_tensor, key_inputs, key_lengths, ids)
 
 
 def _batches_of(bucket: list[dict[str, Any]], batch_size: int, rng: np.random.Generator) -> list[dict[str, Any]]:

@@ -1,13 +1,18 @@
-"""Training the visual front-end alone, on fairseq2's trainer: the seed paper's first two stages.
+"""Training one front-end alone, on fairseq2's trainer: the stages before audio-visual training.
 
-* ``task: moco``: self-supervised MoCo v2 pretraining on unlabelled mouth crops
-  (`avsr.models.moco`, views from `avsr.training.lip_views`);
+* ``task: moco``: self-supervised MoCo v2 pretraining of the visual front-end on unlabelled mouth
+  crops (`avsr.models.moco`, views from `avsr.training.lip_views`);
 * ``task: lrw``: word classification (`avsr.models.word_classifier`), from scratch or from a
-  MoCo (or earlier LRW) front-end.
+  MoCo (or earlier LRW) front-end;
+* ``task: wav2vec2``: self-supervised wav2vec 2.0 pretraining of the audio front-end on
+  unlabelled audio, with fairseq2's model and objective (masking, quantiser, contrastive and
+  diversity losses).
 
-Both export ``OUTPUT_DIR/model/``: ``frontend.safetensors`` (the visual front-end's weights, keys
-``stem.*``/``trunk.*``, what ``model.pretrained.visual`` of the next stage takes with
-``visual_format: avsr``), ``model.safetensors`` (the whole trained model) and ``model.yaml``.
+The visual tasks export ``OUTPUT_DIR/model/frontend.safetensors`` (keys ``stem.*``/``trunk.*``:
+what ``model.pretrained.visual`` of the next stage takes with ``visual_format: avsr``), the audio
+task ``OUTPUT_DIR/model/wav2vec2.safetensors`` (fairseq2 naming with the architecture in its
+metadata: what ``model.pretrained.audio`` takes, like a converted fairseq1 or Hugging Face
+checkpoint); both also write ``model.safetensors`` (the whole trained model) and ``model.yaml``.
 Checkpointing, resume, DDP, mixed precision and metrics are fairseq2's, as for the AVSR recipe
 (`avsr.training.recipe`, whose config loader, export averaging and task wrapper this reuses).
 """
@@ -15,6 +20,7 @@ Checkpointing, resume, DDP, mixed precision and metrics are fairseq2's, as for t
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -48,7 +54,11 @@ from fairseq2.runtime.dependency import DependencyContainer
 from fairseq2.task import Task
 from fairseq2.trainer import TrainUnit
 
+from fairseq2.models.wav2vec2 import Wav2Vec2Config
+
 from avsr.media.atomic import atomic_path
+from avsr.models.audio import WAV2VEC2_ARCHS, WAV2VEC2_PREFIXES
+from avsr.models.convert.common import ConvertedWav2Vec2, encoder_config_from_dict, encoder_config_to_dict, save_converted
 from avsr.models.config import AVSRConfig, ConfigError, EncoderConfig, VisualConfig, from_plain, to_plain
 from avsr.models.moco import MoCo, MoCoConfig
 from avsr.models.word_classifier import WordClassifier, WordClassifierConfig
@@ -70,7 +80,9 @@ log = logging.getLogger("avsr.training")
 
 WORD_FAMILY = "avsr_word"
 MOCO_FAMILY = "avsr_moco"
+WAV2VEC2_FAMILY = "avsr_wav2vec2"
 FRONTEND_FILE = "frontend.safetensors"
+WAV2VEC2_FILE = "wav2vec2.safetensors"
 VISUAL_ARCHS = ("tiny", "seed_paper")
 
 
@@ -123,8 +135,33 @@ def moco_model_config(arch: str, overrides: dict[str, object]) -> MoCoModelConfi
     return _resolve(MoCoModelConfig, arch, {"moco": to_plain(MoCoConfig())}, overrides)
 
 
+def wav2vec2_model_config(arch: str, overrides: dict[str, object]) -> Wav2Vec2Config:
+    """fairseq2's pretraining config: our encoder arch (tiny/base/large/large_lv60k) with
+    ``encoder`` overrides, and the pretraining fields (quantiser, masking, distractors) over it."""
+    if arch not in WAV2VEC2_ARCHS:
+        raise TrainConfigError(f"bad value for model.arch: {arch!r} (one of {', '.join(WAV2VEC2_ARCHS)})")
+    overrides = dict(overrides)
+    try:
+        encoder = encoder_config_from_dict(dict(overrides.pop("encoder", None) or {}), WAV2VEC2_ARCHS[arch]())
+    except (ValueError, TypeError) as exc:
+        raise TrainConfigError(f"bad value in model.config.encoder: {exc}") from None
+    known = {f.name for f in dataclasses.fields(Wav2Vec2Config)} - {"encoder_config"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TrainConfigError(f"unknown key(s) in model.config: {', '.join(unknown)} (known: encoder, {', '.join(sorted(known))})")
+    if "codebook_sampling_temperature" in overrides:
+        overrides["codebook_sampling_temperature"] = tuple(overrides["codebook_sampling_temperature"])  # type: ignore[arg-type]
+    return Wav2Vec2Config(encoder_config=encoder, **overrides)  # type: ignore[arg-type]
+
+
 def _build_moco(config: MoCoModelConfig) -> MoCo:
     return MoCo(config.visual, config.moco)
+
+
+def _build_wav2vec2(config: Wav2Vec2Config) -> Module:
+    from fairseq2.models.wav2vec2 import create_wav2vec2_model
+
+    return create_wav2vec2_model(config)
 
 
 def frontend_of(model: Module) -> Module:
@@ -182,6 +219,17 @@ class LRWTrainConfig(FrontendTrainConfig):
 
 
 @dataclass(kw_only=True)
+class Wav2Vec2TrainConfig(FrontendTrainConfig):
+    """``task: wav2vec2``: wav2vec 2.0 pretraining on the audio of any manifests (transcripts unused)."""
+
+    task: Literal["wav2vec2"] = "wav2vec2"
+    model: VisualModelSection = field(default_factory=lambda: VisualModelSection(family=WAV2VEC2_FAMILY))
+    diversity_weight: float = 0.1
+    features_penalty_weight: float = 10.0
+    regime: RegimeSection = field(default_factory=lambda: default_regime(score_metric=None))
+
+
+@dataclass(kw_only=True)
 class MoCoTrainConfig(FrontendTrainConfig):
     """``task: moco``: MoCo v2 pretraining on the clips of any manifests (transcripts unused)."""
 
@@ -205,29 +253,67 @@ def _update(bag: MetricBag, batch: ClipBatch, loss: Tensor, accuracy: Tensor) ->
     bag.get("loss", Mean).update(loss.detach().float(), weight=n)
     bag.get("accuracy", Mean).update(100.0 * accuracy.detach().float(), weight=n)
     bag.get("num_examples", Sum).update(n)
-    bag.get("num_elements", Sum).update(batch.num_frames)
+    bag.get("num_elements", Sum).update(batch.num_elements)
+
+
+@dataclass(frozen=True)
+class Wav2Vec2Weights:
+    diversity: float = 0.1
+    features_penalty: float = 10.0
+
+
+def _wav2vec2_step(model: Module, batch: ClipBatch, weights: Wav2Vec2Weights) -> tuple[Tensor, Tensor, int, Any]:
+    """(summed loss, accuracy of picking the true quantised target, number of targets, the loss parts)."""
+    from fairseq2.nn import BatchLayout
+
+    layout = BatchLayout.of(batch.inputs, seq_lens=batch.lengths.tolist())
+    loss, out = model(batch.inputs, layout, diversity_weight=weights.diversity, features_penalty_weight=weights.features_penalty)
+    accuracy = (out.logits.argmax(dim=-1) == 0).float().mean()
+    return loss.aggregate, accuracy, int(out.num_targets), (loss, out)
+
+
+def _update_wav2vec2(bag: MetricBag, batch: ClipBatch, summed: Tensor, accuracy: Tensor, targets: int, parts: Any) -> None:
+    loss, out = parts
+    n = max(targets, 1)
+    _update(bag, batch, summed / n, accuracy)
+    bag.get("contrastive_loss", Mean).update(loss.contrastive.detach().float() / n, weight=n)
+    bag.get("diversity_loss", Mean).update(loss.diversity.detach().float() / n, weight=n)
+    bag.get("code_perplexity", Mean).update(out.quantizer_output.code_perplexity.detach().float(), weight=1)
+    bag.get("prob_perplexity", Mean).update(out.quantizer_output.prob_perplexity.detach().float(), weight=1)
+
+
+def _wav2vec2_metrics(bag: MetricBag) -> None:
+    _metrics(bag)
+    for name in ("contrastive_loss", "diversity_loss", "code_perplexity", "prob_perplexity"):
+        bag.add(name, Mean())
 
 
 def _step(model: Module, batch: ClipBatch) -> tuple[Tensor, Tensor]:
-    """(mean loss, accuracy) of one batch for either model."""
-    if batch.key_video is not None:  # MoCo views
-        return model(batch.video, batch.key_video, batch.lengths, batch.key_lengths)
+    """(mean loss, accuracy) of one batch of the visual models."""
+    if batch.key_inputs is not None:  # MoCo views
+        return model(batch.inputs, batch.key_inputs, batch.lengths, batch.key_lengths)
     assert batch.labels is not None
-    logits = model(batch.video, batch.lengths)
+    logits = model(batch.inputs, batch.lengths)
     return F.cross_entropy(logits.float(), batch.labels), (logits.argmax(-1) == batch.labels).float().mean()
 
 
 @final
 class ClipTrainUnit(TrainUnit[ClipBatch]):
-    """Cross-entropy (LRW) or InfoNCE (MoCo), summed over the clips of the step."""
+    """Cross-entropy (LRW) or InfoNCE (MoCo), summed over the clips of the step; wav2vec 2.0's
+    loss summed over its masked targets."""
 
-    def __init__(self, model: Module) -> None:
+    def __init__(self, model: Module, wav2vec2: Wav2Vec2Weights | None = None) -> None:
         self._model = model
+        self._wav2vec2 = wav2vec2
 
     def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
-        _metrics(metric_bag)
+        (_wav2vec2_metrics if self._wav2vec2 else _metrics)(metric_bag)
 
     def process_batch(self, batch: ClipBatch, metric_bag: MetricBag) -> tuple[Tensor, int | None]:
+        if self._wav2vec2 is not None:
+            summed, accuracy, targets, parts = _wav2vec2_step(self._model, batch, self._wav2vec2)
+            _update_wav2vec2(metric_bag, batch, summed, accuracy, targets, parts)
+            return summed, targets
         loss, accuracy = _step(self._model, batch)
         _update(metric_bag, batch, loss, accuracy)
         return loss * batch.batch_size, batch.batch_size
@@ -235,15 +321,20 @@ class ClipTrainUnit(TrainUnit[ClipBatch]):
 
 @final
 class ClipEvalUnit(EvalUnit[ClipBatch]):
-    """Validation loss and accuracy (LRW: top-1 word accuracy; MoCo: own key picked among the queue)."""
+    """Validation loss and accuracy (LRW: top-1 word accuracy; MoCo: own key picked among the
+    queue; wav2vec 2.0: true target picked among the distractors)."""
 
-    def __init__(self, module: Module) -> None:
+    def __init__(self, module: Module, wav2vec2: Wav2Vec2Weights | None = None) -> None:
         self._module = module
+        self._wav2vec2 = wav2vec2
 
     def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
-        _metrics(metric_bag)
+        (_wav2vec2_metrics if self._wav2vec2 else _metrics)(metric_bag)
 
     def process_batch(self, batch: ClipBatch, metric_bag: MetricBag) -> None:
+        if self._wav2vec2 is not None:
+            _update_wav2vec2(metric_bag, batch, *_wav2vec2_step(self._module, batch, self._wav2vec2))
+            return
         loss, accuracy = _step(self._module, batch)
         _update(metric_bag, batch, loss, accuracy)
 
@@ -277,6 +368,10 @@ class FrontendRecipe(Recipe):
     def _family(self) -> tuple[str, type, type, Callable[[Any], Module]]:
         if self._inputs.task == "moco":
             return MOCO_FAMILY, MoCo, MoCoModelConfig, _build_moco
+        if self._inputs.task == "wav2vec2":
+            from fairseq2.models.wav2vec2 import Wav2Vec2Model
+
+            return WAV2VEC2_FAMILY, Wav2Vec2Model, Wav2Vec2Config, _build_wav2vec2
         return WORD_FAMILY, WordClassifier, WordClassifierConfig, _create_word_model
 
     @property
@@ -297,7 +392,7 @@ class FrontendRecipe(Recipe):
             for p in model._key_parameters():
                 p.requires_grad_(False)
         path = self._inputs.config.model.init_frontend
-        if newly_initialized and path is not None:
+        if newly_initialized and path is not None and self._inputs.task != "wav2vec2":
             log.info("%s", load_frontend_into(model, path))
         return model
 
@@ -311,11 +406,14 @@ class FrontendRecipe(Recipe):
             _write_run_file(context.output_dir, inputs)
         config = inputs.config
         reader = dataset.create_train_reader(context.gangs, num_accumulate=config.trainer.grad_accumulation.num_batches)
-        unit = ClipTrainUnit(context.get_data_parallel_model())
+        weights = None
+        if isinstance(config, Wav2Vec2TrainConfig):
+            weights = Wav2Vec2Weights(config.diversity_weight, config.features_penalty_weight)
+        unit = ClipTrainUnit(context.get_data_parallel_model(), weights)
         valid_units: list[EvalUnit[ClipBatch]] = []
         valid_readers = []
         if dataset.valid and config.regime.validate_every_n_steps:
-            valid_units.append(ClipEvalUnit(context.get_model_as(Module)))
+            valid_units.append(ClipEvalUnit(context.get_model_as(Module), weights))
             valid_readers.append(dataset.create_valid_reader(context.gangs))
         trainer = context.create_trainer(unit, reader, valid_units, valid_readers)
         export = config.export
@@ -345,10 +443,25 @@ def load_frontend_into(model: Module, path: str | os.PathLike[str]) -> str:
     return f"visual front-end <- {report.summary()}"
 
 
+def model_config_to_dict(config: Any) -> dict[str, Any]:
+    if isinstance(config, Wav2Vec2Config):
+        plain = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "encoder_config"}
+        plain["codebook_sampling_temperature"] = list(plain["codebook_sampling_temperature"])
+        return {"encoder": encoder_config_to_dict(config.encoder_config), **plain}
+    return config.to_dict()
+
+
+def model_config_from_dict(task: str, data: dict[str, Any]) -> Any:
+    if task == "wav2vec2":
+        encoder_arch = dict(data)
+        return wav2vec2_model_config("base", {**encoder_arch})
+    return (MoCoModelConfig if task == "moco" else WordClassifierConfig).from_dict(data)
+
+
 def _write_run_file(output_dir: Path, inputs: FrontendRunInputs) -> None:
     data = {
         "task": inputs.task,
-        "model_config": inputs.model_config.to_dict(),
+        "model_config": model_config_to_dict(inputs.model_config),
         "classes": inputs.dataset.classes,
         "train_config": config_to_dict(inputs.config),
     }
@@ -364,22 +477,28 @@ def export_frontend_run(output_dir: str | os.PathLike[str], *, last_n: int = 1, 
     output_dir = Path(output_dir)
     run = read_run_file(output_dir)
     task = run.get("task")
-    state, steps = averaged_checkpoints(output_dir, last_n=last_n, best_n=best_n)
-    if task == "moco":
-        model: Module = _build_moco(MoCoModelConfig.from_dict(run["model_config"]))
-    elif task == "lrw":
-        model = WordClassifier(WordClassifierConfig.from_dict(run["model_config"]))
-    else:
+    if task not in ("moco", "lrw", "wav2vec2"):
         raise ExportError(f"{output_dir / RUN_FILE}: not a front-end run (task {task!r})")
+    state, steps = averaged_checkpoints(output_dir, last_n=last_n, best_n=best_n)
+    config = model_config_from_dict(task, run["model_config"])
+    model: Module = {"moco": _build_moco, "lrw": _create_word_model, "wav2vec2": _build_wav2vec2}[task](config)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ExportError(f"{output_dir}: weights do not fit the model config ({str(exc).splitlines()[0]})") from None
     out = out_dir or output_dir / "model"
     out.mkdir(parents=True, exist_ok=True)
-    for name, module in ((FRONTEND_FILE, frontend_of(model)), ("model.safetensors", model)):
-        with atomic_path(out / name) as temp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, temp)
+    with atomic_path(out / "model.safetensors") as temp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, temp)
+    if task == "wav2vec2":
+        normalize = bool(((run.get("train_config") or {}).get("dataset") or {}).get("normalize_audio", False))
+        kept = {k: v for k, v in model.state_dict().items() if k.startswith(WAV2VEC2_PREFIXES)}
+        save_converted(ConvertedWav2Vec2(kept, config.encoder_config, "avsr", normalize_waveform=normalize), out / WAV2VEC2_FILE)
+        frontend = {"file": WAV2VEC2_FILE, "encoder": run["model_config"]["encoder"], "normalize_waveform": normalize}
+    else:
+        with atomic_path(out / FRONTEND_FILE) as temp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in frontend_of(model).state_dict().items()}, temp)
+        frontend = {"file": FRONTEND_FILE, "visual": run["model_config"]["visual"]}
     meta = {
         "format": f"avsr-{task}",
         "task": task,
@@ -387,7 +506,7 @@ def export_frontend_run(output_dir: str | os.PathLike[str], *, last_n: int = 1, 
         "classes": run.get("classes"),
         "step": steps[-1],
         "averaged_steps": steps,
-        "frontend": {"file": FRONTEND_FILE, "visual": run["model_config"]["visual"]},
+        "frontend": frontend,
         "source": str(output_dir.resolve()),
     }
     with atomic_path(out / "model.yaml") as temp:
@@ -401,12 +520,17 @@ def export_frontend_run(output_dir: str | os.PathLike[str], *, last_n: int = 1, 
 def prepare_frontend_run(config: FrontendTrainConfig, output_dir: Path) -> FrontendRunInputs:
     """Read the clips and resolve the model config before fairseq2 starts (one-line errors)."""
     task = config.task  # type: ignore[attr-defined]
-    mode: ClipMode = "views" if task == "moco" else "classify"
+    mode: ClipMode = {"moco": "views", "wav2vec2": "audio"}.get(task, "classify")  # type: ignore[assignment]
     views = config.views if isinstance(config, MoCoTrainConfig) else None
     dataset = ClipDataset(config.dataset, mode, views, seed=config.common.seed, cache_dir=output_dir / "cache")
     arch = config.model.arch or "tiny"
+    model_config: Any
     if task == "moco":
-        model_config: WordClassifierConfig | MoCoModelConfig = moco_model_config(arch, config.model.config)
+        model_config = moco_model_config(arch, config.model.config)
+    elif task == "wav2vec2":
+        if config.model.init_frontend is not None:
+            raise TrainConfigError("model.init_frontend is for the visual tasks (wav2vec2 pretraining starts from scratch)")
+        model_config = wav2vec2_model_config(arch, config.model.config)
     else:
         assert dataset.classes is not None
         model_config = word_model_config(arch, config.model.config, len(dataset.classes))
@@ -415,7 +539,7 @@ def prepare_frontend_run(config: FrontendTrainConfig, output_dir: Path) -> Front
     previous = output_dir / RUN_FILE
     if previous.is_file():
         old = yaml.safe_load(previous.read_text(encoding="utf-8")) or {}
-        if old.get("model_config") not in (None, model_config.to_dict()) and (output_dir / "checkpoints").is_dir():
+        if old.get("model_config") not in (None, model_config_to_dict(model_config)) and (output_dir / "checkpoints").is_dir():
             raise TrainConfigError(f"{output_dir} holds checkpoints of a different model config; use another --output-dir")
     if not dataset.valid:
         config.regime.validate_every_n_steps = None
@@ -437,6 +561,7 @@ __all__ = [
     "LRWTrainConfig",
     "MoCoModelConfig",
     "MoCoTrainConfig",
+    "Wav2Vec2TrainConfig",
     "export_frontend_run",
     "load_frontend_into",
     "prepare_frontend_run",

@@ -1,7 +1,7 @@
 """Which recipe a training config is for: its top-level ``task`` key (default ``avsr``).
 
 ``avsr`` trains the audio-visual recogniser (`avsr.training.recipe`); ``moco`` and ``lrw`` train
-the visual front-end alone (`avsr.training.frontend_recipe`). ``avsr-train`` goes through here.
+the visual front-end alone, ``wav2vec2`` the audio front-end (`avsr.training.frontend_recipe`). ``avsr-train`` goes through here.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from avsr.training.config_loading import TrainConfigError, load_config, read_user_tree
 
-TASKS = ("avsr", "lrw", "moco")
+TASKS = ("avsr", "lrw", "moco", "wav2vec2")
 
 
 def load_task_config(path: str | os.PathLike[str] | None, overrides: list[str] | tuple[str, ...] = ()) -> Any:
@@ -23,9 +23,9 @@ def load_task_config(path: str | os.PathLike[str] | None, overrides: list[str] |
         from avsr.training.recipe import AVSRTrainConfig, check_train_config
 
         return check_train_config(load_config(AVSRTrainConfig, tree))
-    from avsr.training.frontend_recipe import LRWTrainConfig, MoCoTrainConfig
+    from avsr.training.frontend_recipe import LRWTrainConfig, MoCoTrainConfig, Wav2Vec2TrainConfig
 
-    kinds = {"lrw": LRWTrainConfig, "moco": MoCoTrainConfig}
+    kinds = {"lrw": LRWTrainConfig, "moco": MoCoTrainConfig, "wav2vec2": Wav2Vec2TrainConfig}
     if task not in kinds:
         raise TrainConfigError(f"bad value for task: {task!r} (one of {', '.join(TASKS)})")
     return load_config(kinds[task], tree)

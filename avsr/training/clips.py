@@ -36,7 +36,7 @@ from avsr.data.manifest import ManifestError, read_manifest
 from avsr.media import MediaError
 from avsr.training import augment
 from avsr.training.batching import derive_seed, rng_for
-from avsr.training.data import AVDataReader, DatasetError, PipelineState, VideoAugConfig, resolve_manifest
+from avsr.training.data import AVDataReader, DatasetError, PipelineState, VideoAugConfig, move_tensors, resolve_manifest
 from avsr.training.lip_views import LipViewConfig, lip_view, pad_views
 from avsr.training.media import read_mouth_video_cached, read_wav
 
@@ -91,10 +91,7 @@ class ClipBatch(SupportsDeviceTransfer):
     ids: list[str]
 
     def to(self, device: Device, *, non_blocking: bool = False) -> None:
-        for name in ("inputs", "lengths", "labels", "key_inputs", "key_lengths"):
-            value = getattr(self, name)
-            if value is not None:
-                setattr(self, name, value.to(device, non_blocking=non_blocking))
+        move_tensors(self, ("inputs", "lengths", "labels", "key_inputs", "key_lengths"), device, non_blocking)
 
     @property
     def batch_size(self) -> int:

@@ -32,9 +32,11 @@ from fairseq2.recipe.config import (
     AdamWConfig,
     CommonSection,
     CosineAnnealingLRConfig,
+    LRSchedulerSection,
     MixedPrecisionConfig,
     MyleLRConfig,
     NoamLRConfig,
+    OptimizerSection,
     PolynomialDecayLRConfig,
     RegimeSection,
     TrainerSection,
@@ -64,6 +66,14 @@ def default_regime(score_metric: str | None = "wer") -> RegimeSection:
         keep_last_n_checkpoints=2,
         score_metric=score_metric,
     )
+
+
+def default_optimizer(weight_decay: float) -> OptimizerSection:
+    return OptimizerSection(config=AdamWConfig(lr=1e-3, betas=(0.9, 0.98), weight_decay=weight_decay))
+
+
+def default_lr_scheduler(num_warmup_steps: int) -> LRSchedulerSection:
+    return LRSchedulerSection(name=COSINE_ANNEALING_LR, config=CosineAnnealingLRConfig(num_warmup_steps=num_warmup_steps, final_lr_scale=0.05))
 
 
 def default_common() -> CommonSection:
@@ -307,6 +317,8 @@ __all__ = [
     "config_to_dict",
     "deep_merge",
     "default_common",
+    "default_lr_scheduler",
+    "default_optimizer",
     "default_regime",
     "default_trainer",
     "load_config",

@@ -39,10 +39,7 @@ from fairseq2.evaluator import EvalUnit
 from fairseq2.metrics import Mean, MetricBag, Sum
 from fairseq2.recipe import Recipe, RecipeContext
 from fairseq2.recipe.config import (
-    AdamWConfig,
     CommonSection,
-    CosineAnnealingLRConfig,
-    COSINE_ANNEALING_LR,
     GangSection,
     LRSchedulerSection,
     ModelSection,
@@ -63,7 +60,16 @@ from avsr.models.config import AVSRConfig, ConfigError, EncoderConfig, VisualCon
 from avsr.models.moco import MoCo, MoCoConfig
 from avsr.models.word_classifier import WordClassifier, WordClassifierConfig
 from avsr.training.clips import ClipBatch, ClipDataset, ClipDatasetConfig, ClipMode
-from avsr.training.config_loading import TrainConfigError, config_to_dict, deep_merge, default_common, default_regime, default_trainer
+from avsr.training.config_loading import (
+    TrainConfigError,
+    config_to_dict,
+    deep_merge,
+    default_common,
+    default_lr_scheduler,
+    default_optimizer,
+    default_regime,
+    default_trainer,
+)
 from avsr.training.export import ExportError
 from avsr.training.lip_views import LipViewConfig
 from avsr.training.recipe import (
@@ -198,14 +204,8 @@ class FrontendTrainConfig:
     export: ExportSection = field(default_factory=ExportSection)
     gang: GangSection = field(default_factory=GangSection)
     trainer: TrainerSection = field(default_factory=default_trainer)
-    optimizer: OptimizerSection = field(
-        default_factory=lambda: OptimizerSection(config=AdamWConfig(lr=1e-3, betas=(0.9, 0.98), weight_decay=0.01))
-    )
-    lr_scheduler: LRSchedulerSection = field(
-        default_factory=lambda: LRSchedulerSection(
-            name=COSINE_ANNEALING_LR, config=CosineAnnealingLRConfig(num_warmup_steps=50, final_lr_scale=0.05)
-        )
-    )
+    optimizer: OptimizerSection = field(default_factory=lambda: default_optimizer(weight_decay=0.01))
+    lr_scheduler: LRSchedulerSection = field(default_factory=lambda: default_lr_scheduler(num_warmup_steps=50))
     regime: RegimeSection = field(default_factory=_visual_regime)
     common: CommonSection = field(default_factory=default_common)
 

@@ -51,10 +51,7 @@ from fairseq2.metrics import Mean, MetricBag, Sum, format_as_float
 from fairseq2.metrics.recorders import MetricDescriptor
 from fairseq2.recipe import Recipe, RecipeContext
 from fairseq2.recipe.config import (
-    COSINE_ANNEALING_LR,
-    AdamWConfig,
     CommonSection,
-    CosineAnnealingLRConfig,
     GangSection,
     LRSchedulerSection,
     ModelSection,
@@ -74,6 +71,8 @@ from avsr.training.config_loading import (
     config_to_dict,
     deep_merge,
     default_common,
+    default_lr_scheduler,
+    default_optimizer,
     default_regime,
     default_trainer,
     load_config,
@@ -174,14 +173,8 @@ class AVSRTrainConfig:
     export: ExportSection = field(default_factory=ExportSection)
     gang: GangSection = field(default_factory=GangSection)
     trainer: TrainerSection = field(default_factory=default_trainer)
-    optimizer: OptimizerSection = field(
-        default_factory=lambda: OptimizerSection(config=AdamWConfig(lr=1e-3, betas=(0.9, 0.98), weight_decay=0.03))
-    )
-    lr_scheduler: LRSchedulerSection = field(
-        default_factory=lambda: LRSchedulerSection(
-            name=COSINE_ANNEALING_LR, config=CosineAnnealingLRConfig(num_warmup_steps=100, final_lr_scale=0.05)
-        )
-    )
+    optimizer: OptimizerSection = field(default_factory=lambda: default_optimizer(weight_decay=0.03))
+    lr_scheduler: LRSchedulerSection = field(default_factory=lambda: default_lr_scheduler(num_warmup_steps=100))
     regime: RegimeSection = field(default_factory=default_regime)
     common: CommonSection = field(default_factory=default_common)
 

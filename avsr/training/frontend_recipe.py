@@ -37,6 +37,7 @@ from torch.nn import Module
 import fairseq2.recipe  # noqa: F401  (first: importing fairseq2.evaluator first is a circular import in 0.8.1)
 from fairseq2.evaluator import EvalUnit
 from fairseq2.metrics import Mean, MetricBag, Sum
+from fairseq2.models.wav2vec2 import Wav2Vec2Config
 from fairseq2.recipe import Recipe, RecipeContext
 from fairseq2.recipe.config import (
     CommonSection,
@@ -50,8 +51,6 @@ from fairseq2.recipe.config import (
 from fairseq2.runtime.dependency import DependencyContainer
 from fairseq2.task import Task
 from fairseq2.trainer import TrainUnit
-
-from fairseq2.models.wav2vec2 import Wav2Vec2Config
 
 from avsr.media.atomic import atomic_path
 from avsr.models.audio import WAV2VEC2_ARCHS, WAV2VEC2_PREFIXES

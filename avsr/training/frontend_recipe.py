@@ -186,7 +186,10 @@ class VisualModelSection(ModelSection):
     config: dict[str, object] = field(default_factory=dict)
     """Model config fields over the arch (``visual``, ``backend``, ``moco`` ...)."""
     init_frontend: Path | None = None
-    """Start from this front-end: an earlier stage's ``model/`` folder or a ``frontend.safetensors``."""
+    """Start from this front-end: an earlier stage's ``model/`` folder or a ``frontend.safetensors``
+    (``init_frontend_format: avsr``), or an image MoCo v2 ResNet-50 checkpoint (``moco_v2``:
+    ``moco_v2_800ep_pretrain.pth.tar``, the seed paper's start; its trunk only)."""
+    init_frontend_format: Literal["avsr", "moco_v2"] = "avsr"
 
 
 def _visual_regime() -> RegimeSection:
@@ -390,9 +393,9 @@ class FrontendRecipe(Recipe):
         if isinstance(model, MoCo):  # fairseq2 makes every parameter trainable: the key encoder is not
             for p in model._key_parameters():
                 p.requires_grad_(False)
-        path = self._inputs.config.model.init_frontend
-        if newly_initialized and path is not None and self._inputs.task != "wav2vec2":
-            log.info("%s", load_frontend_into(model, path))
+        section = self._inputs.config.model
+        if newly_initialized and section.init_frontend is not None and self._inputs.task != "wav2vec2":
+            log.info("%s", load_frontend_into(model, section.init_frontend, section.init_frontend_format))
         return model
 
     def create_task(self, context: RecipeContext) -> Task:
@@ -422,21 +425,26 @@ class FrontendRecipe(Recipe):
         )
 
 
-def frontend_file(path: str | os.PathLike[str]) -> Path:
+def frontend_file(path: str | os.PathLike[str], kind: str = "avsr") -> Path:
     """The front-end weights file of a stage's ``model/`` folder (or the file itself)."""
     p = Path(path)
-    file = p / FRONTEND_FILE if p.is_dir() else p
+    file = p / FRONTEND_FILE if (p.is_dir() and kind == "avsr") else p
     if not file.is_file():
         raise TrainConfigError(f"model.init_frontend: {file} not found (an earlier stage's model/ folder or {FRONTEND_FILE})")
     return file
 
 
-def load_frontend_into(model: Module, path: str | os.PathLike[str]) -> str:
-    """Copy a front-end (a stage's ``model/`` folder or ``frontend.safetensors``) into ``model``'s,
-    strictly (MoCo: into both encoders)."""
-    from avsr.models.visual import load_visual_frontend
+def load_frontend_into(model: Module, path: str | os.PathLike[str], kind: str = "avsr") -> str:
+    """Copy a front-end (a stage's ``model/`` folder or ``frontend.safetensors``; or an image MoCo
+    v2 checkpoint's trunk) into ``model``'s, strictly (MoCo: into both encoders)."""
+    from avsr.models.visual import load_moco_v2, load_visual_frontend
 
-    report = load_visual_frontend(frontend_of(model), frontend_file(path))
+    file = frontend_file(path, kind)
+    load = load_moco_v2 if kind == "moco_v2" else load_visual_frontend
+    try:
+        report = load(frontend_of(model), file)
+    except ValueError as exc:
+        raise TrainConfigError(f"model.init_frontend: {exc}") from None
     if isinstance(model, MoCo):
         model.key_frontend.load_state_dict(model.query_frontend.state_dict())
     return f"visual front-end <- {report.summary()}"
@@ -534,7 +542,7 @@ def prepare_frontend_run(config: FrontendTrainConfig, output_dir: Path) -> Front
         assert dataset.classes is not None
         model_config = word_model_config(arch, config.model.config, len(dataset.classes))
     if config.model.init_frontend is not None:
-        frontend_file(config.model.init_frontend)  # fails now, not after fairseq2 has started
+        frontend_file(config.model.init_frontend, config.model.init_frontend_format)  # fails now, not after fairseq2 started
     previous = output_dir / RUN_FILE
     if previous.is_file():
         old = yaml.safe_load(previous.read_text(encoding="utf-8")) or {}

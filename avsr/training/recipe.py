@@ -1,10 +1,12 @@
-"""The one adapter between avsr and fairseq2's recipe/trainer machinery (fairseq2 == 0.8.1).
+"""The AVSR task on fairseq2's recipe/trainer machinery (fairseq2 == 0.8.1).
 
-Everything that knows fairseq2's recipe API lives here: the training configuration (fairseq2's
-sections plus ours), the model family registration, the `Recipe`, the train/eval units and the
-end-of-training export. The model (`avsr.models`), the data pipeline (`avsr.training.data`) and
-the export format (`avsr.training.export`) do not depend on it, so a fairseq2 release that changes
-the recipe API is confined to this file.
+What knows fairseq2's recipe API lives here and in `avsr.training.frontend_recipe` (the moco,
+lrw and wav2vec2 tasks, which reuse this file's task wrapper, checkpoint averaging and log
+handling): the training configuration (fairseq2's sections plus ours; loaded by
+`avsr.training.config_loading`), the model family registration, the `Recipe`, the train/eval
+units and the end-of-training export. The model (`avsr.models`), the data pipeline
+(`avsr.training.data`) and the export format (`avsr.training.export`) do not depend on it, so a
+fairseq2 release that changes the recipe API is confined to these two files.
 
 How a run goes (``avsr-train CONFIG.yaml key=value ...``):
 

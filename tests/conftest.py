@@ -45,6 +45,14 @@ def train_data(lrs2_corpus: Path, tmp_path_factory) -> dict[str, Path]:
     return {"path": prepared, "tokenizer": tokenizer}
 
 
+@pytest.fixture(scope="session")
+def lrw_prepared(lrw_corpus: Path, tmp_path_factory) -> Path:
+    """The 9-clip lrw corpus prepared once (29-frame, 96 px mouth crops; manifests per split)."""
+    prepared = tmp_path_factory.mktemp("lrw_prepared") / "prepared"
+    assert prepare_cli.main(["lrw", str(lrw_corpus), str(prepared), "--workers", "2", "--quiet"]) == 0
+    return prepared
+
+
 MICRO = {
     "audio": {"kind": "fbank", "channels": [32]},
     "visual": {"width": 0.125, "norm_groups": 4, "downsample": 2},

@@ -1,7 +1,11 @@
-"""avsr-train: train (or resume) an AVSR model from a YAML recipe with fairseq2's trainer.
+"""avsr-train: train (or resume) a model from a YAML recipe with fairseq2's trainer.
 
     avsr-train recipes/synth/conf.yaml dataset.path=DATA dataset.tokenizer=TOK [KEY=VALUE ...]
+    avsr-train recipes/lrw/moco.yaml dataset.path=DATA        # task: moco (visual pretraining)
+    avsr-train recipes/lrw/conf.yaml dataset.path=DATA        # task: lrw (word classification)
     torchrun --nproc_per_node 2 -m avsr.cli.train recipes/synth/conf.yaml ...     # DDP
+
+The config's ``task`` key picks the recipe (``avsr`` when absent).
 
 Rerunning the same command resumes from the last checkpoint in the output directory.
 """
@@ -21,7 +25,8 @@ PROGRAM = "avsr-train"
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROGRAM,
-        description="Train an audio-visual speech recogniser from a YAML config (fairseq2 trainer: "
+        description="Train an audio-visual speech recogniser (task: avsr), or its visual front-end alone "
+        "(task: moco, self-supervised; task: lrw, word classification), from a YAML config (fairseq2 trainer: "
         "checkpoints, resume, DDP, mixed precision, TensorBoard and JSONL metrics). "
         "Rerun the same command to resume from the last checkpoint.",
         epilog="Overrides use dotted keys of the config, e.g. regime.num_steps=20 "
@@ -56,20 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     # fairseq2 is slow to import: the config is checked first, with one-line errors.
     from avsr.training.data import DatasetError
     from avsr.training.export import ExportError
-    from avsr.training.recipe import (
-        TrainConfigError,
-        config_to_dict,
-        default_output_dir,
-        export_run,
-        load_train_config,
-        prepare_run,
-        run_training,
-    )
+    from avsr.training import tasks
+    from avsr.training.config_loading import TrainConfigError, config_to_dict
+    from avsr.training.recipe import default_output_dir
 
     if not args.config.is_file():
         fail(PROGRAM, f"{args.config}: config file not found")
     try:
-        config = load_train_config(args.config, args.overrides)
+        config = tasks.load_task_config(args.config, args.overrides)
     except TrainConfigError as exc:
         fail(PROGRAM, str(exc))
     if args.dump_config:
@@ -81,20 +80,20 @@ def main(argv: list[str] | None = None) -> int:
     output_dir = Path(output_dir)
     if args.export_only:
         try:
-            out = export_run(output_dir, last_n=config.export.average_last_n, best_n=config.export.average_best_n)
+            out = tasks.export(config, output_dir)
         except ExportError as exc:
             fail(PROGRAM, str(exc))
         print(f"exported {out}")
         return 0
     try:
-        inputs = prepare_run(config, output_dir)
+        inputs = tasks.prepare(config, output_dir)
     except (TrainConfigError, DatasetError) as exc:
         fail(PROGRAM, str(exc))
     rank = int(os.environ.get("RANK", "0"))
     if rank == 0:
-        print(f"{PROGRAM}: {inputs.dataset.describe() if inputs.dataset else ''}; output {output_dir}", file=sys.stderr)
+        print(f"{PROGRAM}: {tasks.describe(inputs)}; output {output_dir}", file=sys.stderr)
     try:
-        run_training(inputs, no_rich=args.no_rich)
+        tasks.train(inputs, no_rich=args.no_rich)
     except KeyboardInterrupt:
         print(f"{PROGRAM}: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
         return 130

@@ -142,6 +142,14 @@ class DatasetConfig:
 # ---------------------------------------------------------------------------------------- batches
 
 
+def move_tensors(batch: object, names: Sequence[str], device: Device, non_blocking: bool) -> None:
+    """Move the batch's tensor attributes ``names`` (those that are not None) to ``device``."""
+    for name in names:
+        value = getattr(batch, name)
+        if value is not None:
+            setattr(batch, name, value.to(device, non_blocking=non_blocking))
+
+
 @dataclass
 class AVBatch(SupportsDeviceTransfer):
     """One padded batch. Tensors are None for a modality the model does not use.
@@ -162,10 +170,7 @@ class AVBatch(SupportsDeviceTransfer):
     texts: list[str]
 
     def to(self, device: Device, *, non_blocking: bool = False) -> None:
-        for name in ("audio", "audio_lens", "video", "video_lens", "targets", "target_lens"):
-            value = getattr(self, name)
-            if value is not None:
-                setattr(self, name, value.to(device, non_blocking=non_blocking))
+        move_tensors(self, ("audio", "audio_lens", "video", "video_lens", "targets", "target_lens"), device, non_blocking)
 
     @property
     def batch_size(self) -> int:

@@ -1,10 +1,12 @@
-"""The one adapter between avsr and fairseq2's recipe/trainer machinery (fairseq2 == 0.8.1).
+"""The AVSR task on fairseq2's recipe/trainer machinery (fairseq2 == 0.8.1).
 
-Everything that knows fairseq2's recipe API lives here: the training configuration (fairseq2's
-sections plus ours), the model family registration, the `Recipe`, the train/eval units and the
-end-of-training export. The model (`avsr.models`), the data pipeline (`avsr.training.data`) and
-the export format (`avsr.training.export`) do not depend on it, so a fairseq2 release that changes
-the recipe API is confined to this file.
+What knows fairseq2's recipe API lives here and in `avsr.training.frontend_recipe` (the moco,
+lrw and wav2vec2 tasks, which reuse this file's task wrapper, checkpoint averaging and log
+handling): the training configuration (fairseq2's sections plus ours; loaded by
+`avsr.training.config_loading`), the model family registration, the `Recipe`, the train/eval
+units and the end-of-training export. The model (`avsr.models`), the data pipeline
+(`avsr.training.data`) and the export format (`avsr.training.export`) do not depend on it, so a
+fairseq2 release that changes the recipe API is confined to these two files.
 
 How a run goes (``avsr-train CONFIG.yaml key=value ...``):
 
@@ -31,16 +33,14 @@ secrets are masked in the start-up log (fairseq2 logs every variable).
 from __future__ import annotations
 
 import copy
-import difflib
 import logging
 import os
 import re
 import sys
-import typing
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, field, fields, is_dataclass
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, final
+from typing import Any, ClassVar, Literal, final
 
 import torch
 import yaml
@@ -53,37 +53,33 @@ from fairseq2.metrics import Mean, MetricBag, Sum, format_as_float
 from fairseq2.metrics.recorders import MetricDescriptor
 from fairseq2.recipe import Recipe, RecipeContext
 from fairseq2.recipe.config import (
-    COSINE_ANNEALING_LR,
-    MYLE_LR,
-    NOAM_LR,
-    PASSTHROUGH_LR,
-    POLYNOMIAL_DECAY_LR,
-    TRI_STAGE_LR,
-    AdafactorConfig,
-    AdamWConfig,
     CommonSection,
-    CosineAnnealingLRConfig,
     GangSection,
     LRSchedulerSection,
-    MixedPrecisionConfig,
     ModelSection,
-    MyleLRConfig,
-    NoamLRConfig,
     OptimizerSection,
-    PolynomialDecayLRConfig,
     RegimeSection,
     TrainerSection,
-    TriStageLRConfig,
 )
 from fairseq2.runtime.dependency import DependencyContainer
 from fairseq2.task import Task
 from fairseq2.trainer import Trainer, TrainUnit
-from fairseq2.utils.structured import StandardValueConverter, StructureError
-from fairseq2.utils.validation import StandardObjectValidator, ValidationError
 
 from avsr.data.tokenizers import Tokenizer, TokenizerError, load_tokenizer
 from avsr.models.config import FREEZABLE, AVSRConfig, ConfigError
 from avsr.training.data import MODALITIES, AVBatch, AVDataset, DatasetConfig, DatasetError
+from avsr.training.config_loading import (
+    TrainConfigError,
+    config_to_dict,
+    deep_merge,
+    default_common,
+    default_lr_scheduler,
+    default_optimizer,
+    default_regime,
+    default_trainer,
+    load_config,
+    read_user_tree,
+)
 from avsr.training.export import ExportError, average_state_dicts, load_torch_state, write_export
 
 log = logging.getLogger("avsr.training")
@@ -91,10 +87,6 @@ log = logging.getLogger("avsr.training")
 AVSR_FAMILY = "avsr"
 ARCHS = ("tiny", "seed_paper", "default")
 RUN_FILE = "avsr_run.yaml"
-
-
-class TrainConfigError(ValueError):
-    """A bad training configuration key or value; the message is one line naming the key."""
 
 
 # ======================================================================================= config
@@ -162,29 +154,15 @@ class ExportSection:
     """If > 0, average the N best checkpoints by regime.score_metric instead."""
 
 
-def _default_trainer() -> TrainerSection:
-    return TrainerSection(mixed_precision=MixedPrecisionConfig(mode="off"), max_grad_norm=5.0, gc_every_n_steps=None)
-
-
-def _default_regime() -> RegimeSection:
-    return RegimeSection(
-        num_steps=1000,
-        validate_every_n_steps=250,
-        checkpoint_every_n_steps=250,
-        publish_metrics_every_n_steps=10,
-        keep_last_n_checkpoints=2,
-        score_metric="wer",
-    )
-
-
-def _default_common() -> CommonSection:
-    common = CommonSection(no_sweep_dir=True, cluster="none")
-    return common
-
-
 @dataclass(kw_only=True)
 class AVSRTrainConfig:
     """The whole training configuration (the YAML file's top-level keys)."""
+
+    FREE_FORM: ClassVar = (("model", "config"), ("model", "config_overrides"))
+    """Checked by AVSRConfig.from_dict when the model config is resolved."""
+
+    task: Literal["avsr"] = "avsr"
+    """What is trained: ``avsr`` (this config), ``lrw`` or ``moco`` (`avsr.training.frontend_recipe`)."""
 
     output_dir: Path | None = None
     """Where checkpoints, logs, metrics and model/ go (default: runs/<config file name>)."""
@@ -196,174 +174,11 @@ class AVSRTrainConfig:
     seed paper's unimodal-then-fused curriculum inside one run. Empty: ``av`` throughout."""
     export: ExportSection = field(default_factory=ExportSection)
     gang: GangSection = field(default_factory=GangSection)
-    trainer: TrainerSection = field(default_factory=_default_trainer)
-    optimizer: OptimizerSection = field(
-        default_factory=lambda: OptimizerSection(config=AdamWConfig(lr=1e-3, betas=(0.9, 0.98), weight_decay=0.03))
-    )
-    lr_scheduler: LRSchedulerSection = field(
-        default_factory=lambda: LRSchedulerSection(
-            name=COSINE_ANNEALING_LR, config=CosineAnnealingLRConfig(num_warmup_steps=100, final_lr_scale=0.05)
-        )
-    )
-    regime: RegimeSection = field(default_factory=_default_regime)
-    common: CommonSection = field(default_factory=_default_common)
-
-
-_OPTIMIZERS: dict[str, type] = {"adamw": AdamWConfig, "adafactor": AdafactorConfig}
-_LR_SCHEDULERS: dict[str, type | None] = {
-    COSINE_ANNEALING_LR: CosineAnnealingLRConfig,
-    TRI_STAGE_LR: TriStageLRConfig,
-    NOAM_LR: NoamLRConfig,
-    MYLE_LR: MyleLRConfig,
-    POLYNOMIAL_DECAY_LR: PolynomialDecayLRConfig,
-    PASSTHROUGH_LR: None,
-}
-_COMPONENT_SECTIONS = {"optimizer": _OPTIMIZERS, "lr_scheduler": _LR_SCHEDULERS}
-# Values that are free-form here and checked elsewhere (AVSRConfig.from_dict, component configs).
-_FREE_FORM = {("model", "config"), ("model", "config_overrides"), ("optimizer", "config"), ("lr_scheduler", "config")}
-
-
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """``a.b.c=VALUE`` -> (["a", "b", "c"], VALUE parsed as YAML)."""
-    key, sep, text = item.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise TrainConfigError(f"override {item!r} is not KEY=VALUE (e.g. regime.num_steps=20)")
-    parts = key.split(".")
-    if any(not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", p) for p in parts):
-        raise TrainConfigError(f"override {item!r}: {key!r} is not a dotted key")
-    try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError as exc:
-        raise TrainConfigError(f"override {item!r}: value is not YAML ({str(exc).splitlines()[0]})") from None
-    return parts, value
-
-
-def _deep_merge(base: Any, update: Any) -> Any:
-    if isinstance(base, Mapping) and isinstance(update, Mapping):
-        out = dict(base)
-        for k, v in update.items():
-            out[k] = _deep_merge(base.get(k), v) if k in base else copy.deepcopy(v)
-        return out
-    return copy.deepcopy(update)
-
-
-def _set_path(tree: MutableMapping[str, Any], parts: Sequence[str], value: Any) -> None:
-    node = tree
-    for p in parts[:-1]:
-        child = node.get(p)
-        if not isinstance(child, MutableMapping):
-            child = {}
-            node[p] = child
-        node = child
-    node[parts[-1]] = value
-
-
-def _field_types(kls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(kls)
-    return {f.name: hints[f.name] for f in fields(kls) if f.init}
-
-
-def _dataclass_in(tp: Any) -> type | None:
-    """The dataclass a type hint refers to (also through ``X | None``), else None."""
-    if is_dataclass(tp) and isinstance(tp, type):
-        return tp
-    for arg in typing.get_args(tp):
-        if is_dataclass(arg) and isinstance(arg, type):
-            return arg
-    return None
-
-
-def _check_keys(tree: Any, kls: type, path: tuple[str, ...]) -> None:
-    """Unknown keys anywhere in ``tree`` (a dict for dataclass ``kls``) -> TrainConfigError."""
-    if not isinstance(tree, Mapping):
-        return
-    known = _field_types(kls)
-    for key, value in tree.items():
-        where = ".".join((*path, str(key)))
-        if key not in known:
-            close = difflib.get_close_matches(str(key), list(known), n=1)
-            hint = f" (did you mean {'.'.join((*path, close[0]))}?)" if close else f" (known: {', '.join(known)})"
-            raise TrainConfigError(f"unknown config key {where}{hint}")
-        if (*path, key) in _FREE_FORM or (len(path) == 1 and path[0] in _COMPONENT_SECTIONS and key == "config"):
-            continue
-        sub = _dataclass_in(known[key])
-        if sub is not None and isinstance(value, Mapping):
-            _check_keys(value, sub, (*path, str(key)))
-        elif isinstance(value, list):
-            item_type = typing.get_args(known[key])
-            sub_item = _dataclass_in(item_type[0]) if item_type else None
-            if sub_item is not None:
-                for i, entry in enumerate(value):
-                    _check_keys(entry, sub_item, (*path, f"{key}[{i}]"))
-
-
-def _structure_message(exc: BaseException) -> tuple[str, str]:
-    """(dotted path, leaf reason) from fairseq2's chain of StructureErrors."""
-    path: list[str] = []
-    leaf = str(exc)
-    current: BaseException | None = exc
-    while current is not None:
-        text = str(current)
-        m = re.match(r"^`(\w+)` field cannot be structured\.$", text)
-        if m:
-            path.append(m.group(1))
-        m = re.match(r"^Element at index (\d+) cannot be structured\.$", text)
-        if m and path:
-            path[-1] += f"[{m.group(1)}]"
-        leaf = text
-        current = current.__cause__
-    leaf = re.sub(r"`obj` cannot be parsed as `<class '(\w+)'>`\.", r"expected \1", leaf)
-    leaf = re.sub(r"<class '([\w.]+)'>", lambda m: m.group(1).rsplit(".", 1)[-1], leaf)
-    return ".".join(path), leaf
-
-
-def _lookup(tree: Any, dotted: str) -> Any:
-    node = tree
-    for part in re.split(r"\.", dotted):
-        m = re.match(r"^(\w+)(?:\[(\d+)\])?$", part)
-        if not m or not isinstance(node, Mapping):
-            return None
-        node = node.get(m.group(1))
-        if m.group(2) is not None:
-            node = node[int(m.group(2))] if isinstance(node, list) and int(m.group(2)) < len(node) else None
-    return node
-
-
-def _structure(value: Any, kls: type, where: str = "") -> Any:
-    try:
-        return StandardValueConverter().structure(value, kls)
-    except (StructureError, ValueError, TypeError) as exc:
-        dotted, leaf = _structure_message(exc)
-        full = ".".join(p for p in (where, dotted) if p)
-        got = _lookup(value, dotted) if dotted else value
-        raise TrainConfigError(f"bad value for {full or 'config'}: {got!r} ({leaf})") from None
-
-
-def _read_config_file(p: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
-    """A YAML config as a dict, with its ``base:`` file(s) (relative to it) merged underneath."""
-    if p.resolve() in seen:
-        raise TrainConfigError(f"{p}: 'base' files include each other")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise TrainConfigError(f"{p}: cannot read config ({exc.strerror or exc})") from None
-    try:
-        loaded = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise TrainConfigError(f"{p}: not valid YAML ({' '.join(str(exc).split())})") from None
-    if loaded is None:
-        loaded = {}
-    if not isinstance(loaded, Mapping):
-        raise TrainConfigError(f"{p}: expected a mapping of config sections, got {type(loaded).__name__}")
-    loaded = dict(loaded)
-    bases = loaded.pop("base", None)
-    merged: dict[str, Any] = {}
-    for base in [bases] if isinstance(bases, str) else list(bases or []):
-        if not isinstance(base, str):
-            raise TrainConfigError(f"{p}: 'base' must be a file name or a list of them")
-        merged = _deep_merge(merged, _read_config_file(p.parent / base, (*seen, p.resolve())))
-    return _deep_merge(merged, loaded)
+    trainer: TrainerSection = field(default_factory=default_trainer)
+    optimizer: OptimizerSection = field(default_factory=lambda: default_optimizer(weight_decay=0.03))
+    lr_scheduler: LRSchedulerSection = field(default_factory=lambda: default_lr_scheduler(num_warmup_steps=100))
+    regime: RegimeSection = field(default_factory=default_regime)
+    common: CommonSection = field(default_factory=default_common)
 
 
 def load_train_config(path: str | os.PathLike[str] | None, overrides: Sequence[str] = ()) -> AVSRTrainConfig:
@@ -371,71 +186,21 @@ def load_train_config(path: str | os.PathLike[str] | None, overrides: Sequence[s
 
     A config file may name ``base: other.yaml`` (or a list), read first and updated by the file.
     Relative paths in values (``dataset.path`` ...) are relative to the working directory.
-
-    Component sections (``optimizer``, ``lr_scheduler``) take their ``config`` defaults from the
-    component named in ``name``. Every problem raises a one-line `TrainConfigError`.
+    Every problem raises a one-line `TrainConfigError`.
     """
-    converter = StandardValueConverter()
-    defaults = converter.unstructure(AVSRTrainConfig())
-    user: dict[str, Any] = {}
-    if path is not None:
-        user = _read_config_file(Path(path), ())
-    for item in overrides:
-        parts, value = parse_override(item)
-        _set_path(user, parts, value)
-    _check_keys(user, AVSRTrainConfig, ())
-    merged = _deep_merge(defaults, user)
-    for section, registry in _COMPONENT_SECTIONS.items():
-        sec_user = user.get(section) or {}
-        name = merged[section]["name"]
-        if name not in registry:
-            raise TrainConfigError(f"bad value for {section}.name: {name!r} (one of {', '.join(registry)})")
-        if isinstance(sec_user, Mapping) and "name" in sec_user and sec_user["name"] != defaults[section]["name"]:
-            merged[section]["config"] = copy.deepcopy(sec_user.get("config") or {})
-    config = _structure(merged, AVSRTrainConfig)
-    for section, registry in _COMPONENT_SECTIONS.items():
-        sec = getattr(config, section)
-        kls = registry[sec.name]
-        if kls is None:
-            sec.config = None
-            continue
-        raw = merged[section].get("config") or {}
-        if isinstance(raw, Mapping):
-            _check_keys(raw, kls, (section, "config"))
-        sec.config = _structure(raw, kls, f"{section}.config")
-    try:
-        StandardObjectValidator().validate(config)
-    except ValidationError as exc:
-        raise TrainConfigError(f"invalid config: {' '.join(str(exc).split())}") from None
+    return check_train_config(load_config(AVSRTrainConfig, read_user_tree(path, overrides)))
+
+
+def check_train_config(config: AVSRTrainConfig) -> AVSRTrainConfig:
+    """What the generic loader cannot know about an AVSR config."""
     for m in config.validation.modalities:
         if m not in ("av", *MODALITIES):
             raise TrainConfigError(f"bad value for validation.modalities: {m!r}")
-    sched = config.lr_scheduler.config
-    if isinstance(sched, CosineAnnealingLRConfig) and sched.cycle_len is None and config.regime.num_steps is not None:
-        if config.regime.num_steps <= sched.num_warmup_steps:  # fairseq2 0.8.1 divides by zero then
-            raise TrainConfigError(
-                f"lr_scheduler.config.num_warmup_steps ({sched.num_warmup_steps}) must be below regime.num_steps ({config.regime.num_steps})"
-            )
     if config.export.average_last_n < 1:
         raise TrainConfigError("bad value for export.average_last_n: must be >= 1")
     if config.common.no_sweep_dir is False:
         log.warning("common.no_sweep_dir is false: each config change starts a new sub-directory and does not resume")
     return config
-
-
-def config_to_dict(config: AVSRTrainConfig) -> dict[str, Any]:
-    """Plain YAML-safe dict of a training config (paths and dtypes as strings)."""
-    return _stringify(StandardValueConverter().unstructure(config))
-
-
-def _stringify(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _stringify(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_stringify(v) for v in obj]
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    return str(obj)
 
 
 def resolve_model_config(section: AVSRModelSection, tokenizer: Tokenizer) -> AVSRConfig:
@@ -454,7 +219,7 @@ def resolve_model_config(section: AVSRModelSection, tokenizer: Tokenizer) -> AVS
     for key, actual in (("vocab_size", vocab), ("blank_id", tokenizer.blank_id), ("eos_id", tokenizer.eos_id)):
         if key in user and user[key] != actual:
             raise TrainConfigError(f"model.config.{key}={user[key]!r} contradicts the tokenizer ({key} {actual})")
-    merged = _deep_merge(base.to_dict(), user)
+    merged = deep_merge(base.to_dict(), user)
     merged.update(vocab_size=vocab, blank_id=tokenizer.blank_id, eos_id=tokenizer.eos_id)
     try:
         resolved = AVSRConfig.from_dict(merged)
@@ -707,7 +472,7 @@ class AVSRRecipe(Recipe):
     def create_task(self, context: RecipeContext) -> Task:
         from avsr.models.avsr_model import AVSRModel
 
-        _share_log_files()
+        share_log_files()
         config = context.get_config_as(AVSRTrainConfig)
         inputs = self._inputs
         module = context.get_model_as(AVSRModel)
@@ -735,10 +500,14 @@ class AVSRRecipe(Recipe):
                 valid_units.append(AVSREvalUnit(module, inputs.tokenizer, m, name=name, wer=config.validation.wer))
                 valid_readers.append(dataset.create_valid_reader(gangs, wanted))
         trainer = context.create_trainer(unit, reader, valid_units, valid_readers)
-        return _TrainThenExport(trainer, context, inputs)
+        export = config.export
+        return TrainThenExport(
+            trainer, context,
+            (lambda out: export_run(out, last_n=export.average_last_n, best_n=export.average_best_n)) if export.enabled else None,
+        )
 
 
-def _share_log_files() -> None:
+def share_log_files() -> None:
     """Send our log records to the files fairseq2 opened (``OUTPUT_DIR/logs/rank_N.log``) too."""
     ours = logging.getLogger("avsr")
     ours.setLevel(logging.INFO)
@@ -793,20 +562,19 @@ def _write_run_file(output_dir: Path, inputs: RunInputs) -> None:
 
 
 @final
-class _TrainThenExport(Task):
+class TrainThenExport(Task):
     """fairseq2's trainer, then (rank 0, when training ended normally) the model export."""
 
-    def __init__(self, trainer: Trainer, context: RecipeContext, inputs: RunInputs) -> None:
+    def __init__(self, trainer: Trainer, context: RecipeContext, export: Callable[[Path], Path] | None) -> None:
         self._trainer = trainer
         self._context = context
-        self._inputs = inputs
+        self._export = export
 
     def run(self) -> None:
         rank = self._context.gangs.root.rank  # (the trainer closes the gangs when it ends)
         self._trainer.run()  # raises TaskStopException when stopped early: no export then
-        config = self._inputs.config
-        if config.export.enabled and rank == 0:
-            out = export_run(self._context.output_dir, last_n=config.export.average_last_n, best_n=config.export.average_best_n)
+        if self._export is not None and rank == 0:
+            out = self._export(self._context.output_dir)
             log.info("Model exported to %s", out)
 
     def request_stop(self) -> None:
@@ -859,32 +627,14 @@ def export_run(output_dir: str | os.PathLike[str], *, last_n: int = 1, best_n: i
     from avsr.models.avsr_model import AVSRModel
 
     output_dir = Path(output_dir)
-    run_file = output_dir / RUN_FILE
-    try:
-        run = yaml.safe_load(run_file.read_text(encoding="utf-8"))
-    except OSError:
-        raise ExportError(f"{run_file}: not found (is {output_dir} an avsr-train output directory?)") from None
-    files = checkpoint_model_files(output_dir)
-    if not files:
-        raise ExportError(f"{output_dir / 'checkpoints'}: no checkpoints to export")
-    if best_n > 0:
-        scores = checkpoint_scores(output_dir)
-        ranked = sorted((s for s in files if s in scores), key=lambda s: scores[s], reverse=True)
-        if not ranked:
-            raise ExportError(f"{output_dir}: no scored checkpoints (set regime.score_metric and validate) for export.average_best_n")
-        steps = sorted(ranked[:best_n])
-    else:
-        steps = list(files)[-last_n:]
-    if len(steps) < max(last_n if best_n <= 0 else best_n, 1):
-        log.warning("averaging %d checkpoint(s) (%s): fewer are kept than asked for", len(steps), ", ".join(map(str, steps)))
-    states = [load_torch_state(files[s]) for s in steps]
-    state = states[0] if len(states) == 1 else average_state_dicts(states)
+    run = read_run_file(output_dir)
+    state, steps = averaged_checkpoints(output_dir, last_n=last_n, best_n=best_n)
     model_config = AVSRConfig.from_dict(run["model_config"])
     model = AVSRModel(model_config)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ExportError(f"{files[steps[-1]]}: weights do not fit the model config ({str(exc).splitlines()[0]})") from None
+        raise ExportError(f"{output_dir / 'checkpoints'} (step {steps[-1]}): weights do not fit the model config ({str(exc).splitlines()[0]})") from None
     extra = {
         "tokenizer_fingerprint": run.get("tokenizer_fingerprint"),
         "step": steps[-1],
@@ -901,6 +651,38 @@ def export_run(output_dir: str | os.PathLike[str], *, last_n: int = 1, best_n: i
         train_config=run.get("train_config"),
         extra=extra,
     )
+
+
+def read_run_file(output_dir: Path) -> dict[str, Any]:
+    """What a run recorded at its start (model config, tokenizer, training config ...)."""
+    run_file = output_dir / RUN_FILE
+    try:
+        run = yaml.safe_load(run_file.read_text(encoding="utf-8"))
+    except OSError:
+        raise ExportError(f"{run_file}: not found (is {output_dir} an avsr-train output directory?)") from None
+    if not isinstance(run, dict):
+        raise ExportError(f"{run_file}: not a run file")
+    return run
+
+
+def averaged_checkpoints(output_dir: Path, *, last_n: int = 1, best_n: int = 0) -> tuple[dict[str, Tensor], list[int]]:
+    """The model weights of the last ``last_n`` (or ``best_n`` best) checkpoints, averaged, and
+    their steps."""
+    files = checkpoint_model_files(output_dir)
+    if not files:
+        raise ExportError(f"{output_dir / 'checkpoints'}: no checkpoints to export")
+    if best_n > 0:
+        scores = checkpoint_scores(output_dir)
+        ranked = sorted((s for s in files if s in scores), key=lambda s: scores[s], reverse=True)
+        if not ranked:
+            raise ExportError(f"{output_dir}: no scored checkpoints (set regime.score_metric and validate) for export.average_best_n")
+        steps = sorted(ranked[:best_n])
+    else:
+        steps = list(files)[-last_n:]
+    if len(steps) < max(last_n if best_n <= 0 else best_n, 1):
+        log.warning("averaging %d checkpoint(s) (%s): fewer are kept than asked for", len(steps), ", ".join(map(str, steps)))
+    states = [load_torch_state(files[s]) for s in steps]
+    return (states[0] if len(states) == 1 else average_state_dicts(states)), steps
 
 
 # ======================================================================================= entry

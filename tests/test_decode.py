@@ -53,6 +53,19 @@ def test_decode_prints_the_transcript_and_json_with_word_times(micro_model_dir, 
         assert segment["text"] == " ".join(w["word"] for w in segment["words"]) or not segment["words"]
 
 
+def test_max_length_caps_the_output(micro_model_dir, lrs2_corpus, capsys):
+    clip = _clips(lrs2_corpus, 1)[0]
+    assert _decode(micro_model_dir, str(clip), "--json") == 0
+    uncapped = json.loads(capsys.readouterr().out)["files"][0]["segments"]
+    assert max(len(segment["text"]) for segment in uncapped) > 3  # the random model rambles
+    assert _decode(micro_model_dir, str(clip), "--max-length", "3", "--json") == 0
+    result = json.loads(capsys.readouterr().out)["files"][0]
+    assert all(len(segment["text"]) <= 3 for segment in result["segments"])  # characters: one token each
+    with pytest.raises(SystemExit) as exc:
+        _decode(micro_model_dir, str(clip), "--max-length", "0")
+    assert exc.value.code == 2 and "max_length must be at least 1" in capsys.readouterr().err
+
+
 def test_timings_report_every_stage_of_the_chain(micro_model_dir, lrs2_corpus, capsys):
     clip = _clips(lrs2_corpus, 1)[0]
     assert _decode(micro_model_dir, str(clip), "--timings", "--decoder", "greedy") == 0

@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--beam", type=int, default=10, help="beam size (default 10)")
     parser.add_argument("--ctc-weight", type=float, default=0.3, help="CTC weight in the beam search (default 0.3)")
     parser.add_argument("--length-bonus", type=float, default=0.0, help="score added per output token (default 0)")
+    parser.add_argument("--max-length", type=int, default=None, help="longest output in tokens (default: the encoder frames)")
     parser.add_argument("--babble-manifest", type=Path, default=None,
                         help="utterances to make babble from (default: the test manifest's own)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N utterances")
@@ -56,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     from avsr.models.io import WeightsError
 
     try:
-        options = DecodeOptions(decoder=args.decoder, beam=args.beam, ctc_weight=args.ctc_weight, length_bonus=args.length_bonus)
+        options = DecodeOptions(decoder=args.decoder, beam=args.beam, ctc_weight=args.ctc_weight, length_bonus=args.length_bonus,
+                                max_length=args.max_length)
     except (RecognizerError, ValueError) as exc:
         fail(PROGRAM, str(exc))
     modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]

@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--beam", type=int, default=10, help="beam size (default 10)")
     parser.add_argument("--ctc-weight", type=float, default=0.3, help="CTC weight in the beam search (default 0.3)")
     parser.add_argument("--length-bonus", type=float, default=0.0)
+    parser.add_argument("--max-length", type=int, default=None, help="longest output in tokens (default: the encoder frames)")
     parser.add_argument("--segment", type=float, default=None,
                         help="long inputs are cut at pauses into pieces of about this many seconds (default: the median "
                         f"length of the model's training utterances, or {SegmentConfig.target_seconds:g} when not recorded)")
@@ -69,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.model is None and not (model_dir / "model.yaml").is_file():
         fail(PROGRAM, f"no model at {model_dir}: train one with 'bash scripts/demo.sh' or pass --model DIR (avsr-train's OUTPUT_DIR/model)")
     try:
-        options = DecodeOptions(decoder=args.decoder, beam=args.beam, ctc_weight=args.ctc_weight, length_bonus=args.length_bonus)
+        options = DecodeOptions(decoder=args.decoder, beam=args.beam, ctc_weight=args.ctc_weight, length_bonus=args.length_bonus,
+                                max_length=args.max_length)
         recognizer = Recognizer.load(model_dir, args.device)
         segmenting = segmenting_for(recognizer, args.segment, args.max_segment)
         recognizer.check_modality(args.modality)

@@ -104,15 +104,20 @@ class CTCPrefixScorer:
         same_as_last = candidates == state.last[:, None]  # (N, K)
         phi = torch.where(same_as_last[None], state.r_blank[:, :, None], prefix_total[:, :, None])  # (T, N, K)
 
-        r_nonblank = torch.full((frames, count, candidates.shape[1]), NEG_INF, device=x_cand.device)
-        r_blank = torch.full_like(r_nonblank, NEG_INF)
+        # One buffer (T, 3, N, K) holds, per frame, [r_nonblank, phi, r_blank], so that a frame of
+        # the recursion is two tensor operations:
+        #   [r_nonblank, r_blank][t] = logaddexp(r_nonblank[t-1], [phi, r_blank][t-1]) + [x_cand, x_blank][t]
+        count_k = candidates.shape[1]
+        forward = torch.full((frames, 3, count, count_k), NEG_INF, device=x_cand.device)
+        forward[:, 1] = phi
+        emitted = torch.stack([x_cand, x_blank.expand_as(x_cand)], dim=1)  # (T, 2, N, K)
         empty = (state.last == -1)[:, None].expand_as(candidates)
-        r_nonblank[0] = torch.where(empty, x_cand[0], torch.full_like(x_cand[0], NEG_INF))
+        forward[0, 0] = torch.where(empty, x_cand[0], torch.full_like(x_cand[0], NEG_INF))
         # A prefix of L tokens plus the candidate needs L + 1 frames: before frame L both forward
         # variables are still -inf, so the recursion starts there.
         for t in range(max(1, prefix_length), frames):
-            r_nonblank[t] = torch.logaddexp(r_nonblank[t - 1], phi[t - 1]) + x_cand[t]
-            r_blank[t] = torch.logaddexp(r_nonblank[t - 1], r_blank[t - 1]) + x_blank[t]
+            torch.add(torch.logaddexp(forward[t - 1, 0:1], forward[t - 1, 1:3]), emitted[t], out=forward[t, 0::2])
+        r_nonblank, r_blank = forward[:, 0], forward[:, 2]
 
         # psi: sum over the frame at which the candidate is first emitted.
         start = torch.cat([x_cand[:1].masked_fill(~empty[None], NEG_INF), phi[:-1] + x_cand[1:]], dim=0)

@@ -69,10 +69,14 @@ class DecodeOptions:
     beam: int = 10
     ctc_weight: float = 0.3
     length_bonus: float = 0.0
+    max_length: int | None = None
+    """Longest output in tokens (default: the number of encoder frames)."""
 
     def __post_init__(self) -> None:
         if self.decoder not in ("greedy", "beam"):
             raise RecognizerError(f"decoder must be greedy or beam, got {self.decoder!r}")
+        if self.max_length is not None and self.max_length < 1:
+            raise RecognizerError(f"max_length must be at least 1, got {self.max_length}")
         BeamSearchConfig(beam=self.beam, ctc_weight=self.ctc_weight)  # validates
 
 
@@ -217,7 +221,9 @@ class Recognizer:
             t.words = word_timings(spans, self.tokenizer.piece_text, frame_seconds=SAMPLES_PER_FRAME / 16000)
 
     def _beam(self, encoded: Tensor, log_probs: Tensor, lengths: Tensor, options: DecodeOptions) -> list[Transcript]:
-        config = BeamSearchConfig(beam=options.beam, ctc_weight=options.ctc_weight, length_bonus=options.length_bonus)
+        config = BeamSearchConfig(
+            beam=options.beam, ctc_weight=options.ctc_weight, length_bonus=options.length_bonus, max_length=options.max_length
+        )
         step_decoder = None
         if options.ctc_weight < 1.0:
             step_decoder = ModelStepDecoder(self.model, encoded, lengths, int(lengths.max()))

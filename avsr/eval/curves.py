@@ -18,6 +18,8 @@ from pathlib import Path
 from avsr.cli.common import fail
 
 PROGRAM = "avsr.eval.curves"
+#: fairseq2 metrics reported in percent.
+PERCENT_METRICS = ("Accuracy", "Word Error Rate (WER)", "Character Error Rate (CER)")
 
 
 def read_curve(run_dir: Path, metric: str, category: str = "valid") -> list[tuple[int, float]]:
@@ -44,7 +46,7 @@ def plot_curves(curves: dict[str, list[tuple[int, float]]], metric: str, path: P
     for label, points in curves.items():
         ax.plot([s for s, _ in points], [v for _, v in points], marker="o", label=label)
     ax.set_xlabel("training step")
-    ax.set_ylabel(f"validation {metric}")
+    ax.set_ylabel(f"validation {metric.lower()}" + (" (%)" if metric in PERCENT_METRICS else ""))
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

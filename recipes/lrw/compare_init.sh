@@ -18,8 +18,9 @@ word_steps=${WORD_STEPS:-1000}
 
 "$python" -m avsr.cli.synth "$out/corpus" --layout lrw --utterances "$clips" --words "$words" --speakers 20 --seed 0
 "$python" -m avsr.cli.prepare lrw "$out/corpus" "$out/prepared"
+# a queue of about a fifth of the clips: with more, most clips' own stale keys are negatives
 "$python" -m avsr.cli.train "$root/recipes/lrw/moco.yaml" dataset.path="$out/prepared" \
-  regime.num_steps="$moco_steps" --output-dir "$out/moco"
+  regime.num_steps="$moco_steps" model.config.moco.queue_size=256 --output-dir "$out/moco"
 for init in scratch moco; do
   extra=()
   [[ $init == moco ]] && extra=(model.init_frontend="$out/moco/model")

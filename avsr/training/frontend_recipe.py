@@ -270,7 +270,8 @@ def _wav2vec2_step(model: Module, batch: ClipBatch, weights: Wav2Vec2Weights) ->
 
     layout = BatchLayout.of(batch.inputs, seq_lens=batch.lengths.tolist())
     loss, out = model(batch.inputs, layout, diversity_weight=weights.diversity, features_penalty_weight=weights.features_penalty)
-    accuracy = (out.logits.argmax(dim=-1) == 0).float().mean()
+    logits = out.logits  # (N, S_msk, 1 + distractors); the true target first
+    accuracy = (logits[..., 0] > logits[..., 1:].max(dim=-1).values).float().mean()
     return loss.aggregate, accuracy, int(out.num_targets), (loss, out)
 
 

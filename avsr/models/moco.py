@@ -8,8 +8,8 @@ query must pick its own key among the keys of earlier batches, kept in a first-i
 
 The front-end's weights (``query_frontend``) are what later stages load; the projection head
 is dropped, as in MoCo. Under DDP keys should be gathered from all ranks before they are queued
-and, with BatchNorm, shuffled across ranks (MoCo's "shuffle BN"); the GroupNorm front-ends of the
-small recipes need neither, and this module does neither (single process, or GroupNorm).
+and, with a BatchNorm trunk, shuffled across ranks (MoCo's "shuffle BN"); this module does neither
+(a single process, or per-rank queues and statistics).
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ class MoCoConfig:
     """Key encoder = momentum * key encoder + (1 - momentum) * query encoder, after every step."""
     temperature: float = 0.2
     """Softmax temperature of InfoNCE (MoCo v2: 0.2)."""
+    head_batch_norm: bool = True
+    """BatchNorm in the projection head (MoCo v3); false: MoCo v2's plain MLP."""
 
     def __post_init__(self) -> None:
         if self.projection_dim < 1 or self.queue_size < 1 or (self.hidden_dim is not None and self.hidden_dim < 1):
@@ -47,9 +49,13 @@ class MoCoConfig:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}")
 
 
-def projection_head(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Module:
-    """MoCo v2's MLP head: Linear -> ReLU -> Linear."""
-    return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim))
+def projection_head(in_dim: int, hidden_dim: int, out_dim: int, batch_norm: bool = True) -> nn.Module:
+    """MoCo v2's MLP head (Linear -> ReLU -> Linear), with BatchNorm after the first layer as in
+    MoCo v3 unless ``batch_norm`` is false. Measured: with the GroupNorm front-ends of the small
+    recipes, whose pooled features hardly differ between clips at initialisation, the plain head
+    collapses every clip to one embedding within a few dozen steps; the normalised head learns."""
+    norm: list[nn.Module] = [nn.BatchNorm1d(hidden_dim)] if batch_norm else []
+    return nn.Sequential(nn.Linear(in_dim, hidden_dim), *norm, nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim))
 
 
 def clip_embedding(frontend: VisualFrontEnd, video: Tensor, lengths: Tensor) -> Tensor:
@@ -67,7 +73,7 @@ class MoCo(nn.Module):
         self.config = config
         self.query_frontend = VisualFrontEnd(visual)
         dim = int(self.query_frontend.output_dim)
-        self.query_head = projection_head(dim, config.hidden_dim or dim, config.projection_dim)
+        self.query_head = projection_head(dim, config.hidden_dim or dim, config.projection_dim, config.head_batch_norm)
         self.key_frontend = copy.deepcopy(self.query_frontend)
         self.key_head = copy.deepcopy(self.query_head)
         for p in self._key_parameters():

@@ -166,6 +166,26 @@ def test_curriculum_keeps_short_utterances_first(train_data):
     assert max(lengths) <= 70, lengths
 
 
+def test_labelled_fraction_trains_on_a_seeded_share(train_data):
+    from avsr.data.tokenizers import load_tokenizer
+    from avsr.training.data import AVDataset, DatasetConfig
+    from avsr.training.recipe import TrainConfigError, load_train_config
+
+    tokenizer = load_tokenizer(train_data["tokenizer"])
+
+    def ids(fraction: float, seed: int) -> list[str]:
+        config = DatasetConfig(path=train_data["path"], tokenizer=train_data["tokenizer"], train_splits=["train", "pretrain"],
+                               max_frames_per_batch=1000, labelled_fraction=fraction)
+        return [ex["id"] for ex in AVDataset(config, tokenizer, ("audio",), seed=seed).train.examples]
+
+    everything, half = ids(1.0, 1), ids(0.5, 1)
+    assert len(half) == round(len(everything) / 2) and set(half) < set(everything)
+    assert half == ids(0.5, 1) and half == [i for i in everything if i in half]  # repeatable, in manifest order
+    assert ids(0.5, 2) != half
+    with pytest.raises(TrainConfigError, match="labelled_fraction"):
+        load_train_config(None, ["dataset.labelled_fraction=0"])
+
+
 # ---------------------------------------------------------------------------------------- augmentation
 
 

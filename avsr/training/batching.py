@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
+
+_T = TypeVar("_T")
 
 
 def make_batches(
@@ -64,3 +67,15 @@ def derive_seed(*parts: object) -> int:
 def rng_for(*parts: object) -> np.random.Generator:
     """A numpy generator seeded from ``parts`` (e.g. run seed, rank, epoch, batch index)."""
     return np.random.default_rng(derive_seed(*parts))
+
+
+def labelled_subset(items: Sequence[_T], fraction: float, seed: int) -> list[_T]:
+    """A seeded random ``fraction`` of ``items`` (at least one), in their original order: the
+    labelled share of few-label experiments; the same seed always picks the same items."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"labelled_fraction must be in (0, 1], got {fraction}")
+    if fraction >= 1.0:
+        return list(items)
+    keep = rng_for(seed, "labelled").permutation(len(items))[: max(1, round(fraction * len(items)))]
+    return [items[i] for i in sorted(keep)]
+

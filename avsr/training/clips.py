@@ -35,7 +35,7 @@ from fairseq2.gang import Gangs
 from avsr.data.manifest import ManifestError, read_manifest
 from avsr.media import MediaError
 from avsr.training import augment
-from avsr.training.batching import derive_seed, rng_for
+from avsr.training.batching import derive_seed, labelled_subset, rng_for
 from avsr.training.data import AVDataReader, DatasetError, PipelineState, VideoAugConfig, move_tensors, resolve_manifest
 from avsr.training.lip_views import LipViewConfig, lip_view, pad_views
 from avsr.training.media import read_mouth_video_cached, read_wav
@@ -233,9 +233,7 @@ class ClipDataset:
         if self.classes is not None and len(self.classes) < 2:
             raise DatasetError(f"{', '.join(map(str, train_manifests))}: fewer than 2 distinct words to classify")
         clips, self.skipped = load_clips(train_manifests, self.classes, max_frames=config.max_frames)
-        if config.labelled_fraction < 1.0:
-            keep = rng_for(seed, "labelled").permutation(len(clips))[: max(1, round(config.labelled_fraction * len(clips)))]
-            clips = [clips[i] for i in sorted(keep)]
+        clips = labelled_subset(clips, config.labelled_fraction, seed)
         if not clips:
             raise DatasetError(f"no usable training clips in {', '.join(map(str, train_manifests))} (skipped: {self.skipped})")
         self.train = clips

@@ -36,7 +36,7 @@ from avsr.data.manifest import ManifestError, read_manifest
 from avsr.data.tokenizers import Tokenizer
 from avsr.media import MediaError
 from avsr.training import augment
-from avsr.training.batching import derive_seed, make_batches, rng_for
+from avsr.training.batching import derive_seed, labelled_subset, make_batches, rng_for
 from avsr.training.media import read_mouth_video_cached, read_wav, save_cache
 
 log = logging.getLogger("avsr.training")
@@ -137,6 +137,13 @@ class DatasetConfig:
     """Batches loaded at once on fairseq2's thread pool (decoding partly releases the GIL)."""
     cache_video: bool = False
     """Keep decoded crops as uint8 .npy under OUTPUT_DIR/cache/video (never beside the corpus)."""
+    labelled_fraction: float = 1.0
+    """Train on a seeded random share of the training utterances (few-label experiments; the rest
+    can pretrain the front-ends without their transcripts)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.labelled_fraction <= 1.0:
+            raise ValueError(f"labelled_fraction must be in (0, 1], got {self.labelled_fraction}")
 
 
 # ---------------------------------------------------------------------------------------- batches
@@ -605,6 +612,7 @@ class AVDataset:
             min_frames=config.min_frames,
             max_frames=max_frames,
         )
+        self.train.examples = labelled_subset(self.train.examples, config.labelled_fraction, seed)
         if not self.train.examples:
             raise DatasetError(f"no usable training utterances in {', '.join(map(str, self.train.manifests))} (skipped: {self.train.skipped})")
         self.valid: ExampleSet | None = None

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from fairseq2.nn import BatchLayout
 
-from avsr.models.avsr_model import AVSRModel, make_layout
+from avsr.models.avsr_model import AVSRModel, block_size, make_layout
 
 
 class ModelStepDecoder:
@@ -27,28 +27,24 @@ class ModelStepDecoder:
         self.max_length = max_length
         self.rows: Tensor | None = None
         self.bag = None
-        self._per_utterance = False
-        self._layouts: tuple[BatchLayout, BatchLayout] | None = None  # the same every step
+        # (token, encoder) layouts, the same every step, when each utterance's encoder output is
+        # read once by its block of beams; None: one encoder row per hypothesis
+        self._layouts: tuple[BatchLayout, BatchLayout] | None = None
 
     def start(self, rows: Tensor) -> None:
         self.rows = rows
         self.bag = self.model.new_state_bag(self.max_length + 1)
-        # The search's rows come in blocks of beams per utterance: the decoder then reads each
-        # utterance's encoder output once (any other layout: one encoder row per hypothesis).
-        group = len(rows) // max(1, self.encoded.size(0))
-        blocked = torch.arange(len(rows), device=rows.device) // max(group, 1)
-        self._per_utterance = group >= 1 and len(rows) % self.encoded.size(0) == 0 and torch.equal(rows, blocked)
+        self._layouts = None
+        if block_size(rows, self.encoded.size(0)) is not None:  # the search's layout: beams in blocks
+            self._layouts = (BatchLayout((len(rows), 1), None, device=rows.device), make_layout(self.encoded, self.encoded_lens))
 
     def step(self, tokens: Tensor) -> Tensor:
         assert self.rows is not None and self.bag is not None
-        if self._per_utterance:
+        if self._layouts is not None:
             encoded, lengths = self.encoded, self.encoded_lens
-            if self._layouts is None or self._layouts[0].width != 1 or len(self._layouts[0].seq_lens) != len(tokens):
-                self._layouts = (BatchLayout.of(tokens[:, None]), make_layout(encoded, lengths))
-            layouts = self._layouts
         else:
-            encoded, lengths, layouts = self.encoded[self.rows], self.encoded_lens[self.rows], None
-        logits = self.model.decode(tokens[:, None], encoded, lengths, self.bag, layouts=layouts)
+            encoded, lengths = self.encoded[self.rows], self.encoded_lens[self.rows]
+        logits = self.model.decode(tokens[:, None], encoded, lengths, self.bag, layouts=self._layouts)
         return torch.log_softmax(logits[:, -1].float(), dim=-1)
 
     def reorder(self, index: Tensor) -> None:

@@ -325,6 +325,16 @@ class EncoderDecoderAttention(StandardMultiheadAttention):
         return self.output_proj(state.attend(q).flatten(-2, -1))
 
 
+def block_size(rows: Tensor, sources: int) -> int | None:
+    """``g`` when ``rows`` (which source each row reads) is ``[0]*g + [1]*g + ...`` over ``sources``
+    sources (the beams of each utterance in a block), else None."""
+    if sources < 1 or len(rows) % sources:
+        return None
+    group = len(rows) // sources
+    blocked = torch.arange(len(rows), device=rows.device) // group
+    return group if torch.equal(rows, blocked) else None
+
+
 class EncoderKVState(AttentionState):
     """Projected encoder keys/values (B, T, H, d) of one cross-attention layer during incremental
     decoding, with the encoder row each hypothesis row reads (``rows``, (N,)).
@@ -353,12 +363,7 @@ class EncoderKVState(AttentionState):
         return cls(k, v, key_mask, rows)
 
     def _block_size(self) -> int | None:
-        sources, rows = self._k.size(0), self._rows.size(0)
-        if rows % sources:
-            return None
-        group = rows // sources
-        blocked = torch.arange(rows, device=self._rows.device) // group
-        return group if torch.equal(self._rows, blocked) else None
+        return block_size(self._rows, self._k.size(0))
 
     def attend(self, q: Tensor) -> Tensor:
         """Scaled dot-product attention of queries (N, S, H, d) over each row's encoder frames."""

@@ -18,7 +18,7 @@ epoch, position), so a resumed run sees the same batches.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -32,11 +32,20 @@ from fairseq2.datasets import DataPipelineReader, SyncMode
 from fairseq2.device import Device, SupportsDeviceTransfer
 from fairseq2.gang import Gangs
 
-from avsr.data.manifest import ManifestError, read_manifest
+from avsr.data.manifest import ManifestRow
 from avsr.media import MediaError
 from avsr.training import augment
 from avsr.training.batching import derive_seed, labelled_subset, rng_for
-from avsr.training.data import AVDataReader, DatasetError, PipelineState, VideoAugConfig, move_tensors, resolve_manifest
+from avsr.training.data import (
+    AVDataReader,
+    DatasetError,
+    PipelineState,
+    VideoAugConfig,
+    dataset_root,
+    move_tensors,
+    read_manifest_rows,
+    resolve_manifest,
+)
 from avsr.training.lip_views import LipViewConfig, lip_view, pad_views
 from avsr.training.media import read_mouth_video_cached, read_wav
 
@@ -103,53 +112,49 @@ class ClipBatch(SupportsDeviceTransfer):
         return int(self.lengths.sum())
 
 
-def word_classes(manifests: Sequence[Path]) -> list[str]:
-    """The sorted distinct transcripts (words) of the manifests: class ``i`` is ``classes[i]``."""
-    words: set[str] = set()
-    for manifest in manifests:
-        words.update(row.text.strip().upper() for row in _rows(manifest))
-    return sorted(w for w in words if w)
+def _word(row: ManifestRow) -> str:
+    return row.text.strip().upper()
 
 
-def _rows(manifest: Path):
-    if not manifest.is_file():
-        raise DatasetError(f"{manifest}: manifest not found (run avsr-prepare first, or check dataset.path)")
-    try:
-        return read_manifest(manifest)
-    except ManifestError as exc:
-        raise DatasetError(str(exc)) from None
+def word_classes(rows: Iterable[ManifestRow]) -> list[str]:
+    """The sorted distinct transcripts (words) of ``rows``: class ``i`` is ``classes[i]``."""
+    return sorted({_word(row) for row in rows} - {""})
 
 
 def load_clips(
-    manifests: Sequence[Path], classes: Sequence[str] | None, *, max_frames: int, limit: int | None = None
+    tables: Sequence[tuple[Path, list[ManifestRow]]], classes: Sequence[str] | None, *, max_frames: int, limit: int | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """(clips, skipped counts by reason). With ``classes``, each clip gets ``label`` (its word's
-    index) and clips of other words are skipped."""
+    """(clips, skipped counts by reason) from (manifest, its rows) pairs. With ``classes``, each clip
+    gets ``label`` (its word's index) and clips of other words are skipped."""
     index = {w: i for i, w in enumerate(classes)} if classes is not None else None
     clips: list[dict[str, Any]] = []
     skipped: dict[str, int] = {}
-    for manifest in manifests:
+    for manifest, rows in tables:
         base = manifest.parent.resolve()
-        for row in _rows(manifest):
+        for row in rows:
             if limit is not None and len(clips) >= limit:
                 break
             reason = None
             if row.frames < 1 or row.frames > max_frames:
                 reason = f"not 1-{max_frames} frames"
-            elif index is not None and row.text.strip().upper() not in index:
+            elif index is not None and _word(row) not in index:
                 reason = "word not among the training classes"
             if reason:
                 skipped[reason] = skipped.get(reason, 0) + 1
                 continue
             clip = {"id": row.id, "video": str(base / row.video), "audio": str(base / row.audio), "frames": int(row.frames)}
             if index is not None:
-                clip["label"] = index[row.text.strip().upper()]
+                clip["label"] = index[_word(row)]
             clips.append(clip)
     return clips, skipped
 
 
+def _read(manifests: Sequence[Path]) -> list[tuple[Path, list[ManifestRow]]]:
+    return [(m, read_manifest_rows(m)) for m in manifests]
+
+
 class ClipLoader:
-    """Loads and augments one batch of clips (see the module docstring for the two modes)."""
+    """Loads and augments one batch of clips (see the module docstring for the three modes)."""
 
     def __init__(
         self, config: ClipDatasetConfig, views: LipViewConfig, mode: ClipMode, *, train: bool, seed: int, rank: int,
@@ -223,24 +228,21 @@ class ClipDataset:
                  cache_dir: Path | None = None) -> None:
         self.config, self.mode, self.views = config, mode, views or LipViewConfig()
         self.seed, self.cache_dir = seed, cache_dir
-        root = None if config.path is None else Path(config.path)
-        if root is not None and not root.is_dir():
-            raise DatasetError(f"{root}: prepared data folder not found (dataset.path; make it with avsr-prepare)")
-        if not config.train_splits:
-            raise DatasetError("dataset.train_splits is empty")
+        root = dataset_root(config.path, config.train_splits)
         train_manifests = [resolve_manifest(root, s) for s in config.train_splits]
-        self.classes = word_classes(train_manifests) if mode == "classify" else None
+        tables = _read(train_manifests)  # read once: the classes and the clips come from the same rows
+        self.classes = word_classes(row for _, rows in tables for row in rows) if mode == "classify" else None
         if self.classes is not None and len(self.classes) < 2:
             raise DatasetError(f"{', '.join(map(str, train_manifests))}: fewer than 2 distinct words to classify")
-        clips, self.skipped = load_clips(train_manifests, self.classes, max_frames=config.max_frames)
+        clips, self.skipped = load_clips(tables, self.classes, max_frames=config.max_frames)
         clips = labelled_subset(clips, config.labelled_fraction, seed)
         if not clips:
             raise DatasetError(f"no usable training clips in {', '.join(map(str, train_manifests))} (skipped: {self.skipped})")
         self.train = clips
         self.valid: list[dict[str, Any]] | None = None
         if config.valid_split:
-            self.valid, _ = load_clips([resolve_manifest(root, config.valid_split)], self.classes, max_frames=config.max_frames,
-                                       limit=config.max_valid_clips)
+            self.valid, _ = load_clips(_read([resolve_manifest(root, config.valid_split)]), self.classes,
+                                       max_frames=config.max_frames, limit=config.max_valid_clips)
 
     def describe(self) -> str:
         classes = f", {len(self.classes)} words" if self.classes is not None else ""

@@ -32,7 +32,7 @@ from fairseq2.datasets import DataPipelineReader, DataReader, SyncMode
 from fairseq2.device import Device, SupportsDeviceTransfer
 from fairseq2.gang import Gangs
 
-from avsr.data.manifest import ManifestError, read_manifest
+from avsr.data.manifest import ManifestError, ManifestRow, read_manifest
 from avsr.data.tokenizers import Tokenizer
 from avsr.media import MediaError
 from avsr.training import augment
@@ -278,6 +278,26 @@ class ExampleSet:
         }
 
 
+def read_manifest_rows(manifest: Path) -> list[ManifestRow]:
+    """The rows of a training manifest; a missing or malformed one is a one-line DatasetError."""
+    if not manifest.is_file():
+        raise DatasetError(f"{manifest}: manifest not found (run avsr-prepare first, or check dataset.path)")
+    try:
+        return read_manifest(manifest)
+    except ManifestError as exc:
+        raise DatasetError(str(exc)) from None
+
+
+def dataset_root(path: Path | None, train_splits: Sequence[str]) -> Path | None:
+    """The prepared data folder of a dataset section (checked), or None when splits are paths."""
+    root = None if path is None else Path(path)
+    if root is not None and not root.is_dir():
+        raise DatasetError(f"{root}: prepared data folder not found (dataset.path; make it with avsr-prepare)")
+    if not train_splits:
+        raise DatasetError("dataset.train_splits is empty")
+    return root
+
+
 def load_examples(
     manifests: Sequence[Path],
     tokenizer: Tokenizer,
@@ -298,14 +318,8 @@ def load_examples(
         skipped[reason] = skipped.get(reason, 0) + 1
 
     for manifest in manifests:
-        if not manifest.is_file():
-            raise DatasetError(f"{manifest}: manifest not found (run avsr-prepare first, or check dataset.path)")
-        try:
-            rows = read_manifest(manifest)
-        except ManifestError as exc:
-            raise DatasetError(str(exc)) from None
         base = manifest.parent.resolve()
-        for row in rows:
+        for row in read_manifest_rows(manifest):
             if limit is not None and len(examples) >= limit:
                 break
             tokens = tokenizer.encode(row.text)
@@ -596,11 +610,7 @@ class AVDataset:
         self.modalities = tuple(modalities)
         self.seed = seed
         self.cache_dir = cache_dir
-        root = None if config.path is None else Path(config.path)
-        if root is not None and not root.is_dir():
-            raise DatasetError(f"{root}: prepared data folder not found (dataset.path; make it with avsr-prepare)")
-        if not config.train_splits:
-            raise DatasetError("dataset.train_splits is empty")
+        root = dataset_root(config.path, config.train_splits)
         max_frames = config.max_frames or config.max_frames_per_batch
         if max_frames > config.max_frames_per_batch:
             raise DatasetError(

@@ -37,7 +37,7 @@ from torch.nn import Module
 import fairseq2.recipe  # noqa: F401  (first: importing fairseq2.evaluator first is a circular import in 0.8.1)
 from fairseq2.evaluator import EvalUnit
 from fairseq2.metrics import Mean, MetricBag, Sum
-from fairseq2.models.wav2vec2 import Wav2Vec2Config
+from fairseq2.models.wav2vec2 import Wav2Vec2Config, Wav2Vec2Model, create_wav2vec2_model
 from fairseq2.recipe import Recipe, RecipeContext
 from fairseq2.recipe.config import (
     CommonSection,
@@ -163,10 +163,22 @@ def _build_moco(config: MoCoModelConfig) -> MoCo:
     return MoCo(config.visual, config.moco)
 
 
-def _build_wav2vec2(config: Wav2Vec2Config) -> Module:
-    from fairseq2.models.wav2vec2 import create_wav2vec2_model
+@dataclass(frozen=True)
+class FrontendTask:
+    """What differs between the front-end tasks: the fairseq2 model family and how clips are read."""
 
-    return create_wav2vec2_model(config)
+    family: str
+    model_kls: type[Module]
+    config_kls: type
+    build: Callable[[Any], Module]
+    clip_mode: ClipMode
+
+
+FRONTEND_TASKS = {
+    "lrw": FrontendTask(WORD_FAMILY, WordClassifier, WordClassifierConfig, WordClassifier, "classify"),
+    "moco": FrontendTask(MOCO_FAMILY, MoCo, MoCoModelConfig, _build_moco, "views"),
+    "wav2vec2": FrontendTask(WAV2VEC2_FAMILY, Wav2Vec2Model, Wav2Vec2Config, create_wav2vec2_model, "audio"),
+}
 
 
 def frontend_of(model: Module) -> Module:
@@ -179,10 +191,11 @@ def frontend_of(model: Module) -> Module:
 
 
 @dataclass(kw_only=True)
-class VisualModelSection(ModelSection):
+class FrontendModelSection(ModelSection):
     family: str | None = None
     arch: str | None = "tiny"
-    """Visual front-end size: tiny (the small AVSR recipe's) or seed_paper (ResNet-50)."""
+    """Front-end size. Visual tasks: tiny (the small AVSR recipe's) or seed_paper (ResNet-50);
+    wav2vec2: tiny, base, large or large_lv60k."""
     config: dict[str, object] = field(default_factory=dict)
     """Model config fields over the arch (``visual``, ``backend``, ``moco`` ...)."""
     init_frontend: Path | None = None
@@ -201,7 +214,7 @@ class FrontendTrainConfig:
     FREE_FORM: ClassVar = (("model", "config"),)
 
     output_dir: Path | None = None
-    model: VisualModelSection = field(default_factory=VisualModelSection)
+    model: FrontendModelSection = field(default_factory=FrontendModelSection)
     dataset: ClipDatasetConfig = field(default_factory=ClipDatasetConfig)
     export: ExportSection = field(default_factory=ExportSection)
     gang: GangSection = field(default_factory=GangSection)
@@ -217,7 +230,7 @@ class LRWTrainConfig(FrontendTrainConfig):
     """``task: lrw``: word classification on clips whose transcript is one word."""
 
     task: Literal["lrw"] = "lrw"
-    model: VisualModelSection = field(default_factory=lambda: VisualModelSection(family=WORD_FAMILY))
+    model: FrontendModelSection = field(default_factory=lambda: FrontendModelSection(family=WORD_FAMILY))
 
 
 @dataclass(kw_only=True)
@@ -225,7 +238,7 @@ class Wav2Vec2TrainConfig(FrontendTrainConfig):
     """``task: wav2vec2``: wav2vec 2.0 pretraining on the audio of any manifests (transcripts unused)."""
 
     task: Literal["wav2vec2"] = "wav2vec2"
-    model: VisualModelSection = field(default_factory=lambda: VisualModelSection(family=WAV2VEC2_FAMILY))
+    model: FrontendModelSection = field(default_factory=lambda: FrontendModelSection(family=WAV2VEC2_FAMILY))
     diversity_weight: float = 0.1
     features_penalty_weight: float = 10.0
     regime: RegimeSection = field(default_factory=lambda: default_regime(score_metric=None))
@@ -236,7 +249,7 @@ class MoCoTrainConfig(FrontendTrainConfig):
     """``task: moco``: MoCo v2 pretraining on the clips of any manifests (transcripts unused)."""
 
     task: Literal["moco"] = "moco"
-    model: VisualModelSection = field(default_factory=lambda: VisualModelSection(family=MOCO_FAMILY))
+    model: FrontendModelSection = field(default_factory=lambda: FrontendModelSection(family=MOCO_FAMILY))
     views: LipViewConfig = field(default_factory=LipViewConfig)
 
 
@@ -348,7 +361,7 @@ class ClipEvalUnit(EvalUnit[ClipBatch]):
 @dataclass
 class FrontendRunInputs:
     config: FrontendTrainConfig
-    model_config: WordClassifierConfig | MoCoModelConfig
+    model_config: WordClassifierConfig | MoCoModelConfig | Wav2Vec2Config
     dataset: ClipDataset
     output_dir: Path
 
@@ -357,25 +370,11 @@ class FrontendRunInputs:
         return self.config.task  # type: ignore[attr-defined]
 
 
-def _create_word_model(config: WordClassifierConfig) -> Module:
-    return WordClassifier(config)
-
-
 class FrontendRecipe(Recipe):
-    """fairseq2 recipe for ``task: lrw`` and ``task: moco``."""
+    """fairseq2 recipe for ``task: lrw``, ``task: moco`` and ``task: wav2vec2``."""
 
     def __init__(self, inputs: FrontendRunInputs) -> None:
         self._inputs = inputs
-
-    @property
-    def _family(self) -> tuple[str, type, type, Callable[[Any], Module]]:
-        if self._inputs.task == "moco":
-            return MOCO_FAMILY, MoCo, MoCoModelConfig, _build_moco
-        if self._inputs.task == "wav2vec2":
-            from fairseq2.models.wav2vec2 import Wav2Vec2Model
-
-            return WAV2VEC2_FAMILY, Wav2Vec2Model, Wav2Vec2Config, _build_wav2vec2
-        return WORD_FAMILY, WordClassifier, WordClassifierConfig, _create_word_model
 
     @property
     def config_kls(self) -> type[object]:
@@ -385,17 +384,17 @@ class FrontendRecipe(Recipe):
         from fairseq2.composition import register_model_family
         from fairseq2.runtime.config_registry import ConfigRegistrar
 
-        family, kls, config_kls, factory = self._family
-        register_model_family(container, family, kls=kls, config_kls=config_kls, factory=factory, supports_meta=False)
+        task = FRONTEND_TASKS[self._inputs.task]
+        register_model_family(container, task.family, kls=task.model_kls, config_kls=task.config_kls, factory=task.build, supports_meta=False)
         resolved = self._inputs.model_config
-        ConfigRegistrar(container, config_kls)(self._inputs.config.model.arch or "tiny")(lambda: copy.deepcopy(resolved))
+        ConfigRegistrar(container, task.config_kls)(self._inputs.config.model.arch or "tiny")(lambda: copy.deepcopy(resolved))
 
     def setup_model(self, context: RecipeContext, model: Module, newly_initialized: bool) -> Module:
         if isinstance(model, MoCo):  # fairseq2 makes every parameter trainable: the key encoder is not
             for p in model._key_parameters():
                 p.requires_grad_(False)
         section = self._inputs.config.model
-        if newly_initialized and section.init_frontend is not None and self._inputs.task != "wav2vec2":
+        if newly_initialized and section.init_frontend is not None:  # (visual tasks only: prepare checks)
             log.info("%s", load_frontend_into(model, section.init_frontend, section.init_frontend_format))
         return model
 
@@ -460,10 +459,11 @@ def model_config_to_dict(config: Any) -> dict[str, Any]:
 
 
 def model_config_from_dict(task: str, data: dict[str, Any]) -> Any:
+    """Inverse of `model_config_to_dict` (wav2vec 2.0: the stored encoder is complete, so the arch
+    it is applied over does not matter)."""
     if task == "wav2vec2":
-        encoder_arch = dict(data)
-        return wav2vec2_model_config("base", {**encoder_arch})
-    return (MoCoModelConfig if task == "moco" else WordClassifierConfig).from_dict(data)
+        return wav2vec2_model_config("base", data)
+    return FRONTEND_TASKS[task].config_kls.from_dict(data)
 
 
 def _write_run_file(output_dir: Path, inputs: FrontendRunInputs) -> None:
@@ -485,22 +485,23 @@ def export_frontend_run(output_dir: str | os.PathLike[str], *, last_n: int = 1, 
     output_dir = Path(output_dir)
     run = read_run_file(output_dir)
     task = run.get("task")
-    if task not in ("moco", "lrw", "wav2vec2"):
+    if task not in FRONTEND_TASKS:
         raise ExportError(f"{output_dir / RUN_FILE}: not a front-end run (task {task!r})")
     state, steps = averaged_checkpoints(output_dir, last_n=last_n, best_n=best_n)
     config = model_config_from_dict(task, run["model_config"])
-    model: Module = {"moco": _build_moco, "lrw": _create_word_model, "wav2vec2": _build_wav2vec2}[task](config)
+    model = FRONTEND_TASKS[task].build(config)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ExportError(f"{output_dir}: weights do not fit the model config ({str(exc).splitlines()[0]})") from None
     out = out_dir or output_dir / "model"
     out.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(out / "model.safetensors") as temp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, temp)
+        save_file(weights, temp)
     if task == "wav2vec2":
         normalize = bool(((run.get("train_config") or {}).get("dataset") or {}).get("normalize_audio", False))
-        kept = {k: v for k, v in model.state_dict().items() if k.startswith(WAV2VEC2_PREFIXES)}
+        kept = {k: v for k, v in weights.items() if k.startswith(WAV2VEC2_PREFIXES)}
         save_converted(ConvertedWav2Vec2(kept, config.encoder_config, "avsr", normalize_waveform=normalize), out / WAV2VEC2_FILE)
         frontend = {"file": WAV2VEC2_FILE, "encoder": run["model_config"]["encoder"], "normalize_waveform": normalize}
     else:
@@ -528,9 +529,8 @@ def export_frontend_run(output_dir: str | os.PathLike[str], *, last_n: int = 1, 
 def prepare_frontend_run(config: FrontendTrainConfig, output_dir: Path) -> FrontendRunInputs:
     """Read the clips and resolve the model config before fairseq2 starts (one-line errors)."""
     task = config.task  # type: ignore[attr-defined]
-    mode: ClipMode = {"moco": "views", "wav2vec2": "audio"}.get(task, "classify")  # type: ignore[assignment]
     views = config.views if isinstance(config, MoCoTrainConfig) else None
-    dataset = ClipDataset(config.dataset, mode, views, seed=config.common.seed, cache_dir=output_dir / "cache")
+    dataset = ClipDataset(config.dataset, FRONTEND_TASKS[task].clip_mode, views, seed=config.common.seed, cache_dir=output_dir / "cache")
     arch = config.model.arch or "tiny"
     model_config: Any
     if task == "moco":

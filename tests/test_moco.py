@@ -110,6 +110,20 @@ def test_views_are_random_crops_of_the_clip_and_repeatable_by_seed():
         lip_view(video[..., None], np.random.default_rng(0), config)
 
 
+def test_views_of_a_sentence_come_from_one_shared_segment():
+    """With segment_frames, both views cover frames of one segment of that length: frame i of the
+    clip is filled with the value i, so a view's values tell which frames it shows."""
+    video = np.repeat(np.arange(200, dtype=np.uint8)[:, None, None], 16, axis=1).repeat(16, axis=2)
+    config = LipViewConfig(crop_size=16, min_area=1.0, aspect=(1.0, 1.0), hflip_prob=0.0, brightness=0.0,
+                           contrast=0.0, blur_prob=0.0, mean=0.0, std=1.0, segment_frames=29)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        q, k = two_views(video, rng, config)
+        frames = [torch.round(v[:, 0, 0] * 255).long() for v in (q, k)]
+        shown = torch.cat(frames)
+        assert shown.max() - shown.min() < 29 and len(frames[0]) >= 23 and len(frames[1]) >= 23
+
+
 def test_bad_moco_settings_are_config_errors():
     for bad in ({"momentum": 1.0}, {"temperature": 0.0}, {"queue_size": 0}):
         with pytest.raises(ConfigError):

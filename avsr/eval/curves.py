@@ -69,13 +69,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", type=Path, help="avsr-train output directories")
     parser.add_argument("--labels", nargs="+", default=None, help="one name per run (default: the folder names)")
     parser.add_argument("--metric", default="Accuracy", help="column of metrics/valid.jsonl (default Accuracy)")
+    parser.add_argument("--category", default="valid",
+                        help="metrics file under metrics/ (default valid; valid/av, valid/audio, valid/video for AVSR runs)")
     parser.add_argument("--out", type=Path, required=True, help="PNG to write")
     args = parser.parse_args(argv)
     labels = args.labels or [r.name for r in args.runs]
     if len(labels) != len(args.runs):
         fail(PROGRAM, f"{len(labels)} labels for {len(args.runs)} runs")
     try:
-        curves = {label: read_curve(run, args.metric) for label, run in zip(labels, args.runs)}
+        curves = {label: read_curve(run, args.metric, args.category) for label, run in zip(labels, args.runs)}
     except (FileNotFoundError, ValueError) as exc:
         fail(PROGRAM, str(exc))
     if not any(curves.values()):

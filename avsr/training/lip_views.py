@@ -26,6 +26,9 @@ class LipViewConfig:
     aspect: tuple[float, float] = (3 / 4, 4 / 3)
     min_frames: float = 0.8
     """Each view keeps a random window of at least this share of the frames."""
+    segment_frames: int | None = None
+    """Sentences: both views come from one random segment of at most this many frames (29: LRW's
+    word length), so that they show the same lip movements, not two parts of one sentence."""
     hflip_prob: float = 0.5
     brightness: float = 0.2
     """Added to every pixel: uniform in [-brightness, brightness] (pixels in [0, 1])."""
@@ -87,7 +90,11 @@ def lip_view(video: np.ndarray, rng: np.random.Generator, config: LipViewConfig)
 
 
 def two_views(video: np.ndarray, rng: np.random.Generator, config: LipViewConfig) -> tuple[Tensor, Tensor]:
-    """The query and key views MoCo compares: two independent draws of :func:`lip_view`."""
+    """The query and key views MoCo compares: two independent draws of :func:`lip_view` (of one
+    shared segment when ``segment_frames`` is set)."""
+    if config.segment_frames is not None and video.shape[0] > config.segment_frames:
+        start = int(rng.integers(0, video.shape[0] - config.segment_frames + 1))
+        video = video[start : start + config.segment_frames]
     return lip_view(video, rng, config), lip_view(video, rng, config)
 
 

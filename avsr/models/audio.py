@@ -77,6 +77,7 @@ from fairseq2.models.wav2vec2.factory import Wav2Vec2EncoderFactory
 from fairseq2.models.wav2vec2.masker import Wav2Vec2Masker
 from fairseq2.nn import BatchLayout
 
+from avsr.nn.frozen import FreezeSchedule, set_trainable
 from avsr.models.convert import CheckpointError, ConvertedWav2Vec2, convert_checkpoint
 from avsr.models.convert.common import (
     GUESSED_FIELDS,
@@ -410,10 +411,8 @@ class Wav2Vec2FrontEnd(nn.Module):
         )
 
         # The CNN never trains; layers above the selected one are never run.
-        for p in self._cnn_parameters():
-            p.requires_grad_(False)
-        for p in self._unused_parameters():
-            p.requires_grad_(False)
+        set_trainable(self._cnn_parameters(), False)
+        set_trainable(self._unused_parameters(), False)
         self.step = 0
         self._frozen = config.freeze_transformer_steps > 0
 
@@ -455,10 +454,9 @@ class Wav2Vec2FrontEnd(nn.Module):
         """Apply the freezing schedule for optimiser step ``step`` (0-based): the transformer is
         frozen while ``step < freeze_transformer_steps`` and trainable afterwards."""
         self.step = int(step)
-        frozen = self.step < self.config.freeze_transformer_steps
+        frozen = FreezeSchedule(self.config.freeze_transformer_steps).frozen_at(self.step)
         self._frozen = frozen
-        for p in self.transformer_parameters():
-            p.requires_grad_(not frozen)
+        set_trainable(self.transformer_parameters(), not frozen)
 
     def update_freezing(self, step: int) -> None:
         """Alias of ``set_step`` (the name the model assembler calls)."""

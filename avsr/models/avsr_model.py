@@ -55,6 +55,8 @@ from torch import Tensor, nn
 
 from avsr.models.config import AVSRConfig, ConfigError, DecoderConfig, EncoderConfig, FusionConfig
 from avsr.models.frontends import build_audio_frontend, build_visual_frontend, lengths_to_mask
+from avsr.nn.frozen import set_trainable
+from avsr.nn.projectors import ProjectorConfig, build_projector
 from avsr.models.loss import ctc_loss_sum, decoder_io, label_smoothed_nll_sum
 
 
@@ -172,12 +174,13 @@ class SequenceEncoder(nn.Module):
 
 # ---------------------------------------------------------------------- fusion
 class ConcatFusion(nn.Module):
-    """Per-stream LayerNorm, concatenation, Linear to the joint width (the seed's mid fusion)."""
+    """Per-stream LayerNorm, concatenation, projection to the joint width (the seed's mid fusion:
+    a Linear; ``fusion.projector`` picks another of `avsr.nn.projectors`)."""
 
     def __init__(self, config: FusionConfig, in_dims: Sequence[int], out_dim: int) -> None:
         super().__init__()
         self.norms = nn.ModuleList(_layer_norm(d) for d in in_dims)
-        self.proj = Linear(sum(in_dims), out_dim, bias=True)
+        self.proj = build_projector(ProjectorConfig(config.projector), sum(in_dims), out_dim)
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else None
 
     def forward(self, streams: Sequence[Tensor]) -> Tensor:
@@ -186,12 +189,12 @@ class ConcatFusion(nn.Module):
 
 
 class SumFusion(nn.Module):
-    """Per-stream LayerNorm and Linear to the joint width, then the sum."""
+    """Per-stream LayerNorm and projection to the joint width, then the sum."""
 
     def __init__(self, config: FusionConfig, in_dims: Sequence[int], out_dim: int) -> None:
         super().__init__()
         self.norms = nn.ModuleList(_layer_norm(d) for d in in_dims)
-        self.projs = nn.ModuleList(Linear(d, out_dim, bias=True) for d in in_dims)
+        self.projs = nn.ModuleList(build_projector(ProjectorConfig(config.projector), d, out_dim) for d in in_dims)
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else None
 
     def forward(self, streams: Sequence[Tensor]) -> Tensor:
@@ -454,7 +457,7 @@ class AVSRModel(nn.Module):
             module = getattr(self, name)
             if module is None:
                 raise ConfigError(f"freeze: the model has no {name}")
-            module.requires_grad_(False)
+            set_trainable(module.parameters(), False)
         self._frozen = tuple(config.freeze)
 
     # ------------------------------------------------------------------ training helpers

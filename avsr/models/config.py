@@ -20,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 import types
 from dataclasses import dataclass, field
+
+from avsr.nn.projectors import PROJECTOR_KINDS
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 
@@ -177,15 +179,18 @@ class FusionConfig:
 
     ``concat`` (the seed): per-modality LayerNorm, concatenate, linear projection to the joint dim.
     ``sum``: per-modality LayerNorm and linear projection, then sum.
+    ``projector``: the projection, one of `avsr.nn.projectors` (linear, mlp, gated_mlp, token).
     """
 
     kind: str = "concat"
     dropout: float = 0.0
+    projector: str = "linear"
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, str) or not self.kind:
             raise ConfigError("kind must be a non-empty string")
         _check_prob("dropout", self.dropout)
+        _check_choice("projector", self.projector, PROJECTOR_KINDS)
 
 
 @dataclass

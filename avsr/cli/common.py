@@ -32,10 +32,10 @@ def fail(program: str, message: str, code: int = 2) -> NoReturn:
 
 
 @contextmanager
-def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[Callable[[], None]]:
-    """A rich progress bar on stderr; yields the function that advances it by one."""
+def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[Callable[..., None]]:
+    """A rich progress bar on stderr; yields the function that advances it (by one, or by n)."""
     if not enabled or total == 0:
-        yield lambda: None
+        yield lambda n=1: None
         return
     columns = (
         TextColumn("{task.description}"),
@@ -48,4 +48,4 @@ def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator
     )
     with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
         task = progress.add_task(description, total=total)
-        yield lambda: progress.advance(task)
+        yield lambda n=1: progress.advance(task, n)

@@ -13,8 +13,10 @@ Rerunning the same command resumes from the last checkpoint in the output direct
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from avsr.cli.common import fail
@@ -22,18 +24,35 @@ from avsr.cli.common import fail
 PROGRAM = "avsr-train"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROGRAM,
-        description="Train an audio-visual speech recogniser (task: avsr), or its visual front-end alone "
-        "(task: moco, self-supervised; task: lrw, word classification), from a YAML config (fairseq2 trainer: "
-        "checkpoints, resume, DDP, mixed precision, TensorBoard and JSONL metrics). "
-        "Rerun the same command to resume from the last checkpoint.",
-        epilog="Overrides use dotted keys of the config, e.g. regime.num_steps=20 "
-        "regime.checkpoint_every_n_steps=10 dataset.path=DIR dataset.tokenizer=DIR "
-        "model.config.encoder.layers=4 optimizer.config.lr=0.0005. Values are YAML.",
-    )
-    parser.add_argument("config", type=Path, help="recipe YAML (e.g. recipes/synth/conf.yaml)")
+@dataclass(frozen=True)
+class TrainProgram:
+    """What differs between avsr-train and vl-train: the name, the help and the task table (a
+    module with the interface of `avsr.training.tasks`, imported late: fairseq2 is slow to load)."""
+
+    name: str
+    description: str
+    epilog: str
+    example_config: str
+    tasks_module: str
+
+
+AVSR_TRAIN = TrainProgram(
+    PROGRAM,
+    "Train an audio-visual speech recogniser (task: avsr), or a front-end alone "
+    "(task: moco, self-supervised; task: lrw, word classification; task: wav2vec2), from a YAML config (fairseq2 trainer: "
+    "checkpoints, resume, DDP, mixed precision, TensorBoard and JSONL metrics). "
+    "Rerun the same command to resume from the last checkpoint.",
+    "Overrides use dotted keys of the config, e.g. regime.num_steps=20 "
+    "regime.checkpoint_every_n_steps=10 dataset.path=DIR dataset.tokenizer=DIR "
+    "model.config.encoder.layers=4 optimizer.config.lr=0.0005. Values are YAML.",
+    "recipes/synth/conf.yaml",
+    "avsr.training.tasks",
+)
+
+
+def build_parser(program: TrainProgram = AVSR_TRAIN) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=program.name, description=program.description, epilog=program.epilog)
+    parser.add_argument("config", type=Path, help=f"recipe YAML (e.g. {program.example_config})")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="run directory (default: output_dir of the config, else runs/<config name>)")
@@ -56,21 +75,22 @@ def _one_line(exc: BaseException) -> str:
     return inner if len(messages) == 1 or inner in messages[0] else f"{messages[0]} ({inner})"
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_intermixed_args(argv)
+def main(argv: list[str] | None = None, program: TrainProgram = AVSR_TRAIN) -> int:
+    args = build_parser(program).parse_intermixed_args(argv)
+    name = program.name
     # fairseq2 is slow to import: the config is checked first, with one-line errors.
-    from avsr.training.data import DatasetError
     from avsr.training.export import ExportError
-    from avsr.training import tasks
-    from avsr.training.config_loading import TrainConfigError, config_to_dict
+    from avsr.training.config_loading import config_to_dict
     from avsr.training.recipe import default_output_dir
 
+    tasks = importlib.import_module(program.tasks_module)
+    user_errors = tasks.USER_ERRORS
     if not args.config.is_file():
-        fail(PROGRAM, f"{args.config}: config file not found")
+        fail(name, f"{args.config}: config file not found")
     try:
         config = tasks.load_task_config(args.config, args.overrides)
-    except TrainConfigError as exc:
-        fail(PROGRAM, str(exc))
+    except user_errors as exc:
+        fail(name, str(exc))
     if args.dump_config:
         import yaml
 
@@ -82,35 +102,35 @@ def main(argv: list[str] | None = None) -> int:
         try:
             out = tasks.export(config, output_dir)
         except ExportError as exc:
-            fail(PROGRAM, str(exc))
+            fail(name, str(exc))
         print(f"exported {out}")
         return 0
     try:
         inputs = tasks.prepare(config, output_dir)
-    except (TrainConfigError, DatasetError) as exc:
-        fail(PROGRAM, str(exc))
+    except user_errors as exc:
+        fail(name, str(exc))
     rank = int(os.environ.get("RANK", "0"))
     if rank == 0:
-        print(f"{PROGRAM}: {tasks.describe(inputs)}; output {output_dir}", file=sys.stderr)
+        print(f"{name}: {tasks.describe(inputs)}; output {output_dir}", file=sys.stderr)
     try:
         tasks.train(inputs, no_rich=args.no_rich)
     except KeyboardInterrupt:
-        print(f"{PROGRAM}: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        print(f"{name}: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
         return 130
-    except (TrainConfigError, DatasetError) as exc:
-        fail(PROGRAM, str(exc))
+    except user_errors as exc:
+        fail(name, str(exc))
     except Exception as exc:  # noqa: BLE001 - report any failure on one line, traceback in the log
         import logging
 
         from fairseq2.task import TaskStopException
 
         if isinstance(exc, TaskStopException):
-            print(f"{PROGRAM}: stopped; rerun the same command to resume", file=sys.stderr)
+            print(f"{name}: stopped; rerun the same command to resume", file=sys.stderr)
             return 0
-        logging.getLogger("fairseq2").exception("avsr-train failed")
-        fail(PROGRAM, f"training failed: {_one_line(exc)} (traceback in {output_dir / 'logs'})", code=1)
+        logging.getLogger("fairseq2").exception("%s failed", name)
+        fail(name, f"training failed: {_one_line(exc)} (traceback in {output_dir / 'logs'})", code=1)
     if rank == 0:
-        print(f"{PROGRAM}: done; model in {output_dir / 'model'}", file=sys.stderr)
+        print(f"{name}: done; model in {output_dir / 'model'}", file=sys.stderr)
     return 0
 
 

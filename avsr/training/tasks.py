@@ -15,6 +15,16 @@ from avsr.training.config_loading import TrainConfigError, load_config, read_use
 TASKS = ("avsr", "lrw", "moco", "wav2vec2")
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from avsr.training.data import DatasetError
+
+    return (TrainConfigError, DatasetError)
+
+
+#: Errors that mean bad input (one line to the user, exit 2), not a bug.
+USER_ERRORS = _user_errors()
+
+
 def load_task_config(path: str | os.PathLike[str] | None, overrides: list[str] | tuple[str, ...] = ()) -> Any:
     """The config of the task the file (or an override) names; one-line `TrainConfigError`s."""
     tree = read_user_tree(path, overrides)
@@ -70,4 +80,4 @@ def describe(inputs: Any) -> str:
     return dataset.describe() if dataset is not None else ""
 
 
-__all__ = ["TASKS", "describe", "export", "load_task_config", "prepare", "train"]
+__all__ = ["TASKS", "USER_ERRORS", "describe", "export", "load_task_config", "prepare", "train"]

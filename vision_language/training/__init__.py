@@ -1,0 +1,1 @@
+"""vl-train: projector training on cached encoder features, on fairseq2's trainer (as avsr-train)."""

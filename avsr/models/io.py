@@ -62,6 +62,7 @@ def save_model(out_dir: str | os.PathLike[str], model: AVSRModel, extra: dict[st
     meta = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
+        "family": getattr(model, "family", DEFAULT_FAMILY),
         "config": model.config.to_dict(),
         "extra": extra,
     }
@@ -97,6 +98,37 @@ def read_model_yaml(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return meta
 
 
+#: Model families a saved model may belong to: name -> "module:function" building the model
+#: (weights not loaded) from the ``config`` mapping of model.yaml. ``avsr`` is ours; the others
+#: are published architectures converted by avsr-convert (`avsr.models.pretrained`).
+DEFAULT_FAMILY = "avsr"
+MODEL_FAMILIES = {
+    "avsr": "avsr.models.io:_build_avsr",
+    "auto_avsr": "avsr.models.pretrained.auto_avsr:build_from_config",
+    "avhubert": "avsr.models.pretrained.avhubert:build_from_config",
+}
+
+
+def _build_avsr(config: dict[str, Any]) -> nn.Module:
+    from avsr.models.avsr_model import AVSRModel
+
+    return AVSRModel(AVSRConfig.from_dict(config), pretrained=False)
+
+
+def build_saved_model(meta: dict[str, Any], source: str) -> nn.Module:
+    """An untrained model of the family and config a model.yaml names."""
+    import importlib
+
+    family = meta.get("family", DEFAULT_FAMILY)
+    if family not in MODEL_FAMILIES:
+        raise WeightsError(f"{source}: unknown model family {family!r} (known: {', '.join(MODEL_FAMILIES)})")
+    module_name, function = MODEL_FAMILIES[family].split(":")
+    try:
+        return getattr(importlib.import_module(module_name), function)(meta["config"])
+    except (ConfigError, KeyError, TypeError, ValueError) as exc:
+        raise WeightsError(f"{source}: bad config: {exc}") from None
+
+
 def load_config(model_dir: str | os.PathLike[str]) -> AVSRConfig:
     meta = read_model_yaml(model_dir)
     try:
@@ -113,18 +145,15 @@ def load_model(
     The YAML's ``extra`` metadata is available as ``model.metadata``. Front-ends are built from
     the config only (no pretrained checkpoint is read: the weights come from the safetensors).
     """
-    from avsr.models.avsr_model import AVSRModel
-
     model_dir = Path(model_dir)
     meta = read_model_yaml(model_dir)
-    config = load_config(model_dir)
     weights = model_dir / meta.get("weights", {}).get("file", WEIGHTS_FILE)
     if not weights.is_file():
         raise WeightsError(f"{weights}: no such file")
     expected = meta.get("weights", {}).get("sha256")
     if verify and expected and _sha256(weights) != expected:
         raise WeightsError(f"{weights}: SHA-256 differs from {CONFIG_FILE} (files from different saves?)")
-    model = AVSRModel(config, pretrained=False)
+    model = build_saved_model(meta, str(model_dir / CONFIG_FILE))
     state = _read_safetensors(weights)
     _load_strict(model, state, str(weights))
     model.metadata = dict(meta.get("extra") or {})  # type: ignore[assignment]

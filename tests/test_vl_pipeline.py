@@ -111,6 +111,7 @@ def test_vl_align_ranks_encoder_pairs(vl_setup: Path):
         ("vision_language.cli.train", ["vl.yaml", "data.nonsense=1"], "nonsense"),
         ("vision_language.cli.train", ["vl.yaml", "data.train=missing.tsv"], "missing.tsv"),
         ("vision_language.cli.train", ["vl.yaml", "encoders.image.features=patches"], "encoders.image"),
+        ("vision_language.cli.train", ["vl.yaml", "encoders.image.path=nothere.pth", "data.cache_dir=cache_missing"], "nothere.pth"),
         ("vision_language.cli.eval", ["--model", "nowhere", "--pairs", "world/test.tsv"], "nowhere"),
         ("vision_language.cli.eval", ["--model", "nowhere"], "nothing to evaluate"),
         ("vision_language.cli.align", ["vl.yaml"], "unknown key"),

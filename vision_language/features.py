@@ -20,6 +20,10 @@ from vision_language.encoders import ImageEncoderConfig, TextEncoderConfig, buil
 log = logging.getLogger("vision_language")
 
 
+class EncoderError(ValueError):
+    """An encoder that cannot be built: missing or unreadable weights, a folder without a model."""
+
+
 def encoder_identity(config: ImageEncoderConfig | TextEncoderConfig) -> dict[str, Any]:
     """What names an encoder's features in a cache index: its whole config, the weights' size and
     modification time (a replaced weights file gives a new cache), and the kind."""
@@ -72,7 +76,10 @@ def cached_features(
             pass  # unfinished: resume below
     if not options.allow_build:
         raise CacheError(f"{folder}: no finished {modality} feature cache for {source}; build it first with vl-embed")
-    encoder = build_image_encoder(config) if modality == "image" else build_text_encoder(config)  # type: ignore[arg-type]
+    try:
+        encoder = build_image_encoder(config) if modality == "image" else build_text_encoder(config)  # type: ignore[arg-type]
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise EncoderError(f"{modality} encoder: {exc}") from None
     encoder.eval()
 
     def encode(batch: list[Any]):
@@ -110,18 +117,31 @@ def pair_features(source: str | os.PathLike[str], image: ImageEncoderConfig, tex
     from vision_language.data import load_image, read_pairs
 
     pairs = read_pairs(source)
-    image_row: dict[str, int] = {}
-    image_items = []
+    images, image_keys, caption_image = distinct_images(pairs)
+    name = source_name(source)
+    image_cache = cached_features(images, image_keys, image, name, options, loader=load_image)
+    texts = cached_features([p.caption for p in pairs], [p.key for p in pairs], text, name, options)
+    return PairFeatures(image_cache, texts, np.array(caption_image, dtype=np.int64), np.arange(len(pairs), dtype=np.int64))
+
+
+def distinct_images(pairs: Sequence[Any]) -> tuple[list[Any], list[str], list[int]]:
+    """Each image of a pairs list once (by path, or by key for images inside shards), their keys,
+    and for every pair (caption) the index of its image: several captions may share an image."""
+    index: dict[str, int] = {}
+    images: list[Any] = []
+    caption_image = []
     for pair in pairs:
         ident = str(pair.image_path) if pair.image_path is not None else pair.key
-        if ident not in image_row:
-            image_row[ident] = len(image_items)
-            image_items.append(pair)
-    image_rows = np.array([image_row[str(p.image_path) if p.image_path is not None else p.key] for p in pairs], dtype=np.int64)
-    name = os.fspath(Path(source).resolve()) if Path(source).exists() else os.fspath(source)
-    images = cached_features(image_items, [str(image_row_key) for image_row_key in image_row], image, name, options, loader=load_image)
-    texts = cached_features([p.caption for p in pairs], [p.key for p in pairs], text, name, options)
-    return PairFeatures(images, texts, image_rows, np.arange(len(pairs), dtype=np.int64))
+        if ident not in index:
+            index[ident] = len(images)
+            images.append(pair)
+        caption_image.append(index[ident])
+    return images, list(index), caption_image
 
 
-__all__ = ["EncodeOptions", "PairFeatures", "cached_features", "encoder_identity", "pair_features"]
+def source_name(source: str | os.PathLike[str]) -> str:
+    """How a data source is named in cache indexes: its absolute path when it is a file or folder."""
+    return os.fspath(Path(source).resolve()) if Path(source).exists() else os.fspath(source)
+
+
+__all__ = ["EncodeOptions", "EncoderError", "PairFeatures", "cached_features", "distinct_images", "encoder_identity", "pair_features", "source_name"]

@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         fail(PROGRAM, "nothing to evaluate: give --zero-shot, --retrieval or --pairs")
     from vision_language.cache import CacheError
     from vision_language.data import DataError, load_image, read_karpathy, read_pairs
-    from vision_language.features import EncodeOptions
+    from vision_language.features import EncodeOptions, distinct_images, source_name
     from vision_language.saved_model import ModelError, load_model
 
     templates = _templates(args.templates)
@@ -151,16 +151,9 @@ def main(argv: list[str] | None = None) -> int:
                                      list(data.caption_image), options, _open_rgb))
         for file in args.pairs:
             pairs = read_pairs(file)
-            owner: dict[str, int] = {}
-            images = []
-            for pair in pairs:
-                ident = str(pair.image_path) if pair.image_path is not None else pair.key
-                if ident not in owner:
-                    owner[ident] = len(images)
-                    images.append(pair)
-            caption_image = [owner[str(p.image_path) if p.image_path is not None else p.key] for p in pairs]
-            source = str(Path(file).resolve()) if Path(file).exists() else str(file)
-            results.append(retrieval(saved, source, images, list(owner), [p.caption for p in pairs], caption_image, options, load_image))
+            images, image_keys, caption_image = distinct_images(pairs)
+            captions = [p.caption for p in pairs]
+            results.append(retrieval(saved, source_name(file), images, image_keys, captions, caption_image, options, load_image))
     except (ModelError, DataError, CacheError, ValueError) as exc:
         fail(PROGRAM, str(exc))
     out = args.out or args.model.parent / ("eval_untrained" if args.untrained else "eval")

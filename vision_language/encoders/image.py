@@ -129,22 +129,13 @@ def _final_features(last: Tensor, features: str, prefix: int) -> Tensor:
 
 
 def _load_state_dict(path: Path) -> dict[str, Tensor]:
-    if not path.is_file():
-        raise FileNotFoundError(f"image encoder weights not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    """Weights from safetensors or a weights-only PyTorch checkpoint (wrappers unwrapped)."""
+    from avsr.models.io import WeightsError, read_state_dict
 
-        state = load_file(str(path), device="cpu")
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict):
-        for key in ("state_dict", "model"):  # common checkpoint wrappers
-            if isinstance(state.get(key), dict):
-                state = state[key]
-                break
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise ValueError(f"{path}: not a state dict of tensors")
-    return dict(state)
+    try:
+        return read_state_dict(path)
+    except WeightsError as exc:
+        raise ValueError(f"image encoder weights: {exc}") from None
 
 
 def _short_list(keys: Sequence[str], limit: int = 5) -> str:

@@ -10,10 +10,11 @@ from avsr.training.config_loading import TrainConfigError, load_config, read_use
 from avsr.training.export import ExportError
 from vision_language.cache import CacheError
 from vision_language.data import DataError
+from vision_language.features import EncoderError
 
 TASKS = ("align",)
 #: Errors that mean bad input (one line to the user, exit 2), not a bug.
-USER_ERRORS: tuple[type[BaseException], ...] = (TrainConfigError, DataError, CacheError)
+USER_ERRORS: tuple[type[BaseException], ...] = (TrainConfigError, DataError, CacheError, EncoderError)
 
 
 def load_task_config(path: str | os.PathLike[str] | None, overrides: list[str] | tuple[str, ...] = ()) -> Any:

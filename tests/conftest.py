@@ -81,3 +81,13 @@ def micro_model_dir(train_data, tmp_path_factory) -> Path:
     """An exported model folder: the micro architecture at random initialisation (for testing
     what the decoding commands do with a model, not how good it is)."""
     return export_micro_model(tmp_path_factory.mktemp("micro_model") / "model", train_data["tokenizer"])
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors on a shared 2-core machine: one thread is fastest, and extra threads only fight
+    other work for the cores. Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

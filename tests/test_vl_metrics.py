@@ -26,13 +26,7 @@ from vision_language.evaluation import (
 from vision_language.losses import InfoNCELoss, SigmoidLoss, build_loss, gather_across_ranks
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors on a shared 2-core machine: extra threads only fight a background job."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _randn(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> Tensor:

@@ -35,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="+", type=Path, metavar="VIDEO_OR_AUDIO")
     parser.add_argument("--model", type=Path, default=None,
                         help=f"model folder (default: {DEFAULT_MODEL}, or $AVSR_DEMO_DIR/train/model: what bash scripts/demo.sh trains)")
-    parser.add_argument("--modality", choices=("av", "a", "v"), default="av",
-                        help="av: audio and lips (default); a: audio only (audio files too); v: lip reading")
+    parser.add_argument("--modality", choices=("av", "a", "v"), default=None,
+                        help="av: audio and lips (default; or the model's only modality when it has one); "
+                        "a: audio only (audio files too); v: lip reading")
     parser.add_argument("--decoder", choices=("beam", "greedy"), default="beam")
     parser.add_argument("--beam", type=int, default=10, help="beam size (default 10)")
     parser.add_argument("--ctc-weight", type=float, default=0.3, help="CTC weight in the beam search (default 0.3)")
@@ -74,9 +75,17 @@ def main(argv: list[str] | None = None) -> int:
                                 max_length=args.max_length)
         recognizer = Recognizer.load(model_dir, args.device)
         segmenting = segmenting_for(recognizer, args.segment, args.max_segment)
+        if args.modality is None:  # av, unless the model decodes only one modality (e.g. auto_avsr's VSR)
+            args.modality = "av" if "av" in recognizer.modalities or not recognizer.modalities else recognizer.modalities[0]
         recognizer.check_modality(args.modality)
     except (RecognizerError, WeightsError, TokenizerError, ValueError) as exc:
         fail(PROGRAM, str(exc))
+    if not recognizer.has_ctc:
+        if args.decoder == "greedy":
+            fail(PROGRAM, f"{model_dir}: this model has no CTC head, so there is no greedy CTC decoding: use --decoder beam")
+        if args.srt or args.vtt or args.json:
+            print(f"{PROGRAM}: warning: {model_dir} has no CTC head: attention-only beam search (--ctc-weight unused), "
+                  "no word times (subtitles get one cue per segment)", file=sys.stderr)
 
     chain: list[FaceChain] = []
 

@@ -7,6 +7,7 @@ length_bonus * length; candidates are pre-selected by the attention scores (ESPn
 unless the search is CTC-only. Hypotheses that choose <eos> leave the beam for the ended list; an
 utterance stops when no live hypothesis is left, when the best ended one can no longer be beaten
 (ESPnet's end detection when a length bonus makes scores non-monotone), or at `max_length`.
+A model without a CTC head (``ctc_log_probs=None``) is searched on its attention scores alone.
 """
 
 from __future__ import annotations
@@ -78,8 +79,14 @@ def _end_detected(ended: list[Hypothesis], length: int) -> bool:
     return hopeless == END_DETECT_LENGTHS
 
 
+def _emit_mask(vocab: int, blank_id: int, device: torch.device) -> Tensor:
+    emit = torch.ones(vocab, dtype=torch.bool, device=device)
+    emit[blank_id] = False  # the blank is CTC's, never an output token
+    return emit
+
+
 def beam_search(
-    ctc_log_probs: Tensor,
+    ctc_log_probs: Tensor | None,
     lengths: Tensor,
     decoder: StepDecoder | None,
     config: BeamSearchConfig,
@@ -89,16 +96,23 @@ def beam_search(
     """N-best lists (best first, at most ``beam`` each) for a batch of B utterances.
 
     ``ctc_log_probs`` (B, T, V) and ``lengths`` (B,) come from the encoder; ``decoder`` may be None
-    only for a CTC-only search (``ctc_weight == 1``).
+    only for a CTC-only search (``ctc_weight == 1``). ``ctc_log_probs=None`` (a model without a
+    CTC head): attention-only search, ``config.ctc_weight`` is ignored; ``blank_id`` is then
+    just an id that is never emitted (e.g. the padding symbol).
     """
-    if decoder is None and config.ctc_weight < 1.0:
+    if ctc_log_probs is None:
+        if decoder is None:
+            raise ValueError("an attention decoder is needed when there are no CTC scores")
+    elif decoder is None and config.ctc_weight < 1.0:
         raise ValueError("an attention decoder is needed unless ctc_weight is 1")
-    device = ctc_log_probs.device
-    batch, frames, vocab = ctc_log_probs.shape
+    device = ctc_log_probs.device if ctc_log_probs is not None else lengths.device
+    batch = lengths.size(0)
     beam = config.beam
     rows = torch.arange(batch, device=device).repeat_interleave(beam)  # utterance of each row
-    scorer = CTCPrefixScorer(ctc_log_probs, lengths, blank_id, eos_id)
-    ctc_state = scorer.initial_state(rows)
+    scorer = ctc_state = None
+    if ctc_log_probs is not None:
+        scorer = CTCPrefixScorer(ctc_log_probs, lengths, blank_id, eos_id)
+        ctc_state = scorer.initial_state(rows)
     # Only the first row of each utterance is alive at the start (all rows share the empty prefix).
     scores = torch.full((batch * beam,), NEG_INF, device=device)
     scores[::beam] = 0.0
@@ -115,27 +129,37 @@ def beam_search(
     if config.max_length:
         limits = limits.clamp(max=config.max_length)
     max_length = int(limits.max())
-    weight = config.ctc_weight
+    weight = config.ctc_weight if scorer is not None else 0.0
     if decoder is not None:
         decoder.start(rows)
-    emit = torch.ones(vocab, dtype=torch.bool, device=device)
-    emit[blank_id] = False  # the blank is CTC's, never an output token
+    emit: Tensor | None = None
 
     for step in range(max_length + 1):
         if decoder is not None and weight < 1.0:
             att = decoder.step(last).float()  # (N, V)
+            if emit is None:
+                emit = _emit_mask(att.size(1), blank_id, device)
+            vocab = att.size(1)
             pre_beam = min(vocab - 1, max(beam, int(config.pre_beam_ratio * beam)))
             candidates = att.masked_fill(~emit, NEG_INF).topk(pre_beam, dim=-1).indices
         else:
             if decoder is not None:
                 decoder.step(last)  # keep its state in step even when its scores are unused
+            assert ctc_log_probs is not None
+            vocab = ctc_log_probs.size(-1)
+            if emit is None:
+                emit = _emit_mask(vocab, blank_id, device)
             att = torch.zeros(len(last), vocab, device=device)
             candidates = torch.arange(vocab, device=device)[emit].expand(len(last), -1)
         forced = limits[rows] == step  # out of room: these rows' hypotheses must end here
         if bool(forced.any()):
             candidates = candidates.masked_fill(forced[:, None], eos_id)
-        ctc_scores, r_nonblank, r_blank = scorer.score(ctc_state, rows, candidates, prefix_length=step)
-        ctc_increment = ctc_scores - ctc_state.score[:, None]
+        if scorer is not None:
+            assert ctc_state is not None
+            ctc_scores, r_nonblank, r_blank = scorer.score(ctc_state, rows, candidates, prefix_length=step)
+            ctc_increment = ctc_scores - ctc_state.score[:, None]
+        else:
+            ctc_increment = torch.zeros(candidates.shape, device=device)
         att_increment = torch.gather(att, 1, candidates)
         total = (
             scores[:, None]
@@ -169,7 +193,8 @@ def beam_search(
         flat_scores = flat_scores.masked_fill(is_end, NEG_INF)
 
         tokens = [tokens[int(r)] + [int(t)] for r, t in zip(flat_rows.tolist(), flat_tokens.tolist())]
-        ctc_state = scorer.advance(ctc_state, flat_rows, flat_cols, flat_tokens, ctc_scores, r_nonblank, r_blank)
+        if scorer is not None:
+            ctc_state = scorer.advance(ctc_state, flat_rows, flat_cols, flat_tokens, ctc_scores, r_nonblank, r_blank)
         scores, ctc_totals, att_totals, last = flat_scores, new_ctc, new_att, flat_tokens
         if decoder is not None:
             decoder.reorder(flat_rows)

@@ -130,15 +130,26 @@ class Recognizer:
         return float(value) if value else None
 
     @property
+    def has_ctc(self) -> bool:
+        """False for models without a CTC head (AV-HuBERT): attention-only beam search, no greedy
+        CTC decoding and no word times."""
+        return bool(getattr(self.model, "has_ctc", True))
+
+    @property
     def modalities(self) -> tuple[str, ...]:
-        """The CLI modality names this model can decode (``a``, ``v``, ``av``)."""
+        """The CLI modality names this model can decode (``a``, ``v``, ``av``). A model may narrow
+        them with ``decodable_modalities`` (auto_avsr's AV model needs both streams)."""
         have = set(self.model.config.modalities)
-        return tuple(name for name, inputs in MODALITY_INPUTS.items() if set(inputs) <= have)
+        names = tuple(name for name, inputs in MODALITY_INPUTS.items() if set(inputs) <= have)
+        narrowed = getattr(self.model, "decodable_modalities", None)
+        return names if narrowed is None else tuple(n for n in names if n in narrowed)
 
     def check_modality(self, modality: str) -> tuple[str, ...]:
         if modality not in MODALITY_INPUTS:
             raise RecognizerError(f"unknown modality {modality!r} (expected one of a, v, av)")
         if modality not in self.modalities:
+            if set(MODALITY_INPUTS[modality]) <= set(self.model.config.modalities):  # narrowed by the model
+                raise RecognizerError(f"this model cannot decode {modality!r}; it decodes {', '.join(self.modalities)}")
             raise RecognizerError(f"this model has no {'/'.join(MODALITY_INPUTS[modality])} branch; it decodes {', '.join(self.modalities)}")
         return MODALITY_INPUTS[modality]
 
@@ -187,6 +198,8 @@ class Recognizer:
         alignment."""
         if audios is None and videos is None:
             raise RecognizerError("nothing to decode: give audio, video or both")
+        if options.decoder == "greedy" and not self.has_ctc:
+            raise RecognizerError("this model has no CTC head, so there is no greedy CTC decoding: use --decoder beam")
         if audios is not None and videos is not None:
             if len(audios) != len(videos):
                 raise RecognizerError(f"{len(audios)} audio inputs but {len(videos)} videos")
@@ -200,13 +213,13 @@ class Recognizer:
             if videos is not None:
                 video, video_lens = (t.to(self.device) for t in self._video_tensor(videos))
             encoded, lengths = self.model.encode(audio, audio_lens, video, video_lens)
-            log_probs = self.model.ctc_log_probs(encoded)
+            log_probs = self.model.ctc_log_probs(encoded) if self.has_ctc else None
         with timed(times, "search"):
             if options.decoder == "greedy":
                 out = self._greedy(log_probs, lengths)
             else:
                 out = self._beam(encoded, log_probs, lengths, options)
-        if timings:
+        if timings and log_probs is not None:  # word times come from the CTC posteriors
             with timed(times, "align"):
                 self._align(out, log_probs, lengths)
         return out
@@ -220,12 +233,13 @@ class Recognizer:
                 continue
             t.words = word_timings(spans, self.tokenizer.piece_text, frame_seconds=SAMPLES_PER_FRAME / 16000)
 
-    def _beam(self, encoded: Tensor, log_probs: Tensor, lengths: Tensor, options: DecodeOptions) -> list[Transcript]:
+    def _beam(self, encoded: Tensor, log_probs: Tensor | None, lengths: Tensor, options: DecodeOptions) -> list[Transcript]:
+        ctc_weight = options.ctc_weight if log_probs is not None else 0.0  # no CTC head: attention only
         config = BeamSearchConfig(
-            beam=options.beam, ctc_weight=options.ctc_weight, length_bonus=options.length_bonus, max_length=options.max_length
+            beam=options.beam, ctc_weight=ctc_weight, length_bonus=options.length_bonus, max_length=options.max_length
         )
         step_decoder = None
-        if options.ctc_weight < 1.0:
+        if ctc_weight < 1.0:
             step_decoder = ModelStepDecoder(self.model, encoded, lengths, int(lengths.max()))
         nbest = beam_search(log_probs, lengths, step_decoder, config, self.model.config.blank_id, self.model.config.eos_id)
         out = []

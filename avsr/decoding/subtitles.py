@@ -1,7 +1,8 @@
 """SubRip (.srt) and WebVTT (.vtt) subtitles from word timings.
 
 Words are grouped into cues of at most ``max_words`` words and ``max_seconds`` seconds, and a cue
-never spans a gap between words longer than ``max_gap`` seconds or two segments.
+never spans a gap between words longer than ``max_gap`` seconds or two segments. A segment without
+word times (a model without a CTC head) is one cue with the segment's times.
 """
 
 from __future__ import annotations
@@ -49,12 +50,20 @@ def format_subtitles(segments: Sequence[Sequence[WordTiming]], kind: str, *, max
     raise ValueError(f"subtitle kind must be srt or vtt, got {kind!r}")
 
 
+def _words_or_segment(segment) -> Sequence[WordTiming]:
+    """A segment's words; a segment with text but no word times (a model without a CTC head, or
+    tokens that could not be aligned) is one cue spanning the segment."""
+    if segment.words or not segment.text:
+        return segment.words
+    return [WordTiming(segment.text, segment.start, segment.end, segment.score)]
+
+
 def write_subtitles(results: Sequence, target: Path, kind: str) -> list[Path]:
     """Write one subtitle file per result (``FileResult``): ``target`` itself for one result, else
     ``target/<input stem>.<kind>``."""
     paths = [target] if len(results) == 1 else [target / f"{Path(r.path).stem}.{kind}" for r in results]
     for result, path in zip(results, paths):
-        text = format_subtitles([s.words for s in result.segments], kind)
+        text = format_subtitles([_words_or_segment(s) for s in result.segments], kind)
         with atomic_path(path) as temp:
             Path(temp).write_text(text, encoding="utf-8")
     return paths

@@ -88,12 +88,14 @@ class _InertPickleStub:
 
 #: Module prefixes whose globals may be replaced by inert stubs: configuration and bookkeeping
 #: objects of fairseq1 checkpoints (omegaconf configs, fairseq meters, numpy scalars in
-#: ``extra_state``, typing/enum markers inside omegaconf metadata). Anything else is refused.
-_STUBBABLE_PREFIXES = ("omegaconf.", "fairseq.", "fairseq_cli.", "numpy.", "typing.", "enum.", "pathlib.")
+#: ``extra_state``, typing/enum markers inside omegaconf metadata, and the sentencepiece model
+#: that AV-HuBERT's ``task_state`` pickles: its stub keeps the serialized model bytes as
+#: ``state``). Anything else is refused.
+_STUBBABLE_PREFIXES = ("omegaconf.", "fairseq.", "fairseq_cli.", "numpy.", "typing.", "enum.", "pathlib.", "sentencepiece.")
 #: Harmless builtin types that omegaconf metadata refers to (replaced by stubs, never called).
 _STUBBABLE_BUILTINS = {
     f"builtins.{n}" for n in ("dict", "list", "tuple", "int", "float", "str", "bool", "object", "NoneType", "frozenset")
-}
+} | {"collections.defaultdict"}  # omegaconf's ContainerMetadata.resolver_cache
 #: Globals allowed as the real thing.
 _REAL_GLOBALS: dict[str, Any] = {"argparse.Namespace": argparse.Namespace}
 

@@ -1,0 +1,269 @@
+"""auto_avsr's published models in our toolkit: key tables, conversion, parity, decoding.
+
+- The full-size key tables (``tests/data/auto_avsr_*_keys.tsv``) were dumped from auto_avsr's own
+  model classes (VSR, ASR and AV at tag v1.0.0; VSR and ASR at 182b628, the "head" layout). Each
+  must map completely onto our model built on the meta device, with every shape equal, and
+  back again.
+- The tiny variant keeps every layer, so its keys are the same and only the widths shrink.
+  Random checkpoints of it are converted with ``avsr-convert``, and our outputs are compared with
+  the ones auto_avsr's own code computed on the same weights and inputs
+  (``tests/data/auto_avsr_parity.json``; see ``auto_avsr_helpers``).
+- The converted models decode a real video with ``avsr-decode``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from auto_avsr_helpers import (
+    DATA,
+    PARITY_COLUMNS,
+    PARITY_FILE,
+    PARITY_TOKENS,
+    parity_inputs,
+    random_state,
+    read_key_table,
+)
+from avsr.cli import convert as convert_cli
+from avsr.cli import decode as decode_cli
+from avsr.data.tokenizers import load_tokenizer
+from avsr.decoding.recognizer import Preprocessing, Recognizer, RecognizerError
+from avsr.models.io import load_model, read_model_yaml
+from avsr.models.pretrained.auto_avsr import AutoAVSRConfig, AutoAVSRModel, ConversionError, build_from_config
+from avsr.models.pretrained.auto_avsr_checkpoint import expected_checkpoint_keys, map_state_dict, read_checkpoint
+
+TABLES = {  # file -> (layout, CLI modality, parameters in millions: VSR 250 M, ASR 243 M in auto_avsr's README)
+    "auto_avsr_vsr_keys.tsv": ("v1.0.0", "v", 250.38),
+    "auto_avsr_asr_keys.tsv": ("v1.0.0", "a", 243.05),
+    "auto_avsr_av_keys.tsv": ("v1.0.0", "av", 443.98),
+    "auto_avsr_vsr_head_keys.tsv": ("head", "v", 250.38),
+    "auto_avsr_asr_head_keys.tsv": ("head", "a", 243.05),
+}
+SEEDS = {"v": 100, "a": 101, "av": 102}  # the seeds of the parity file
+# Small models: one intra-op thread (on a busy machine an AV encode takes 0.45 s with one thread,
+# 1 to 6 s with two).
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def tiny_table(modality: str, layout: str = "v1.0.0") -> dict:
+    shapes = expected_checkpoint_keys(AutoAVSRConfig.tiny(modality), layout)
+    return {k: (s, torch.int64 if k.endswith("num_batches_tracked") else torch.float32) for k, s in shapes.items()}
+
+
+def convert(argv: list[str]) -> int:
+    try:
+        return convert_cli.main(argv)
+    except SystemExit as exc:
+        return int(exc.code)
+
+
+# ---------------------------------------------------------------------- full-size key tables
+@pytest.mark.parametrize("name", sorted(TABLES))
+def test_published_key_tables_map_onto_the_base_model(name: str) -> None:
+    layout, modality, millions = TABLES[name]
+    table = read_key_table(DATA / name)
+    keymap, mapping, config = map_state_dict({k: s for k, (s, _) in table.items()}, name)
+    assert keymap.layout == layout and config == AutoAVSRConfig.base(modality)
+    assert len(mapping) == len(table) == len(set(mapping.values()))
+    # ... and back: the base model's weights are exactly the table's keys and shapes
+    assert expected_checkpoint_keys(config, layout) == {k: s for k, (s, _) in table.items()}
+    params = sum(np.prod(s) for k, (s, dt) in table.items() if dt.is_floating_point and "running_" not in k)
+    assert round(params / 1e6, 2) == millions
+
+
+def test_tiny_variant_has_the_published_key_names() -> None:
+    for name, (layout, modality, _) in TABLES.items():
+        assert set(tiny_table(modality, layout)) == set(read_key_table(DATA / name)), name
+
+
+def test_config_round_trip_and_checks() -> None:
+    config = AutoAVSRConfig.tiny("av")
+    assert AutoAVSRConfig.from_dict(config.to_dict()) == config
+    assert (config.blank_id, config.eos_id, config.kind) == (0, 5048, "avsr")
+    model = build_from_config(config.to_dict())
+    assert isinstance(model, AutoAVSRModel) and model.family == "auto_avsr" and model.decodable_modalities == ("av",)
+    with pytest.raises(ValueError, match="unknown key"):
+        AutoAVSRConfig.from_dict({**config.to_dict(), "layers": 3})
+    with pytest.raises(ValueError, match="modalities"):
+        AutoAVSRConfig.from_dict({**config.to_dict(), "modalities": ["lips"]})
+
+
+# ---------------------------------------------------------------------- conversion and parity
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory) -> dict[str, Path]:
+    """Random tiny checkpoints of each kind (VSR as Lightning writes them), converted with the CLI."""
+    root = tmp_path_factory.mktemp("auto_avsr")
+    out = {}
+    for modality, seed in SEEDS.items():
+        state = random_state(tiny_table(modality), seed)
+        path = root / f"{modality}.pth"
+        if modality == "v":  # Lightning: {"state_dict": {"model.<key>": ...}, ...}
+            torch.save({"state_dict": {f"model.{k}": v for k, v in state.items()}, "epoch": 3}, path)
+        else:
+            torch.save(state, path)
+        out[modality] = root / f"{modality}_model"
+        assert convert(["auto_avsr", str(path), str(out[modality]), "--modality", modality]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def models(converted) -> dict[str, AutoAVSRModel]:
+    return {modality: load_model(path) for modality, path in converted.items()}
+
+
+@pytest.mark.parametrize("modality", ["v", "a", "av"])
+@torch.no_grad()
+def test_converted_model_reproduces_auto_avsr(converted, models, modality: str) -> None:
+    """Encoder output, CTC log-probs and decoder logits against auto_avsr's own code (the
+    reference was computed at float32; agreement is about 1e-6)."""
+    reference = json.loads(PARITY_FILE.read_text())
+    assert reference["columns"] == PARITY_COLUMNS and reference["tokens"] == PARITY_TOKENS
+    expected = reference["models"][modality]
+    model = models[modality]
+    assert isinstance(model, AutoAVSRModel) and model.config == AutoAVSRConfig.tiny(modality)
+    meta = read_model_yaml(converted[modality])
+    assert meta["family"] == "auto_avsr" and meta["extra"]["source"]["layout"] == "v1.0.0"
+    assert meta["extra"]["preprocessing"] == {"crop_size": 88, "video_mean": 0.421, "video_std": 0.165}
+    assert load_tokenizer(converted[modality] / "tokenizer").vocab_size == 5049
+
+    video, audio = parity_inputs()
+    encoded, lengths = model.encode(
+        audio[None] if "a" in modality else None, torch.tensor([audio.numel()]),
+        video[None] if "v" in modality else None, torch.tensor([video.size(0)]),
+    )
+    assert lengths.tolist() == [expected["frames"]]
+    torch.testing.assert_close(encoded[0, :, :16], torch.tensor(expected["encoder"]), atol=1e-4, rtol=0)
+    log_probs = model.ctc_log_probs(encoded)[0][:, PARITY_COLUMNS]
+    torch.testing.assert_close(log_probs, torch.tensor(expected["ctc_log_probs"]), atol=1e-4, rtol=0)
+    tokens = torch.tensor([PARITY_TOKENS])
+    logits = model.decode(tokens, encoded, lengths)
+    torch.testing.assert_close(logits[0][:, PARITY_COLUMNS], torch.tensor(expected["decoder_logits"]), atol=1e-4, rtol=0)
+    # incremental decoding (the beam search's way) gives the same logits
+    bag = model.new_state_bag(len(PARITY_TOKENS))
+    steps = torch.cat([model.decode(tokens[:, i : i + 1], encoded, lengths, bag) for i in range(len(PARITY_TOKENS))], 1)
+    torch.testing.assert_close(steps, logits, atol=1e-4, rtol=0)
+
+
+@torch.no_grad()
+def test_a_padded_batch_gives_each_item_its_own_result(models) -> None:
+    model = models["av"]
+    video, audio = parity_inputs()
+    short = 9  # frames
+    videos = torch.zeros(2, video.size(0), 88, 88)
+    videos[0], videos[1, :short] = video, video[:short]
+    audios = torch.zeros(2, audio.numel())
+    audios[0], audios[1, : short * 640] = audio, audio[: short * 640]
+    batch, lengths = model.encode(audios, torch.tensor([audio.numel(), short * 640]), videos, torch.tensor([video.size(0), short]))
+    alone, _ = model.encode(audio[None, : short * 640], None, video[None, :short], None)
+    assert lengths.tolist() == [video.size(0), short]
+    torch.testing.assert_close(batch[1, :short], alone[0], atol=1e-5, rtol=0)
+    assert batch[1, short:].abs().max() == 0
+    with pytest.raises(ValueError, match="needs audio and video"):
+        model.encode(audios, None, None, None)
+    # so the recognizer offers only audio-visual decoding for it; single-modality models, theirs
+    recognizers = {m: Recognizer(models[m], None, Preprocessing(), torch.device("cpu")) for m in models}
+    assert {m: r.modalities for m, r in recognizers.items()} == {"v": ("v",), "a": ("a",), "av": ("av",)}
+    with pytest.raises(RecognizerError, match="this model cannot decode 'v'; it decodes av"):
+        recognizers["av"].check_modality("v")
+    with pytest.raises(RecognizerError, match="has no audio/video branch; it decodes v"):
+        recognizers["v"].check_modality("av")
+
+
+# ---------------------------------------------------------------------- bad checkpoints
+MICRO = AutoAVSRConfig(model_dim=32, heads=2, ffn_dim=64, encoder_layers=2, decoder_layers=3, decoder_heads=2,
+                       decoder_ffn_dim=64, frontend_width=0.125)
+
+
+@pytest.fixture(scope="module")
+def micro_vsr_state() -> dict[str, torch.Tensor]:
+    """A small VSR checkpoint in the head layout (fewer layers and channels than tiny)."""
+    shapes = expected_checkpoint_keys(MICRO, "head")
+    return random_state({k: (s, torch.int64 if k.endswith("tracked") else torch.float32) for k, s in shapes.items()}, 5)
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("missing_file", "nope.pth: no such file"),
+        ("not_a_state_dict", "not a state dict"),
+        ("code", "holds pickled Python objects (pathlib.PosixPath) that a weights-only load refuses to run"),
+        ("unmapped", "1 key(s) not mapped to the auto_avsr model: encoder.encoders.0.extra.weight"),
+        ("missing", "1 weight(s) of the model missing: decoder.decoders.2.norm1.bias"),
+        ("shape", "shape mismatch(es): decoder.decoders.1.feed_forward.w_1.weight (100, 32) vs (64, 32)"),
+        ("modality", "holds an auto_avsr 'v' model, not 'a'"),
+    ],
+)
+def test_bad_checkpoints_exit_2_with_one_line(case: str, expected: str, micro_vsr_state, tmp_path, capsys) -> None:
+    state = dict(micro_vsr_state)
+    path = tmp_path / "bad.pth"
+    extra: list[str] = []
+    if case == "missing_file":
+        path = tmp_path / "nope.pth"
+    elif case == "not_a_state_dict":
+        torch.save([1, 2, 3], path)
+    elif case == "code":
+        torch.save({"x": Path("somewhere")}, path)  # unpickling it would run code: refused
+    else:
+        if case == "unmapped":
+            state["encoder.encoders.0.extra.weight"] = torch.zeros(2)
+        elif case == "missing":
+            del state["decoder.decoders.2.norm1.bias"]
+        elif case == "shape":
+            state["decoder.decoders.1.feed_forward.w_1.weight"] = torch.zeros(100, 32)
+        elif case == "modality":
+            extra = ["--modality", "a"]
+        torch.save(state, path)
+    assert convert(["auto_avsr", str(path), str(tmp_path / "out"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("avsr-convert: error: ") and expected in err, err
+    assert str(path) in err
+    assert not (tmp_path / "out" / "model.yaml").exists()
+
+
+def test_checkpoint_wrappers_and_missing_converter(micro_vsr_state, tmp_path, monkeypatch, capsys) -> None:
+    path = tmp_path / "lightning.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in micro_vsr_state.items()}, "optimizer_states": []}, path)
+    state = read_checkpoint(path)
+    assert state.keys() == micro_vsr_state.keys()
+    keymap, _, config = map_state_dict({k: tuple(v.shape) for k, v in state.items()}, str(path))
+    assert keymap.layout == "head" and config == MICRO
+    with pytest.raises(ConversionError, match="not an auto_avsr checkpoint"):
+        map_state_dict({"some.weight": (3,)}, "x.pth")
+    monkeypatch.setitem(convert_cli.CONVERTERS, "avhubert", "avsr.models.pretrained.no_such_module:convert_checkpoint")
+    assert convert(["avhubert", str(path), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("avsr-convert: error: the avhubert converter is not available") and len(err.splitlines()) == 1
+
+
+# ---------------------------------------------------------------------- avsr-decode
+@pytest.fixture(scope="module")
+def face_video(tmp_path_factory) -> Path:
+    """1.6 s of a real face (scikit-image's astronaut, still) with a tone: dlib finds the face."""
+    import cv2
+    import skimage.data
+
+    from avsr.media import write_mp4
+
+    face = cv2.resize(skimage.data.astronaut()[40:240, 125:325], (160, 160), interpolation=cv2.INTER_AREA)
+    frames = np.stack([np.roll(face, i % 3, axis=1) for i in range(40)])
+    t = np.arange(40 * 640) / 16000
+    audio = (0.2 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    path = tmp_path_factory.mktemp("face") / "face.mp4"
+    write_mp4(path, frames, audio)
+    return path
+
+
+@pytest.mark.parametrize("modality", ["v", "a", "av"])
+def test_avsr_decode_runs_a_converted_model(converted, face_video, modality: str, capsys) -> None:
+    # no --modality: the model's own (VSR: lip reading, ASR: audio, AV: both)
+    args = ["--model", str(converted[modality]), "--quiet", "--beam", "3", "--ctc-weight", "0.1", "--max-length", "6",
+            "--json", str(face_video)]
+    assert decode_cli.main(args) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)["files"][0]
+    assert result["modality"] == modality and result["notes"] == [] and result["segments"], captured.err

@@ -1,0 +1,452 @@
+"""AV-HuBERT's fine-tuned seq2seq checkpoints in our toolkit (``avsr.models.pretrained.avhubert``).
+
+The key/shape tables ``tests/data/avhubert_{base,large}_keys.tsv`` were listed from AV-HuBERT's
+own modules (av_hubert 258fb50 with fairseq afc77bd) built with the published configs. Full-size
+checks run on the meta device; the converted checkpoints are a scaled-down variant with the same
+names (shapes follow ``AVHubertConfig.tiny``), in fairseq1's file layout: ``cfg`` with the
+fine-tuning and (``w2v_args``) pre-training options, and a ``task_state`` that pickles fairseq's
+``Dictionary``, its ``SentencepieceBPE`` and a real ``sentencepiece.SentencePieceProcessor``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import types
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from avsr.cli import decode as decode_cli
+from avsr.data.tokenizers import load_tokenizer
+from avsr.decoding.beam_search import BeamSearchConfig, beam_search
+from avsr.decoding.model_decoder import ModelStepDecoder
+from avsr.decoding.recognizer import DecodeOptions, Preprocessing, Recognizer, RecognizerError
+from avsr.models.convert.common import CheckpointError
+from avsr.models.io import load_model, read_model_yaml
+from avsr.models.pretrained.avhubert import (
+    DROPPED,
+    LICENCE,
+    config_from_checkpoint,
+    convert_checkpoint,
+    fairseq_order,
+    map_state_dict,
+    our_key,
+)
+from avsr.models.pretrained.avhubert_features import avhubert_audio_features, log_filterbank
+from avsr.models.pretrained.avhubert_model import AVHubertConfig, AVHubertModel
+
+DATA = Path(__file__).parent / "data"
+SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
+
+
+def read_table(size: str) -> dict[str, tuple[int, ...]]:
+    table = {}
+    for line in (DATA / f"avhubert_{size}_keys.tsv").read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, shape = line.split("\t")
+            table[key] = tuple(int(x) for x in shape.split(",") if x)
+    return table
+
+
+def published_cfg(config: AVHubertConfig, modalities=("video", "audio")) -> dict:
+    """``cfg`` as a fine-tuning run records it (conf/finetune/*.yaml, conf/pretrain/*_iter5.yaml)."""
+    encoder = {"_name": "av_hubert", "encoder_layers": config.encoder_layers, "encoder_embed_dim": config.encoder_dim,
+               "encoder_ffn_embed_dim": config.encoder_ffn_dim, "encoder_attention_heads": config.encoder_heads,
+               "layer_norm_first": True, "audio_feat_dim": 104, "modality_fuse": "concat", "final_dim": 256,
+               "untie_final_proj": True, "conv_pos": config.conv_pos, "conv_pos_groups": config.conv_pos_groups,
+               "resnet_relu_type": "prelu", "sub_encoder_layers": 0, "activation_fn": "gelu", "masking_type": "input"}
+    model = {"_name": "av_hubert_seq2seq", "decoder_layers": config.decoder_layers, "decoder_embed_dim": config.encoder_dim,
+             "decoder_ffn_embed_dim": config.decoder_ffn_dim, "decoder_attention_heads": config.decoder_heads,
+             "share_decoder_input_output_embed": True, "decoder_normalize_before": True, "no_scale_embedding": True,
+             "decoder_learned_pos": False, "max_target_positions": config.max_target_positions,
+             "w2v_args": {"model": encoder, "task": {"_name": "av_hubert_pretraining", "normalize": True}}}
+    task = {"_name": "av_hubert_pretraining", "is_s2s": True, "normalize": True, "stack_order_audio": 4, "fine_tuning": True,
+            "modalities": list(modalities), "image_crop_size": 88, "image_mean": 0.421, "image_std": 0.165,
+            "tokenizer_bpe_name": "sentencepiece"}
+    return {"model": model, "task": task}
+
+
+# ---------------------------------------------------------------------- the published architecture
+@pytest.mark.parametrize("size", ["base", "large"])
+def test_published_keys_and_shapes_map_onto_our_model(size: str) -> None:
+    table = read_table(size)
+    config = getattr(AVHubertConfig, size)(1000)
+    state = {k: torch.empty(shape, device="meta") for k, shape in table.items()}
+    assert config_from_checkpoint(published_cfg(config, ["video"]), state, "x.pt") == getattr(AVHubertConfig, size)(1000, modalities=("video",))
+    with torch.device("meta"):
+        ours = AVHubertModel(config).state_dict()
+    mapped = {}
+    for key, shape in table.items():
+        name = our_key(key)
+        if name is None:
+            assert any(re.search(p, key) for p in DROPPED)
+            continue
+        assert name in ours, key
+        assert tuple(ours[name].shape) == shape, (key, shape, tuple(ours[name].shape))
+        mapped[name] = key
+    assert set(mapped) == set(ours)  # every weight of ours comes from exactly one key
+    assert len(table) - len(mapped) == 2  # mask_emb and the positions' dtype buffer
+    params = sum(int(np.prod(s)) for k, s in table.items() if "running" not in k and "num_batches" not in k and "_float" not in k)
+    assert params - 104 == sum(v.numel() for k, v in ours.items() if "running" not in k and "num_batches" not in k)
+
+
+# ---------------------------------------------------------------------- parity with AV-HuBERT's own code
+def deterministic_value(key: str, shape: tuple[int, ...]) -> torch.Tensor:
+    """The weights tests/data/avhubert_parity.json was computed with (by AV-HuBERT's code)."""
+    g = torch.Generator().manual_seed(zlib.crc32(key.encode()))
+    if key.endswith("num_batches_tracked"):
+        return torch.tensor(0)
+    if key.endswith("running_var"):
+        return torch.rand(shape, generator=g) + 0.5
+    t = torch.randn(shape, generator=g) * (0.6 if key.endswith("embed_tokens.weight") else 0.1)
+    if key.endswith(("layer_norm.weight", "bn1.weight", "bn2.weight", "frontend3D.1.weight", "downsample.1.weight")):
+        t += 1.0
+    if key.endswith("embed_tokens.weight"):
+        t[2] *= 0.35
+    return t
+
+
+def test_outputs_match_avhubert_own_code() -> None:
+    """AV-HuBERT's modules (fairseq afc77bd, run on Python 3.11 outside this package) computed the
+    reference from raw int16 audio and 96 px crops through its own dataset code
+    (python_speech_features, stacking, layer norm, centre crop, normalisation)."""
+    ref = json.loads((DATA / "avhubert_parity.json").read_text())
+    config = AVHubertConfig.tiny(vocab_size=24, resnet_channels=(64, 64, 128, 256, 512))
+    model = AVHubertModel(config).eval()
+    own = model.state_dict()
+    state = {}
+    for key in read_table("base"):
+        layer = re.search(r"\blayers\.(\d+)\.", key)
+        name = our_key(key)
+        if name is not None and not (layer and int(layer.group(1)) >= 2):
+            state[key] = deterministic_value(key, tuple(own[name].shape))
+    mapped, _ = map_state_dict(state, own, "reference")
+    model.load_state_dict(mapped)
+    g = torch.Generator().manual_seed(7)
+    waves, videos = [], []
+    for i, n in enumerate(ref["lengths"]):
+        t = torch.arange(n * 640, dtype=torch.float64) / 16000
+        wave = (3000 * torch.sin(2 * torch.pi * (200 + 150 * i) * t) + 300 * torch.randn(n * 640, generator=g, dtype=torch.float64)).round()
+        waves.append(wave.numpy().astype(np.int16).astype(np.float32) / 32768)
+        videos.append(torch.randint(0, 256, (n, 96, 96), generator=g, dtype=torch.uint8).numpy())
+    recognizer = Recognizer(model, None, Preprocessing(), torch.device("cpu"))  # its input tensors
+    audio, audio_lens = recognizer._audio_tensor(waves)
+    video, video_lens = recognizer._video_tensor(videos)
+    order = torch.tensor(fairseq_order(24))
+    ours_of_fairseq = torch.argsort(order)
+    with torch.no_grad():
+        feats, _ = model.audio_features(audio, audio_lens)
+        for i, n in enumerate(ref["lengths"]):
+            torch.testing.assert_close(feats[i, :n], torch.tensor(ref["audio_features"][i]), atol=1e-5, rtol=0)
+        for name, (a, v) in {"av": (audio, video), "a": (audio, None), "v": (None, video)}.items():
+            enc, lens = model.encode(a, audio_lens, v, video_lens)
+            for i, n in enumerate(ref["lengths"]):
+                torch.testing.assert_close(enc[i, :n], torch.tensor(ref[f"encoder_{name}"][i]), atol=2e-5, rtol=1e-5)
+            logits = model.decode(ours_of_fairseq[torch.tensor(ref["prev_tokens"])], enc, lens)
+            torch.testing.assert_close(logits[:, :, ours_of_fairseq], torch.tensor(ref[f"logits_{name}"]), atol=1e-4, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------- audio features
+def reference_logfbank(wave: np.ndarray) -> np.ndarray:
+    """python_speech_features.logfbank(wave, 16000) written out from its definitions (loops)."""
+    x = wave.astype(np.float64)
+    y = np.append(x[0], x[1:] - 0.97 * x[:-1])
+    n = 1 if len(y) <= 400 else 1 + int(np.ceil((len(y) - 400) / 160))
+    y = np.concatenate([y, np.zeros((n - 1) * 160 + 400 - len(y))])
+    mel = lambda hz: 2595 * np.log10(1 + hz / 700.0)  # noqa: E731
+    points = np.linspace(mel(0), mel(8000), 28)
+    bins = np.floor(513 * (700 * (10 ** (points / 2595.0) - 1)) / 16000)
+    out = np.zeros((n, 26))
+    for t in range(n):
+        power = np.abs(np.fft.rfft(y[t * 160 : t * 160 + 400], 512)) ** 2 / 512
+        for j in range(26):
+            e = sum(power[i] * (i - bins[j]) / (bins[j + 1] - bins[j]) for i in range(int(bins[j]), int(bins[j + 1])))
+            e += sum(power[i] * (bins[j + 2] - i) / (bins[j + 2] - bins[j + 1]) for i in range(int(bins[j + 1]), int(bins[j + 2])))
+            out[t, j] = np.log(e if e != 0 else np.finfo(float).eps)
+    return out.astype(np.float32)
+
+
+def test_log_filterbank_matches_the_formulas_and_is_batch_invariant() -> None:
+    rng = np.random.default_rng(0)
+    waves = [(rng.standard_normal(n) * 2000).astype(np.int16) for n in (3200, 401, 400, 2300)]
+    waves[2][:] = 0  # digital silence: energies floored at eps before the log
+    batch = torch.zeros(len(waves), 3200)
+    for i, w in enumerate(waves):
+        batch[i, : len(w)] = torch.from_numpy(w.astype(np.float32) / 32768)
+    lengths = torch.tensor([len(w) for w in waves])
+    feats, frames = log_filterbank(batch, lengths)
+    for i, w in enumerate(waves):
+        ref = reference_logfbank(w)
+        assert int(frames[i]) == len(ref)
+        np.testing.assert_allclose(feats[i, : len(ref)].numpy(), ref, rtol=1e-5, atol=1e-4)
+        assert not feats[i, len(ref) :].any()
+    # stacking (zero frames to a multiple of 4) and the per-frame normalisation of hubert_dataset.py
+    stacked, lens = avhubert_audio_features(batch, lengths)
+    ref = reference_logfbank(waves[0])
+    ref = np.concatenate([ref, np.zeros((-len(ref) % 4, 26), np.float32)]).reshape(-1, 104)
+    ref = (ref - ref.mean(1, keepdims=True)) / np.sqrt(ref.var(1, keepdims=True) + 1e-5)
+    assert lens.tolist() == [5, 1, 1, 4] and stacked.shape == (4, 5, 104)
+    np.testing.assert_allclose(stacked[0].numpy(), ref, atol=1e-4)
+
+
+# ---------------------------------------------------------------------- a converted tiny checkpoint
+TINY = AVHubertConfig.tiny(vocab_size=24)
+
+
+def _fake_fairseq() -> dict[str, types.ModuleType]:
+    """Stand-ins for fairseq's Dictionary and SentencepieceBPE with their module paths (fairseq is
+    not installed): pickled like the real ones (their ``__dict__``)."""
+    mods = {name: types.ModuleType(name) for name in ("fairseq", "fairseq.data", "fairseq.data.dictionary",
+                                                      "fairseq.data.encoders", "fairseq.data.encoders.sentencepiece_bpe")}
+
+    class Dictionary:
+        def __init__(self, symbols):
+            self.bos_word, self.unk_word, self.pad_word, self.eos_word = "<s>", "<unk>", "<pad>", "</s>"
+            self.symbols, self.count = list(symbols), [1] * len(symbols)
+            self.indices = {s: i for i, s in enumerate(symbols)}
+            self.bos_index, self.pad_index, self.eos_index, self.unk_index, self.nspecial = 0, 1, 2, 3, 4
+
+    class SentencepieceBPE:
+        def __init__(self, sp):
+            self.sp = sp
+
+    for cls, mod in ((Dictionary, "fairseq.data.dictionary"), (SentencepieceBPE, "fairseq.data.encoders.sentencepiece_bpe")):
+        cls.__module__, cls.__qualname__ = mod, cls.__name__
+        setattr(mods[mod], cls.__name__, cls)
+    return mods
+
+
+@pytest.fixture(scope="module")
+def spm_model(tmp_path_factory) -> Path:
+    """A unigram sentencepiece model laid out as AV-HuBERT's gen_subword.py makes them."""
+    import sentencepiece
+
+    root = tmp_path_factory.mktemp("spm")
+    words = "the cat sat on a mat and then ran far away".split()
+    rng = np.random.default_rng(1)
+    (root / "text.txt").write_text("\n".join(" ".join(rng.choice(words, 8)) for _ in range(200)))
+    sentencepiece.SentencePieceTrainer.Train(
+        f"--input={root / 'text.txt'} --model_prefix={root / 'spm'} --model_type=unigram --vocab_size={TINY.vocab_size} "
+        "--character_coverage=1.0 --bos_id=0 --pad_id=1 --eos_id=2 --unk_id=3 --minloglevel=2")
+    return root / "spm.model"
+
+
+def tiny_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random tensors under the published names (the Base table, trimmed to TINY's layers), with
+    TINY's shapes; BatchNorm statistics random too."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.device("meta"):
+        ours = AVHubertModel(TINY).state_dict()
+    state = {}
+    for key in read_table("base"):
+        layer = re.search(r"\blayers\.(\d+)\.", key)
+        if layer and int(layer.group(1)) >= 2:
+            continue
+        name = our_key(key)
+        shape = (104,) if key.endswith("mask_emb") else (1,) if key.endswith("_float_tensor") else tuple(ours[name].shape)
+        if key.endswith("num_batches_tracked"):
+            state[key] = torch.tensor(7)
+        elif key.endswith("running_var"):
+            state[key] = torch.rand(shape, generator=g) + 0.5
+        else:
+            state[key] = torch.randn(shape, generator=g) * (0.5 if "embed_tokens" in key else 0.1) + (1.0 if key.endswith("norm.weight") or ".bn" in key and key.endswith("weight") else 0.0)
+    return state
+
+
+def save_checkpoint(path: Path, state, cfg, spm: Path | None) -> Path:
+    import sentencepiece
+
+    ckpt = {"args": None, "cfg": cfg, "model": state, "optimizer_history": [{"num_updates": 3}], "extra_state": {}}
+    mods = _fake_fairseq()
+    saved = {name: sys.modules.get(name) for name in mods}
+    sys.modules.update(mods)
+    try:
+        if spm is not None:
+            processor = sentencepiece.SentencePieceProcessor()
+            processor.Load(str(spm))
+            pieces = [processor.id_to_piece(i) for i in range(processor.get_piece_size())]
+            dictionary = mods["fairseq.data.dictionary"].Dictionary(SPECIALS + [p for p in pieces if p not in SPECIALS])
+            bpe = mods["fairseq.data.encoders.sentencepiece_bpe"].SentencepieceBPE(processor)
+            ckpt["task_state"] = {"target_dictionary": dictionary, "s2s_tokenizer": bpe}
+        torch.save(ckpt, path)
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+    return path
+
+
+@pytest.fixture(scope="module")
+def converted(spm_model, tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
+    root = tmp_path_factory.mktemp("avhubert")
+    state = tiny_state()
+    ckpt = save_checkpoint(root / "tiny.pt", state, published_cfg(TINY), spm_model)
+    return convert_checkpoint(ckpt, root / "model"), state
+
+
+def test_every_key_lands_and_the_folder_records_what_decoding_needs(converted, spm_model, capsys) -> None:
+    out, state = converted
+    model = load_model(out)
+    ours = model.state_dict()
+    order = torch.tensor(fairseq_order(TINY.vocab_size))
+    for key, tensor in state.items():
+        name = our_key(key)
+        if name is None:
+            continue
+        expected = tensor[order] if key == "decoder.embed_tokens.weight" else tensor
+        assert torch.equal(ours[name], expected.to(ours[name].dtype)), key
+    meta = read_model_yaml(out)
+    assert meta["family"] == "avhubert" and meta["config"] == TINY.to_dict()
+    assert meta["extra"]["licence"] == LICENCE and "non-commercial" in LICENCE
+    assert meta["extra"]["preprocessing"] == {"crop_size": 88, "video_mean": 0.421, "video_std": 0.165}
+    assert sorted(meta["extra"]["source"]["dropped_keys"]) == ["decoder.embed_positions._float_tensor", "encoder.w2v_model.mask_emb"]
+    # ids: each of our ids names the same piece in the tokenizer as the fairseq row it took
+    tokenizer = load_tokenizer(out / "tokenizer")
+    fairseq_symbols = [*SPECIALS, *[p for p in tokenizer.units if p not in ("<s>", "<unk>")]]
+    assert tokenizer.vocab_size == TINY.vocab_size == len(fairseq_symbols)
+    assert tokenizer.fingerprint == meta["extra"]["tokenizer_fingerprint"]
+    import sentencepiece
+
+    processor = sentencepiece.SentencePieceProcessor(model_file=str(spm_model))
+    ids = tokenizer.encode("The cat SAT")
+    assert [int(order[i]) for i in ids] == processor.encode("the cat sat")  # lower-cased; spm ids = fairseq ids
+    assert tokenizer.decode(ids) == "the cat sat"
+    assert tokenizer.id_to_piece(tokenizer.eos_id) == "<sos/eos>" and int(order[tokenizer.eos_id]) == 2
+
+
+def test_converter_refuses_what_does_not_fit(spm_model, tmp_path) -> None:
+    cfg = published_cfg(TINY)
+    cases = {
+        "unknown": ({**tiny_state(), "encoder.w2v_model.extra.weight": torch.zeros(2)}, cfg, "not known to the AV-HuBERT converter: encoder.w2v_model.extra.weight"),
+        "missing": ({k: v for k, v in tiny_state().items() if "fc2" not in k or "decoder.layers.1" not in k}, cfg, "not in the checkpoint: decoder.layers.layers.1.ffn.output_proj"),
+        "shape": ({**tiny_state(), "encoder.w2v_model.post_extract_proj.bias": torch.zeros(5)}, cfg, "shape mismatch(es): encoder.w2v_model.post_extract_proj.bias (5,) vs (32,)"),
+        "pretrained": (tiny_state(), {**cfg, "model": {**cfg["model"], "_name": "av_hubert"}}, "a pre-trained model"),
+    }
+    for name, (state, c, message) in cases.items():
+        ckpt = save_checkpoint(tmp_path / f"{name}.pt", state, c, spm_model)
+        with pytest.raises(CheckpointError) as exc:
+            convert_checkpoint(ckpt, tmp_path / name)
+        assert str(exc.value).startswith(str(ckpt)) and message in str(exc.value) and "\n" not in str(exc.value), name
+    bare = save_checkpoint(tmp_path / "bare.pt", tiny_state(), cfg, None)
+    with pytest.raises(CheckpointError, match="carries no sentencepiece model: pass --tokenizer"):
+        convert_checkpoint(bare, tmp_path / "bare")
+    other = tmp_path / "other"
+    other.mkdir()
+    import sentencepiece
+
+    (other / "t.txt").write_text("\n".join(["completely different words here"] * 50))
+    sentencepiece.SentencePieceTrainer.Train(f"--input={other / 't.txt'} --model_prefix={other / 'spm'} --vocab_size=30 --hard_vocab_limit=false "
+                                             "--bos_id=0 --pad_id=1 --eos_id=2 --unk_id=3 --minloglevel=2")
+    with pytest.raises(CheckpointError, match="not the tokenizer this model was fine-tuned with"):
+        convert_checkpoint(bare, tmp_path / "bare", tokenizer=other / "spm.model")
+    # the sentencepiece model and fairseq's dict.wrd.txt in a folder, given with --tokenizer
+    folder = tmp_path / "spm1000"
+    folder.mkdir()
+    (folder / "spm_unigram.model").write_bytes(spm_model.read_bytes())
+    processor = sentencepiece.SentencePieceProcessor(model_file=str(spm_model))
+    (folder / "dict.wrd.txt").write_text("".join(f"{processor.id_to_piece(i)} 1\n" for i in range(4, processor.get_piece_size())))
+    assert (convert_checkpoint(bare, tmp_path / "bare", tokenizer=folder) / "model.yaml").is_file()
+
+
+def test_encoder_is_batch_invariant_and_incremental_decoding_matches_full(converted) -> None:
+    model = load_model(converted[0])
+    g = torch.Generator().manual_seed(3)
+    audio, video = torch.randn(2, 640 * 12, generator=g) * 0.1, torch.randn(2, 12, 88, 88, generator=g)
+    a_lens, v_lens = torch.tensor([640 * 12, 640 * 7]), torch.tensor([12, 7])
+    with torch.no_grad():
+        for a, v in ((audio, video), (audio, None), (None, video)):
+            enc, lens = model.encode(a, a_lens if a is not None else None, v, v_lens if v is not None else None)
+            assert lens.tolist() == [12, 7] and not enc[1, 7:].any()
+            alone, _ = model.encode(None if a is None else a[1:, : 640 * 7], a_lens[1:], None if v is None else v[1:, :7], v_lens[1:])
+            torch.testing.assert_close(enc[1:, :7], alone, atol=2e-5, rtol=1e-4)
+        tokens = torch.tensor([[TINY.eos_id, 5, 9, 4, 11]] * 2)
+        full = model.decode(tokens, enc, lens)
+        bag = model.new_state_bag(8)
+        steps = [model.decode(tokens[:, i : i + 1], enc, lens, bag) for i in range(tokens.size(1))]
+        torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-4)
+
+
+def test_attention_only_beam_search_without_ctc(converted) -> None:
+    model = load_model(converted[0])
+    g = torch.Generator().manual_seed(4)
+    video, lens = torch.randn(3, 10, 88, 88, generator=g), torch.tensor([10, 6, 8])
+    with torch.no_grad():
+        enc, lens = model.encode(None, None, video, lens)
+        config = BeamSearchConfig(beam=1, ctc_weight=0.5)  # the weight is moot without CTC scores
+        best = beam_search(None, lens, ModelStepDecoder(model, enc, lens, 12), config, TINY.blank_id, TINY.eos_id)
+        for i in range(3):  # beam 1 = greedy decoding of the attention decoder alone
+            tokens = [TINY.eos_id]
+            while len(tokens) <= int(lens[i]):
+                logits = model.decode(torch.tensor([tokens]), enc[i : i + 1, : int(lens[i])], lens[i : i + 1])[0, -1]
+                logits[TINY.blank_id] = float("-inf")
+                tokens.append(int(logits.argmax()))
+                if tokens[-1] == TINY.eos_id:
+                    break
+            want = [t for t in tokens[1:] if t != TINY.eos_id]
+            assert best[i][0].tokens == want and best[i][0].ctc_score == 0.0
+        beams = beam_search(None, lens, ModelStepDecoder(model, enc, lens, 12), BeamSearchConfig(beam=4), 0, TINY.eos_id)
+        alone = beam_search(None, lens[1:2], ModelStepDecoder(model, enc[1:2, :6], lens[1:2], 12), BeamSearchConfig(beam=4), 0, TINY.eos_id)
+        assert [h.tokens for h in beams[1]] == [h.tokens for h in alone[0]]
+    with pytest.raises(ValueError, match="attention decoder is needed"):
+        beam_search(None, lens, None, BeamSearchConfig(beam=2), 0, TINY.eos_id)
+    recognizer = Recognizer.load(converted[0])
+    assert not recognizer.has_ctc and recognizer.modalities == ("a", "v", "av")
+    crops = [np.random.default_rng(0).integers(0, 255, (9, 96, 96), dtype=np.uint8)]
+    out = recognizer.transcribe(None, crops, DecodeOptions(decoder="beam", beam=3), timings=True)
+    assert out[0].words == [] and out[0].text == recognizer.tokenizer.decode(out[0].tokens)
+    with pytest.raises(RecognizerError, match="no CTC head"):
+        recognizer.transcribe(None, crops, DecodeOptions(decoder="greedy"))
+
+
+# ---------------------------------------------------------------------- avsr-decode
+@pytest.fixture(scope="module")
+def face_video(tmp_path_factory) -> Path:
+    """1.6 s of a real face (scikit-image's astronaut, still) with a modulated tone."""
+    import cv2
+    import skimage.data
+
+    from avsr.media import write_mp4
+
+    face = cv2.resize(skimage.data.astronaut()[40:240, 125:325], (160, 160), interpolation=cv2.INTER_AREA)
+    frames = np.stack([np.roll(face, i % 3, axis=1) for i in range(40)])
+    t = np.arange(40 * 640) / 16000
+    audio = (0.2 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    path = tmp_path_factory.mktemp("face") / "face.mp4"
+    write_mp4(path, frames, audio)
+    return path
+
+
+def test_avsr_decode_runs_a_converted_checkpoint(converted, face_video, tmp_path, capsys) -> None:
+    model = str(converted[0])
+    srt = tmp_path / "face.srt"
+    assert decode_cli.main(["--model", model, "--quiet", "--beam", "3", "--max-length", "5", "--json", "--srt", str(srt), str(face_video)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("warning:") == 1 and "no CTC head" in captured.err and "one cue per segment" in captured.err
+    result = json.loads(captured.out)["files"][0]
+    assert result["modality"] == "av" and result["notes"] == [] and len(result["segments"]) == 1
+    segment = result["segments"][0]
+    assert segment["words"] == [] and segment["start"] == 0.0 and segment["end"] == pytest.approx(1.6)
+    cue = srt.read_text().splitlines()
+    assert cue[:2] == ["1", "00:00:00,000 --> 00:00:01,600"] if segment["text"] else cue == []
+    with pytest.raises(SystemExit) as exc:
+        decode_cli.main(["--model", model, "--quiet", "--decoder", "greedy", str(face_video)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.splitlines()) == 1 and "no CTC head" in err and "--decoder beam" in err
+
+
+def test_avsr_convert_command(converted, spm_model, tmp_path, capsys) -> None:
+    from avsr.cli import convert as convert_cli
+
+    ckpt = save_checkpoint(tmp_path / "bare.pt", converted[1], yaml.safe_load(yaml.safe_dump(published_cfg(TINY, ["video"]))), None)
+    assert convert_cli.main(["avhubert", str(ckpt), str(tmp_path / "out"), "--tokenizer", str(spm_model)]) == 0
+    err = capsys.readouterr().err
+    assert "non-commercial" in err and "avsr-decode --model" in err
+    assert Recognizer.load(tmp_path / "out").modalities == ("v",)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from vision_language.cache import INDEX_FILE, CacheError, CacheIndex, EmbeddingCache, build_cache, cache_folder
+from vision_language.cache import INDEX_FILE, CacheError, EmbeddingCache, build_cache, cache_folder
 from vision_language.encoders import ImageEncoderConfig, TextEncoderConfig, build_image_encoder, build_text_encoder
 
 log = logging.getLogger("vision_language")
@@ -90,12 +90,6 @@ def cached_features(
     with _progress(f"{modality} features", len(items), options.show_progress) as advance:
         return build_cache(folder, items, keys, encode, modality=modality, encoder=identity, source=source,
                            batch_size=options.batch_size, shard_size=options.shard_size, progress=advance)
-
-
-def read_index(folder: str | os.PathLike[str]) -> CacheIndex:
-    from vision_language.cache import _read_index
-
-    return _read_index(Path(folder))
 
 
 @dataclass

@@ -214,7 +214,31 @@ def register_fusion(kind: str, factory: FusionFactory) -> None:
 
 
 # ---------------------------------------------------------------------- decoder
-class AttentionDecoder(nn.Module):
+class TokenDecoder(nn.Module):
+    """Token frontend -> fairseq2 decoder layers -> vocabulary: the forward pass every decoder
+    family shares (ours, auto_avsr's, AV-HuBERT's), full or one incremental step with a state bag.
+    Subclasses set ``frontend`` and ``layers`` and define ``output`` (the last projection)."""
+
+    frontend: nn.Module
+    layers: nn.Module
+
+    def output(self, seqs: Tensor) -> Tensor:
+        return self.final_proj(seqs)
+
+    def forward(
+        self,
+        tokens: Tensor,
+        token_layout: BatchLayout,
+        encoded: Tensor,
+        encoded_layout: BatchLayout,
+        state_bag: IncrementalStateBag | None = None,
+    ) -> Tensor:
+        seqs, token_layout = self.frontend(tokens, token_layout, state_bag=state_bag)
+        seqs = self.layers(seqs, token_layout, encoded, encoded_layout, state_bag=state_bag)
+        return self.output(seqs)
+
+
+class AttentionDecoder(TokenDecoder):
     """Token embedding (scaled) + sinusoidal positions -> fairseq2 decoder layers -> vocabulary."""
 
     def __init__(self, config: DecoderConfig, model_dim: int, vocab_size: int) -> None:
@@ -253,17 +277,6 @@ class AttentionDecoder(nn.Module):
         self.final_proj = Linear(d, vocab_size, bias=False, init_fn=_init_final_proj)
         self.max_len = config.max_len
 
-    def forward(
-        self,
-        tokens: Tensor,
-        token_layout: BatchLayout,
-        encoded: Tensor,
-        encoded_layout: BatchLayout,
-        state_bag: IncrementalStateBag | None = None,
-    ) -> Tensor:
-        seqs, token_layout = self.frontend(tokens, token_layout, state_bag=state_bag)
-        seqs = self.layers(seqs, token_layout, encoded, encoded_layout, state_bag=state_bag)
-        return self.final_proj(seqs)
 
 
 class DecoderSelfAttention(StandardMultiheadAttention):

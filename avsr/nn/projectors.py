@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 PROJECTOR_KINDS = ("linear", "mlp", "gated_mlp", "token")

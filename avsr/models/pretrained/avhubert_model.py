@@ -48,7 +48,7 @@ from fairseq2.models.wav2vec2.position_encoder import Wav2Vec2PositionEncoder
 from fairseq2.nn import BatchLayout, IncrementalStateBag, Linear, SinusoidalPositionEncoder, StandardEmbedding
 from torch import Tensor, nn
 
-from avsr.models.avsr_model import DecoderSelfAttention, EncoderDecoderAttention, _fs2_kwargs, make_layout
+from avsr.models.avsr_model import DecoderSelfAttention, EncoderDecoderAttention, TokenDecoder, _fs2_kwargs, make_layout
 from avsr.models.config import ConfigError
 from avsr.models.frontends import lengths_to_mask
 from avsr.models.pretrained.avhubert_features import avhubert_audio_features
@@ -254,7 +254,7 @@ class VideoFrontEnd(nn.Module):
 
 
 # ---------------------------------------------------------------------- decoder
-class Decoder(nn.Module):
+class Decoder(TokenDecoder):
     """fairseq1's ``TransformerDecoder`` as AV-HuBERT configures it, from fairseq2 layers."""
 
     def __init__(self, config: AVHubertConfig) -> None:
@@ -279,10 +279,7 @@ class Decoder(nn.Module):
         self.layers = StandardTransformerDecoder(layers, _layer_norm(d) if config.decoder_norm_first else None)
         self.final_proj = None if config.share_embeddings else Linear(d, v, bias=False)
 
-    def forward(self, tokens: Tensor, token_layout: BatchLayout, encoded: Tensor, encoded_layout: BatchLayout,
-                state_bag: IncrementalStateBag | None = None) -> Tensor:
-        seqs, token_layout = self.frontend(tokens, token_layout, state_bag=state_bag)
-        seqs = self.layers(seqs, token_layout, encoded, encoded_layout, state_bag=state_bag)
+    def output(self, seqs: Tensor) -> Tensor:
         weight = self.frontend.embed.weight if self.final_proj is None else self.final_proj.weight
         return F.linear(seqs, weight)
 

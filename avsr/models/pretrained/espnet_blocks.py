@@ -62,7 +62,7 @@ from fairseq2.models.transformer.sdpa.relative import RelativePositionalEncoding
 from fairseq2.nn import BatchLayout, IncrementalStateBag, Linear, PositionEncoder, StandardEmbedding, StandardLayerNorm
 from torch import Tensor, nn
 
-from avsr.models.avsr_model import DecoderSelfAttention, EncoderDecoderAttention, make_layout
+from avsr.models.avsr_model import DecoderSelfAttention, EncoderDecoderAttention, TokenDecoder, make_layout
 from avsr.models.config import VisualConfig
 from avsr.models.frontends import SAMPLES_PER_FRAME, lengths_to_mask
 from avsr.models.visual import VisualFrontEnd
@@ -211,7 +211,7 @@ class ESPnetPositionEncoder(PositionEncoder):
         return (seqs.float() + self.table(positions)).type_as(seqs)
 
 
-class ESPnetDecoder(nn.Module):
+class ESPnetDecoder(TokenDecoder):
     """auto_avsr's transformer decoder: embedding * sqrt(d) + ESPnet positions -> pre-LN decoder
     layers (causal self-attention, cross-attention, ReLU FFN) -> LayerNorm -> Linear (with bias).
 
@@ -240,17 +240,6 @@ class ESPnetDecoder(nn.Module):
         self.layers = StandardTransformerDecoder(blocks, _layer_norm(d, device))
         self.final_proj = Linear(d, vocab_size, bias=True, device=device)
 
-    def forward(
-        self,
-        tokens: Tensor,
-        token_layout: BatchLayout,
-        encoded: Tensor,
-        encoded_layout: BatchLayout,
-        state_bag: IncrementalStateBag | None = None,
-    ) -> Tensor:
-        seqs, token_layout = self.frontend(tokens, token_layout, state_bag=state_bag)
-        seqs = self.layers(seqs, token_layout, encoded, encoded_layout, state_bag=state_bag)
-        return self.final_proj(seqs)
 
 
 # ---------------------------------------------------------------------- front-ends

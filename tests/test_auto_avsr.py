@@ -33,6 +33,7 @@ from avsr.cli import convert as convert_cli
 from avsr.cli import decode as decode_cli
 from avsr.data.tokenizers import load_tokenizer
 from avsr.decoding.recognizer import Preprocessing, Recognizer, RecognizerError
+from avsr.face import MouthCropConfig
 from avsr.models.io import load_model, read_model_yaml
 from avsr.models.pretrained.auto_avsr import AutoAVSRConfig, AutoAVSRModel, ConversionError, build_from_config
 from avsr.models.pretrained.auto_avsr_checkpoint import expected_checkpoint_keys, map_state_dict, read_checkpoint
@@ -130,6 +131,8 @@ def test_converted_model_reproduces_auto_avsr(converted, models, modality: str) 
     assert meta["family"] == "auto_avsr" and meta["extra"]["source"]["layout"] == "v1.0.0"
     assert meta["extra"]["preprocessing"] == {"crop_size": 88, "video_mean": 0.421, "video_std": 0.165}
     assert load_tokenizer(converted[modality] / "tokenizer").vocab_size == 5049
+    assert meta["extra"]["mouth_crop"]["style"] == "auto_avsr"
+    assert MouthCropConfig.from_mapping(meta["extra"]["mouth_crop"]) == MouthCropConfig()  # auto_avsr's 96 px crops
 
     video, audio = parity_inputs()
     encoded, lengths = model.encode(

@@ -27,6 +27,7 @@ from avsr.data.tokenizers import load_tokenizer
 from avsr.decoding.beam_search import BeamSearchConfig, beam_search
 from avsr.decoding.model_decoder import ModelStepDecoder
 from avsr.decoding.recognizer import DecodeOptions, Preprocessing, Recognizer, RecognizerError
+from avsr.face import MouthCropConfig
 from avsr.models.convert.common import CheckpointError
 from avsr.models.io import load_model, read_model_yaml
 from avsr.models.pretrained.avhubert import (
@@ -308,6 +309,10 @@ def test_every_key_lands_and_the_folder_records_what_decoding_needs(converted, s
     assert meta["extra"]["licence"] == LICENCE and "non-commercial" in LICENCE
     assert meta["extra"]["preprocessing"] == {"crop_size": 88, "video_mean": 0.421, "video_std": 0.165}
     assert sorted(meta["extra"]["source"]["dropped_keys"]) == ["decoder.embed_positions._float_tensor", "encoder.w2v_model.mask_emb"]
+    # decoding applies AV-HuBERT's own mouth alignment and its length-normalised scores
+    recognizer = Recognizer.load(out)
+    assert meta["extra"]["mouth_crop"]["style"] == "avhubert"
+    assert recognizer.mouth_crop == MouthCropConfig.for_style("avhubert") and recognizer.length_normalisation == 1.0
     # ids: each of our ids names the same piece in the tokenizer as the fairseq row it took
     tokenizer = load_tokenizer(out / "tokenizer")
     fairseq_symbols = [*SPECIALS, *[p for p in tokenizer.units if p not in ("<s>", "<unk>")]]
@@ -440,6 +445,10 @@ def test_avsr_decode_runs_a_converted_checkpoint(converted, face_video, tmp_path
         decode_cli.main(["--model", model, "--quiet", "--decoder", "greedy", str(face_video)])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and len(err.splitlines()) == 1 and "no CTC head" in err and "--decoder beam" in err
+    with pytest.raises(SystemExit) as exc:
+        decode_cli.main(["--model", model, "--quiet", "--length-norm", "-1", str(face_video)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.splitlines()) == 1 and "length_normalisation must be at least 0" in err
 
 
 def test_avsr_convert_command(converted, spm_model, tmp_path, capsys) -> None:

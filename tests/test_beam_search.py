@@ -86,3 +86,50 @@ def test_hybrid_search_with_a_model_batched_equals_one_at_a_time():
             assert [h.tokens for h in alone] == [h.tokens for h in together[i]]
             assert all(math.isclose(a.score, b.score, abs_tol=1e-4) for a, b in zip(alone, together[i]))
             assert alone and all(0 not in h.tokens and 11 not in h.tokens for h in alone)
+
+
+class BigramDecoder:
+    """A StepDecoder whose next-token log-probs depend only on the previous token (a fixed table)."""
+
+    def __init__(self, table: dict[int, dict[int, float]]) -> None:
+        self.log_probs = torch.full((VOCAB, VOCAB), -1e4)
+        for previous, row in table.items():
+            for token, p in row.items():
+                self.log_probs[previous, token] = math.log(p)
+
+    def start(self, rows: torch.Tensor) -> None:
+        pass
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.log_probs[tokens]
+
+    def reorder(self, index: torch.Tensor) -> None:
+        pass
+
+
+# <eos> (3) is also <sos>. Stopping at once is the likeliest single outcome (0.3), but "a" keeps
+# going with 0.85 a step, so per token "aaaa" (then the forced <eos>) is the better transcript.
+BIGRAM = {EOS: {1: 0.6, 2: 0.1, EOS: 0.3}, 1: {1: 0.85, 2: 0.05, EOS: 0.1}, 2: {1: 0.3, 2: 0.2, EOS: 0.5}}
+
+
+def bigram_score(tokens: tuple[int, ...]) -> float:
+    previous, total = EOS, 0.0
+    for token in (*tokens, EOS):
+        total += math.log(BIGRAM[previous][token])
+        previous = token
+    return total
+
+
+def test_length_normalisation_ranks_by_score_per_token():
+    lengths = torch.tensor([4])  # at most 4 tokens, then <eos> is forced
+    candidates = [seq for n in range(0, 5) for seq in itertools.product((1, 2), repeat=n)]
+    for lenpen in (0.0, 1.0):
+        result = beam_search(None, lengths, BigramDecoder(BIGRAM), BeamSearchConfig(beam=4, length_normalisation=lenpen), BLANK, EOS)[0]
+        best = max(candidates, key=lambda seq: bigram_score(seq) / (len(seq) + 1) ** lenpen)
+        assert tuple(result[0].tokens) == best, lenpen
+        for hyp in result:  # each ended hypothesis: its attention log-prob, normalised
+            assert math.isclose(hyp.attention_score, bigram_score(tuple(hyp.tokens)), abs_tol=1e-4)
+            assert math.isclose(hyp.score, hyp.attention_score / (len(hyp.tokens) + 1) ** lenpen, abs_tol=1e-4)
+        assert [h.score for h in result] == sorted((h.score for h in result), reverse=True)
+    assert best == (1, 1, 1, 1)  # and without normalisation the search stops at once: ()
+    assert beam_search(None, lengths, BigramDecoder(BIGRAM), BeamSearchConfig(beam=4), BLANK, EOS)[0][0].tokens == []

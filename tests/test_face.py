@@ -33,7 +33,9 @@ from avsr.face import (
     load_landmarks_file,
     save_landmarks,
     smooth_landmarks,
+    smooth_landmarks_ahead,
 )
+from avsr.face.align import fit_similarity
 
 FRAMES = 36
 WIDTH, HEIGHT, FACE_SIZE = 640, 480, 400
@@ -237,6 +239,79 @@ def test_landmarks_that_put_the_mouth_far_off_are_refused(clip):
     with pytest.raises(FaceAlignmentError, match="too far"):
         MouthCropper().crop(frames[:3], wrong)
     assert MouthCropper(MouthCropConfig(centre_tolerance=None)).crop(frames[:3], wrong).crops.shape == (3, 96, 96)
+
+
+# -- AV-HuBERT's alignment ------------------------------------------------------------------------
+
+
+def test_least_squares_fit_is_skimages_similarity_transform():
+    from skimage import transform as tf
+
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        source, target = rng.normal(200, 50, size=(5, 2)), rng.normal(128, 30, size=(5, 2))
+        expected = tf.estimate_transform("similarity", source, target).params[:2]
+        np.testing.assert_allclose(fit_similarity(source, target), expected, atol=1e-9)
+    with pytest.raises(FaceAlignmentError, match="coincide"):
+        fit_similarity(np.ones((5, 2)), target)
+
+
+def test_smoothing_ahead_averages_the_next_frames_and_holds_the_tail():
+    landmarks = np.random.default_rng(2).normal(100, 5, size=(20, 68, 2))
+    smoothed = smooth_landmarks_ahead(landmarks, window=12)
+    for t in range(20):
+        start = min(t, 20 - 12)  # the last 11 frames reuse frame 8's window
+        np.testing.assert_allclose(smoothed[t], landmarks[start : start + 12].mean(axis=0), atol=1e-9)
+    np.testing.assert_allclose(smooth_landmarks_ahead(landmarks[:5], window=12), np.repeat(landmarks[:5].mean(axis=0, keepdims=True), 5, 0))
+    np.testing.assert_allclose(smooth_landmarks_ahead(landmarks, window=1), landmarks)
+
+
+def avhubert_reference_crops(frames: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """AV-HuBERT's align_mouth.py steps written with skimage, as it does them: smooth over the frame
+    and the 11 ahead, least-squares similarity on points 33/36/39/42/45, warp the colour frame to
+    256 x 256 (black outside, values truncated to uint8), 96 px box on the frame's own mouth kept
+    inside the frame, then grey."""
+    from skimage import transform as tf
+
+    mean_face = np.load(default_mean_face())
+    stable, count = [33, 36, 39, 42, 45], len(frames)
+    window = min(12, count)
+    crops = []
+    for t in range(count):
+        start = min(t, count - window)
+        smoothed = landmarks[start : start + window].mean(axis=0)
+        transform = tf.estimate_transform("similarity", smoothed[stable], mean_face[stable])
+        warped = (tf.warp(frames[t], inverse_map=transform.inverse, output_shape=(256, 256)) * 255).astype(np.uint8)
+        centre_x, centre_y = np.clip(transform(landmarks[t][MOUTH]).mean(axis=0), 48, 256 - 48)
+        top, left = int(round(centre_y) - 48), int(round(centre_x) - 48)
+        crops.append(cv2.cvtColor(warped[top : top + 96, left : left + 96], cv2.COLOR_RGB2GRAY))
+    return np.stack(crops)
+
+
+def test_avhubert_style_crops_are_avhuberts(clip):
+    frames, truth = clip
+    reference = avhubert_reference_crops(frames, truth).astype(int)
+    ours = MouthCropper(MouthCropConfig.for_style("avhubert")).crop(frames, truth).crops.astype(int)
+    difference = ours - reference
+    # Interpolation rounding only: skimage truncates where OpenCV rounds (half a grey level).
+    assert np.abs(difference).max() <= 2 and 0.3 < difference.mean() < 0.7, (np.abs(difference).max(), difference.mean())
+    auto_avsr = MouthCropper().crop(frames, truth).crops.astype(int)
+    assert np.abs(auto_avsr - reference).mean() > 3  # the other alignment gives other crops
+
+
+def test_mouth_crop_settings_round_trip_through_model_metadata():
+    avhubert = MouthCropConfig.for_style("avhubert", crop_size=100)
+    recorded = avhubert.to_dict()
+    assert recorded["mean_face"] == "20words_mean_face.npy" and recorded["stable_points"] == [33, 36, 39, 42, 45]
+    assert MouthCropConfig.from_mapping(recorded) == avhubert
+    assert MouthCropConfig.from_mapping({"style": "avhubert"}) == MouthCropConfig.for_style("avhubert")
+    assert MouthCropConfig.from_mapping({}) == MouthCropConfig()
+    with pytest.raises(ValueError, match="unknown mouth-crop settings: wobble"):
+        MouthCropConfig.from_mapping({"wobble": 1})
+    with pytest.raises(ValueError, match="fit must be one of"):
+        MouthCropConfig(fit="ransac")
+    with pytest.raises(ValueError, match="unknown mouth-crop style"):
+        MouthCropConfig.for_style("lipnet")
 
 
 def test_mean_face_ships_with_its_origin():

@@ -10,11 +10,10 @@ OUT/hyps/<condition>.tsv (id, reference, hypothesis).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from avsr.cli.common import fail, progress_bar
+from avsr.cli.common import add_search_arguments, decode_options, fail, progress_bar
 
 PROGRAM = "avsr-bench"
 
@@ -30,12 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--modalities", default="a,v,av", help="comma list of a, v, av (default: a,v,av)")
     parser.add_argument("--noise", default="babble", help="comma list of babble, white (default: babble)")
     parser.add_argument("--snr", default="clean,20,10,5,0,-5", help="comma list of dB values and 'clean'")
-    parser.add_argument("--decoder", choices=("beam", "greedy"), default="beam",
-                        help="hybrid CTC/attention beam search (default) or greedy CTC")
-    parser.add_argument("--beam", type=int, default=10, help="beam size (default 10)")
-    parser.add_argument("--ctc-weight", type=float, default=0.3, help="CTC weight in the beam search (default 0.3)")
-    parser.add_argument("--length-bonus", type=float, default=0.0, help="score added per output token (default 0)")
-    parser.add_argument("--max-length", type=int, default=None, help="longest output in tokens (default: the encoder frames)")
+    add_search_arguments(parser)
     parser.add_argument("--babble-manifest", type=Path, default=None,
                         help="utterances to make babble from (default: the test manifest's own)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N utterances")
@@ -51,14 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from avsr.decoding.recognizer import DecodeOptions, Recognizer, RecognizerError
+    from avsr.decoding.recognizer import Recognizer, RecognizerError
     from avsr.eval.bench import BenchConfig, BenchError, conditions_of, load_utterances, num_batches, parse_snrs, run_bench, write_outputs
     from avsr.data.tokenizers.base import TokenizerError
     from avsr.models.io import WeightsError
 
     try:
-        options = DecodeOptions(decoder=args.decoder, beam=args.beam, ctc_weight=args.ctc_weight, length_bonus=args.length_bonus,
-                                max_length=args.max_length)
+        options = decode_options(args)
     except (RecognizerError, ValueError) as exc:
         fail(PROGRAM, str(exc))
     modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]

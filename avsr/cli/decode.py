@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from avsr.cli.common import fail, progress_bar
+from avsr.cli.common import add_search_arguments, decode_options, fail, progress_bar
 from avsr.decoding.segment import SegmentConfig
 
 PROGRAM = "avsr-decode"
@@ -38,11 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--modality", choices=("av", "a", "v"), default=None,
                         help="av: audio and lips (default; or the model's only modality when it has one); "
                         "a: audio only (audio files too); v: lip reading")
-    parser.add_argument("--decoder", choices=("beam", "greedy"), default="beam")
-    parser.add_argument("--beam", type=int, default=10, help="beam size (default 10)")
-    parser.add_argument("--ctc-weight", type=float, default=0.3, help="CTC weight in the beam search (default 0.3)")
-    parser.add_argument("--length-bonus", type=float, default=0.0)
-    parser.add_argument("--max-length", type=int, default=None, help="longest output in tokens (default: the encoder frames)")
+    add_search_arguments(parser)
     parser.add_argument("--segment", type=float, default=None,
                         help="long inputs are cut at pauses into pieces of about this many seconds (default: the median "
                         f"length of the model's training utterances, or {SegmentConfig.target_seconds:g} when not recorded)")
@@ -61,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from avsr.data.tokenizers.base import TokenizerError
-    from avsr.decoding.recognizer import DecodeOptions, Recognizer, RecognizerError
+    from avsr.decoding.recognizer import Recognizer, RecognizerError
     from avsr.decoding.stages import StageTimes
     from avsr.decoding.subtitles import write_subtitles
     from avsr.decoding.transcribe import FaceChain, TranscribeError, load_input, segmenting_for, transcribe_files
@@ -71,13 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.model is None and not (model_dir / "model.yaml").is_file():
         fail(PROGRAM, f"no model at {model_dir}: train one with 'bash scripts/demo.sh' or pass --model DIR (avsr-train's OUTPUT_DIR/model)")
     try:
-        options = DecodeOptions(decoder=args.decoder, beam=args.beam, ctc_weight=args.ctc_weight, length_bonus=args.length_bonus,
-                                max_length=args.max_length)
+        options = decode_options(args)
         recognizer = Recognizer.load(model_dir, args.device)
         segmenting = segmenting_for(recognizer, args.segment, args.max_segment)
         if args.modality is None:  # av, unless the model decodes only one modality (e.g. auto_avsr's VSR)
             args.modality = "av" if "av" in recognizer.modalities or not recognizer.modalities else recognizer.modalities[0]
         recognizer.check_modality(args.modality)
+        recognizer.mouth_crop  # noqa: B018 - refuse unusable crop settings before reading any input
     except (RecognizerError, WeightsError, TokenizerError, ValueError) as exc:
         fail(PROGRAM, str(exc))
     if not recognizer.has_ctc:
@@ -91,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def faces() -> FaceChain:
         if not chain:
-            chain.append(FaceChain(detect_every=args.detect_every))
+            chain.append(FaceChain(detect_every=args.detect_every, crop_config=recognizer.mouth_crop))
         return chain[0]
 
     times = StageTimes() if args.timings else None

@@ -3,10 +3,12 @@
 All hypotheses of all utterances form one flat batch of B x beam rows, so every step is one
 decoder call and one vectorised CTC prefix scoring for the whole batch. The score of a
 hypothesis is (1 - ctc_weight) * attention log-prob + ctc_weight * CTC prefix log-prob +
-length_bonus * length; candidates are pre-selected by the attention scores (ESPnet's "pre-beam")
+length_bonus * length; with ``length_normalisation`` p > 0, ended hypotheses are ranked by that
+score / (tokens + 1) ** p, fairseq's ``lenpen`` (AV-HuBERT decodes with p = 1); candidates are pre-selected by the attention scores (ESPnet's "pre-beam")
 unless the search is CTC-only. Hypotheses that choose <eos> leave the beam for the ended list; an
 utterance stops when no live hypothesis is left, when the best ended one can no longer be beaten
-(ESPnet's end detection when a length bonus makes scores non-monotone), or at `max_length`.
+(ESPnet's end detection when a length bonus makes scores non-monotone; under length normalisation,
+when even the longest output allowed could not lift a live hypothesis above it), or at `max_length`.
 A model without a CTC head (``ctc_log_probs=None``) is searched on its attention scores alone.
 """
 
@@ -45,10 +47,13 @@ class BeamSearchConfig:
     length_bonus: float = 0.0  # added per output token (ESPnet's "penalty"); > 0 favours longer outputs
     max_length: int | None = None  # tokens; None: the number of encoder frames
     pre_beam_ratio: float = 1.5
+    length_normalisation: float = 0.0  # fairseq's lenpen: ended scores / (tokens + 1) ** this; 0: raw scores
 
     def __post_init__(self) -> None:
         if self.beam < 1:
             raise ValueError("beam must be at least 1")
+        if self.length_normalisation < 0:
+            raise ValueError("length_normalisation must be at least 0")
         if not 0.0 <= self.ctc_weight <= 1.0:
             raise ValueError("ctc_weight must be in [0, 1]")
 
@@ -57,6 +62,7 @@ class BeamSearchConfig:
 class Hypothesis:
     tokens: list[int]
     score: float
+    """The search's score; for an ended hypothesis under length normalisation, the normalised one."""
     ctc_score: float = 0.0
     attention_score: float = 0.0
 
@@ -187,9 +193,9 @@ def beam_search(
         is_end = (flat_tokens == eos_id) & torch.isfinite(flat_scores)
         for row in torch.nonzero(is_end).flatten().tolist():
             utterance = row // beam
-            ended[utterance].append(
-                Hypothesis(list(tokens[int(flat_rows[row])]), float(flat_scores[row]), float(new_ctc[row]), float(new_att[row]))
-            )
+            ended_tokens = list(tokens[int(flat_rows[row])])
+            score = float(flat_scores[row]) / (len(ended_tokens) + 1) ** config.length_normalisation
+            ended[utterance].append(Hypothesis(ended_tokens, score, float(new_ctc[row]), float(new_att[row])))
         flat_scores = flat_scores.masked_fill(is_end, NEG_INF)
 
         tokens = [tokens[int(r)] + [int(t)] for r, t in zip(flat_rows.tolist(), flat_tokens.tolist())]
@@ -209,12 +215,15 @@ def beam_search(
             finished = ended[utterance]
             best_ended = max((h.score for h in finished), default=NEG_INF)
             no_live = not torch.isfinite(live_best[utterance])
-            # Without a length bonus scores only fall, so a live hypothesis below the best ended
-            # one can never overtake it; with one, ESPnet's end detection decides.
-            if config.length_bonus <= 0:
-                beaten = bool(live_best[utterance] < best_ended)
-            else:
+            # Without a length bonus raw scores only fall, so a live hypothesis below the best ended
+            # one can never overtake it; normalised, the most it can reach is its raw score spread
+            # over the longest output allowed. With a bonus, ESPnet's end detection decides.
+            if config.length_bonus > 0:
                 beaten = _end_detected(finished, step + 1)
+            else:
+                longest = float(limits[utterance]) + 1.0
+                reachable = float(live_best[utterance]) / longest**config.length_normalisation
+                beaten = reachable < best_ended
             if no_live or beaten:
                 done[utterance] = True
         if bool(done.all()):

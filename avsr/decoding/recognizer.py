@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ from avsr.decoding.beam_search import BeamSearchConfig, beam_search
 from avsr.decoding.ctc import greedy_ctc
 from avsr.decoding.model_decoder import ModelStepDecoder
 from avsr.decoding.stages import StageTimes, timed
+
+if TYPE_CHECKING:
+    from avsr.face import MouthCropConfig
 
 SAMPLES_PER_FRAME = 640
 #: CLI modality names -> the inputs they use.
@@ -71,13 +74,19 @@ class DecodeOptions:
     length_bonus: float = 0.0
     max_length: int | None = None
     """Longest output in tokens (default: the number of encoder frames)."""
+    length_normalisation: float | None = None
+    """Rank ended hypotheses by score / (tokens + 1) ** this (fairseq's lenpen); None: what the model
+    recommends (``decoding.length_normalisation`` in its metadata: 1 for AV-HuBERT), else 0."""
 
     def __post_init__(self) -> None:
         if self.decoder not in ("greedy", "beam"):
             raise RecognizerError(f"decoder must be greedy or beam, got {self.decoder!r}")
         if self.max_length is not None and self.max_length < 1:
             raise RecognizerError(f"max_length must be at least 1, got {self.max_length}")
-        BeamSearchConfig(beam=self.beam, ctc_weight=self.ctc_weight)  # validates
+        try:  # validates
+            BeamSearchConfig(beam=self.beam, ctc_weight=self.ctc_weight, length_normalisation=self.length_normalisation or 0.0)
+        except ValueError as exc:
+            raise RecognizerError(str(exc)) from None
 
 
 @dataclass
@@ -85,7 +94,8 @@ class Transcript:
     text: str
     tokens: list[int]
     score: float
-    """Log-probability of the hypothesis (the search's combined score; greedy: the CTC path's)."""
+    """Log-probability of the hypothesis (the search's combined score, divided by (tokens + 1) ** p
+    under length normalisation; greedy: the CTC path's)."""
     words: list[WordTiming] = field(default_factory=list)
     """Word times in seconds from the start of the input (with ``timings=True``; empty if the
     tokens could not be aligned)."""
@@ -128,6 +138,26 @@ class Recognizer:
         lengths = self.model.metadata.get("train_utterance_seconds") or {}
         value = lengths.get("median")
         return float(value) if value else None
+
+    @property
+    def mouth_crop(self) -> MouthCropConfig | None:
+        """How the model's mouth crops are made, when its metadata records it (converted models);
+        None: avsr-prepare's default crops."""
+        from avsr.face import MouthCropConfig
+
+        recorded = self.model.metadata.get("mouth_crop")
+        if not recorded:
+            return None
+        try:
+            return MouthCropConfig.from_mapping(recorded)
+        except (TypeError, ValueError) as exc:
+            raise RecognizerError(f"the model's mouth_crop settings are not usable ({exc}); convert it again with avsr-convert") from None
+
+    @property
+    def length_normalisation(self) -> float:
+        """The length normalisation the model was meant to be decoded with (0 unless recorded)."""
+        decoding = self.model.metadata.get("decoding")
+        return float(decoding.get("length_normalisation", 0.0)) if isinstance(decoding, Mapping) else 0.0
 
     @property
     def has_ctc(self) -> bool:
@@ -235,8 +265,10 @@ class Recognizer:
 
     def _beam(self, encoded: Tensor, log_probs: Tensor | None, lengths: Tensor, options: DecodeOptions) -> list[Transcript]:
         ctc_weight = options.ctc_weight if log_probs is not None else 0.0  # no CTC head: attention only
+        normalisation = options.length_normalisation
         config = BeamSearchConfig(
-            beam=options.beam, ctc_weight=ctc_weight, length_bonus=options.length_bonus, max_length=options.max_length
+            beam=options.beam, ctc_weight=ctc_weight, length_bonus=options.length_bonus, max_length=options.max_length,
+            length_normalisation=self.length_normalisation if normalisation is None else normalisation,
         )
         step_decoder = None
         if ctc_weight < 1.0:

@@ -1,7 +1,8 @@
 """Transcribe media files: decode -> face and mouth crops -> segments -> model -> words with times.
 
 The face chain is the one ``avsr-prepare`` uses (dlib landmarks with tracking, gap filling,
-mean-face alignment, 96 px mouth crops), so the model sees what it was trained on. In ``av`` mode a
+mean-face alignment, 96 px mouth crops), or the alignment a converted model records (AV-HuBERT's),
+so the model sees what it was trained on. In ``av`` mode a
 file with no face is decoded from its audio, and a segment where the face is lost for more than a
 quarter of the frames is decoded from the audio alone; both are reported in ``notes``.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from avsr.decoding.recognizer import MODALITY_INPUTS, DecodeOptions, Recognizer,
 from avsr.decoding.segment import Segment, SegmentConfig, plan_segments
 from avsr.decoding.stages import StageTimes, timed
 from avsr.media import MediaError, probe, read_audio, read_video
+
+if TYPE_CHECKING:
+    from avsr.face import MouthCropConfig
 
 FPS = 25
 SAMPLE_RATE = 16000
@@ -89,13 +93,16 @@ class FileResult:
 
 
 class FaceChain:
-    """dlib landmarks (tracking) -> filled gaps -> aligned 96 px mouth crops; built once."""
+    """dlib landmarks (tracking) -> filled gaps -> aligned mouth crops; built once.
 
-    def __init__(self, detect_every: int = 10) -> None:
+    ``crop_config``: how the model's training crops were made (:attr:`Recognizer.mouth_crop`);
+    default: avsr-prepare's (auto_avsr's alignment, 96 px)."""
+
+    def __init__(self, detect_every: int = 10, crop_config: MouthCropConfig | None = None) -> None:
         from avsr.face import DlibVideoLandmarker, MouthCropConfig, MouthCropper
 
         self.landmarker = DlibVideoLandmarker(track=detect_every > 1, detect_every=detect_every)
-        self.cropper = MouthCropper(MouthCropConfig(crop_size=CROP_SIZE))
+        self.cropper = MouthCropper(crop_config or MouthCropConfig(crop_size=CROP_SIZE))
 
     def crops(self, frames: np.ndarray, times: StageTimes | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(crops (T, 96, 96) uint8, face_found (T,) bool); NoFaceError if no frame has a face."""

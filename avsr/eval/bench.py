@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from avsr.data.manifest import ManifestError, ManifestRow, read_manifest
-from avsr.decoding.recognizer import MODALITY_INPUTS, DecodeOptions, Recognizer, RecognizerError
+from avsr.decoding.recognizer import MODALITY_INPUTS, DecodeOptions, Recognizer
 from avsr.eval.wer import error_rates
 from avsr.media.atomic import atomic_path
 from avsr.training import augment

@@ -4,7 +4,8 @@ Landmarks come from a :class:`VideoLandmarker` backend: :class:`DlibVideoLandmar
 detector and 68-point predictor, tracking between sparse detections) or landmark files computed
 elsewhere (:class:`PrecomputedLandmarks`: auto_avsr's LRS2/LRS3 pickles, loaded safely, or our
 ``.npy``). :func:`crop_mouths` turns frames plus landmarks into :class:`MouthCrops` the way
-auto_avsr's preprocessing does (gap filling, smoothing, similarity alignment, square crop).
+auto_avsr's preprocessing does (gap filling, smoothing, similarity alignment, square crop), or AV-HuBERT's
+(``MouthCropConfig.for_style("avhubert")``).
 
 Every problem with one video is a ``ValueError`` subclass with a one-line message
 (:class:`NoFaceError`, :class:`FaceAlignmentError`, :class:`LandmarksFileError`).
@@ -24,7 +25,7 @@ from avsr.face.precomputed import (
     safe_pickle_loads,
     save_landmarks,
 )
-from avsr.face.temporal import fill_missing, fill_with_mask, smooth_landmarks
+from avsr.face.temporal import fill_missing, fill_with_mask, smooth_landmarks, smooth_landmarks_ahead
 
 __all__ = [
     "MOUTH",
@@ -51,4 +52,5 @@ __all__ = [
     "save_landmarks",
     "shape_predictor_path",
     "smooth_landmarks",
+    "smooth_landmarks_ahead",
 ]

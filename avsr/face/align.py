@@ -23,6 +23,17 @@ source image as well, and only pixels beyond the source image are filled by ``bo
 repeat the edge pixels rather than draw a black edge that the model could latch onto). Like
 auto_avsr, a crop centre more than crop_size / 2 + 5 px from the aligned frame's centre means the
 landmarks are wrong, and the video is refused (:class:`FaceAlignmentError`).
+
+AV-HuBERT (facebookresearch/av_hubert, ``avhubert/preparation/align_mouth.py``) makes its crops
+from the same mean face another way; ``MouthCropConfig.for_style("avhubert")`` reproduces it:
+five stable points (33 nose tip, 36, 39, 42, 45 eye corners); a least-squares similarity fit
+(skimage's ``estimate_transform("similarity")``, :func:`fit_similarity`) instead of LMEDS; smoothing
+over the frame and the 11 ahead of it (:func:`~avsr.face.temporal.smooth_landmarks_ahead`), with
+the crop centred on the frame's own, unsmoothed mouth; the box shifted to stay inside the 256 x 256
+frame (its out-of-frame check tests the shifted centre, so it never refuses one: we do the same);
+black beyond the source image. Left as is: AV-HuBERT warps the colour frame and stores the crops
+as lossy video before turning them grey, and skimage truncates the warped values to uint8 where
+OpenCV rounds (half a grey level on average).
 """
 
 from __future__ import annotations
@@ -36,16 +47,48 @@ import cv2
 import numpy as np
 
 from avsr.face.errors import FaceAlignmentError
-from avsr.face.temporal import LandmarkSequence, fill_with_mask, smooth_landmarks
+from avsr.face.temporal import LandmarkSequence, fill_with_mask, smooth_landmarks, smooth_landmarks_ahead
 
 MOUTH = slice(48, 68)
 STABLE_POINTS = (28, 33, 36, 39, 42, 45, 48, 54)  # auto_avsr's: nose bridge and tip, eye corners, mouth corners
+AVHUBERT_STABLE_POINTS = (33, 36, 39, 42, 45)  # nose tip, eye corners
 BORDERS = {"replicate": cv2.BORDER_REPLICATE, "constant": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT_101}
+SMOOTHINGS = ("centred", "ahead")
+FITS = ("lmeds", "least_squares")
+MEAN_FACE_FILE = "20words_mean_face.npy"
+#: How each anchor's preprocessing differs from the defaults (auto_avsr's).
+STYLES: dict[str, dict] = {
+    "auto_avsr": {},
+    "avhubert": {
+        "stable_points": AVHUBERT_STABLE_POINTS,
+        "fit": "least_squares",
+        "smoothing": "ahead",
+        "clamp_to_canvas": True,
+        "centre_tolerance": None,
+        "border": "constant",
+    },
+}
 
 
 def default_mean_face() -> Path:
     """The shipped reference: auto_avsr's 20words_mean_face.npy (see avsr/face/data/README.md)."""
-    return Path(str(resources.files("avsr.face") / "data" / "20words_mean_face.npy"))
+    return Path(str(resources.files("avsr.face") / "data" / MEAN_FACE_FILE))
+
+
+def fit_similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(2, 3) least-squares similarity transform (rotation, uniform scale, translation) mapping
+    ``source`` (N, 2) points onto ``target`` (N, 2); the same optimum as Umeyama's method, which
+    skimage's ``estimate_transform("similarity")`` uses. Written with complex numbers: the best
+    z -> a z + b has a = <s - mean s, t - mean t> / |s - mean s|^2."""
+    src = np.asarray(source, dtype=np.float64) @ (1.0, 1j)
+    dst = np.asarray(target, dtype=np.float64) @ (1.0, 1j)
+    src_centred, dst_centred = src - src.mean(), dst - dst.mean()
+    spread = float(np.vdot(src_centred, src_centred).real)
+    if spread <= 1e-12:
+        raise FaceAlignmentError("the stable points coincide: cannot fit a similarity transform")
+    a = np.vdot(src_centred, dst_centred) / spread
+    b = dst.mean() - a * src.mean()
+    return np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag]])
 
 
 @dataclass(frozen=True)
@@ -61,14 +104,54 @@ class MouthCropConfig:
     grayscale: bool = True
     border: str = "replicate"  # fill beyond the source image: replicate, constant (black), reflect
     centre_tolerance: float | None = 5.0  # px beyond crop_size / 2 the crop centre may stray; None: no check
+    smoothing: str = "centred"  # centred (auto_avsr) or ahead (AV-HuBERT; the crop centre then uses raw landmarks)
+    fit: str = "lmeds"  # lmeds (cv2's robust fit, auto_avsr) or least_squares (AV-HuBERT)
+    clamp_to_canvas: bool = False  # shift the crop to stay inside the canvas (AV-HuBERT)
 
     def __post_init__(self) -> None:
         if self.crop_size < 8:
             raise ValueError(f"crop_size must be at least 8, not {self.crop_size}")
         if self.border not in BORDERS:
             raise ValueError(f"border must be one of {', '.join(BORDERS)}, not {self.border!r}")
+        if self.smoothing not in SMOOTHINGS:
+            raise ValueError(f"smoothing must be one of {', '.join(SMOOTHINGS)}, not {self.smoothing!r}")
+        if self.fit not in FITS:
+            raise ValueError(f"fit must be one of {', '.join(FITS)}, not {self.fit!r}")
         if len(self.stable_points) < 2:
             raise ValueError("at least two stable points are needed to fit a similarity transform")
+
+    @classmethod
+    def for_style(cls, style: str, **overrides) -> MouthCropConfig:
+        """The crops an anchor's models were trained on: ``auto_avsr`` (the defaults) or ``avhubert``."""
+        if style not in STYLES:
+            raise ValueError(f"unknown mouth-crop style {style!r} (expected one of {', '.join(STYLES)})")
+        return cls(**{**STYLES[style], **overrides})
+
+    def to_dict(self) -> dict:
+        """Plain values for a model's metadata; the shipped mean face is written by file name."""
+        mean_face = MEAN_FACE_FILE if self.mean_face == default_mean_face() else str(self.mean_face)
+        return {
+            "crop_size": self.crop_size, "window": self.window, "mean_face": mean_face,
+            "stable_points": list(self.stable_points), "reference_size": self.reference_size,
+            "canvas_size": self.canvas_size, "grayscale": self.grayscale, "border": self.border,
+            "centre_tolerance": self.centre_tolerance, "smoothing": self.smoothing, "fit": self.fit,
+            "clamp_to_canvas": self.clamp_to_canvas,
+        }
+
+    @classmethod
+    def from_mapping(cls, data: dict) -> MouthCropConfig:
+        """Inverse of :meth:`to_dict`; ``style`` picks the base, unknown keys are an error."""
+        data = dict(data)
+        base = dict(STYLES[data.pop("style")]) if "style" in data and data["style"] in STYLES else {}
+        data.pop("style", None)
+        unknown = set(data) - {f for f in cls.__dataclass_fields__}
+        if unknown:
+            raise ValueError(f"unknown mouth-crop settings: {', '.join(sorted(unknown))}")
+        if "mean_face" in data:
+            data["mean_face"] = default_mean_face() if data["mean_face"] == MEAN_FACE_FILE else Path(data["mean_face"])
+        if "stable_points" in data:
+            data["stable_points"] = tuple(int(p) for p in data["stable_points"])
+        return cls(**{**base, **data})
 
 
 @dataclass
@@ -112,7 +195,10 @@ class MouthCropper:
         if len(landmarks) != len(frames):
             raise ValueError(f"{len(frames)} frames but landmarks for {len(landmarks)}")
         raw, detected = fill_with_mask(landmarks)
-        smoothed = smooth_landmarks(raw, self.config.window)
+        if self.config.smoothing == "ahead":  # AV-HuBERT: fit on smoothed points, centre on the frame's own
+            fit_points, centre_points = smooth_landmarks_ahead(raw, self.config.window), raw
+        else:
+            fit_points = centre_points = smooth_landmarks(raw, self.config.window)
         size = self.config.crop_size
         count = len(frames)
         channels = () if self.config.grayscale else (3,)
@@ -120,7 +206,7 @@ class MouthCropper:
         transforms = np.empty((count, 2, 3))
         for index in range(count):
             frame = self._prepare(frames[index])
-            transform = self.crop_transform(smoothed[index], index)
+            transform = self.crop_transform(fit_points[index], index, centre_landmarks=centre_points[index])
             transforms[index] = transform
             crops[index] = cv2.warpAffine(frame, transform, (size, size), flags=cv2.INTER_LINEAR, borderMode=self._border, borderValue=0)
         mouth = raw[:, MOUTH].astype(np.float64)
@@ -130,6 +216,8 @@ class MouthCropper:
     def align_transform(self, landmarks: np.ndarray, index: int = 0) -> np.ndarray:
         """(2, 3) similarity transform, frame pixels -> aligned canvas pixels, from (68, 2) landmarks."""
         source = np.asarray(landmarks, dtype=np.float64)[list(self.config.stable_points)]
+        if self.config.fit == "least_squares":
+            return fit_similarity(source, self.reference)
         transform, _ = cv2.estimateAffinePartial2D(source, self.reference, method=cv2.LMEDS)
         if transform is None or not np.isfinite(transform).all():
             raise FaceAlignmentError(f"frame {index}: cannot fit a similarity transform to the landmarks")
@@ -141,7 +229,14 @@ class MouthCropper:
         centre_x, centre_y = points.mean(axis=0)
         half = self.config.crop_size // 2
         tolerance = self.config.centre_tolerance
-        middle = self.config.canvas_size / 2
+        canvas = self.config.canvas_size
+        if self.config.clamp_to_canvas:  # AV-HuBERT's cut_patch: keep the box inside the canvas
+            outside = min(centre_x, centre_y) < half - (tolerance or 0) or max(centre_x, centre_y) > canvas - half + (tolerance or 0)
+            if tolerance is not None and outside:
+                raise FaceAlignmentError(f"frame {index}: the aligned mouth ({centre_x:.0f}, {centre_y:.0f}) lies outside the aligned face")
+            centre_x, centre_y = np.clip((centre_x, centre_y), half, canvas - half)
+            return int(round(centre_x - half)), int(round(centre_y - half))
+        middle = canvas / 2
         if tolerance is not None and (abs(centre_x - middle) > half + tolerance or abs(centre_y - middle) > half + tolerance):
             raise FaceAlignmentError(
                 f"frame {index}: the aligned mouth centre ({centre_x:.0f}, {centre_y:.0f}) is too far from the"
@@ -149,10 +244,11 @@ class MouthCropper:
             )
         return int(round(centre_x - half)), int(round(centre_y - half))
 
-    def crop_transform(self, landmarks: np.ndarray, index: int = 0) -> np.ndarray:
-        """(2, 3) transform, frame pixels -> crop pixels: the alignment followed by the crop's shift."""
+    def crop_transform(self, landmarks: np.ndarray, index: int = 0, centre_landmarks: np.ndarray | None = None) -> np.ndarray:
+        """(2, 3) transform, frame pixels -> crop pixels: the alignment (fitted to ``landmarks``)
+        followed by the crop's shift (centred on ``centre_landmarks``' mouth, default ``landmarks``)."""
         transform = self.align_transform(landmarks, index)
-        x, y = self.crop_origin(transform, landmarks, index)
+        x, y = self.crop_origin(transform, landmarks if centre_landmarks is None else centre_landmarks, index)
         transform = transform.copy()
         transform[:, 2] -= (x, y)
         return transform

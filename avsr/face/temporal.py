@@ -101,3 +101,22 @@ def smooth_landmarks(landmarks: np.ndarray, window: int = 12) -> np.ndarray:
     smoothed = sums / (2 * margin + 1)[:, None, None]
     smoothed += array.mean(axis=1, keepdims=True) - smoothed.mean(axis=1, keepdims=True)
     return smoothed
+
+
+def smooth_landmarks_ahead(landmarks: np.ndarray, window: int = 12) -> np.ndarray:
+    """AV-HuBERT's smoothing (``avhubert/preparation/align_mouth.py``, ``crop_patch``); (T, P, 2).
+
+    Frame t averages itself and the next m - 1 frames, m = min(window, T); the last m - 1 frames,
+    which have no full window ahead, take frame T - m's mean (AV-HuBERT reuses that frame's
+    transform for them). No centroid correction. ``window`` <= 1 leaves the landmarks unchanged.
+    """
+    array = np.asarray(landmarks, dtype=np.float64)
+    if array.ndim != 3 or not np.isfinite(array).all():
+        raise ValueError("smooth_landmarks_ahead needs a (T, P, 2) array without missing frames (use fill_missing)")
+    count = len(array)
+    margin = min(int(window), count)
+    if count == 0 or margin <= 1:
+        return array.copy()
+    cumulative = np.concatenate([np.zeros((1,) + array.shape[1:]), np.cumsum(array, axis=0)])
+    starts = np.minimum(np.arange(count), count - margin)
+    return (cumulative[starts + margin] - cumulative[starts]) / margin

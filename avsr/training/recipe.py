@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, final
 
-import torch
 import yaml
 from torch import Tensor
 from torch.nn import Module

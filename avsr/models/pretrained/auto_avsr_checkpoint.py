@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from avsr.face.align import MouthCropConfig
 from avsr.models.config import ConfigError
 from avsr.models.pretrained.auto_avsr import (
     MODALITIES,
@@ -424,6 +425,7 @@ def convert(
         },
         "tokenizer_fingerprint": tok.fingerprint,
         "preprocessing": Preprocessing.from_mapping(PREPROCESSING).to_dict(),
+        "mouth_crop": {"style": "auto_avsr", **MouthCropConfig.for_style("auto_avsr").to_dict()},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     tok.save(out_dir / TOKENIZER_DIR)

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from avsr.face.align import MouthCropConfig
 from avsr.models.convert.common import CheckpointError, _InertPickleStub, safe_torch_load, to_plain
 from avsr.models.pretrained.avhubert_model import AVHubertConfig, AVHubertModel, build_from_config
 
@@ -41,16 +42,9 @@ LICENCE = (
     "AV-HuBERT weights are under the AV-HuBERT licence (Meta Platforms, Inc.): non-commercial research use only; "
     "see https://github.com/facebookresearch/av_hubert/blob/main/LICENSE"
 )
-#: How AV-HuBERT makes its mouth crops (avhubert/preparation/align_mouth.py); the 88 px centre
-#: crop and the pixel normalisation are applied by the recogniser (``extra.preprocessing``).
-MOUTH_CROP = {
-    "crop_size": 96,
-    "mean_face": "20words_mean_face.npy",
-    "stable_points": [33, 36, 39, 42, 45],
-    "smoothing_window": 12,
-    "note": "AV-HuBERT aligns with a least-squares similarity transform on these five points; avsr-decode uses "
-    "its own 96 px crops (auto_avsr's points), which differ slightly",
-}
+#: AV-HuBERT's own decoding (avhubert/conf/s2s_decode.yaml); avsr-decode applies the length
+#: normalisation unless --length-norm says otherwise, and keeps its own beam (10) for speed.
+DECODING = {"length_normalisation": 1.0, "beam": 50, "max_length": "1.0 x input frames"}
 FAIRSEQ_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
 ENCODER = "encoder.w2v_model."
 
@@ -414,7 +408,7 @@ def convert_checkpoint(checkpoint: Path, out_dir: Path, *, tokenizer: Path | Non
     extra = {
         "tokenizer_fingerprint": spm_tokenizer.fingerprint,
         "preprocessing": preprocessing,
-        "mouth_crop": MOUTH_CROP,
+        "mouth_crop": {"style": "avhubert", **MouthCropConfig.for_style("avhubert").to_dict()},
         "licence": LICENCE,
         "source": {
             "format": "fairseq1 av_hubert_seq2seq (facebookresearch/av_hubert)",
@@ -425,8 +419,7 @@ def convert_checkpoint(checkpoint: Path, out_dir: Path, *, tokenizer: Path | Non
             "token_ids": "ours 0 = fairseq <pad> (never emitted), 1 = <s>, 2 = <unk>, 3..V-2 = fairseq ids 4..V-1, "
             "V-1 = </s> (sos/eos)",
         },
-        "decoding": "attention-only beam search (no CTC head); AV-HuBERT's own decoding uses beam 50 and "
-        "length-normalised scores (lenpen 1)",
+        "decoding": DECODING,
     }
     save_model(out_dir, model, extra=extra)
     print(f"avsr-convert: {LICENCE}", file=sys.stderr)

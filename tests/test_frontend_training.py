@@ -140,3 +140,27 @@ def test_wav2vec2_pretraining_exports_a_checkpoint_the_audio_front_end_loads(lrw
         if key in trained:
             assert torch.equal(value, trained[key])
     assert sum(key in trained for key in frontend.state_dict()) > 10
+
+
+def test_moco_with_batch_norm_trains_under_two_process_ddp_on_cpu(lrw_prepared: Path, tmp_path: Path):
+    """fairseq2's DDP turns BatchNorm into CUDA-only SyncBatchNorm; on the CPU the layers keep
+    per-process statistics instead, so a BatchNorm trunk and head train with torchrun."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp"
+    config = {"visual": {**TINY_VISUAL["visual"], "norm": "batch"}, "moco": {"queue_size": 16, "projection_dim": 8}}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+           "-m", "avsr.cli.train", str(RECIPES / "moco.yaml"), f"dataset.path={lrw_prepared}", *SMALL,
+           "regime.num_steps=3", "model.config=" + json.dumps(config), "views.crop_size=64", "--output-dir", str(out)]
+    result = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log_text = (out / "logs" / "rank_0.log").read_text()
+    assert "Wrapping model with DDP" in log_text and "BatchNorm layers keep per-process statistics" in log_text
+    assert [r["Step"] for r in _rows(out / "metrics" / "train.jsonl")] == [3]
+    assert (out / "model" / "frontend.safetensors").is_file()

@@ -158,3 +158,37 @@ def test_moco_learns_to_tell_distinct_clips_apart_without_collapsing():
         embeddings = moco.embed_queries(q, q_lens)
     between = (embeddings @ embeddings.t())[~torch.eye(len(embeddings), dtype=torch.bool)]
     assert between.mean() < 0.9
+
+
+# -- two processes (gloo, CPU) ------------------------------------------------------------------
+
+
+def _queue_worker(rank: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        moco = _moco(queue_size=8).train()
+        video, lengths = _clips(batch=3 - rank)  # rank 0: 3 clips, rank 1: 2 (a last, short batch)
+        moco(video, video, lengths)
+        own_keys = moco.embed_keys(video, lengths)  # the key encoder after this step's update
+        torch.save({"queue": moco.queue.clone(), "next": int(moco.queue_next), "keys": own_keys}, f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_under_ddp_every_rank_queues_the_keys_of_all_ranks(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_queue_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert torch.equal(ranks[0]["queue"], ranks[1]["queue"]) and ranks[0]["next"] == ranks[1]["next"] == 5
+    queued = ranks[0]["queue"][:5]
+    # rank 0's three keys, then rank 1's two, in rank order (the clips differ by batch size)
+    assert torch.allclose(queued[:3], ranks[0]["keys"], atol=1e-5) and torch.allclose(queued[3:], ranks[1]["keys"], atol=1e-5)

@@ -25,30 +25,12 @@ import math
 from typing import Any, Literal
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from avsr.nn.distributed import gather_across_ranks, rank_and_world
+
 __all__ = ["InfoNCELoss", "SigmoidLoss", "build_loss", "gather_across_ranks"]
-
-
-def _world() -> tuple[int, int]:
-    """(rank, world size) of the default process group; (0, 1) without one."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def gather_across_ranks(x: Tensor) -> Tensor:
-    """All-gather ``x`` along dim 0 when several processes train together, so every rank sees the
-    negatives of all ranks; the gradient flows back to each rank's own slice. Single process:
-    ``x`` itself."""
-    _, world = _world()
-    if world == 1:
-        return x
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x), dim=0)
 
 
 def _check_pair(image_emb: Tensor, text_emb: Tensor, name: str = "text_emb") -> None:
@@ -64,7 +46,7 @@ def _positive_columns(local: int, gathered: int, device: torch.device) -> Tensor
     """Column of each local row's positive among the gathered columns: ``rank * B + i``."""
     if gathered == local:
         return torch.arange(local, device=device)
-    rank, world = _world()
+    rank, world = rank_and_world()
     if gathered != world * local:
         raise ValueError(f"gathered {gathered} rows from {world} ranks with a local batch of {local}: every rank needs the same batch size")
     return torch.arange(local, device=device) + rank * local

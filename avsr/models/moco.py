@@ -7,9 +7,10 @@ exponential moving average of the query encoder and gets no gradient. The loss i
 query must pick its own key among the keys of earlier batches, kept in a first-in first-out queue.
 
 The front-end's weights (``query_frontend``) are what later stages load; the projection head
-is dropped, as in MoCo. Under DDP keys should be gathered from all ranks before they are queued
-and, with a BatchNorm trunk, shuffled across ranks (MoCo's "shuffle BN"); this module does neither
-(a single process, or per-rank queues and statistics).
+is dropped, as in MoCo. Under DDP the keys of all ranks are gathered before they are queued, so
+every rank holds the same queue, as in MoCo. Not done: MoCo's "shuffle BN" (shuffling the key
+batch across ranks so BatchNorm statistics cannot leak which key is whose); BatchNorm statistics
+are per rank (synchronised on GPUs by fairseq2, local on the CPU: :mod:`avsr.training.ddp`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from torch import Tensor, nn
 
 from avsr.models.config import ConfigError, VisualConfig
 from avsr.models.visual import VisualFrontEnd
+from avsr.nn.distributed import gather_rows
 
 
 @dataclass
@@ -132,7 +134,7 @@ class MoCo(nn.Module):
         # would count the tie as a hit (it picks the first index, the positive)
         accuracy = (logits[:, 0] > logits[:, 1:].max(dim=1).values).float().mean()
         if self.training:
-            self.enqueue(keys)
+            self.enqueue(gather_rows(keys))
         return loss, accuracy
 
 

@@ -69,6 +69,7 @@ from avsr.training.config_loading import (
     default_regime,
     default_trainer,
 )
+from avsr.training.ddp import data_parallel_model
 from avsr.training.export import ExportError
 from avsr.training.lip_views import LipViewConfig
 from avsr.training.recipe import (
@@ -411,7 +412,7 @@ class FrontendRecipe(Recipe):
         weights = None
         if isinstance(config, Wav2Vec2TrainConfig):
             weights = Wav2Vec2Weights(config.diversity_weight, config.features_penalty_weight)
-        unit = ClipTrainUnit(context.get_data_parallel_model(), weights)
+        unit = ClipTrainUnit(data_parallel_model(context), weights)
         valid_units: list[EvalUnit[ClipBatch]] = []
         valid_readers = []
         if dataset.valid and config.regime.validate_every_n_steps:

@@ -79,6 +79,7 @@ from avsr.training.config_loading import (
     load_config,
     read_user_tree,
 )
+from avsr.training.ddp import data_parallel_model
 from avsr.training.export import ExportError, average_state_dicts, load_torch_state, write_export
 
 log = logging.getLogger("avsr.training")
@@ -488,7 +489,7 @@ class AVSRRecipe(Recipe):
         if gangs.root.rank == 0:
             _write_run_file(context.output_dir, inputs)
         reader = dataset.create_train_reader(gangs, num_accumulate=config.trainer.grad_accumulation.num_batches)
-        unit = AVSRTrainUnit(context.get_data_parallel_model(), module, config.modality_schedule)
+        unit = AVSRTrainUnit(data_parallel_model(context), module, config.modality_schedule)
         valid_units: list[EvalUnit[AVBatch]] = []
         valid_readers = []
         if dataset.valid is not None and config.regime.validate_every_n_steps:

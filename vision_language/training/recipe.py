@@ -47,6 +47,7 @@ from avsr.training.config_loading import (
     default_regime,
     default_trainer,
 )
+from avsr.training.ddp import data_parallel_model
 from avsr.training.export import ExportError
 from avsr.training.recipe import RUN_FILE, ExportSection, TrainThenExport, averaged_checkpoints, install_secret_filter, read_run_file, share_log_files
 from vision_language.encoders import ImageEncoderConfig, TextEncoderConfig
@@ -227,7 +228,7 @@ class AlignRecipe(Recipe):
         data = config.data
         reader = create_reader(inputs.train, context.gangs, batch_size=data.batch_size, train=True,
                                seed=config.common.seed, num_prefetch=data.num_prefetch)
-        unit = AlignTrainUnit(context.get_data_parallel_model())
+        unit = AlignTrainUnit(data_parallel_model(context))
         valid_units: list[EvalUnit[FeatureBatch]] = []
         valid_readers = []
         if inputs.valid is not None and config.regime.validate_every_n_steps:

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The seed paper's whole visual curriculum in the few-label experiment: MoCo v2 on the clips of a
+# separate synthetic LRW-layout corpus (other speakers than the LRS2 corpus: nobody of its test
+# split is seen), word classification on all of that corpus's word labels starting from MoCo, then
+# run.sh's few-label AVSR run from wav2vec 2.0 and this visual front-end; avsr-bench as in run.sh.
+#
+#   bash recipes/synth/few_labels/curriculum.sh [OUT=runs/few_labels]
+# Needs run.sh's wav2vec 2.0 stage (OUT/wav2vec2) and the demo's prepared corpus (PREPARED).
+# Environment: LRW_SEED (7), LABELLED (0.1), STEPS (3000). Rerunning resumes.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+here="$root/recipes/synth/few_labels"
+python=$(bash "$root/scripts/setup.sh")
+out=${1:-runs/few_labels}
+prepared=${PREPARED:-runs/demo/prepared}
+lrw="$out/lrw"
+if [[ ! -f $out/wav2vec2/model/wav2vec2.safetensors ]]; then
+  echo "curriculum.sh: no $out/wav2vec2/model/wav2vec2.safetensors; run recipes/synth/few_labels/run.sh first" >&2
+  exit 2
+fi
+
+"$python" -m avsr.cli.synth "$lrw/corpus" --layout lrw --utterances 2000 --words 20 --speakers 20 --seed "${LRW_SEED:-7}"
+# Same seed, same faces: refuse a word corpus that shares a speaker with the sentence corpus.
+"$python" - "$lrw/corpus/synth_meta.json" "$(dirname "$prepared")/corpus/synth_meta.json" <<'PY'
+import json, sys
+words, sentences = (json.load(open(p))["speakers"] for p in sys.argv[1:])
+shared = {json.dumps(s["appearance"], sort_keys=True) for s in words} & {json.dumps(s["appearance"], sort_keys=True) for s in sentences}
+if shared:
+    sys.exit(f"curriculum.sh: the word corpus shares {len(shared)} speakers with the sentence corpus; set LRW_SEED to another seed")
+PY
+"$python" -m avsr.cli.prepare lrw "$lrw/corpus" "$lrw/prepared"
+"$python" -m avsr.cli.train "$root/recipes/lrw/moco.yaml" dataset.path="$lrw/prepared" \
+  model.config.moco.queue_size=256 --output-dir "$lrw/moco"
+"$python" -m avsr.cli.train "$root/recipes/lrw/conf.yaml" dataset.path="$lrw/prepared" \
+  model.init_frontend="$lrw/moco/model" --output-dir "$lrw/words"
+"$python" -m avsr.cli.train "$here/pretrained.yaml" dataset.path="$prepared" dataset.tokenizer="$prepared/tokenizer" \
+  dataset.labelled_fraction="${LABELLED:-0.1}" regime.num_steps="${STEPS:-3000}" \
+  model.pretrained.audio="$out/wav2vec2/model/wav2vec2.safetensors" model.pretrained.visual="$lrw/words/model/frontend.safetensors" \
+  --output-dir "$out/curriculum"
+"$python" -m avsr.cli.bench --model "$out/curriculum/model" --manifest "$prepared/test.tsv" \
+  --modalities a,v,av --noise babble --snr clean,0 --out "$out/curriculum/bench" > /dev/null
+echo "== curriculum (wav2vec 2.0; MoCo -> LRW words): WER (CER) on the test split ($out/curriculum/bench/results.md)"
+cat "$out/curriculum/bench/results.md"

@@ -6,7 +6,9 @@
 #
 #   bash recipes/synth/few_labels/curriculum.sh [OUT=runs/few_labels]
 # Needs run.sh's wav2vec 2.0 stage (OUT/wav2vec2) and the demo's prepared corpus (PREPARED).
-# Environment: LRW_SEED (7), LABELLED (0.1), STEPS (3000). Rerunning resumes.
+# Environment: LRW_SEED (7), LABELLED (0.1), STEPS (3000), WORDS_INIT (moco; random: word
+# classification from random initialisation, written to OUT/lrw/words_scratch and OUT/curriculum_no_moco).
+# Rerunning resumes.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 here="$root/recipes/synth/few_labels"
@@ -14,6 +16,8 @@ python=$(bash "$root/scripts/setup.sh")
 out=${1:-runs/few_labels}
 prepared=${PREPARED:-runs/demo/prepared}
 lrw="$out/lrw"
+words="$lrw/words" run="$out/curriculum" words_init=(model.init_frontend="$lrw/moco/model")
+if [[ ${WORDS_INIT:-moco} == random ]]; then words="$lrw/words_scratch" run="$out/curriculum_no_moco" words_init=(); fi
 if [[ ! -f $out/wav2vec2/model/wav2vec2.safetensors ]]; then
   echo "curriculum.sh: no $out/wav2vec2/model/wav2vec2.safetensors; run recipes/synth/few_labels/run.sh first" >&2
   exit 2
@@ -29,15 +33,16 @@ if shared:
     sys.exit(f"curriculum.sh: the word corpus shares {len(shared)} speakers with the sentence corpus; set LRW_SEED to another seed")
 PY
 "$python" -m avsr.cli.prepare lrw "$lrw/corpus" "$lrw/prepared"
-"$python" -m avsr.cli.train "$root/recipes/lrw/moco.yaml" dataset.path="$lrw/prepared" \
-  model.config.moco.queue_size=256 --output-dir "$lrw/moco"
-"$python" -m avsr.cli.train "$root/recipes/lrw/conf.yaml" dataset.path="$lrw/prepared" \
-  model.init_frontend="$lrw/moco/model" --output-dir "$lrw/words"
+if [[ ${#words_init[@]} -gt 0 ]]; then
+  "$python" -m avsr.cli.train "$root/recipes/lrw/moco.yaml" dataset.path="$lrw/prepared" \
+    model.config.moco.queue_size=256 --output-dir "$lrw/moco"
+fi
+"$python" -m avsr.cli.train "$root/recipes/lrw/conf.yaml" dataset.path="$lrw/prepared" "${words_init[@]}" --output-dir "$words"
 "$python" -m avsr.cli.train "$here/pretrained.yaml" dataset.path="$prepared" dataset.tokenizer="$prepared/tokenizer" \
   dataset.labelled_fraction="${LABELLED:-0.1}" regime.num_steps="${STEPS:-3000}" \
-  model.pretrained.audio="$out/wav2vec2/model/wav2vec2.safetensors" model.pretrained.visual="$lrw/words/model/frontend.safetensors" \
-  --output-dir "$out/curriculum"
-"$python" -m avsr.cli.bench --model "$out/curriculum/model" --manifest "$prepared/test.tsv" \
-  --modalities a,v,av --noise babble --snr clean,0 --out "$out/curriculum/bench" > /dev/null
-echo "== curriculum (wav2vec 2.0; MoCo -> LRW words): WER (CER) on the test split ($out/curriculum/bench/results.md)"
-cat "$out/curriculum/bench/results.md"
+  model.pretrained.audio="$out/wav2vec2/model/wav2vec2.safetensors" model.pretrained.visual="$words/model/frontend.safetensors" \
+  --output-dir "$run"
+"$python" -m avsr.cli.bench --model "$run/model" --manifest "$prepared/test.tsv" \
+  --modalities a,v,av --noise babble --snr clean,0 --out "$run/bench" > /dev/null
+echo "== $run (wav2vec 2.0; LRW words from ${WORDS_INIT:-moco}): WER (CER) on the test split ($run/bench/results.md)"
+cat "$run/bench/results.md"

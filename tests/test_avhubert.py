@@ -451,6 +451,21 @@ def test_avsr_decode_runs_a_converted_checkpoint(converted, face_video, tmp_path
     assert exc.value.code == 2 and len(err.splitlines()) == 1 and "length_normalisation must be at least 0" in err
 
 
+def test_avsr_decode_refuses_unusable_crop_settings_in_one_line(converted, face_video, tmp_path, capsys) -> None:
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(converted[0], model)
+    meta = yaml.safe_load((model / "model.yaml").read_text())
+    meta["extra"]["mouth_crop"]["fit"] = "ransac"
+    (model / "model.yaml").write_text(yaml.safe_dump(meta))
+    with pytest.raises(SystemExit) as exc:
+        decode_cli.main(["--model", str(model), "--quiet", str(face_video)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.splitlines()) == 1
+    assert "mouth_crop settings are not usable (fit must be one of lmeds, least_squares" in err and "avsr-convert" in err
+
+
 def test_avsr_convert_command(converted, spm_model, tmp_path, capsys) -> None:
     from avsr.cli import convert as convert_cli
 

@@ -91,3 +91,22 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def face_video(tmp_path_factory) -> Path:
+    """1.6 s of a real face (scikit-image's astronaut, still) with a modulated tone: dlib finds the
+    face, so avsr-decode runs its whole chain on it."""
+    import cv2
+    import numpy as np
+    import skimage.data
+
+    from avsr.media import write_mp4
+
+    face = cv2.resize(skimage.data.astronaut()[40:240, 125:325], (160, 160), interpolation=cv2.INTER_AREA)
+    frames = np.stack([np.roll(face, i % 3, axis=1) for i in range(40)])
+    t = np.arange(40 * 640) / 16000
+    audio = (0.2 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    path = tmp_path_factory.mktemp("face") / "face.mp4"
+    write_mp4(path, frames, audio)
+    return path

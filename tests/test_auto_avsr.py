@@ -243,24 +243,7 @@ def test_checkpoint_wrappers_and_missing_converter(micro_vsr_state, tmp_path, mo
     assert err.startswith("avsr-convert: error: the avhubert converter is not available") and len(err.splitlines()) == 1
 
 
-# ---------------------------------------------------------------------- avsr-decode
-@pytest.fixture(scope="module")
-def face_video(tmp_path_factory) -> Path:
-    """1.6 s of a real face (scikit-image's astronaut, still) with a tone: dlib finds the face."""
-    import cv2
-    import skimage.data
-
-    from avsr.media import write_mp4
-
-    face = cv2.resize(skimage.data.astronaut()[40:240, 125:325], (160, 160), interpolation=cv2.INTER_AREA)
-    frames = np.stack([np.roll(face, i % 3, axis=1) for i in range(40)])
-    t = np.arange(40 * 640) / 16000
-    audio = (0.2 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
-    path = tmp_path_factory.mktemp("face") / "face.mp4"
-    write_mp4(path, frames, audio)
-    return path
-
-
+# ---------------------------------------------------------------------- avsr-decode (conftest's face_video)
 @pytest.mark.parametrize("modality", ["v", "a", "av"])
 def test_avsr_decode_runs_a_converted_model(converted, face_video, modality: str, capsys) -> None:
     # no --modality: the model's own (VSR: lip reading, ASR: audio, AV: both)

@@ -411,24 +411,7 @@ def test_attention_only_beam_search_without_ctc(converted) -> None:
         recognizer.transcribe(None, crops, DecodeOptions(decoder="greedy"))
 
 
-# ---------------------------------------------------------------------- avsr-decode
-@pytest.fixture(scope="module")
-def face_video(tmp_path_factory) -> Path:
-    """1.6 s of a real face (scikit-image's astronaut, still) with a modulated tone."""
-    import cv2
-    import skimage.data
-
-    from avsr.media import write_mp4
-
-    face = cv2.resize(skimage.data.astronaut()[40:240, 125:325], (160, 160), interpolation=cv2.INTER_AREA)
-    frames = np.stack([np.roll(face, i % 3, axis=1) for i in range(40)])
-    t = np.arange(40 * 640) / 16000
-    audio = (0.2 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
-    path = tmp_path_factory.mktemp("face") / "face.mp4"
-    write_mp4(path, frames, audio)
-    return path
-
-
+# ---------------------------------------------------------------------- avsr-decode (conftest's face_video)
 def test_avsr_decode_runs_a_converted_checkpoint(converted, face_video, tmp_path, capsys) -> None:
     model = str(converted[0])
     srt = tmp_path / "face.srt"

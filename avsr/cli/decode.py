@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.modality is None:  # av, unless the model decodes only one modality (e.g. auto_avsr's VSR)
             args.modality = "av" if "av" in recognizer.modalities or not recognizer.modalities else recognizer.modalities[0]
         recognizer.check_modality(args.modality)
-        recognizer.mouth_crop  # noqa: B018 - refuse unusable crop settings before reading any input
+        crop_config = recognizer.mouth_crop  # unusable settings are refused before any input is read
     except (RecognizerError, WeightsError, TokenizerError, ValueError) as exc:
         fail(PROGRAM, str(exc))
     if not recognizer.has_ctc:
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def faces() -> FaceChain:
         if not chain:
-            chain.append(FaceChain(detect_every=args.detect_every, crop_config=recognizer.mouth_crop))
+            chain.append(FaceChain(detect_every=args.detect_every, crop_config=crop_config))
         return chain[0]
 
     times = StageTimes() if args.timings else None

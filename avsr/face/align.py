@@ -144,7 +144,7 @@ class MouthCropConfig:
         data = dict(data)
         base = dict(STYLES[data.pop("style")]) if "style" in data and data["style"] in STYLES else {}
         data.pop("style", None)
-        unknown = set(data) - {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown mouth-crop settings: {', '.join(sorted(unknown))}")
         if "mean_face" in data:
@@ -231,8 +231,7 @@ class MouthCropper:
         tolerance = self.config.centre_tolerance
         canvas = self.config.canvas_size
         if self.config.clamp_to_canvas:  # AV-HuBERT's cut_patch: keep the box inside the canvas
-            outside = min(centre_x, centre_y) < half - (tolerance or 0) or max(centre_x, centre_y) > canvas - half + (tolerance or 0)
-            if tolerance is not None and outside:
+            if tolerance is not None and (min(centre_x, centre_y) < half - tolerance or max(centre_x, centre_y) > canvas - half + tolerance):
                 raise FaceAlignmentError(f"frame {index}: the aligned mouth ({centre_x:.0f}, {centre_y:.0f}) lies outside the aligned face")
             centre_x, centre_y = np.clip((centre_x, centre_y), half, canvas - half)
             return int(round(centre_x - half)), int(round(centre_y - half))

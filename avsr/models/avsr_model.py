@@ -237,6 +237,30 @@ class TokenDecoder(nn.Module):
         seqs = self.layers(seqs, token_layout, encoded, encoded_layout, state_bag=state_bag)
         return self.output(seqs)
 
+    def decode(
+        self,
+        tokens: Tensor,
+        encoded: Tensor,
+        encoded_lens: Tensor,
+        state_bag: IncrementalStateBag | None = None,
+        *,
+        token_lens: Tensor | None = None,
+        layouts: tuple[BatchLayout, BatchLayout] | None = None,
+    ) -> Tensor:
+        """What every model family's ``decode`` does (see :meth:`AVSRModel.decode`): check the
+        mode, build the batch layouts unless given, run, and advance the bag's step counter."""
+        if state_bag is not None:
+            if self.training:
+                raise RuntimeError("incremental decoding needs eval mode (call model.eval())")
+            if token_lens is not None:
+                raise ValueError("token_lens (padding) is not supported in incremental decoding")
+        if layouts is None:
+            layouts = (make_layout(tokens, token_lens) if token_lens is not None else BatchLayout.of(tokens), make_layout(encoded, encoded_lens))
+        logits = self(tokens, layouts[0], encoded, layouts[1], state_bag)
+        if state_bag is not None:
+            state_bag.increment_step_nr(tokens.size(1))
+        return logits
+
 
 class AttentionDecoder(TokenDecoder):
     """Token embedding (scaled) + sinusoidal positions -> fairseq2 decoder layers -> vocabulary."""
@@ -613,17 +637,7 @@ class AVSRModel(nn.Module):
         reorder is exact, and the encoder side never copies. ``layouts``: the (token, encoder)
         batch layouts, when the caller keeps them across steps (they cost a Python loop per row).
         """
-        if state_bag is not None:
-            if self.training:
-                raise RuntimeError("incremental decoding needs eval mode (call model.eval())")
-            if token_lens is not None:
-                raise ValueError("token_lens (padding) is not supported in incremental decoding")
-        if layouts is None:
-            layouts = (make_layout(tokens, token_lens) if token_lens is not None else BatchLayout.of(tokens), make_layout(encoded, encoded_lens))
-        logits = self.decoder(tokens, layouts[0], encoded, layouts[1], state_bag)
-        if state_bag is not None:
-            state_bag.increment_step_nr(tokens.size(1))
-        return logits
+        return self.decoder.decode(tokens, encoded, encoded_lens, state_bag, token_lens=token_lens, layouts=layouts)
 
     # ------------------------------------------------------------------ training forward
     def forward(

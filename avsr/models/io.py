@@ -44,7 +44,8 @@ def _names(keys: Iterable[str], limit: int = 8) -> str:
     return shown + (f" ... (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def _sha256(path: str | os.PathLike[str]) -> str:
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, read in 4 MiB chunks (checkpoints can be gigabytes)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):
@@ -73,7 +74,7 @@ def save_model(out_dir: str | os.PathLike[str], model: AVSRModel, extra: dict[st
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     with atomic_path(out / WEIGHTS_FILE) as tmp:
         save_file(state, tmp, metadata={"format": FORMAT})
-        digest = _sha256(tmp)
+        digest = file_sha256(tmp)
     meta["weights"] = {"file": WEIGHTS_FILE, "sha256": digest}
     with atomic_path(out / CONFIG_FILE) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
@@ -151,7 +152,7 @@ def load_model(
     if not weights.is_file():
         raise WeightsError(f"{weights}: no such file")
     expected = meta.get("weights", {}).get("sha256")
-    if verify and expected and _sha256(weights) != expected:
+    if verify and expected and file_sha256(weights) != expected:
         raise WeightsError(f"{weights}: SHA-256 differs from {CONFIG_FILE} (files from different saves?)")
     model = build_saved_model(meta, str(model_dir / CONFIG_FILE))
     state = _read_safetensors(weights)

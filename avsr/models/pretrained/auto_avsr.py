@@ -41,7 +41,6 @@ import torch
 from fairseq2.nn import BatchLayout, IncrementalStateBag, Linear
 from torch import Tensor, nn
 
-from avsr.models.avsr_model import make_layout
 from avsr.models.config import ConfigError
 from avsr.models.frontends import lengths_to_mask, normalize_waveform
 from avsr.models.pretrained.espnet_blocks import (
@@ -267,18 +266,7 @@ class AutoAVSRModel(nn.Module):
     ) -> Tensor:
         """Decoder logits (B, L, V) for ``tokens`` (B, L) starting with sos (= eos); the same
         contract as ``AVSRModel.decode`` (full mode, or incremental with a state bag)."""
-        if state_bag is not None:
-            if self.training:
-                raise RuntimeError("incremental decoding needs eval mode (call model.eval())")
-            if token_lens is not None:
-                raise ValueError("token_lens (padding) is not supported in incremental decoding")
-        if layouts is None:
-            token_layout = make_layout(tokens, token_lens) if token_lens is not None else BatchLayout.of(tokens)
-            layouts = (token_layout, make_layout(encoded, encoded_lens))
-        logits = self.decoder(tokens, layouts[0], encoded, layouts[1], state_bag)
-        if state_bag is not None:
-            state_bag.increment_step_nr(tokens.size(1))
-        return logits
+        return self.decoder.decode(tokens, encoded, encoded_lens, state_bag, token_lens=token_lens, layouts=layouts)
 
 
 def build_from_config(config: Mapping[str, Any]) -> AutoAVSRModel:

@@ -7,7 +7,6 @@ names and shapes only, so the published full-size key tables can be checked with
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -375,14 +374,6 @@ def auto_avsr_tokenizer(path: Path | None = None):  # -> Tokenizer
     return Tokenizer.from_sentencepiece(path, units)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def convert(
     checkpoint: Path, out_dir: Path, *, tokenizer: Path | None = None, modality: str | None = None
 ) -> Path:
@@ -393,7 +384,7 @@ def convert(
     """
     from avsr.data.tokenizers import TokenizerError
     from avsr.decoding.recognizer import Preprocessing
-    from avsr.models.io import save_model
+    from avsr.models.io import file_sha256, save_model
     from avsr.training.export import TOKENIZER_DIR
 
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
@@ -421,7 +412,7 @@ def convert(
             "layout": keymap.layout,
             "kind": config.kind,
             "checkpoint": checkpoint.name,
-            "sha256": _sha256(checkpoint),
+            "sha256": file_sha256(checkpoint),
         },
         "tokenizer_fingerprint": tok.fingerprint,
         "preprocessing": Preprocessing.from_mapping(PREPROCESSING).to_dict(),

@@ -24,7 +24,6 @@ only, Meta Platforms); the converted folder records it in ``model.yaml`` (``extr
 
 from __future__ import annotations
 
-import hashlib
 import re
 import sys
 from collections.abc import Mapping
@@ -349,14 +348,6 @@ def _tokenizer_files(path: Path) -> tuple[Path, Path | None]:
 
 
 # ---------------------------------------------------------------------- conversion
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def convert_checkpoint(checkpoint: Path, out_dir: Path, *, tokenizer: Path | None = None) -> Path:
     """Convert a fine-tuned AV-HuBERT seq2seq checkpoint into the model folder ``out_dir``
     (``model.safetensors``, ``model.yaml`` with family ``avhubert``, ``tokenizer/``), loadable with
@@ -365,7 +356,7 @@ def convert_checkpoint(checkpoint: Path, out_dir: Path, *, tokenizer: Path | Non
     and maybe ``dict.wrd.txt``); needed unless the checkpoint carries it.
     Raises ``CheckpointError`` (one line) when anything does not fit. Returns ``out_dir``."""
     from avsr.data.tokenizers.base import TokenizerError
-    from avsr.models.io import save_model
+    from avsr.models.io import file_sha256, save_model
     from avsr.training.export import TOKENIZER_DIR
 
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
@@ -413,7 +404,7 @@ def convert_checkpoint(checkpoint: Path, out_dir: Path, *, tokenizer: Path | Non
         "source": {
             "format": "fairseq1 av_hubert_seq2seq (facebookresearch/av_hubert)",
             "checkpoint": str(checkpoint.resolve()),
-            "sha256": _sha256(checkpoint),
+            "sha256": file_sha256(checkpoint),
             "fine_tuned_modalities": list(config.modalities),
             "dropped_keys": sorted(dropped),
             "token_ids": "ours 0 = fairseq <pad> (never emitted), 1 = <s>, 2 = <unk>, 3..V-2 = fairseq ids 4..V-1, "

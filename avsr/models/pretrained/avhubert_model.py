@@ -387,18 +387,7 @@ class AVHubertModel(nn.Module):
                *, token_lens: Tensor | None = None, layouts: tuple[BatchLayout, BatchLayout] | None = None) -> Tensor:
         """Decoder logits (B, L, V) for ``tokens`` (B, L) starting with eos; as
         :meth:`AVSRModel.decode <avsr.models.avsr_model.AVSRModel.decode>` (full or incremental)."""
-        if state_bag is not None:
-            if self.training:
-                raise RuntimeError("incremental decoding needs eval mode (call model.eval())")
-            if token_lens is not None:
-                raise ValueError("token_lens (padding) is not supported in incremental decoding")
-        if layouts is None:
-            layouts = (make_layout(tokens, token_lens) if token_lens is not None else BatchLayout.of(tokens),
-                       make_layout(encoded, encoded_lens))
-        logits = self.decoder(tokens, layouts[0], encoded, layouts[1], state_bag)
-        if state_bag is not None:
-            state_bag.increment_step_nr(tokens.size(1))
-        return logits
+        return self.decoder.decode(tokens, encoded, encoded_lens, state_bag, token_lens=token_lens, layouts=layouts)
 
 
 def build_from_config(config: dict[str, Any]) -> AVHubertModel:

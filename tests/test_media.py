@@ -796,3 +796,24 @@ def test_write_into_unwritable_place(media_dir, roundtrip):
         write_wav(path, np.zeros(10, np.float32))
     assert_one_line(err, path, "cannot write")
     assert os.path.isfile(blocker)
+
+
+# --------------------------------------------------------------------------- paths stay inside roots
+
+
+def test_inside_refuses_paths_that_leave_the_root(tmp_path):
+    from avsr.media.paths import OutsideRootError, inside
+
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (tmp_path / "secret").write_text("x")
+    (root / "link").symlink_to(tmp_path / "secret")
+    (root / "inner").symlink_to(root / "sub")
+    assert inside(root, "sub/a.mp4") == (root / "sub" / "a.mp4").resolve()
+    assert inside(root, "inner/../sub/b") == (root / "sub" / "b").resolve()
+    assert inside(root, root / "sub") == (root / "sub").resolve()
+    for hostile in ["../secret", "sub/../../secret", "/etc/passwd", "link", "a\x00b"]:
+        with pytest.raises(OutsideRootError) as info:
+            inside(root, hostile)
+        assert "\n" not in str(info.value) and ("outside" in str(info.value) or "NUL" in str(info.value))
+    assert pickle.loads(pickle.dumps(info.value)).problem == info.value.problem

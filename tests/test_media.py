@@ -817,3 +817,8 @@ def test_inside_refuses_paths_that_leave_the_root(tmp_path):
             inside(root, hostile)
         assert "\n" not in str(info.value) and ("outside" in str(info.value) or "NUL" in str(info.value))
     assert pickle.loads(pickle.dumps(info.value)).problem == info.value.problem
+    # Text-only mode: the same refusals of the text, links followed by nobody.
+    assert inside(root, "link", follow_links=False) == Path(os.path.abspath(root / "link"))
+    for hostile in ["../secret", "sub/../../secret", "/etc/passwd"]:
+        with pytest.raises(OutsideRootError):
+            inside(root, hostile, follow_links=False)

@@ -27,18 +27,22 @@ class OutsideRootError(ValueError):
         return (type(self), (self.path, self.problem))
 
 
-def inside(root: str | os.PathLike[str], relative: str | os.PathLike[str]) -> Path:
-    """``root / relative`` with symlinks and ``..`` resolved, if it stays inside ``root``.
+def inside(root: str | os.PathLike[str], relative: str | os.PathLike[str], *, follow_links: bool = True) -> Path:
+    """``root / relative`` with ``..`` (and symlinks) resolved, if it stays inside ``root``.
 
     ``relative`` may also be absolute (it must then lie inside ``root`` too). The file need not
     exist (outputs are checked before they are written). Raises :class:`OutsideRootError` naming
     the joined path otherwise, so a caller can report the item and go on.
+
+    ``follow_links=False`` checks the text alone (no file-system calls, about 20 times faster):
+    for long lists such as manifests, whose folder's own symlinks (``video/`` on another disk) are
+    its owner's choice; the result is then ``root``-joined and normalised, not resolved.
     """
-    base = Path(root).resolve()
-    joined = Path(root) / relative
-    if "\x00" in os.fspath(relative):
-        raise OutsideRootError(joined, "path contains a NUL byte")
-    target = joined.resolve()
-    if target != base and not target.is_relative_to(base):
+    joined = os.path.join(root, relative)
+    if "\x00" in joined:
+        raise OutsideRootError(joined.replace("\x00", "\\x00"), "path contains a NUL byte")
+    resolve = os.path.realpath if follow_links else os.path.abspath
+    base, target = resolve(root), resolve(joined)
+    if target != base and not target.startswith(base.rstrip(os.sep) + os.sep):
         raise OutsideRootError(joined, f"path leads outside {base}")
-    return target
+    return Path(target)

@@ -4,20 +4,33 @@ All hypotheses of all utterances form one flat batch of B x beam rows, so every 
 decoder call and one vectorised CTC prefix scoring for the whole batch. The score of a
 hypothesis is (1 - ctc_weight) * attention log-prob + ctc_weight * CTC prefix log-prob +
 length_bonus * length; with ``length_normalisation`` p > 0, ended hypotheses are ranked by that
-score / (tokens + 1) ** p, fairseq's ``lenpen`` (AV-HuBERT decodes with p = 1); candidates are pre-selected by the attention scores (ESPnet's "pre-beam")
-unless the search is CTC-only. Hypotheses that choose <eos> leave the beam for the ended list; an
-utterance stops when no live hypothesis is left, when the best ended one can no longer be beaten
-(ESPnet's end detection when a length bonus makes scores non-monotone; under length normalisation,
-when even the longest output allowed could not lift a live hypothesis above it), or at `max_length`.
-A model without a CTC head (``ctc_log_probs=None``) is searched on its attention scores alone.
+score / (tokens + 1) ** p, fairseq's ``lenpen`` (AV-HuBERT decodes with p = 1). Candidates are
+pre-selected by the attention scores (ESPnet's "pre-beam") unless the search is CTC-only.
+Hypotheses that choose <eos> leave the beam for the ended list. A model without a CTC head
+(``ctc_log_probs=None``) is searched on its attention scores alone.
+
+Two semantics (``BeamSearchConfig.semantics``, rules in ``SEMANTICS``):
+
+- ``exact`` (our models' default): <eos> is a candidate when the pre-beam holds it; a hypothesis
+  that reaches the maximum length is given a scored <eos>; an utterance stops when no live
+  hypothesis could still beat the best ended one, whatever it adds (a bound, so the result is the
+  one running to the maximum length would give).
+- ``espnet``: what ESPnet's BatchBeamSearch (auto_avsr's decoder) does, so a converted auto_avsr
+  model gives auto_avsr's n-best: the CTC prefix scorer always scores <eos>, the pre-beam is the
+  decoder's top int(1.5 x beam) over the whole vocabulary (the blank included, then never chosen),
+  hypotheses still live at the maximum length end there unscored, and an utterance stops by
+  ESPnet's end detection (the best hypotheses that ended 2, 3 and 4 tokens ago are all e^-10 below
+  the best ended) when the maximum length is the encoder frames (ESPnet's maxlenratio = 0; a
+  ``max_length`` is its maxlenratio < 0, which turns end detection off).
 """
 
 from __future__ import annotations
 
 import math
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol, get_args
 
 import torch
 from torch import Tensor
@@ -25,6 +38,9 @@ from torch import Tensor
 from avsr.decoding.ctc import CTCPrefixScorer
 
 NEG_INF = float("-inf")
+
+Semantics = Literal["exact", "espnet"]
+SEMANTICS_NAMES: tuple[str, ...] = get_args(Semantics)
 
 
 class StepDecoder(Protocol):
@@ -48,6 +64,7 @@ class BeamSearchConfig:
     max_length: int | None = None  # tokens; None: the number of encoder frames
     pre_beam_ratio: float = 1.5
     length_normalisation: float = 0.0  # fairseq's lenpen: ended scores / (tokens + 1) ** this; 0: raw scores
+    semantics: Semantics = "exact"  # see the module docstring
 
     def __post_init__(self) -> None:
         if self.beam < 1:
@@ -56,6 +73,8 @@ class BeamSearchConfig:
             raise ValueError("length_normalisation must be at least 0")
         if not 0.0 <= self.ctc_weight <= 1.0:
             raise ValueError("ctc_weight must be in [0, 1]")
+        if self.semantics not in SEMANTICS_NAMES:
+            raise ValueError(f"search semantics must be one of {', '.join(SEMANTICS_NAMES)}, got {self.semantics!r}")
 
 
 @dataclass
@@ -67,30 +86,89 @@ class Hypothesis:
     attention_score: float = 0.0
 
 
-END_DETECT_LENGTHS = 3
+# ----------------------------------------------------------------------------------- stopping
+END_DETECT_BACK = (2, 3, 4)  # ESPnet's lengths i, i-1, i-2 of yseq, which counts <sos> and <eos>
 END_DETECT_MARGIN = math.log(1e-10)
 
 
-def _end_detected(ended: list[Hypothesis], length: int) -> bool:
-    """ESPnet's end detection: for each of the last few output lengths, the best hypothesis that
-    ended at that length is far below the best ended overall."""
+def _bound_stop(ended: list[Hypothesis], live_best: float, step: int, limit: int, config: BeamSearchConfig) -> bool:
+    """Exact: even the best live hypothesis cannot overtake the best ended one. Attention and CTC
+    increments are log-probs (<= 0), so after step ``step`` (live hypotheses hold step + 1 tokens)
+    the most it can gain is the length bonus of the limit - step tokens still to come (<eos>
+    included); normalised, that is divided by the (tokens + 1) ** p that helps it most."""
     if not ended:
         return False
+    raw = live_best + config.length_bonus * (limit - step)
+    if config.length_normalisation > 0:
+        tokens = limit if raw < 0 else step + 1
+        raw /= (tokens + 1) ** config.length_normalisation
+    return raw < max(h.score for h in ended)
+
+
+def _espnet_end_detect(ended: list[Hypothesis], live_best: float, step: int, limit: int, config: BeamSearchConfig) -> bool:
+    """ESPnet's end detection (Watanabe et al. 2017, eq. 50) after loop index ``step``: for each of
+    the hypotheses that ended 2, 3 and 4 tokens ago, the best is e^-10 below the best ended. Only
+    with the default maximum length (ESPnet's maxlenratio = 0)."""
+    if config.max_length is not None or not ended:
+        return False
     best = max(h.score for h in ended)
-    hopeless = 0
-    for back in range(END_DETECT_LENGTHS):
-        at_length = [h.score for h in ended if len(h.tokens) == length - back]
-        if at_length and max(at_length) - best < END_DETECT_MARGIN:
-            hopeless += 1
-    return hopeless == END_DETECT_LENGTHS
+    for back in END_DETECT_BACK:
+        at_length = [h.score for h in ended if len(h.tokens) == step - back]
+        if not at_length or max(at_length) - best >= END_DETECT_MARGIN:
+            return False
+    return True
 
 
-def _emit_mask(vocab: int, blank_id: int, device: torch.device) -> Tensor:
-    emit = torch.ones(vocab, dtype=torch.bool, device=device)
-    emit[blank_id] = False  # the blank is CTC's, never an output token
-    return emit
+StopRule = Callable[[list[Hypothesis], float, int, int, BeamSearchConfig], bool]
 
 
+@dataclass(frozen=True)
+class SearchRules:
+    """What a semantics decides (the module docstring says why each one differs)."""
+
+    always_offer_eos: bool  # <eos> is a candidate of every hypothesis, pre-beam or not
+    pre_beam_over_blank: bool  # the pre-beam ranks the whole vocabulary, the blank included
+    score_final_eos: bool  # at the maximum length, the <eos> is scored (else appended unscored)
+    stop: StopRule
+
+
+SEMANTICS: dict[str, SearchRules] = {
+    "exact": SearchRules(always_offer_eos=False, pre_beam_over_blank=False, score_final_eos=True, stop=_bound_stop),
+    "espnet": SearchRules(always_offer_eos=True, pre_beam_over_blank=True, score_final_eos=False, stop=_espnet_end_detect),
+}
+
+
+# --------------------------------------------------------------------------------- candidates
+def _pre_beam_size(config: BeamSearchConfig, rules: SearchRules, vocab: int, ctc_scored: bool) -> int | None:
+    """How many attention-best tokens each hypothesis offers; None: the whole vocabulary."""
+    if rules.pre_beam_over_blank:  # ESPnet: int(ratio * beam), only to spare the CTC scorer, and only below the vocabulary
+        size = int(config.pre_beam_ratio * config.beam)
+        return size if ctc_scored and size < vocab else None
+    return min(vocab - 1, max(config.beam, int(config.pre_beam_ratio * config.beam)))
+
+
+def _candidates(att: Tensor | None, vocab: int, config: BeamSearchConfig, rules: SearchRules,
+                blank_id: int, eos_id: int, ctc_scored: bool, rows: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """(candidate token ids (N, K), usable (N, K)) of every hypothesis row: the attention pre-beam
+    (plus <eos> when the rules offer it and CTC scores it), or every emittable token when ``att``
+    is None (CTC-only) or there is no pre-beam. The blank and a repeated <eos> are never usable."""
+    size = _pre_beam_size(config, rules, vocab, ctc_scored) if att is not None else None
+    if size is None:
+        tokens = torch.arange(vocab, device=device)
+        tokens = tokens[tokens != blank_id].expand(rows, -1)
+        return tokens, torch.ones(tokens.shape, dtype=torch.bool, device=device)
+    assert att is not None
+    ranked = att if rules.pre_beam_over_blank else att.index_fill(1, torch.tensor([blank_id], device=device), NEG_INF)
+    tokens = ranked.topk(size, dim=-1).indices
+    usable = tokens != blank_id
+    if rules.always_offer_eos and ctc_scored:  # ESPnet's CTC prefix scorer always scores <eos>
+        eos = torch.full((rows, 1), eos_id, dtype=tokens.dtype, device=device)
+        usable = torch.cat([usable, ~(tokens == eos_id).any(dim=1, keepdim=True)], dim=1)
+        tokens = torch.cat([tokens, eos], dim=1)
+    return tokens, usable
+
+
+# ------------------------------------------------------------------------------------- search
 def beam_search(
     ctc_log_probs: Tensor | None,
     lengths: Tensor,
@@ -111,12 +189,15 @@ def beam_search(
             raise ValueError("an attention decoder is needed when there are no CTC scores")
     elif decoder is None and config.ctc_weight < 1.0:
         raise ValueError("an attention decoder is needed unless ctc_weight is 1")
+    rules = SEMANTICS[config.semantics]
     device = ctc_log_probs.device if ctc_log_probs is not None else lengths.device
     batch = lengths.size(0)
     beam = config.beam
     rows = torch.arange(batch, device=device).repeat_interleave(beam)  # utterance of each row
+    weight = config.ctc_weight if ctc_log_probs is not None else 0.0
     scorer = ctc_state = None
-    if ctc_log_probs is not None:
+    if weight > 0:  # a zero weight: the CTC scores are not needed (and 0 x -inf would be NaN)
+        assert ctc_log_probs is not None
         scorer = CTCPrefixScorer(ctc_log_probs, lengths, blank_id, eos_id)
         ctc_state = scorer.initial_state(rows)
     # Only the first row of each utterance is alive at the start (all rows share the empty prefix).
@@ -135,31 +216,28 @@ def beam_search(
     if config.max_length:
         limits = limits.clamp(max=config.max_length)
     max_length = int(limits.max())
-    weight = config.ctc_weight if scorer is not None else 0.0
     if decoder is not None:
         decoder.start(rows)
-    emit: Tensor | None = None
+    vocab = ctc_log_probs.size(-1) if ctc_log_probs is not None else None
 
     for step in range(max_length + 1):
-        if decoder is not None and weight < 1.0:
-            att = decoder.step(last).float()  # (N, V)
-            if emit is None:
-                emit = _emit_mask(att.size(1), blank_id, device)
+        att: Tensor | None = None
+        if decoder is not None:
+            att = decoder.step(last).float()  # (N, V); kept in step even when its scores are unused
             vocab = att.size(1)
-            pre_beam = min(vocab - 1, max(beam, int(config.pre_beam_ratio * beam)))
-            candidates = att.masked_fill(~emit, NEG_INF).topk(pre_beam, dim=-1).indices
-        else:
-            if decoder is not None:
-                decoder.step(last)  # keep its state in step even when its scores are unused
-            assert ctc_log_probs is not None
-            vocab = ctc_log_probs.size(-1)
-            if emit is None:
-                emit = _emit_mask(vocab, blank_id, device)
+            if weight >= 1.0:
+                att = None
+        assert vocab is not None
+        candidates, usable = _candidates(att, vocab, config, rules, blank_id, eos_id, scorer is not None, len(last), device)
+        if att is None:
             att = torch.zeros(len(last), vocab, device=device)
-            candidates = torch.arange(vocab, device=device)[emit].expand(len(last), -1)
-        forced = limits[rows] == step  # out of room: these rows' hypotheses must end here
+        # Exact: out of room, these rows' hypotheses must end here with a scored <eos> (one
+        # candidate). ESPnet ends them after the step that reaches the limit (below).
+        forced = limits[rows] == step
         if bool(forced.any()):
             candidates = candidates.masked_fill(forced[:, None], eos_id)
+            usable = usable & ~forced[:, None]
+            usable[:, 0] |= forced
         if scorer is not None:
             assert ctc_state is not None
             ctc_scores, r_nonblank, r_blank = scorer.score(ctc_state, rows, candidates, prefix_length=step)
@@ -173,9 +251,7 @@ def beam_search(
             + weight * ctc_increment
             + config.length_bonus
         )
-        total = total.masked_fill(done[rows][:, None], NEG_INF)
-        if bool(forced.any()):  # one <eos> per forced row, not one per candidate column
-            total[:, 1:] = total[:, 1:].masked_fill(forced[:, None], NEG_INF)
+        total = total.masked_fill(~usable | done[rows][:, None], NEG_INF)
         per_utterance = total.view(batch, -1)  # (B, beam * K)
         width = candidates.shape[1]
         best_scores, best_flat = per_utterance.topk(beam, dim=-1)
@@ -188,17 +264,20 @@ def beam_search(
         flat_scores = best_scores.flatten()
         new_ctc = ctc_totals[flat_rows] + ctc_increment[flat_rows, flat_cols]
         new_att = att_totals[flat_rows] + att_increment[flat_rows, flat_cols]
+        tokens_before = [tokens[int(r)] for r in flat_rows.tolist()]
+        tokens = [t + [int(k)] for t, k in zip(tokens_before, flat_tokens.tolist())]
 
-        # Hypotheses that chose <eos> end here; their rows go dead.
-        is_end = (flat_tokens == eos_id) & torch.isfinite(flat_scores)
-        for row in torch.nonzero(is_end).flatten().tolist():
-            utterance = row // beam
-            ended_tokens = list(tokens[int(flat_rows[row])])
+        # Hypotheses that chose <eos> end here, and under ESPnet's rules every live one of an
+        # utterance whose limit this step reached ends as it is; their rows go dead.
+        alive = torch.isfinite(flat_scores)
+        is_eos = (flat_tokens == eos_id) & alive
+        at_limit = alive & ~is_eos & (limits[rows] == step + 1) if not rules.score_final_eos else torch.zeros_like(alive)
+        for row in torch.nonzero(is_eos | at_limit).flatten().tolist():
+            ended_tokens = list(tokens_before[row] if is_eos[row] else tokens[row])
             score = float(flat_scores[row]) / (len(ended_tokens) + 1) ** config.length_normalisation
-            ended[utterance].append(Hypothesis(ended_tokens, score, float(new_ctc[row]), float(new_att[row])))
-        flat_scores = flat_scores.masked_fill(is_end, NEG_INF)
+            ended[row // beam].append(Hypothesis(ended_tokens, score, float(new_ctc[row]), float(new_att[row])))
+        flat_scores = flat_scores.masked_fill(is_eos | at_limit, NEG_INF)
 
-        tokens = [tokens[int(r)] + [int(t)] for r, t in zip(flat_rows.tolist(), flat_tokens.tolist())]
         if scorer is not None:
             ctc_state = scorer.advance(ctc_state, flat_rows, flat_cols, flat_tokens, ctc_scores, r_nonblank, r_blank)
         scores, ctc_totals, att_totals, last = flat_scores, new_ctc, new_att, flat_tokens
@@ -209,22 +288,11 @@ def beam_search(
         for utterance in range(batch):
             if done[utterance]:
                 continue
-            if not ended[utterance] and torch.isfinite(live_best[utterance]):
+            live = float(live_best[utterance])
+            if not ended[utterance] and math.isfinite(live):
                 row = utterance * beam + int(live_arg[utterance])
                 unfinished[utterance] = Hypothesis(list(tokens[row]), float(scores[row]), float(ctc_totals[row]), float(att_totals[row]))
-            finished = ended[utterance]
-            best_ended = max((h.score for h in finished), default=NEG_INF)
-            no_live = not torch.isfinite(live_best[utterance])
-            # Without a length bonus raw scores only fall, so a live hypothesis below the best ended
-            # one can never overtake it; normalised, the most it can reach is its raw score spread
-            # over the longest output allowed. With a bonus, ESPnet's end detection decides.
-            if config.length_bonus > 0:
-                beaten = _end_detected(finished, step + 1)
-            else:
-                longest = float(limits[utterance]) + 1.0
-                reachable = float(live_best[utterance]) / longest**config.length_normalisation
-                beaten = reachable < best_ended
-            if no_live or beaten:
+            if not math.isfinite(live) or rules.stop(ended[utterance], live, step, int(limits[utterance]), config):
                 done[utterance] = True
         if bool(done.all()):
             break

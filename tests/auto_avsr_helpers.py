@@ -1,9 +1,10 @@
-"""Shared by tests/test_auto_avsr.py and the script that made tests/data/auto_avsr_parity.json.
+"""Shared by tests/test_auto_avsr.py and scripts/reference/make_auto_avsr_parity.py.
 
-The reference outputs in ``auto_avsr_parity.json`` were computed with auto_avsr's own model code
-(mpc001/auto_avsr at tag v1.0.0, run outside this repository) on the weights ``random_state``
-gives for ``AutoAVSRConfig.tiny`` and on the inputs ``parity_inputs`` gives. The same functions
-rebuild both here, so the test compares our model with auto_avsr's without its code.
+The reference outputs in ``auto_avsr_parity.json`` are computed by that script with auto_avsr's
+own model code (a checkout of mpc001/auto_avsr, tag v1.0.0 = 30951b5) on the weights
+``random_state`` gives for ``AutoAVSRConfig.tiny`` and on the inputs ``parity_inputs`` gives.
+The same functions rebuild both here, so the test compares our model with auto_avsr's without
+its code. Only torch is imported, so the script can use this module too.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ PARITY_FILE = DATA / "auto_avsr_parity.json"
 PARITY_COLUMNS = list(range(0, 5049, 97)) + [5048]
 PARITY_TOKENS = [5048, 17, 4000, 250, 3]  # <sos>, then four units
 PARITY_FRAMES = 12
+#: the weights' seed of each model in the parity file
+PARITY_SEEDS = {"v": 100, "a": 101, "av": 102}
+#: encoder output columns the parity file keeps
+PARITY_WIDTH = 16
 
 
 def read_key_table(path: Path) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
@@ -31,6 +36,11 @@ def read_key_table(path: Path) -> dict[str, tuple[tuple[int, ...], torch.dtype]]
         key, shape, dtype = line.split("\t")
         table[key] = (tuple(int(s) for s in shape.split(",")) if shape else (), getattr(torch, dtype))
     return table
+
+
+def module_table(module: torch.nn.Module) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """The names, shapes and dtypes of a module's state (the input of ``random_state``)."""
+    return {k: (tuple(v.shape), v.dtype) for k, v in module.state_dict().items()}
 
 
 def random_state(table: dict[str, tuple[tuple[int, ...], torch.dtype]], seed: int) -> dict[str, Tensor]:

@@ -395,6 +395,75 @@ def test_our_npy_and_npz_landmark_files(tmp_path, clip):
         load_landmarks_file(tmp_path / "garbage.pkl")
 
 
+class _Reduce:
+    """Pickles as ``function(*args)`` (then ``__setstate__(state)``): hand-made hostile pickles."""
+
+    def __init__(self, function, args, state=None) -> None:
+        self.function, self.args, self.state = function, args, state
+
+    def __reduce__(self):
+        return (self.function, self.args) if self.state is None else (self.function, self.args, self.state)
+
+
+def _npy_header(shape: tuple[int, ...], descr: str = "<f8") -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+def _memory_bombs(tmp_path: Path) -> dict[str, Path]:
+    """Small files asking for terabytes: the allocation must be refused before it is tried."""
+    import zipfile
+
+    rebuild = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's own _reconstruct, as pickles name it
+    pickles = {
+        "array_shape": _Reduce(rebuild, (np.ndarray, (10**13,), b"b")),
+        "object_array": _Reduce(rebuild, (np.ndarray, (0,), b"b"), (1, (10**10,), np.dtype("O"), False, [])),
+        "subarray_dtype": _Reduce(rebuild, (np.ndarray, (10**4,), np.dtype(("f8", (2**27,))))),
+        "frame_count": [None] * 2_000_000,
+    }
+    paths = {}
+    for name, content in pickles.items():
+        paths[name] = tmp_path / f"{name}.pkl"
+        paths[name].write_bytes(pickle.dumps(content, protocol=4))
+    paths["npy_header"] = tmp_path / "header.npy"
+    paths["npy_header"].write_bytes(_npy_header((10**13, 68, 2)) + b"\0" * 64)
+    paths["npy_object"] = tmp_path / "object.npy"
+    paths["npy_object"].write_bytes(_npy_header((10**9,), "|O") + b"\0" * 64)
+    paths["npz_header"] = tmp_path / "header.npz"
+    with zipfile.ZipFile(paths["npz_header"], "w") as archive:
+        archive.writestr("landmarks.npy", _npy_header((10**13, 68, 2)) + b"\0" * 64)
+    return paths
+
+
+def test_landmark_files_cannot_ask_for_unbounded_memory(tmp_path):
+    """A 100-byte pickle (or .npy/.npz header) asking numpy for 10^13 elements is refused in one
+    line before anything is allocated, rather than raising MemoryError (which aborts a batch job)."""
+    for name, path in _memory_bombs(tmp_path).items():
+        with pytest.raises(LandmarksFileError) as caught:
+            load_landmarks_file(path)
+        message = str(caught.value)
+        assert message.startswith(f"{path}: ") and "\n" not in message, (name, message)
+        assert "too large" in message or "object" in message, (name, message)
+    assert os.path.getsize(tmp_path / "array_shape.pkl") < 120
+
+
+def test_landmarks_lookup_stays_inside_its_folder(tmp_path, clip):
+    _, truth = clip
+    root, outside = tmp_path / "marks", tmp_path / "outside"
+    (root / "main").mkdir(parents=True)
+    outside.mkdir()
+    save_landmarks(outside / "evil.npy", [truth[0]])
+    (root / "main" / "link.npy").symlink_to(outside / "evil.npy")
+    source = PrecomputedLandmarks(root)
+    for hostile in ["../outside/evil", "main/../../outside/evil", str(outside / "evil"), "main/link"]:
+        with pytest.raises(LandmarksFileError, match="leads outside"):
+            source.landmarks_for(hostile)
+    assert source.landmarks_for("main/absent") is None
+
+
 def test_stored_landmarks_may_differ_from_the_video_by_a_few_frames(clip):
     frames, truth = clip
     crops = crop_mouths(frames[:10], list(truth[:8]))

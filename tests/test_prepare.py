@@ -246,3 +246,113 @@ def test_tokenizer_from_manifest_round_trips(prepared_lrs2: Path, tmp_path: Path
     tokenizer = load_tokenizer(out)
     for row in read_manifest(prepared_lrs2 / "test.tsv"):
         assert tokenizer.decode(tokenizer.encode(row.text)) == row.text
+
+
+# --------------------------------------------------------------------------- hostile and broken lists
+
+
+def _files_outside(root: Path, keep: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if keep not in p.parents and p != keep}
+
+
+def test_hostile_list_lines_are_refused_and_reported(lrs2_corpus: Path, tmp_path: Path, capsys):
+    """Split-list lines leading out of SRC (``..``, absolute, a symlink) are skipped and reported;
+    nothing is read from or written outside SRC and OUT; names with spaces and flagged test lines
+    work; a missing media file and a missing transcript are each reported as what they are."""
+    src = tmp_path / "a" / "src"
+    shutil.copytree(lrs2_corpus, src)
+    good = (src / "train.txt").read_text().split()[:2]
+    for name in ("pretrain.txt", "val.txt", "train.txt", "test.txt"):
+        (src / name).unlink()
+    clip = src / "main" / good[0]
+    outside = {"escape/evil": tmp_path / "escape" / "evil", "abs": tmp_path / "abs" / "clip"}
+    for target in outside.values():
+        target.parent.mkdir(parents=True)
+        for suffix in (".mp4", ".txt"):
+            shutil.copy(clip.with_suffix(suffix), target.with_suffix(suffix))
+    (src / "main" / "link").mkdir()
+    for suffix in (".mp4", ".txt"):
+        (src / "main" / "link" / f"00001{suffix}").symlink_to(outside["escape/evil"].with_suffix(suffix))
+    (src / "main" / "spaced").mkdir()
+    for suffix in (".mp4", ".txt"):
+        shutil.copy(clip.with_suffix(suffix), src / "main" / "spaced" / f"name with space{suffix}")
+    (src / "main" / "nomedia").mkdir()
+    shutil.copy(clip.with_suffix(".txt"), src / "main" / "nomedia" / "00001.txt")
+    (src / "main" / "notext").mkdir()
+    shutil.copy(clip.with_suffix(".mp4"), src / "main" / "notext" / "00001.mp4")
+    lines = [good[0], "../../../escape/evil", str(outside["abs"]), "link/00001", "spaced/name with space", "nomedia/00001", "notext/00001"]
+    (src / "train.txt").write_text("\n".join(lines) + "\n")
+    (src / "test.txt").write_text(f"{good[1]} NF\n")
+    before = _files_outside(tmp_path, tmp_path / "o")
+    out = tmp_path / "o" / "out"
+    report = run_cli(["lrs2", str(src), str(out), *PREP_ARGS], capsys)
+    assert report["prepared"] == 3 and report["skipped"] == 5
+    rows = {row.id for split in ("train", "test") for row in read_manifest(out / f"{split}.tsv")}
+    assert rows == {f"main/{good[0]}", "main/spaced/name with space", f"main/{good[1]}"}
+    reasons = {line.split("\t")[0]: line.split("\t")[2] for line in (out / "report.tsv").read_text().splitlines()[1:]}
+    assert len(reasons) == 5
+    for item_id, reason in reasons.items():
+        if "nomedia" in item_id:
+            assert reason == "missing media file"
+        elif "notext" in item_id:
+            assert reason == "no transcript file"
+        else:
+            assert "leads outside" in reason, (item_id, reason)
+    assert _files_outside(tmp_path, tmp_path / "o") == before, "nothing written outside OUT"
+    assert [p.name for p in (tmp_path / "o").iterdir()] == ["out"]
+
+
+@pytest.mark.parametrize("kind", ["lrw", "lrs3"])
+def test_globbed_symlinks_out_of_the_root_are_refused(lrw_corpus: Path, tmp_path: Path, kind):
+    """LRS3 and LRW are globbed: a clip that is a symlink to a file outside the root is refused."""
+    secret = tmp_path / "secret.mp4"
+    secret.write_bytes(b"not yours")
+    root = tmp_path / "root"
+    if kind == "lrw":
+        shutil.copytree(lrw_corpus, root)
+        word = sorted(p for p in (root / "lipread_mp4").iterdir())[0]
+        link = word / "train" / f"{word.name}_99999.mp4"
+    else:
+        (root / "trainval" / "spk").mkdir(parents=True)
+        link = root / "trainval" / "spk" / "00001.mp4"
+    link.symlink_to(secret)
+    items = {item.video: item for item in list_corpus(kind, root)}
+    assert items[link].problem.startswith("path leads outside"), items[link]
+    assert all(not item.problem for video, item in items.items() if video != link)
+
+
+def test_manifest_rows_leading_outside_are_refused(tmp_path: Path):
+    from avsr.data.manifest import ManifestError, resolve
+
+    manifest = tmp_path / "data" / "train.tsv"
+    manifest.parent.mkdir()
+    good = "a\tvideo/a.mp4\taudio/a.wav\t10\t6400\tHELLO"
+    for bad in ["b\t../../etc/passwd.mp4\taudio/b.wav\t10\t6400\tX", f"b\tvideo/b.mp4\t{tmp_path}/b.wav\t10\t6400\tX"]:
+        manifest.write_text("id\tvideo\taudio\tframes\tsamples\ttext\n" + good + "\n" + bad + "\n")
+        with pytest.raises(ManifestError) as caught:
+            read_manifest(manifest)
+        assert str(caught.value).startswith(f"{manifest}:3: ") and "outside" in str(caught.value)
+        assert "\n" not in str(caught.value)
+    with pytest.raises(ManifestError, match="outside"):
+        resolve(manifest, "../x.wav")
+    assert resolve(manifest, "video/a.mp4") == (manifest.parent / "video" / "a.mp4").resolve()
+
+
+def test_a_landmarks_memory_bomb_is_one_skipped_item(lrs2_corpus: Path, tmp_path: Path, capsys):
+    """A 92-byte pickle asking numpy for 10^13 bytes no longer aborts the run (and every rerun)."""
+    rebuild = np.ndarray.__reduce__(np.zeros(1))[0]
+
+    class Bomb:
+        def __reduce__(self):
+            return (rebuild, (np.ndarray, (10**13,), b"b"))
+
+    item = next(i for i in list_corpus("lrs2", lrs2_corpus) if i.split == "test")
+    marks = tmp_path / "landmarks" / f"{item.id}.pkl"
+    marks.parent.mkdir(parents=True)
+    marks.write_bytes(pickle.dumps(Bomb(), protocol=4))
+    out = tmp_path / "out"
+    for _ in range(2):  # the rerun (retrying skipped items) also completes
+        report = run_cli(["lrs2", str(lrs2_corpus), str(out), *PREP_ARGS, "--landmarks", str(marks.parents[2]), "--retry-skipped"], capsys)
+        assert report["prepared"] == 0 and report["skipped"] == report["items"]
+    reasons = {line.split("\t")[0]: line.split("\t")[2] for line in (out / "report.tsv").read_text().splitlines()[1:]}
+    assert reasons[item.id].startswith(f"{marks}: too large: asks for an array of shape (10000000000000,)")

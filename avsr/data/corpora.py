@@ -3,19 +3,28 @@
 An item is one clip, or one piece of a long pretrain clip: which file, which time window,
 which split, what was said. Nothing here decodes media; listing an LRS2-sized corpus takes
 seconds, so every run (and every shard) can list the whole corpus and agree on the order.
+
+An item that cannot be prepared for a reason seen while listing (its path leads outside the
+corpus root, its media or transcript file is missing) carries that one-line ``problem``: the
+preparation reports it as skipped and goes on, rather than failing the listing.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from avsr.media.paths import OutsideRootError, inside
 
 CORPORA = ("lrs2", "lrs3", "lrw")
 LRS2_SPLITS = ("pretrain", "train", "val", "test")
 LRS3_SPLITS = {"pretrain": "pretrain", "trainval": "train", "test": "test"}  # folder -> split
 LRW_SPLITS = ("train", "val", "test")
 WORD_LINE = re.compile(r"^(\S+)\s+(\d+(?:\.\d+)?)\s+(\d+(?:\.\d+)?)(?:\s+\S+)?\s*$")
+# LRS2's test list flags some lines (``5535415699068794046/00001 NF``): a short upper-case word.
+LIST_FLAG = re.compile(r"^(.*\S)\s+[A-Z]{1,4}$")
 
 
 class CorpusError(ValueError):
@@ -47,6 +56,7 @@ class CorpusItem:
     end: float | None = None  # None: to the end of the source
     words: tuple[TimedWord, ...] = field(default=(), compare=False, repr=False)
     source_id: str = ""  # the whole source clip's id (pieces of a long clip share it)
+    problem: str = ""  # why it cannot be prepared, seen while listing ("" when none)
 
     @property
     def source(self) -> str:
@@ -97,22 +107,44 @@ def split_long(item: CorpusItem, max_seconds: float) -> list[CorpusItem]:
             end=item.start + piece[-1].end,
             words=tuple(TimedWord(w.word, w.start - piece[0].start, w.end - piece[0].start) for w in piece),
             source_id=item.source,
+            problem=item.problem,
         )
         for index, piece in enumerate(pieces, start=1)
     ]
 
 
 def _item(root: Path, video: Path, split: str) -> CorpusItem:
-    transcript = parse_transcript(video.with_suffix(".txt")) if video.with_suffix(".txt").is_file() else Transcript("")
-    item_id = video.relative_to(root).with_suffix("").as_posix()
+    """The item for ``video`` (a path under ``root``, as listed or globbed), its problem if any."""
+    video = Path(os.path.normpath(video))
+    item_id = Path(os.path.relpath(video, root)).with_suffix("").as_posix()
+    try:
+        inside(root, video)
+        inside(root, video.with_suffix(".txt"))
+    except OutsideRootError as error:
+        return CorpusItem(item_id, split, video, "", problem=error.problem)
+    if not video.is_file():
+        return CorpusItem(item_id, split, video, "", problem="missing media file")
+    if not video.with_suffix(".txt").is_file():
+        return CorpusItem(item_id, split, video, "", problem="no transcript file")
+    transcript = parse_transcript(video.with_suffix(".txt"))
     return CorpusItem(item_id, split, video, transcript.text, words=transcript.words)
+
+
+def _list_name(folder: Path, line: str) -> str:
+    """The clip a split-list line names: the whole line (names may hold spaces), or the line
+    without a trailing flag (``NF``) when only that names a file or the line is ``name FLAG``."""
+    name = line.strip()
+    flagged = LIST_FLAG.match(name)
+    if flagged is None or (folder / f"{name}.mp4").is_file():
+        return name
+    return flagged.group(1)
 
 
 def list_lrs2(root: Path) -> list[CorpusItem]:
     """``main/`` and ``pretrain/`` with the split lists ``pretrain.txt train.txt val.txt test.txt``.
 
-    List lines are ``group/id`` (test lines may carry a trailing flag, which is ignored). The
-    media may sit under ``mvlrs_v1/`` as in the distributed archive.
+    List lines are ``group/id`` (test lines may carry a trailing flag, which is ignored; a name
+    may hold spaces). The media may sit under ``mvlrs_v1/`` as in the distributed archive.
     """
     media = root / "mvlrs_v1" if (root / "mvlrs_v1").is_dir() else root
     lists = {split: root / f"{split}.txt" for split in LRS2_SPLITS}
@@ -122,11 +154,10 @@ def list_lrs2(root: Path) -> list[CorpusItem]:
     for split, path in lists.items():
         if not path.is_file():
             continue
-        folder = "pretrain" if split == "pretrain" else "main"
+        folder = media / ("pretrain" if split == "pretrain" else "main")
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
-                name = line.split()[0]
-                items.append(_item(media, media / folder / f"{name}.mp4", split))
+                items.append(_item(media, folder / f"{_list_name(folder, line)}.mp4", split))
     return items
 
 
@@ -152,8 +183,9 @@ def list_lrw(root: Path) -> list[CorpusItem]:
     items = []
     for video in videos:
         item = _item(media, video, video.parent.name)
-        # LRW's transcript is the folder's word; the .txt's Text: line says the same.
-        items.append(CorpusItem(item.id, item.split, video, item.text or video.parent.parent.name))
+        # LRW's transcript is the folder's word (the .txt's Text: line says the same; it may be absent).
+        problem = "" if item.problem == "no transcript file" else item.problem
+        items.append(CorpusItem(item.id, item.split, item.video, item.text or video.parent.parent.name, problem=problem))
     return items
 
 

@@ -1,7 +1,8 @@
 """Manifests: one TSV per split listing prepared clips (paths relative to the manifest's folder).
 
 Columns: ``id  video  audio  frames  samples  text``. The text is stored as text (never as token
-ids) so that a tokenizer can be changed without preparing the data again.
+ids) so that a tokenizer can be changed without preparing the data again. A row whose media path
+leads outside the manifest's folder (``..``, absolute) is refused when the manifest is read.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from avsr.media.paths import OutsideRootError, inside
 
 COLUMNS = ("id", "video", "audio", "frames", "samples", "text")
 
@@ -68,6 +71,11 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestRow]:
             frames, samples = int(fields[3]), int(fields[4])
         except ValueError:
             raise ManifestError(f"{path}:{number}: frames and samples must be integers") from None
+        for column in (1, 2):
+            try:  # by text: a manifest is a list of names; its folder's own symlinks are its owner's
+                inside(path.parent, fields[column], follow_links=False)
+            except OutsideRootError as error:
+                raise ManifestError(f"{path}:{number}: {COLUMNS[column]} {fields[column]!r} {error.problem}") from None
         rows.append(ManifestRow(fields[0], fields[1], fields[2], frames, samples, fields[5].strip()))
     return rows
 
@@ -91,5 +99,9 @@ def _line_of(path: str | os.PathLike[str], item_id: str) -> int:
 
 
 def resolve(manifest: str | os.PathLike[str], relative: str) -> Path:
-    """A row's media path as an absolute path (rows are relative to the manifest's folder)."""
-    return (Path(manifest).parent / relative).resolve()
+    """A row's media path as an absolute path (rows are relative to the manifest's folder, and
+    must stay inside it by their text, as :func:`read_manifest` checks; ManifestError otherwise)."""
+    try:
+        return inside(Path(manifest).parent, relative, follow_links=False).resolve()
+    except OutsideRootError as error:
+        raise ManifestError(f"{manifest}: {relative!r} {error.problem}") from None

@@ -14,7 +14,7 @@ import numpy as np
 from avsr.data.corpora import CorpusItem
 from avsr.data.manifest import ManifestRow
 from avsr.face import FaceAlignmentError, LandmarksFileError, MouthCropConfig, MouthCropper, NoFaceError, PrecomputedLandmarks, fill_with_mask
-from avsr.media import MediaError, read_audio, read_video, write_mp4, write_wav
+from avsr.media import MediaError, OutsideRootError, inside, read_audio, read_video, write_mp4, write_wav
 
 FPS = 25
 SAMPLE_RATE = 16000
@@ -62,6 +62,8 @@ class ClipPreparer:
         self.detector = None if self.precomputed else DlibVideoLandmarker(track=tracking, detect_every=settings.detect_every)
 
     def load(self, item: CorpusItem) -> PreparedClip:
+        if item.problem:
+            raise SkipItem(item.problem)
         if not item.text.strip():
             raise SkipItem("empty transcript")
         try:
@@ -103,9 +105,15 @@ class ClipPreparer:
 
     def prepare(self, item: CorpusItem, out_root: Path) -> ManifestRow:
         """Write ``video/<id>.mp4`` (grayscale mouth crops) and ``audio/<id>.wav``, atomically."""
-        clip = self.load(item)
         video = f"video/{item.id}.mp4"
         audio = f"audio/{item.id}.wav"
-        write_mp4(out_root / video, clip.crops, fps=FPS, crf=self.settings.crf)
-        write_wav(out_root / audio, clip.audio, SAMPLE_RATE)
+        # Checked before any work: an id is text from a list and must not lead out of OUT. OUT's own
+        # symlinks (video/ on another disk) are the user's, so the text alone is checked.
+        try:
+            video_path, audio_path = (inside(out_root, name, follow_links=False) for name in (video, audio))
+        except OutsideRootError as error:
+            raise SkipItem(error.problem) from None
+        clip = self.load(item)
+        write_mp4(video_path, clip.crops, fps=FPS, crf=self.settings.crf)
+        write_wav(audio_path, clip.audio, SAMPLE_RATE)
         return ManifestRow(item.id, video, audio, len(clip.crops), len(clip.audio), item.text)

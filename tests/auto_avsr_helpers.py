@@ -9,13 +9,16 @@ its code. Only torch is imported, so the script can use this module too.
 
 from __future__ import annotations
 
+import importlib
 import math
+import sys
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 DATA = Path(__file__).resolve().parent / "data"
+REFERENCE_SCRIPTS = Path(__file__).resolve().parents[1] / "scripts" / "reference"
 PARITY_FILE = DATA / "auto_avsr_parity.json"
 #: vocabulary columns the parity file keeps of the CTC log-probs and decoder logits
 PARITY_COLUMNS = list(range(0, 5049, 97)) + [5048]
@@ -74,3 +77,10 @@ def parity_inputs(seed: int = 7) -> tuple[Tensor, Tensor]:
     video = torch.randn(PARITY_FRAMES, 88, 88, generator=g)
     audio = 0.1 * torch.randn(PARITY_FRAMES * 640, generator=g) + 0.02
     return video, audio
+
+
+def import_anchors():
+    """scripts/reference/anchors.py (imports an anchor's code from a checkout the user gives)."""
+    if str(REFERENCE_SCRIPTS) not in sys.path:
+        sys.path.insert(0, str(REFERENCE_SCRIPTS))
+    return importlib.import_module("anchors")

@@ -9,11 +9,16 @@
   the ones auto_avsr's own code computed on the same weights and inputs
   (``tests/data/auto_avsr_parity.json``; see ``auto_avsr_helpers``).
 - The converted models decode a real video with ``avsr-decode``.
+- Opt-in: with ``AVSR_AUTO_AVSR_SRC=/path/to/auto_avsr`` (a checkout of mpc001/auto_avsr at tag
+  v1.0.0), auto_avsr's own models are built at full size with random weights and compared with
+  ours (about 6 GB of memory for the audio-visual one).
 """
 
 from __future__ import annotations
 
+import gc
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +31,8 @@ from auto_avsr_helpers import (
     PARITY_FILE,
     PARITY_SEEDS,
     PARITY_TOKENS,
+    import_anchors,
+    module_table,
     parity_inputs,
     random_state,
     read_key_table,
@@ -176,6 +183,43 @@ def test_a_padded_batch_gives_each_item_its_own_result(models) -> None:
         recognizers["av"].check_modality("v")
     with pytest.raises(RecognizerError, match="has no audio/video branch; it decodes v"):
         recognizers["v"].check_modality("av")
+
+
+AUTO_AVSR_SRC = os.environ.get("AVSR_AUTO_AVSR_SRC")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not AUTO_AVSR_SRC, reason="opt-in: set AVSR_AUTO_AVSR_SRC to a checkout of mpc001/auto_avsr (tag v1.0.0) "
+                    "to compare with its own code at full size")
+@pytest.mark.parametrize("modality", ["v", "a", "av"])
+@torch.no_grad()
+def test_full_size_models_match_auto_avsr_own_code(modality: str) -> None:
+    """The published sizes, random weights: auto_avsr's own E2E (from the checkout) and ours,
+    given the checkpoint through the converter's key mapping, agree on the encoder output, the
+    CTC log-probs and the decoder logits over the whole vocabulary."""
+    anchors = import_anchors()
+    config = AutoAVSRConfig.base(modality)
+    theirs = anchors.build_auto_avsr(AUTO_AVSR_SRC, config)
+    state = random_state(module_table(theirs), PARITY_SEEDS[modality])
+    theirs.load_state_dict(state, strict=True)
+    _, mapping, mapped_config = map_state_dict({k: tuple(v.shape) for k, v in state.items()}, "reference", modality)
+    assert mapped_config == config
+    ours = AutoAVSRModel(config).eval()
+    ours.load_state_dict({target: state.pop(key) for key, target in mapping.items()}, strict=True)
+    del state
+    gc.collect()
+    video, audio = parity_inputs()
+    video, audio = (video if "v" in modality else None), (audio if "a" in modality else None)
+    tokens = torch.tensor([PARITY_TOKENS])
+    want_enc, want_ctc, want_logits = anchors.auto_avsr_outputs(theirs, video, audio, tokens)
+    enc, lens = ours.encode(None if audio is None else audio[None], None, None if video is None else video[None], None)
+    got = {"encoder": enc, "ctc": ours.ctc_log_probs(enc), "decoder": ours.decode(tokens, enc, lens)}
+    want = {"encoder": want_enc, "ctc": want_ctc, "decoder": want_logits}
+    diffs = {k: float((got[k] - want[k]).abs().max()) for k in got}
+    print(f"auto_avsr {modality} full size, max |ours - theirs|: {diffs}")
+    assert lens.tolist() == [want_enc.size(1)]
+    for name in got:  # values of order 1 to 10 through 12 + 6 layers in float32
+        torch.testing.assert_close(got[name], want[name], atol=1e-4, rtol=1e-5, msg=lambda m: f"{name}: {m}")
 
 
 # ---------------------------------------------------------------------- bad checkpoints

@@ -4,12 +4,23 @@ Workers are spawned (not forked: the parent may hold threads, e.g. from torch or
 bar) and each is limited to one BLAS/OpenMP thread, since N workers with N threads each would
 fight over the cores. Per-process state (a landmarker, a synthesiser) is built once by the
 initializer and kept in the worker module's own global.
+
+Workers never outlive their parent: a ``kill -9`` of the command would otherwise leave them
+running their current item for seconds. On Linux the kernel sends each worker SIGTERM when the
+parent dies (``prctl(PR_SET_PDEATHSIG)``); elsewhere a thread in each worker polls the parent's
+pid. A worker turns SIGTERM (this, or the pool's own ``terminate()`` after a failed job) into
+``SystemExit``, so the item it is writing unwinds and its atomic writer removes the temporary file.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -17,6 +28,39 @@ Job = TypeVar("Job")
 Result = TypeVar("Result")
 
 SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PARENT_POLL_SECONDS = 0.2
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _die_with(parent: int) -> None:
+    """Make this process get SIGTERM when ``parent`` dies: the kernel's death signal on Linux,
+    else a daemon thread that polls ``os.getppid()`` (an orphan is re-parented)."""
+    if sys.platform.startswith("linux"):
+        try:
+            armed = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+        if armed:
+            if os.getppid() != parent:  # died before the signal was armed
+                os.kill(os.getpid(), signal.SIGTERM)
+            return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _start_worker(parent: int, initializer: Callable[..., None], initargs: tuple[Any, ...]) -> None:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    _die_with(parent)
+    initializer(*initargs)
 
 
 def run_jobs(
@@ -37,7 +81,9 @@ def run_jobs(
     saved = {name: os.environ.get(name) for name in SINGLE_THREAD}
     os.environ.update(SINGLE_THREAD)  # inherited by the spawned workers
     try:
-        pool = multiprocessing.get_context("spawn").Pool(min(workers, len(jobs)), initializer, initargs)
+        pool = multiprocessing.get_context("spawn").Pool(
+            min(workers, len(jobs)), _start_worker, (os.getpid(), initializer, initargs)
+        )
     finally:
         for name, value in saved.items():
             if value is None:

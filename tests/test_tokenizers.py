@@ -415,3 +415,23 @@ def test_units_file_errors(tmp_path: Path) -> None:
     (tmp_path / "junk.model").write_bytes(b"not a model")
     with pytest.raises(TokenizerError, match="not a sentencepiece model"):
         Tokenizer.from_sentencepiece(tmp_path / "junk.model")
+
+
+def test_tokenizer_files_outside_the_folder_are_refused(trained: dict[str, Tokenizer], tmp_path: Path) -> None:
+    """A file tokenizer.json lists may be a symlink only if it stays in the folder: one leading out
+    (even to an identical file, so every checksum holds) is refused, naming the file."""
+    folder, elsewhere = tmp_path / "tokenizer", tmp_path / "elsewhere"
+    trained["unigram"].save(folder)
+    elsewhere.mkdir()
+    for name in ("spm.model", "units.txt"):
+        (folder / name).rename(elsewhere / name)
+        (folder / name).symlink_to(elsewhere / name)
+        with pytest.raises(TokenizerError) as info:
+            load_tokenizer(folder)
+        assert str(info.value).startswith(f"{folder / name}: ") and "outside" in str(info.value)
+        (folder / name).unlink()
+        (elsewhere / name).rename(folder / name)
+    (folder / "kept").mkdir()  # a symlink that stays inside is fine
+    (folder / "units.txt").rename(folder / "kept" / "units.txt")
+    (folder / "units.txt").symlink_to(folder / "kept" / "units.txt")
+    assert load_tokenizer(folder).fingerprint == trained["unigram"].fingerprint

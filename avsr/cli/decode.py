@@ -36,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", type=Path, default=None,
                         help=f"model folder (default: {DEFAULT_MODEL}, or $AVSR_DEMO_DIR/train/model: what bash scripts/demo.sh trains)")
     parser.add_argument("--modality", choices=("av", "a", "v"), default=None,
-                        help="av: audio and lips (default; or the model's only modality when it has one); "
-                        "a: audio only (audio files too); v: lip reading")
+                        help="av: audio and lips (default; or the model's only modality when it has one): a silent "
+                        "video, an audio file or a video without a face is decoded from what it has, when the model "
+                        "can, and stderr says so; a: audio only (audio files too); v: lip reading")
     add_search_arguments(parser)
     parser.add_argument("--segment", type=float, default=None,
                         help="long inputs are cut at pauses into pieces of about this many seconds (default: the median "
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     with progress_bar("reading", len(args.inputs), enabled=not args.quiet and len(args.inputs) > 1) as advance:
         for path in args.inputs:
             try:
-                loaded.append(load_input(path, args.modality, faces, times))
+                loaded.append(load_input(path, args.modality, faces, times, decodable=recognizer.modalities))
             except TranscribeError as exc:
                 if len(args.inputs) == 1:
                     fail(PROGRAM, str(exc), code=1)

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
-import yaml
 from torch import Tensor
 
 from avsr.decoding.alignment import AlignmentError, WordTiming, forced_align, word_timings
@@ -23,6 +22,7 @@ from avsr.decoding.beam_search import BeamSearchConfig, beam_search
 from avsr.decoding.ctc import greedy_ctc
 from avsr.decoding.model_decoder import ModelStepDecoder
 from avsr.decoding.stages import StageTimes, timed
+from avsr.models.folder import Preprocessing, load_model_folder, mouth_crop_config
 
 if TYPE_CHECKING:
     from avsr.face import MouthCropConfig
@@ -34,34 +34,6 @@ MODALITY_INPUTS: dict[str, tuple[str, ...]] = {"a": ("audio",), "v": ("video",),
 
 class RecognizerError(ValueError):
     """The model folder or an input cannot be used; the message is one line."""
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """What the model's inputs must look like (recorded in the exported model's metadata)."""
-
-    crop_size: int = 88
-    """Side of the centre crop taken from the prepared mouth crops."""
-    video_mean: float = 0.421
-    video_std: float = 0.165
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> Preprocessing:
-        return cls(
-            crop_size=int(data.get("crop_size", cls.crop_size)),
-            video_mean=float(data.get("video_mean", cls.video_mean)),
-            video_std=float(data.get("video_std", cls.video_std)),
-        )
-
-    @classmethod
-    def from_train_config(cls, config: Mapping[str, Any] | None) -> Preprocessing:
-        video = ((config or {}).get("dataset") or {}).get("video") or {}
-        return cls.from_mapping(
-            {k2: video[k1] for k1, k2 in (("crop_size", "crop_size"), ("mean", "video_mean"), ("std", "video_std")) if k1 in video}
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"crop_size": self.crop_size, "video_mean": self.video_mean, "video_std": self.video_std}
 
 
 @dataclass(frozen=True)
@@ -104,32 +76,25 @@ class Transcript:
 class Recognizer:
     """Load once with :meth:`load`, then :meth:`transcribe` batches of inputs."""
 
-    def __init__(self, model: Any, tokenizer: Any, preprocessing: Preprocessing, device: torch.device) -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, preprocessing: Preprocessing, device: torch.device, folder: Path | None = None
+    ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.preprocessing = preprocessing
         self.device = device
+        self.folder = folder
+        """The model folder it was loaded from (files its model.yaml names are read from there)."""
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike[str], device: str = "cpu") -> Recognizer:
-        from avsr.data.tokenizers import load_tokenizer
-        from avsr.models.io import load_model
-        from avsr.training.export import TOKENIZER_DIR, TRAIN_CONFIG_FILE
-
+        """A model folder's model and tokenizer (`avsr.models.folder.load_model_folder`: checksums
+        and the tokenizer's fingerprint checked)."""
         model_dir = Path(model_dir)
         if not (model_dir / "model.yaml").is_file():
             raise RecognizerError(f"{model_dir}: not a model folder (no model.yaml; avsr-train writes one under OUTPUT_DIR/model)")
-        model = load_model(model_dir, device)
-        tokenizer = load_tokenizer(model_dir / TOKENIZER_DIR)
-        recorded = model.metadata.get("preprocessing")
-        if recorded:
-            preprocessing = Preprocessing.from_mapping(recorded)
-        else:  # models exported before the preprocessing was recorded
-            train_config = None
-            if (model_dir / TRAIN_CONFIG_FILE).is_file():
-                train_config = yaml.safe_load((model_dir / TRAIN_CONFIG_FILE).read_text(encoding="utf-8"))
-            preprocessing = Preprocessing.from_train_config(train_config)
-        return cls(model, tokenizer, preprocessing, torch.device(device))
+        folder = load_model_folder(model_dir, device)
+        return cls(folder.model, folder.tokenizer, folder.preprocessing, torch.device(device), folder.path)
 
     @property
     def typical_input_seconds(self) -> float | None:
@@ -142,14 +107,13 @@ class Recognizer:
     @property
     def mouth_crop(self) -> MouthCropConfig | None:
         """How the model's mouth crops are made, when its metadata records it (converted models);
-        None: avsr-prepare's default crops."""
-        from avsr.face import MouthCropConfig
-
+        None: avsr-prepare's default crops. A mean face other than the shipped one is read only
+        from inside the model folder (WeightsError otherwise)."""
         recorded = self.model.metadata.get("mouth_crop")
         if not recorded:
             return None
         try:
-            return MouthCropConfig.from_mapping(recorded)
+            return mouth_crop_config(recorded, self.folder)
         except (TypeError, ValueError) as exc:
             raise RecognizerError(f"the model's mouth_crop settings are not usable ({exc}); convert it again with avsr-convert") from None
 

@@ -3,8 +3,9 @@
 The face chain is the one ``avsr-prepare`` uses (dlib landmarks with tracking, gap filling,
 mean-face alignment, 96 px mouth crops), or the alignment a converted model records (AV-HuBERT's),
 so the model sees what it was trained on. In ``av`` mode a
-file with no face is decoded from its audio, and a segment where the face is lost for more than a
-quarter of the frames is decoded from the audio alone; both are reported in ``notes``.
+file with one modality only (a silent video, an audio file, a video with no face anywhere) is
+decoded from the modality it has, when the model can, and a segment where the face is lost for
+more than a quarter of the frames is decoded from the audio alone; both are reported in ``notes``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ class LoadedInput:
     crops: np.ndarray | None = None  # (frames, 96, 96) uint8
     face_found: np.ndarray | None = None  # (frames,) bool: a face detected in the frame (not filled in)
     notes: list[str] = field(default_factory=list)
+    modality: str | None = None
+    """The modality it is decoded in: the one asked for, or the one left after a fallback (None:
+    the one asked for)."""
 
 
 @dataclass
@@ -114,11 +118,24 @@ class FaceChain:
             return self.cropper.crop(frames, landmarks).crops, np.asarray(detected, dtype=bool)
 
 
+#: In ``av`` mode, the modality left when one stream is missing (or the face is).
+FALLBACK = {"audio": "v", "video": "a"}
+
+
 def load_input(
-    path: str | os.PathLike[str], modality: str, faces: Callable[[], FaceChain], times: StageTimes | None = None
+    path: str | os.PathLike[str],
+    modality: str,
+    faces: Callable[[], FaceChain],
+    times: StageTimes | None = None,
+    *,
+    decodable: Sequence[str] = tuple(MODALITY_INPUTS),
 ) -> LoadedInput:
     """Read what ``modality`` needs from ``path``. ``faces()`` gives the (lazily built) face chain;
-    ``times`` collects the seconds spent on media, face and crop."""
+    ``times`` collects the seconds spent on media, face and crop.
+
+    In ``av`` mode a file without an audio stream (a silent video), without a video stream (an
+    audio file) or without a face anywhere is decoded from the modality that is there, if it is
+    one of ``decodable`` (the model's), with a note saying so; otherwise TranscribeError."""
     from avsr.face import FaceAlignmentError, NoFaceError
 
     p = os.fspath(path)
@@ -126,35 +143,51 @@ def load_input(
         info = probe(p)
     except MediaError as exc:
         raise TranscribeError(str(exc)) from None
-    inputs = MODALITY_INPUTS[modality]
-    if "video" in inputs and not info.has_video:
-        hint = " (use --modality a for audio files)" if info.has_audio else ""
-        raise TranscribeError(f"{p}: no video stream{hint}")
-    if "audio" in inputs and not info.has_audio:
-        hint = " (use --modality v for silent videos)" if info.has_video else ""
-        raise TranscribeError(f"{p}: no audio stream{hint}")
+    have = {"audio": info.has_audio, "video": info.has_video}
+    missing = [x for x in MODALITY_INPUTS[modality] if not have[x]]
+    loaded = LoadedInput(p, 0, modality=modality)
+    if modality == "av" and len(missing) == 1:
+        _fall_back(loaded, f"no {missing[0]} stream", FALLBACK[missing[0]], decodable)
+    elif missing:
+        hints = {"audio": " (use --modality v for silent videos)", "video": " (use --modality a for audio files)"}
+        hint = hints[missing[0]] if len(missing) == 1 and any(have.values()) else ""
+        raise TranscribeError(f"{p}: no {' or '.join(missing)} stream{hint}")
+    inputs = MODALITY_INPUTS[loaded.modality]
     try:
         with timed(times, "media"):
             if "video" not in inputs:
                 audio = read_audio(p, SAMPLE_RATE)
-                frames = max(1, len(audio) // SAMPLES_PER_FRAME)
-                return LoadedInput(p, frames, audio=fit_audio(audio, frames))
+                loaded.frames = max(1, len(audio) // SAMPLES_PER_FRAME)
+                loaded.audio = fit_audio(audio, loaded.frames)
+                return loaded
             clip = read_video(p, with_audio=False)
-            frames = len(clip.frames)
-            audio = fit_audio(read_audio(p, SAMPLE_RATE), frames) if "audio" in inputs else None
+            loaded.frames = len(clip.frames)
+            if "audio" in inputs:
+                loaded.audio = fit_audio(read_audio(p, SAMPLE_RATE), loaded.frames)
     except MediaError as exc:
         raise TranscribeError(str(exc)) from None
-    loaded = LoadedInput(p, frames, audio=audio)
     try:
         loaded.crops, loaded.face_found = faces().crops(clip.frames, times)
     except (NoFaceError, FaceAlignmentError) as exc:
-        if modality == "v":
-            raise TranscribeError(f"{p}: {exc}: cannot lip-read it") from None
-        loaded.notes.append(f"{exc}: decoded from the audio only")
+        if loaded.modality == "v":
+            reason = f"{exc}: cannot lip-read it" if modality == "v" else f"no audio stream, and {exc}: nothing to decode"
+            raise TranscribeError(f"{p}: {reason}") from None
+        _fall_back(loaded, str(exc), "a", decodable)
         return loaded
     for start, end in _lost_runs(loaded.face_found):
         loaded.notes.append(f"face lost {start / FPS:.2f}-{end / FPS:.2f} s")
     return loaded
+
+
+def _fall_back(loaded: LoadedInput, reason: str, modality: str, decodable: Sequence[str]) -> None:
+    """Decode ``loaded`` from ``modality`` alone (``reason``: what is missing), or refuse it."""
+    kept = MODALITY_INPUTS[modality][0]
+    if modality not in decodable:
+        raise TranscribeError(
+            f"{loaded.path}: {reason}: this model cannot decode the {kept} alone (it decodes {', '.join(decodable)})"
+        )
+    loaded.modality = modality
+    loaded.notes.append(f"{reason}: decoded from the {kept} only")
 
 
 def _lost_runs(found: np.ndarray, min_frames: int = 5) -> list[tuple[int, int]]:
@@ -200,10 +233,8 @@ def transcribe_files(
     notes = [list(x.notes) for x in loaded]
     for f, item in enumerate(loaded):
         for seg in plan_segments(item.frames, item.audio, segmenting):
-            used = modality
-            if "video" in MODALITY_INPUTS[modality] and item.crops is None:
-                used = "a"  # no face anywhere: the note is already there
-            elif modality == "av" and item.face_found is not None:
+            used = item.modality or modality
+            if used == "av" and item.face_found is not None and "a" in recognizer.modalities:
                 lost = 1.0 - float(item.face_found[seg.start : seg.end].mean())
                 if lost > MAX_LOST_SHARE:
                     used = "a"
@@ -221,7 +252,7 @@ def transcribe_files(
             for job, t in zip(batch, recognizer.transcribe(audios, videos, options, timings=True, times=times)):
                 results[job.file].append(_own(job, t))
     return [
-        FileResult(item.path, modality, sorted(results[f], key=lambda s: s.start), notes[f])
+        FileResult(item.path, item.modality or modality, sorted(results[f], key=lambda s: s.start), notes[f])
         for f, item in enumerate(loaded)
     ]
 

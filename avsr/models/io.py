@@ -2,7 +2,9 @@
 
 ``save_model(dir, model, extra)`` writes ``dir/model.safetensors`` and ``dir/model.yaml`` (each
 atomically; the YAML, written last, records the weights' SHA-256 so a mismatched pair is caught).
-``load_model(dir)`` rebuilds the ``AVSRModel`` from the YAML and loads the weights strictly.
+``load_model(dir)`` rebuilds the ``AVSRModel`` from the YAML and loads the weights strictly (the
+file model.yaml names must lie inside ``dir``). The whole folder, tokenizer included, is read with
+``avsr.models.folder.load_model_folder``.
 ``load_frontend_weights`` brings foreign weights (MoCo v2, our LRW front-ends, ...) into one part
 of a model through an explicit key-prefix map, strictly, and reports what was left out and why.
 """
@@ -23,6 +25,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from avsr.media.atomic import atomic_path
+from avsr.media.paths import OutsideRootError, inside
 from avsr.models.config import AVSRConfig, ConfigError
 
 if TYPE_CHECKING:
@@ -99,6 +102,18 @@ def read_model_yaml(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return meta
 
 
+def path_in_folder(model_dir: str | os.PathLike[str], name: Any, key: str) -> Path:
+    """The file model.yaml's ``key`` names, resolved (symlinks too) inside ``model_dir``; a name
+    leading out of the folder (``..``, absolute, a symlink) is a one-line WeightsError."""
+    config = Path(model_dir) / CONFIG_FILE
+    if not isinstance(name, str) or not name:
+        raise WeightsError(f"{config}: {key} must be a file name, not {name!r}")
+    try:
+        return inside(model_dir, name)
+    except OutsideRootError as exc:
+        raise WeightsError(f"{config}: {key} {name!r} is refused ({exc.problem}; the model folder is {model_dir})") from None
+
+
 #: Model families a saved model may belong to: name -> "module:function" building the model
 #: (weights not loaded) from the ``config`` mapping of model.yaml. ``avsr`` is ours; the others
 #: are published architectures converted by avsr-convert (`avsr.models.pretrained`).
@@ -148,10 +163,10 @@ def load_model(
     """
     model_dir = Path(model_dir)
     meta = read_model_yaml(model_dir)
-    weights = model_dir / meta.get("weights", {}).get("file", WEIGHTS_FILE)
+    weights = path_in_folder(model_dir, (meta.get("weights") or {}).get("file", WEIGHTS_FILE), "weights.file")
     if not weights.is_file():
         raise WeightsError(f"{weights}: no such file")
-    expected = meta.get("weights", {}).get("sha256")
+    expected = (meta.get("weights") or {}).get("sha256")
     if verify and expected and file_sha256(weights) != expected:
         raise WeightsError(f"{weights}: SHA-256 differs from {CONFIG_FILE} (files from different saves?)")
     model = build_saved_model(meta, str(model_dir / CONFIG_FILE))
@@ -368,6 +383,7 @@ __all__ = [
     "load_frontend_weights",
     "load_model",
     "load_pretrained_frontends",
+    "path_in_folder",
     "read_model_yaml",
     "read_state_dict",
     "save_model",

@@ -1,9 +1,9 @@
 """Export a trained model as a folder that loads without any training code.
 
-``OUTPUT_DIR/model/`` holds ``model.safetensors`` + ``model.yaml`` (`avsr.models.io.save_model`,
-with the tokenizer fingerprint, the step and the averaged checkpoints in its ``extra``), a copy of
-the tokenizer in ``tokenizer/`` and the training configuration in ``train_config.yaml``. Load it
-with ``avsr.models.io.load_model(dir)`` and ``avsr.data.tokenizers.load_tokenizer(dir / "tokenizer")``.
+``OUTPUT_DIR/model/`` is a model folder (`avsr.models.folder`): ``model.safetensors`` +
+``model.yaml`` (with the tokenizer fingerprint, the step and the averaged checkpoints in its
+``extra``), a copy of the tokenizer in ``tokenizer/`` and the training configuration in
+``train_config.yaml``. Load it with ``avsr.models.folder.load_model_folder(dir)``.
 
 Checkpoint averaging (as auto_avsr's ``average_checkpoints.py``): the mean of the floating-point
 weights of several checkpoints; integer buffers come from the newest one.
@@ -12,7 +12,6 @@ weights of several checkpoints; integer buffers come from the newest one.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,7 @@ import yaml
 from torch import Tensor
 
 from avsr.media.atomic import atomic_path
-
-TOKENIZER_DIR = "tokenizer"
-TRAIN_CONFIG_FILE = "train_config.yaml"
+from avsr.models.folder import TOKENIZER_DIR, TRAIN_CONFIG_FILE  # noqa: F401 (TOKENIZER_DIR: imported from here too)
 
 
 class ExportError(RuntimeError):
@@ -54,21 +51,6 @@ def average_state_dicts(states: Sequence[Mapping[str, Tensor]]) -> dict[str, Ten
     return averaged
 
 
-def copy_tokenizer(source: Path, target: Path) -> None:
-    """Copy a tokenizer folder (tokenizer.json and the files it lists) to ``target``."""
-    import json
-
-    meta_path = source / "tokenizer.json"
-    try:
-        names = list(json.loads(meta_path.read_text(encoding="utf-8")).get("files", {}))
-    except (OSError, ValueError) as exc:
-        raise ExportError(f"{meta_path}: cannot read the tokenizer to copy ({exc})") from None
-    target.mkdir(parents=True, exist_ok=True)
-    for name in [*names, "tokenizer.json"]:
-        with atomic_path(target / name) as temp:
-            shutil.copyfile(source / name, temp)
-
-
 def write_export(
     out_dir: Path,
     model: Any,
@@ -77,16 +59,21 @@ def write_export(
     train_config: Mapping[str, Any] | None,
     extra: Mapping[str, Any],
 ) -> Path:
-    """Write the model folder (see the module docstring); returns ``out_dir``."""
-    from avsr.models.io import save_model
+    """Write the model folder (see the module docstring); returns ``out_dir``. model.yaml records
+    the fingerprint of the tokenizer copied (`avsr.models.folder.save_model_folder`)."""
+    from avsr.data.tokenizers import TokenizerError, load_tokenizer
+    from avsr.models.folder import save_model_folder
+    from avsr.models.io import WeightsError
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    copy_tokenizer(tokenizer_dir, out_dir / TOKENIZER_DIR)
-    if train_config is not None:
-        with atomic_path(out_dir / TRAIN_CONFIG_FILE) as temp:
-            Path(temp).write_text(yaml.safe_dump(dict(train_config), sort_keys=False), encoding="utf-8")
-    save_model(out_dir, model, extra=dict(extra))
-    return out_dir
+    try:
+        tokenizer = load_tokenizer(tokenizer_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if train_config is not None:
+            with atomic_path(out_dir / TRAIN_CONFIG_FILE) as temp:
+                Path(temp).write_text(yaml.safe_dump(dict(train_config), sort_keys=False), encoding="utf-8")
+        return save_model_folder(out_dir, model, tokenizer, extra)
+    except (TokenizerError, WeightsError) as exc:
+        raise ExportError(str(exc)) from None
 
 
 def load_torch_state(path: Path) -> dict[str, Tensor]:

@@ -461,7 +461,7 @@ class AVSRRecipe(Recipe):
         restore_frozen(model)
         config = context.get_config_as(AVSRTrainConfig)
         if newly_initialized:
-            for line in initialise_weights(model, config.model):
+            for line in initialise_weights(model, config.model, self._inputs.tokenizer):
                 log.info("%s", line)
         if context.gangs.dp.size > 1 and _has_freezing_schedule(model):
             # DDP only syncs parameters that are trainable when it wraps the model: make the ones
@@ -520,9 +520,12 @@ def share_log_files() -> None:
             ours.addHandler(handler)
 
 
-def initialise_weights(model: Module, section: AVSRModelSection) -> list[str]:
-    """Pretrained front-ends, then weights of earlier stages; returns report lines."""
-    from avsr.models.io import load_frontend_weights, load_pretrained_frontends, read_state_dict
+def initialise_weights(model: Module, section: AVSRModelSection, tokenizer: Tokenizer | None = None) -> list[str]:
+    """Pretrained front-ends, then weights of earlier stages; returns report lines. A model folder
+    in ``init_from`` is loaded whole (checksums, its tokenizer's fingerprint); its CTC head and
+    decoder are taken only into a run with the same ``tokenizer`` (the run's)."""
+    from avsr.models.folder import check_token_modules, load_model_folder
+    from avsr.models.io import WeightsError, load_frontend_weights, load_pretrained_frontends, read_state_dict
 
     lines: list[str] = []
     pre = section.pretrained
@@ -530,9 +533,17 @@ def initialise_weights(model: Module, section: AVSRModelSection) -> list[str]:
         lines += load_pretrained_frontends(model, visual=pre.visual, visual_format=pre.visual_format, audio=pre.audio)  # type: ignore[arg-type]
     for source in section.init_from:
         path = Path(source.path)
-        file = path / "model.safetensors" if path.is_dir() else path
-        state = read_state_dict(file)
         modules = source.modules or [n for n in FREEZABLE if getattr(model, n, None) is not None]
+        if path.is_dir():
+            try:
+                folder = load_model_folder(path)
+                if tokenizer is not None:
+                    check_token_modules(folder, modules, tokenizer)
+            except (WeightsError, TokenizerError) as exc:
+                raise TrainConfigError(f"model.init_from: {exc}") from None
+            file, state = path / "model.safetensors", folder.model.state_dict()
+        else:
+            file, state = path, read_state_dict(path)
         for name in modules:
             part = getattr(model, name, None)
             if part is None:

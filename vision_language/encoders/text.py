@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from avsr.media.paths import OutsideRootError, inside
 from vision_language.encoders.config import TextEncoderConfig, resolve_layers
 
 # sentence-transformers Pooling config keys -> our pooling names
@@ -51,16 +52,30 @@ def _read_json(path: Path) -> Any:
 
 def _st_modules(folder: Path) -> list[dict[str, Any]]:
     """modules.json entries ([] for a plain Hugging Face folder); other module types (Dense, ...)
-    would change the vectors, so they are refused rather than silently skipped."""
+    would change the vectors, so they are refused rather than silently skipped. Each entry's
+    ``path`` is resolved inside ``folder`` (one leading out of it is refused)."""
     path = folder / "modules.json"
     if not path.is_file():
         return []
     modules = _read_json(path)
+    if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
+        raise ValueError(f"{path}: expected a list of modules")
     for module in modules:
         kind = str(module.get("type", "")).rsplit(".", 1)[-1]
         if kind not in _ST_MODULES:
             raise ValueError(f"{path}: sentence-transformers module {kind!r} is not supported (only {', '.join(_ST_MODULES)})")
+        if "path" in module:
+            module["path"] = _module_folder(path, module["path"])
     return modules
+
+
+def _module_folder(modules_json: Path, name: Any) -> Path:
+    if not isinstance(name, str):
+        raise ValueError(f"{modules_json}: module path {name!r} is not a folder name")
+    try:
+        return inside(modules_json.parent, name)
+    except OutsideRootError as exc:
+        raise ValueError(f"{modules_json}: module path {name!r} is refused ({exc.problem})") from None
 
 
 def _module(modules: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
@@ -70,7 +85,7 @@ def _module(modules: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
 def _folder_pooling(folder: Path, modules: list[dict[str, Any]]) -> str:
     """The folder's Pooling module says; a folder without one gets mean pooling."""
     pooling = _module(modules, "Pooling")
-    config_path = folder / (pooling.get("path", "1_Pooling") if pooling else "1_Pooling") / "config.json"
+    config_path = (pooling["path"] if pooling and "path" in pooling else folder / "1_Pooling") / "config.json"
     if not config_path.is_file():
         return "mean"
     config = _read_json(config_path)
@@ -118,7 +133,7 @@ class TextEncoder(nn.Module):
             raise FileNotFoundError(f"no text model folder at {folder}")
         modules = _st_modules(folder)
         transformer = _module(modules, "Transformer")
-        model_folder = folder / (transformer.get("path", "") if transformer else "")
+        model_folder = transformer["path"] if transformer and "path" in transformer else folder
         if not (model_folder / "config.json").is_file():
             raise FileNotFoundError(f"no Hugging Face model (config.json) in {model_folder}")
         self.config = config

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from avsr.data.text import TextNormalizer
+from avsr.media.paths import OutsideRootError, inside
 from avsr.data.tokenizers.base import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -41,11 +42,15 @@ def save_tokenizer(tokenizer: Tokenizer, out_dir: Path) -> Path:
     return metadata_path
 
 
-def load_tokenizer(path: Path | str, expected_fingerprint: str | None = None) -> Tokenizer:
+def load_tokenizer(
+    path: Path | str, expected_fingerprint: str | None = None, *, recorded_in: Path | str | None = None
+) -> Tokenizer:
     """Load a tokenizer folder (or its tokenizer.json), verifying every checksum.
 
-    With `expected_fingerprint` (what a model config recorded), a different tokenizer is refused.
-    Every failure is a `TokenizerError` with a one-line message naming the file.
+    The files tokenizer.json lists must lie in the folder (a symlink leading out is refused). With
+    `expected_fingerprint` (what a model config recorded; `recorded_in` names that file for the
+    message), a different tokenizer is refused. Every failure is a `TokenizerError` with a one-line
+    message naming the file.
     """
     path = Path(path)
     directory = path.parent if path.name == METADATA_FILE and path.is_file() else path
@@ -56,7 +61,9 @@ def load_tokenizer(path: Path | str, expected_fingerprint: str | None = None) ->
         if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
             raise TokenizerError(f"{metadata_path}: bad file name {name!r} in 'files'")
         try:
-            data = (directory / name).read_bytes()
+            data = inside(directory, name).read_bytes()
+        except OutsideRootError as e:
+            raise TokenizerError(f"{e.path}: {e.problem} (tokenizer files must be in the tokenizer folder)") from None
         except OSError as e:
             raise TokenizerError(f"{directory / name}: cannot read tokenizer file ({e.strerror or e})") from None
         actual = sha256_hex(data)
@@ -82,8 +89,9 @@ def load_tokenizer(path: Path | str, expected_fingerprint: str | None = None) ->
                 f"{metadata_path}: {field} is {metadata[field]!r} but the files give {getattr(tokenizer, field)!r}"
             )
     if expected_fingerprint is not None and tokenizer.fingerprint != expected_fingerprint:
+        where = f"the one {recorded_in} records" if recorded_in is not None else "the expected"
         raise TokenizerError(
-            f"{directory}: tokenizer fingerprint {tokenizer.fingerprint[:16]}... differs from the expected "
+            f"{directory}: tokenizer fingerprint {tokenizer.fingerprint[:16]}... differs from {where} "
             f"{expected_fingerprint[:16]}... (the model was trained with another tokenizer)"
         )
     return tokenizer

@@ -36,6 +36,7 @@ from torch import Tensor
 from fairseq2.models.transformer import TransformerNormOrder
 from fairseq2.models.wav2vec2 import Wav2Vec2EncoderConfig
 
+from avsr.media.paths import OutsideRootError, inside
 from avsr.models.convert.common import (
     CheckpointError,
     ConvertedWav2Vec2,
@@ -184,7 +185,7 @@ def _load_weights(directory: Path, weights: Path | None) -> dict[str, Tensor]:
                 raise CheckpointError(f"{path}: empty weight_map")
             sd: dict[str, Tensor] = {}
             for shard in shards:
-                sd.update(_load_weights(directory, directory / shard))
+                sd.update(_load_weights(directory, _shard_path(path, shard)))
             return sd
         if path.suffix == ".safetensors":
             try:
@@ -196,6 +197,17 @@ def _load_weights(directory: Path, weights: Path | None) -> dict[str, Tensor]:
             raise CheckpointError(f"{path}: expected a state dict")
         return dict(obj)
     raise CheckpointError(f"{directory}: no model.safetensors or pytorch_model.bin")
+
+
+def _shard_path(index: Path, shard: object) -> Path:
+    """A shard the index names, in the index's folder. Checked as text: a Hugging Face cache's
+    snapshot folder holds symlinks into its blobs folder, which are the owner's, not the file's."""
+    if not isinstance(shard, str):
+        raise CheckpointError(f"{index}: weight_map names {shard!r}, not a file name")
+    try:
+        return inside(index.parent, shard, follow_links=False)
+    except OutsideRootError as exc:
+        raise CheckpointError(f"{index}: shard {shard!r} is refused ({exc.problem})") from None
 
 
 def convert_hf_checkpoint(path: str | Path) -> ConvertedWav2Vec2:

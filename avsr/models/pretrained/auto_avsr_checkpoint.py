@@ -357,13 +357,18 @@ def read_checkpoint(path: Path) -> dict[str, Tensor]:
 
 
 def auto_avsr_tokenizer(path: Path | None = None):  # -> Tokenizer
-    """auto_avsr's unigram5000 (shipped), or ``path``: a tokenizer folder (tokenizer.json) or a
-    sentencepiece ``.model`` with its units file beside it (``<name>_units.txt``, as auto_avsr's)."""
+    """auto_avsr's unigram5000 (shipped), or ``path``: a model folder (its tokenizer, checked
+    against its model.yaml), a tokenizer folder (tokenizer.json) or a sentencepiece ``.model``
+    with its units file beside it (``<name>_units.txt``, as auto_avsr's)."""
     from avsr.data.tokenizers import Tokenizer, TokenizerError, load_tokenizer
+    from avsr.models.folder import load_folder_tokenizer
+    from avsr.models.io import CONFIG_FILE
 
     if path is None:
         return Tokenizer.from_sentencepiece(SPM_MODEL, SPM_UNITS)
     path = Path(path)
+    if (path / CONFIG_FILE).is_file():
+        return load_folder_tokenizer(path)
     if path.is_dir() or path.name == "tokenizer.json":
         return load_tokenizer(path)
     if not path.is_file():
@@ -383,9 +388,8 @@ def convert(
     ``tokenizer``: see ``auto_avsr_tokenizer`` (default: auto_avsr's unigram5000, shipped).
     """
     from avsr.data.tokenizers import TokenizerError
-    from avsr.decoding.recognizer import Preprocessing
-    from avsr.models.io import file_sha256, save_model
-    from avsr.training.export import TOKENIZER_DIR
+    from avsr.models.folder import Preprocessing, save_model_folder
+    from avsr.models.io import WeightsError, file_sha256
 
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     source = str(checkpoint)
@@ -393,7 +397,7 @@ def convert(
     keymap, mapping, config = map_state_dict({k: tuple(v.shape) for k, v in state.items()}, source, modality)
     try:
         tok = auto_avsr_tokenizer(tokenizer)
-    except TokenizerError as exc:
+    except (TokenizerError, WeightsError) as exc:
         raise ConversionError(str(exc)) from None
     if tok.vocab_size != config.vocab_size:
         raise ConversionError(f"{tokenizer or SPM_MODEL}: the tokenizer has {tok.vocab_size} classes, the checkpoint {config.vocab_size}")
@@ -414,14 +418,10 @@ def convert(
             "checkpoint": checkpoint.name,
             "sha256": file_sha256(checkpoint),
         },
-        "tokenizer_fingerprint": tok.fingerprint,
         "preprocessing": Preprocessing.from_mapping(PREPROCESSING).to_dict(),
         "mouth_crop": {"style": "auto_avsr", **MouthCropConfig.for_style("auto_avsr").to_dict()},
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tok.save(out_dir / TOKENIZER_DIR)
-    save_model(out_dir, model, extra=extra)
-    return out_dir
+    return save_model_folder(out_dir, model, tok, extra)
 
 
 __all__ = [

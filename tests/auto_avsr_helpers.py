@@ -46,29 +46,30 @@ def module_table(module: torch.nn.Module) -> dict[str, tuple[tuple[int, ...], to
     return {k: (tuple(v.shape), v.dtype) for k, v in module.state_dict().items()}
 
 
+def scaled_random(name: str, shape: tuple[int, ...], dtype: torch.dtype, generator: torch.Generator) -> Tensor:
+    """One random tensor, scaled by what its name says it is so that activations stay of order
+    one through a deep random network: norm weights near 1, positive running variances, small
+    biases, matrices scaled by 1/sqrt(fan-in); integer buffers are zero."""
+    if not dtype.is_floating_point:
+        return torch.zeros(shape, dtype=dtype)
+    x = torch.randn(shape, generator=generator)
+    leaf = name.rsplit(".", 1)[-1]
+    if leaf == "running_var":
+        x = 0.5 + 0.5 * x.abs()
+    elif leaf == "running_mean" or leaf == "bias" or leaf.startswith("pos_bias"):
+        x = 0.1 * x
+    elif len(shape) == 1:
+        x = 1.0 + 0.1 * x
+    else:
+        x = x / math.sqrt(math.prod(shape[1:]))
+    return x.to(dtype)
+
+
 def random_state(table: dict[str, tuple[tuple[int, ...], torch.dtype]], seed: int) -> dict[str, Tensor]:
-    """Random weights with the table's names, shapes and dtypes; scaled so that activations stay
-    of order one through a deep random network (norm weights near 1, positive running variances,
-    matrices scaled by 1/sqrt(fan-in)). Deterministic for a seed."""
+    """``scaled_random`` weights with the table's names, shapes and dtypes, drawn in name order
+    from one generator. Deterministic for a seed."""
     g = torch.Generator().manual_seed(seed)
-    state = {}
-    for name in sorted(table):
-        shape, dtype = table[name]
-        if not dtype.is_floating_point:
-            state[name] = torch.zeros(shape, dtype=dtype)
-            continue
-        x = torch.randn(shape, generator=g)
-        leaf = name.rsplit(".", 1)[-1]
-        if leaf == "running_var":
-            x = 0.5 + 0.5 * x.abs()
-        elif leaf == "running_mean" or leaf == "bias" or leaf.startswith("pos_bias"):
-            x = 0.1 * x
-        elif len(shape) == 1:
-            x = 1.0 + 0.1 * x
-        else:
-            x = x / math.sqrt(math.prod(shape[1:]))
-        state[name] = x.to(dtype)
-    return state
+    return {name: scaled_random(name, *table[name], g) for name in sorted(table)}
 
 
 def parity_inputs(seed: int = 7) -> tuple[Tensor, Tensor]:

@@ -111,7 +111,7 @@ def path_in_folder(model_dir: str | os.PathLike[str], name: Any, key: str) -> Pa
     try:
         return inside(model_dir, name)
     except OutsideRootError as exc:
-        raise WeightsError(f"{config}: {key} {name!r} is refused ({exc.problem}; the model folder is {model_dir})") from None
+        raise WeightsError(f"{config}: {key} {name!r} is refused: {exc.problem}") from None
 
 
 #: Model families a saved model may belong to: name -> "module:function" building the model

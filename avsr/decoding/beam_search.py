@@ -88,7 +88,7 @@ class Hypothesis:
 
 # ----------------------------------------------------------------------------------- stopping
 END_DETECT_BACK = (2, 3, 4)  # ESPnet's lengths i, i-1, i-2 of yseq, which counts <sos> and <eos>
-END_DETECT_MARGIN = math.log(1e-10)
+END_DETECT_MARGIN = -10.0  # ESPnet's D_end = log(1 * exp(-10))
 
 
 def _bound_stop(ended: list[Hypothesis], live_best: float, step: int, limit: int, config: BeamSearchConfig) -> bool:

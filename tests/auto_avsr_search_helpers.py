@@ -61,3 +61,33 @@ def search_inputs() -> list[Tensor]:
     """The input videos: (T, 88, 88) normalised grey frames each, as auto_avsr's VSR model reads them."""
     return [torch.randn(frames, 88, 88, generator=torch.Generator().manual_seed(seed)) for frames, seed in SEARCH_INPUTS]
 
+
+def output_tokens(yseq: list[int]) -> list[int]:
+    """ESPnet's yseq without the leading <sos> and the trailing <eos> (two when a hypothesis chose
+    <eos> in the last step: auto_avsr then appends one more; it drops them all from the text)."""
+    tokens = yseq[1:]
+    while tokens and tokens[-1] == EOS:
+        tokens.pop()
+    return tokens
+
+
+@torch.no_grad()
+def auto_avsr_search(anchors, src, model, encoded: Tensor, setting: dict) -> dict:
+    """auto_avsr's own search (``anchors.auto_avsr_beam_search`` on its ``E2E`` ``model``) on one
+    encoder output (T, D) under a setting: ``{"steps", "ended", "nbest": [{"tokens", "score"}]}``
+    (the ``beam`` best of the ``ended`` hypotheses; ``steps``: the search's iterations)."""
+    search = anchors.auto_avsr_beam_search(src, model, beam=setting["beam"], ctc_weight=setting["ctc_weight"],
+                                           length_bonus=setting["length_bonus"])
+    steps = 0
+    step = search.search
+
+    def counted(*args, **kwargs):
+        nonlocal steps
+        steps += 1
+        return step(*args, **kwargs)
+
+    search.search = counted
+    max_length = setting["max_length"]
+    hyps = search(encoded, maxlenratio=0.0 if max_length is None else -float(max_length))
+    nbest = [{"tokens": output_tokens(h.yseq.tolist()), "score": round(float(h.score), 6)} for h in hyps[: setting["beam"]]]
+    return {"steps": steps, "ended": len(hyps), "nbest": nbest}

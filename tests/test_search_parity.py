@@ -24,7 +24,16 @@ import pytest
 import torch
 
 from auto_avsr_helpers import import_anchors, module_table
-from auto_avsr_search_helpers import BLANK, EOS, SEARCH_MODALITY, SEARCH_PARITY_FILE, SEARCH_SETTINGS, search_inputs, search_state
+from auto_avsr_search_helpers import (
+    BLANK,
+    EOS,
+    SEARCH_MODALITY,
+    SEARCH_PARITY_FILE,
+    SEARCH_SETTINGS,
+    auto_avsr_search,
+    search_inputs,
+    search_state,
+)
 from avsr.decoding.beam_search import BeamSearchConfig, Hypothesis, beam_search
 from avsr.decoding.model_decoder import ModelStepDecoder
 from avsr.models.io import load_model
@@ -144,18 +153,16 @@ def test_full_size_search_matches_auto_avsr_own_search() -> None:
     encoded = anchors.auto_avsr_encode(theirs, video, None)[0]
     report = []
     for setting in FULL_SIZE_SETTINGS:
-        espnet = anchors.auto_avsr_beam_search(AUTO_AVSR_SRC, theirs, beam=setting["beam"], ctc_weight=setting["ctc_weight"],
-                                               length_bonus=setting["length_bonus"])
         start = time.perf_counter()
-        max_length = setting["max_length"]
-        hyps = espnet(encoded, maxlenratio=0.0 if max_length is None else -float(max_length))[: setting["beam"]]
+        theirs_search = auto_avsr_search(anchors, AUTO_AVSR_SRC, theirs, encoded, setting)
         their_seconds = time.perf_counter() - start
-        theirs_nbest = [{"tokens": [t for t in h.yseq.tolist()[1:] if t != EOS], "score": float(h.score)} for h in hyps]
         start = time.perf_counter()
-        nbest, _ = search(ours, *encode(ours, [video]), setting)
+        nbest, steps = search(ours, *encode(ours, [video]), setting)
         our_seconds = time.perf_counter() - start
-        assert_same_nbest(nbest[0], theirs_nbest, str(setting))
-        gap = max(abs(h.score - t["score"]) for h, t in zip(nbest[0], theirs_nbest))
-        report.append(f"{setting}: {len(nbest[0])} hypotheses identical, scores within {gap:.1e}; "
-                      f"auto_avsr {their_seconds:.1f} s (search), ours {our_seconds:.1f} s (encoder + search)")
+        assert_same_nbest(nbest[0], theirs_search["nbest"], str(setting))
+        assert steps == theirs_search["steps"], str(setting)
+        gap = max(abs(h.score - t["score"]) for h, t in zip(nbest[0], theirs_search["nbest"]))
+        lengths = sorted({len(h.tokens) for h in nbest[0]})
+        report.append(f"{setting}: {len(nbest[0])} hypotheses identical (lengths {lengths}), scores within {gap:.1e}, "
+                      f"{steps} steps; auto_avsr {their_seconds:.1f} s (search), ours {our_seconds:.1f} s (encoder + search)")
     print("\n".join(report))

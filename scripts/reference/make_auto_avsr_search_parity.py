@@ -29,46 +29,17 @@ import torch  # noqa: E402
 import anchors  # noqa: E402
 from auto_avsr_helpers import module_table  # noqa: E402
 from auto_avsr_search_helpers import (  # noqa: E402
-    EOS,
     LOGIT_OFFSETS,
     SEARCH_INPUTS,
     SEARCH_MODALITY,
     SEARCH_PARITY_FILE,
     SEARCH_SEED,
     SEARCH_SETTINGS,
+    auto_avsr_search,
     search_inputs,
     search_state,
 )
 from avsr.models.pretrained.auto_avsr import AutoAVSRConfig  # noqa: E402
-
-
-def output_tokens(yseq: list[int]) -> list[int]:
-    """ESPnet's yseq without the leading <sos> and the trailing <eos> (two when a hypothesis chose
-    <eos> in the last step: auto_avsr then appends one more; it drops them all from the text)."""
-    tokens = yseq[1:]
-    while tokens and tokens[-1] == EOS:
-        tokens.pop()
-    return tokens
-
-
-@torch.no_grad()
-def search(src: Path, model, encoded: torch.Tensor, setting: dict) -> dict:
-    """One (setting, input) entry: the n-best (at most ``beam``) and the steps the search took."""
-    beam_search = anchors.auto_avsr_beam_search(src, model, beam=setting["beam"], ctc_weight=setting["ctc_weight"],
-                                                length_bonus=setting["length_bonus"])
-    steps = 0
-    step = beam_search.search
-
-    def counted(*args, **kwargs):
-        nonlocal steps
-        steps += 1
-        return step(*args, **kwargs)
-
-    beam_search.search = counted
-    max_length = setting["max_length"]
-    hyps = beam_search(encoded, maxlenratio=0.0 if max_length is None else -float(max_length))
-    nbest = [{"tokens": output_tokens(h.yseq.tolist()), "score": round(float(h.score), 6)} for h in hyps[: setting["beam"]]]
-    return {"steps": steps, "ended": len(hyps), "nbest": nbest}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             encoded = [anchors.auto_avsr_encode(model, video, None)[0] for video in search_inputs()]
         cases = [
-            {**setting, "input": i, **search(args.auto_avsr_src, model, enc, setting)}
+            {**setting, "input": i, **auto_avsr_search(anchors, args.auto_avsr_src, model, enc, setting)}
             for setting in SEARCH_SETTINGS
             for i, enc in enumerate(encoded)
         ]

@@ -6,15 +6,18 @@ these tests are about what the command does with a model, not about how good the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
 
+import jiwer
 import numpy as np
 import pytest
 import torch
 
 from avsr.cli import bench as bench_cli
+from avsr.data.tokenizers import load_tokenizer
 from avsr.data.manifest import read_manifest, write_manifest
 from avsr.decoding.recognizer import DecodeOptions, Recognizer
 from avsr.eval.bench import BenchError, noise_for, parse_snrs
@@ -50,7 +53,21 @@ def test_noise_is_repeatable_and_mixed_at_the_snr():
         assert augment.snr_db(speech, mixed - speech) == pytest.approx(snr, abs=1e-3)
 
 
+def _partly_heard_manifest(model: Path, manifest: Path, folder: Path) -> Path:
+    """The manifest with each reference prefixed by what the model hears in its clean audio, so
+    that WERs differ between utterances and conditions (a random model scores 100 % otherwise,
+    whatever transcripts a result was computed from)."""
+    rows = read_manifest(manifest)
+    heard = Recognizer.load(model).transcribe([read_wav(manifest.parent / r.audio) for r in rows], None, DecodeOptions(decoder="greedy"))
+    folder.mkdir()
+    for media in ("video", "audio"):
+        (folder / media).symlink_to(manifest.parent / media)
+    write_manifest(folder / manifest.name, [dataclasses.replace(r, text=f"{h.text} {r.text}".strip()) for r, h in zip(rows, heard)])
+    return folder / manifest.name
+
+
 def test_bench_writes_results_and_repeats_exactly(micro_model_dir, test_manifest, tmp_path, capsys):
+    test_manifest = _partly_heard_manifest(micro_model_dir, test_manifest, tmp_path / "data")
     out = tmp_path / "bench"
     assert _bench(micro_model_dir, test_manifest, out, "--decoder", "greedy", "--snr", "clean,0", "--noise", "babble,white") == 0
     table = capsys.readouterr().out
@@ -63,8 +80,16 @@ def test_bench_writes_results_and_repeats_exactly(micro_model_dir, test_manifest
                     ("av", "clean", None), ("av", "babble", 0.0), ("av", "white", 0.0)}
     n = len(read_manifest(test_manifest))
     words = sum(len(r.text.split()) for r in read_manifest(test_manifest))
+    normalize = load_tokenizer(micro_model_dir / "tokenizer").normalize
     for r in rows:
-        assert r["utterances"] == n and r["words"] == words and r["wer"] >= 0 and r["rtf"] > 0
+        assert r["utterances"] == n and r["words"] == words and r["rtf"] > 0
+        # the WER is what the condition's own transcripts give (recomputed with jiwer)
+        name = f"{r['modality']}_clean" if r["noise"] == "clean" else f"{r['modality']}_{r['noise']}_{r['snr_db']:g}dB"
+        lines = [line.split("\t") for line in (out / "hyps" / f"{name}.tsv").read_text().splitlines()[1:]]
+        assert sorted(i for i, _, _ in lines) == sorted(row.id for row in read_manifest(test_manifest))
+        expected = jiwer.wer([normalize(ref) for _, ref, _ in lines], [normalize(hyp) for _, _, hyp in lines])
+        assert r["wer"] == pytest.approx(expected, abs=1e-9), name
+    assert payload["results"][0]["wer"] < 1 and len({r["wer"] for r in rows}) > 1  # a check with teeth
     assert payload["real_time_factor"] > 0 and payload["decoder"]["decoder"] == "greedy"
     assert (out / "wer_vs_snr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     hyps = (out / "hyps" / "av_babble_0dB.tsv").read_text().splitlines()

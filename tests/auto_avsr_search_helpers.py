@@ -18,10 +18,12 @@ maxlenratio < 0) and the longer input cover hypotheses cut at the maximum length
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from auto_avsr_helpers import DATA, random_state
+from avsr.models.pretrained.auto_avsr import PREPROCESSING
 
 SEARCH_PARITY_FILE = DATA / "auto_avsr_search_parity.json"
 SEARCH_MODALITY = "v"
@@ -57,9 +59,17 @@ def search_state(table: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> dict[
     return state
 
 
+def search_videos() -> list[np.ndarray]:
+    """The input mouth videos: (T, 88, 88) uint8 grey frames each (what avsr-decode crops)."""
+    return [torch.randint(0, 256, (frames, 88, 88), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8).numpy()
+            for frames, seed in SEARCH_INPUTS]
+
+
 def search_inputs() -> list[Tensor]:
-    """The input videos: (T, 88, 88) normalised grey frames each, as auto_avsr's VSR model reads them."""
-    return [torch.randn(frames, 88, 88, generator=torch.Generator().manual_seed(seed)) for frames, seed in SEARCH_INPUTS]
+    """The input videos as auto_avsr's VSR model reads them (its test transform, ``PREPROCESSING``):
+    (T, 88, 88) float frames, x / 255 normalised by mean and std."""
+    mean, std = PREPROCESSING["video_mean"], PREPROCESSING["video_std"]
+    return [(torch.from_numpy(v).float() / 255.0 - mean) / std for v in search_videos()]
 
 
 def output_tokens(yseq: list[int]) -> list[int]:

@@ -17,11 +17,13 @@ from __future__ import annotations
 import gc
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from auto_avsr_helpers import import_anchors, module_table
 from auto_avsr_search_helpers import (
@@ -33,10 +35,13 @@ from auto_avsr_search_helpers import (
     auto_avsr_search,
     search_inputs,
     search_state,
+    search_videos,
 )
+from avsr.cli import decode as decode_cli
 from avsr.decoding.beam_search import BeamSearchConfig, Hypothesis, beam_search
 from avsr.decoding.model_decoder import ModelStepDecoder
-from avsr.models.io import load_model
+from avsr.decoding.recognizer import DecodeOptions, Recognizer
+from avsr.models.io import load_model, read_model_yaml
 from avsr.models.pretrained.auto_avsr import AutoAVSRConfig, AutoAVSRModel, convert_checkpoint
 from avsr.models.pretrained.auto_avsr_checkpoint import expected_checkpoint_keys, map_state_dict
 
@@ -80,15 +85,21 @@ def assert_same_nbest(ours: list[Hypothesis], theirs: list[dict], what: str) -> 
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory) -> tuple[AutoAVSRModel, torch.Tensor, torch.Tensor]:
-    """The reference weights as an auto_avsr checkpoint, converted into our model folder and
-    loaded; with its encoder output for the reference inputs (one padded batch) and their lengths."""
+def folder(tmp_path_factory) -> Path:
+    """The reference weights as an auto_avsr checkpoint, converted into our model folder."""
     root = tmp_path_factory.mktemp("search_parity")
     config = AutoAVSRConfig.tiny(SEARCH_MODALITY)
     keys = expected_checkpoint_keys(config, "v1.0.0")
     table = {k: (s, torch.int64 if k.endswith("num_batches_tracked") else torch.float32) for k, s in keys.items()}
     torch.save(search_state(table), root / "vsr.pth")
-    model = load_model(convert_checkpoint(root / "vsr.pth", root / "model", modality=SEARCH_MODALITY))
+    return convert_checkpoint(root / "vsr.pth", root / "model", modality=SEARCH_MODALITY)
+
+
+@pytest.fixture(scope="module")
+def converted(folder: Path) -> tuple[AutoAVSRModel, torch.Tensor, torch.Tensor]:
+    """The converted model, its encoder output for the reference inputs (one padded batch) and
+    their lengths."""
+    model = load_model(folder)
     return (model, *encode(model, search_inputs()))
 
 
@@ -108,6 +119,37 @@ def test_nbest_matches_auto_avsr_own_search(converted, setting: dict) -> None:
         alone, steps = search(model, encoded[i : i + 1, : lengths[i]], lengths[i : i + 1], setting)
         assert steps == case["steps"], what
         assert [h.tokens for h in alone[0]] == [h.tokens for h in nbest], what
+
+
+def test_converted_models_decode_with_auto_avsr_own_search_by_default(folder: Path) -> None:
+    """A converted folder recommends auto_avsr's decoding (beam 40, CTC weight 0.1, ESPnet's
+    search); the recognizer (avsr-decode, avsr-bench) uses it where no flag says otherwise, and
+    its 1-best from the raw mouth videos is auto_avsr's."""
+    assert read_model_yaml(folder)["extra"]["decoding"] == {"beam": 40, "ctc_weight": 0.1, "semantics": "espnet"}
+    recognizer = Recognizer.load(folder)
+    assert recognizer.resolve(DecodeOptions()) == DecodeOptions(beam=40, ctc_weight=0.1, length_normalisation=0.0, semantics="espnet")
+    chosen = recognizer.resolve(DecodeOptions(beam=3, semantics="exact"))
+    assert chosen == DecodeOptions(beam=3, ctc_weight=0.1, length_normalisation=0.0, semantics="exact")
+    default = {"beam": 40, "ctc_weight": 0.1, "length_bonus": 0.0, "max_length": None}
+    expected = [c["nbest"][0]["tokens"] for c in REFERENCE["cases"] if all(c[k] == v for k, v in default.items())]
+    got = recognizer.transcribe(None, search_videos(), DecodeOptions())
+    assert [t.tokens for t in got] == expected and all(expected)
+
+
+def test_unusable_recorded_decoding_settings_are_one_line(folder: Path, tmp_path: Path, face_video: Path, capsys) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(folder, model)
+    meta = yaml.safe_load((model / "model.yaml").read_text())
+    meta["extra"]["decoding"]["beam"] = "forty"
+    (model / "model.yaml").write_text(yaml.safe_dump(meta))
+    with pytest.raises(SystemExit) as exc:
+        decode_cli.main(["--model", str(model), "--quiet", str(face_video)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.splitlines()) == 1
+    assert f"{model / 'model.yaml'}: its decoding settings are not usable (decoding.beam must be an integer, got 'forty')" in err
+    with pytest.raises(SystemExit) as exc:
+        decode_cli.main(["--model", str(folder), "--quiet", "--search-semantics", "fairseq", str(face_video)])
+    assert exc.value.code == 2 and "invalid choice: 'fairseq'" in capsys.readouterr().err
 
 
 def test_reference_covers_every_regime() -> None:

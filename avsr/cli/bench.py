@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
         )
         recognizer = Recognizer.load(args.model, args.device)
+        config.options = recognizer.resolve(options)  # the model's recommended search settings where no flag is given
         utterances = load_utterances(args.manifest, args.limit)
     except (BenchError, RecognizerError, WeightsError, TokenizerError) as exc:
         fail(PROGRAM, str(exc))

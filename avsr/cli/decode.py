@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = decode_options(args)
         recognizer = Recognizer.load(model_dir, args.device)
+        options = recognizer.resolve(options)  # the model's recommended search settings where no flag is given
         segmenting = segmenting_for(recognizer, args.segment, args.max_segment)
         if args.modality is None:  # av, unless the model decodes only one modality (e.g. auto_avsr's VSR)
             args.modality = "av" if "av" in recognizer.modalities or not recognizer.modalities else recognizer.modalities[0]

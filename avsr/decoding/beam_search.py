@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import math
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol, get_args
+from typing import Any, Literal, Protocol, get_args
 
 import torch
 from torch import Tensor
@@ -75,6 +75,32 @@ class BeamSearchConfig:
             raise ValueError("ctc_weight must be in [0, 1]")
         if self.semantics not in SEMANTICS_NAMES:
             raise ValueError(f"search semantics must be one of {', '.join(SEMANTICS_NAMES)}, got {self.semantics!r}")
+
+
+#: The settings a model folder may recommend for its search (model.yaml ``extra.decoding``; other
+#: keys there are notes), with their types and the values used when neither the user nor the model
+#: chooses (avsr-decode, avsr-bench).
+SEARCH_DEFAULTS: dict[str, Any] = {"beam": 10, "ctc_weight": 0.3, "length_normalisation": 0.0, "semantics": "exact"}
+_SETTING_TYPES: dict[str, tuple[type, str]] = {
+    "beam": (int, "an integer"), "ctc_weight": (float, "a number"), "length_normalisation": (float, "a number"), "semantics": (str, "a string"),
+}
+
+
+def recommended_settings(recorded: Any) -> dict[str, Any]:
+    """The search settings of ``SEARCH_DEFAULTS`` that a model's ``decoding`` mapping records,
+    checked (ValueError, one line, for a value of the wrong type or out of range)."""
+    if not isinstance(recorded, Mapping):
+        return {}
+    settings = {}
+    for name, (kind, described) in _SETTING_TYPES.items():
+        if name not in recorded:
+            continue
+        value = recorded[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else kind):
+            raise ValueError(f"decoding.{name} must be {described}, got {value!r}")
+        settings[name] = kind(value)
+    BeamSearchConfig(**settings)  # ranges
+    return settings
 
 
 @dataclass

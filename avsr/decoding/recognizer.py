@@ -8,8 +8,8 @@ padded batch with greedy CTC or the hybrid CTC/attention beam search.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from avsr.decoding.alignment import AlignmentError, WordTiming, forced_align, word_timings
-from avsr.decoding.beam_search import BeamSearchConfig, beam_search
+from avsr.decoding.beam_search import SEARCH_DEFAULTS, BeamSearchConfig, Semantics, beam_search, recommended_settings
 from avsr.decoding.ctc import greedy_ctc
 from avsr.decoding.model_decoder import ModelStepDecoder
 from avsr.decoding.stages import StageTimes, timed
@@ -41,14 +41,18 @@ class DecodeOptions:
     """``greedy``: best CTC path. ``beam``: hybrid CTC/attention beam search (ESPnet-style)."""
 
     decoder: Literal["greedy", "beam"] = "beam"
-    beam: int = 10
-    ctc_weight: float = 0.3
+    beam: int | None = None
+    ctc_weight: float | None = None
     length_bonus: float = 0.0
     max_length: int | None = None
     """Longest output in tokens (default: the number of encoder frames)."""
     length_normalisation: float | None = None
-    """Rank ended hypotheses by score / (tokens + 1) ** this (fairseq's lenpen); None: what the model
-    recommends (``decoding.length_normalisation`` in its metadata: 1 for AV-HuBERT), else 0."""
+    """Rank ended hypotheses by score / (tokens + 1) ** this (fairseq's lenpen)."""
+    semantics: Semantics | None = None
+    """The search's rules (``avsr.decoding.beam_search``): ``exact`` or ``espnet`` (auto_avsr's)."""
+    # beam, ctc_weight, length_normalisation, semantics: None is what the model recommends
+    # (model.yaml ``extra.decoding``: auto_avsr's beam 40, CTC weight 0.1 and ESPnet's search;
+    # AV-HuBERT's length normalisation 1 and beam 50), else SEARCH_DEFAULTS (Recognizer.resolve).
 
     def __post_init__(self) -> None:
         if self.decoder not in ("greedy", "beam"):
@@ -56,9 +60,13 @@ class DecodeOptions:
         if self.max_length is not None and self.max_length < 1:
             raise RecognizerError(f"max_length must be at least 1, got {self.max_length}")
         try:  # validates
-            BeamSearchConfig(beam=self.beam, ctc_weight=self.ctc_weight, length_normalisation=self.length_normalisation or 0.0)
+            BeamSearchConfig(**self.search_settings())
         except ValueError as exc:
             raise RecognizerError(str(exc)) from None
+
+    def search_settings(self) -> dict[str, Any]:
+        """The settings of ``SEARCH_DEFAULTS`` these options choose (not None)."""
+        return {name: getattr(self, name) for name in SEARCH_DEFAULTS if getattr(self, name) is not None}
 
 
 @dataclass
@@ -120,8 +128,17 @@ class Recognizer:
     @property
     def length_normalisation(self) -> float:
         """The length normalisation the model was meant to be decoded with (0 unless recorded)."""
-        decoding = self.model.metadata.get("decoding")
-        return float(decoding.get("length_normalisation", 0.0)) if isinstance(decoding, Mapping) else 0.0
+        return self.resolve(DecodeOptions()).length_normalisation or 0.0
+
+    def resolve(self, options: DecodeOptions) -> DecodeOptions:
+        """``options`` with each search setting it leaves None set to the model's recommendation
+        (model.yaml ``extra.decoding``), else to ``SEARCH_DEFAULTS``."""
+        try:
+            recommended = recommended_settings(self.model.metadata.get("decoding"))
+        except ValueError as exc:
+            where = self.folder / "model.yaml" if self.folder is not None else "the model"
+            raise RecognizerError(f"{where}: its decoding settings are not usable ({exc})") from None
+        return replace(options, **{**SEARCH_DEFAULTS, **recommended, **options.search_settings()})
 
     @property
     def has_ctc(self) -> bool:
@@ -228,12 +245,11 @@ class Recognizer:
             t.words = word_timings(spans, self.tokenizer.piece_text, frame_seconds=SAMPLES_PER_FRAME / 16000)
 
     def _beam(self, encoded: Tensor, log_probs: Tensor | None, lengths: Tensor, options: DecodeOptions) -> list[Transcript]:
-        ctc_weight = options.ctc_weight if log_probs is not None else 0.0  # no CTC head: attention only
-        normalisation = options.length_normalisation
-        config = BeamSearchConfig(
-            beam=options.beam, ctc_weight=ctc_weight, length_bonus=options.length_bonus, max_length=options.max_length,
-            length_normalisation=self.length_normalisation if normalisation is None else normalisation,
-        )
+        settings = self.resolve(options).search_settings()
+        if log_probs is None:  # no CTC head: attention only
+            settings["ctc_weight"] = 0.0
+        ctc_weight = settings["ctc_weight"]
+        config = BeamSearchConfig(length_bonus=options.length_bonus, max_length=options.max_length, **settings)
         step_decoder = None
         if ctc_weight < 1.0:
             step_decoder = ModelStepDecoder(self.model, encoded, lengths, int(lengths.max()))

@@ -59,6 +59,10 @@ SPM_UNITS = DATA_DIR / "unigram5000_units.txt"
 MODALITIES = {"v": ("video",), "a": ("audio",), "av": ("audio", "video")}
 #: auto_avsr's test-time video transform (``VideoTransform("test")``): centre crop, mean, std.
 PREPROCESSING = {"crop_size": 88, "video_mean": 0.421, "video_std": 0.165}
+#: auto_avsr's own decoding (lightning.py's get_beam_search_decoder): beam 40, CTC weight 0.1, with
+#: ESPnet's BatchBeamSearch, whose n-best our search reproduces with semantics "espnet";
+#: avsr-decode and avsr-bench use these unless told otherwise.
+DECODING = {"beam": 40, "ctc_weight": 0.1, "semantics": "espnet"}
 
 
 class ConversionError(ValueError):

@@ -20,6 +20,7 @@ from torch import Tensor
 from avsr.face.align import MouthCropConfig
 from avsr.models.config import ConfigError
 from avsr.models.pretrained.auto_avsr import (
+    DECODING,
     MODALITIES,
     PREPROCESSING,
     SPM_MODEL,
@@ -420,6 +421,7 @@ def convert(
         },
         "preprocessing": Preprocessing.from_mapping(PREPROCESSING).to_dict(),
         "mouth_crop": {"style": "auto_avsr", **MouthCropConfig.for_style("auto_avsr").to_dict()},
+        "decoding": dict(DECODING),
     }
     return save_model_folder(out_dir, model, tok, extra)
 

@@ -41,8 +41,9 @@ LICENCE = (
     "AV-HuBERT weights are under the AV-HuBERT licence (Meta Platforms, Inc.): non-commercial research use only; "
     "see https://github.com/facebookresearch/av_hubert/blob/main/LICENSE"
 )
-#: AV-HuBERT's own decoding (avhubert/conf/s2s_decode.yaml); avsr-decode applies the length
-#: normalisation unless --length-norm says otherwise, and keeps its own beam (10) for speed.
+#: AV-HuBERT's own decoding (avhubert/conf/s2s_decode.yaml); avsr-decode and avsr-bench use its
+#: length normalisation and beam unless told otherwise (max_length is a note: fairseq's
+#: max_len_a/b, which our default, the encoder frames, matches).
 DECODING = {"length_normalisation": 1.0, "beam": 50, "max_length": "1.0 x input frames"}
 FAIRSEQ_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
 ENCODER = "encoder.w2v_model."

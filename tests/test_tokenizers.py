@@ -22,10 +22,9 @@ from avsr.data.tokenizers import (
     train_sentencepiece,
     train_tokenizer,
 )
+from avsr.models.pretrained.auto_avsr import SPM_MODEL, SPM_UNITS
 
-AUTO_AVSR = Path(__file__).resolve().parents[2] / "shared" / "data" / "auto_avsr"
-AUTO_AVSR_MODEL = AUTO_AVSR / "unigram5000.model"
-AUTO_AVSR_UNITS = AUTO_AVSR / "unigram5000_units.txt"
+AUTO_AVSR_MODEL, AUTO_AVSR_UNITS = SPM_MODEL, SPM_UNITS  # auto_avsr's files, shipped inside the package
 HEADER = "id\tvideo\taudio\tframes\tsamples\ttext\n"
 
 # ---------------------------------------------------------------------------------------------
@@ -371,7 +370,6 @@ def test_fingerprint_depends_on_normaliser(trained: dict[str, Tokenizer]) -> Non
 # auto_avsr's unigram5000
 
 
-@pytest.mark.skipif(not AUTO_AVSR_MODEL.exists(), reason="auto_avsr's sentencepiece model is not in ../shared/data")
 def test_auto_avsr_unigram5000(tmp_path: Path) -> None:
     import sentencepiece
 

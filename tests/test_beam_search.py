@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import pytest
 import torch
 
 from avsr.decoding.beam_search import BeamSearchConfig, beam_search
@@ -133,3 +134,54 @@ def test_length_normalisation_ranks_by_score_per_token():
         assert [h.score for h in result] == sorted((h.score for h in result), reverse=True)
     assert best == (1, 1, 1, 1)  # and without normalisation the search stops at once: ()
     assert beam_search(None, lengths, BigramDecoder(BIGRAM), BeamSearchConfig(beam=4), BLANK, EOS)[0][0].tokens == []
+
+
+class CountingBigramDecoder(BigramDecoder):
+    steps = 0
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.steps += 1
+        return super().step(tokens)
+
+
+def best_bigram_output(limit: int, bonus: float) -> tuple[float, int]:
+    """(best score, its length) over every output of at most ``limit`` tokens, by dynamic
+    programming: attention log-prob plus ``bonus`` per token, <eos> included."""
+    best_to = {EOS: 0.0}  # best log-prob of n tokens ending in each token, n = 0
+    results = []
+    for n in range(limit + 1):
+        results.append((max(score + math.log(BIGRAM[last][EOS]) for last, score in best_to.items()) + bonus * (n + 1), n))
+        best_to = {
+            token: max(score + math.log(BIGRAM[last][token]) for last, score in best_to.items() if token in BIGRAM[last])
+            for token in (1, 2)
+        }
+    return max(results)
+
+
+def test_exact_search_with_a_length_bonus_is_exact_and_stops_early():
+    """With a length bonus the exact rule bounds what a live hypothesis can still gain (the bonus
+    of every token up to the limit): the search returns the best output there is, and stops once
+    no live hypothesis can catch up instead of running to the limit."""
+    limit = 30
+    for bonus in (0.05, 0.3):
+        decoder = CountingBigramDecoder(BIGRAM)
+        config = BeamSearchConfig(beam=3, length_bonus=bonus)
+        top = beam_search(None, torch.tensor([limit]), decoder, config, BLANK, EOS)[0][0]
+        score, length = best_bigram_output(limit, bonus)
+        assert math.isclose(top.score, score, abs_tol=1e-4) and len(top.tokens) == length, bonus
+        if bonus == 0.05:  # "1 1 1 ..." loses 0.11 a token: hopeless well before the limit
+            assert length == 0 and decoder.steps <= limit // 2, decoder.steps
+        else:  # it gains 0.14 a token: the best output is as long as allowed
+            assert length == limit and decoder.steps == limit + 1
+
+
+def test_a_zero_ctc_weight_is_the_attention_only_search():
+    """CTC weight 0 ignores the CTC scores, also where CTC gives a prefix no chance (log 0):
+    0 x -inf must not turn a hypothesis into NaN."""
+    log_probs = random_log_probs(2, 5)  # two frames: "1 1" (needs three) has CTC probability 0
+    config = BeamSearchConfig(beam=3, ctc_weight=0.0)
+    lengths = torch.tensor([2])
+    with_ctc = beam_search(log_probs[None], lengths, BigramDecoder(BIGRAM), config, BLANK, EOS)[0]
+    without = beam_search(None, lengths, BigramDecoder(BIGRAM), config, BLANK, EOS)[0]
+    assert [h.tokens for h in with_ctc] == [h.tokens for h in without]
+    assert [h.score for h in with_ctc] == pytest.approx([h.score for h in without])

@@ -8,8 +8,9 @@ initializer and kept in the worker module's own global.
 Workers never outlive their parent: a ``kill -9`` of the command would otherwise leave them
 running their current item for seconds. On Linux the kernel sends each worker SIGTERM when the
 parent dies (``prctl(PR_SET_PDEATHSIG)``); elsewhere a thread in each worker polls the parent's
-pid. A worker turns SIGTERM (this, or the pool's own ``terminate()`` after a failed job) into
-``SystemExit``, so the item it is writing unwinds and its atomic writer removes the temporary file.
+pid. On SIGTERM (this, or the pool's own ``terminate()`` after a failed job) a worker removes
+the temporary files of its writes in progress and exits at once (``os._exit``: unwinding through
+whatever code the signal interrupted, or running atexit hooks, can itself fail and print).
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ PARENT_POLL_SECONDS = 0.2
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+    from avsr.media.atomic import remove_unfinished
+
+    remove_unfinished()
+    os._exit(128 + signum)
 
 
 def _die_with(parent: int) -> None:

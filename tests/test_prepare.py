@@ -6,6 +6,7 @@ import hashlib
 import json
 import pickle
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -356,3 +357,32 @@ def test_a_landmarks_memory_bomb_is_one_skipped_item(lrs2_corpus: Path, tmp_path
         assert report["prepared"] == 0 and report["skipped"] == report["items"]
     reasons = {line.split("\t")[0]: line.split("\t")[2] for line in (out / "report.tsv").read_text().splitlines()[1:]}
     assert reasons[item.id].startswith(f"{marks}: too large: asks for an array of shape (10000000000000,)")
+
+
+@pytest.mark.parametrize("mode", ["tmpfs", "fsize"])
+def test_disk_full_stops_in_one_line_and_the_rerun_completes(lrs2_corpus: Path, tmp_path: Path, mode):
+    """Output that cannot be written (a full small tmpfs, or a file-size limit where mounting is not
+    allowed): one line on stderr, exit 1, no temporary files; with room again the rerun completes."""
+    from tests.disk_full import can_mount, full_then_room
+
+    if mode == "tmpfs" and not can_mount():
+        pytest.skip("cannot mount a tmpfs here (the fsize case covers the same path)")
+    src = tmp_path / "src"
+    shutil.copytree(lrs2_corpus, src)
+    (src / "train.txt").write_text("".join(f"{name}\n" for name in (src / "train.txt").read_text().split()[:2]))
+    for name in ("pretrain.txt", "val.txt", "test.txt"):
+        (src / name).unlink()
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "avsr.cli.prepare", "lrs2", str(src), str(out / "prepared"), "--workers", "2", "--quiet", "--json"]
+    runs = full_then_room(command, out, [64_000], mode)
+    assert runs[0]["rc"] != 0, "the first run has no room"
+    for run in runs:
+        assert not run["temporary"], run
+        if run["rc"] != 0:
+            assert run["rc"] == 1
+            lines = run["stderr"].strip().splitlines()
+            assert len(lines) == 1, run["stderr"]
+            assert lines[0].startswith("avsr-prepare: error: ") and "cannot write" in lines[0] and "rerun resumes" in lines[0]
+    assert runs[-1]["rc"] == 0, runs[-1]["stderr"]
+    final = json.loads(runs[-1]["stdout"])
+    assert final["prepared"] + final["already_done"] == final["items"] == 2 and final["manifests"] == {"train": 2}

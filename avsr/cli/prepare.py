@@ -94,11 +94,13 @@ def run_corpus(args: argparse.Namespace) -> int:
         total = len(list_corpus(config.corpus, config.source, config.max_seconds))
     except (ValueError, CorpusError) as error:
         fail(PROGRAM, str(error))
+    from avsr.media import MediaError
+
     try:
         with progress_bar(f"{PROGRAM} {args.command}", -(-total // config.shards), enabled=not args.quiet) as advance:
             summary = prepare_corpus(config, on_outcome=lambda _: advance())
-    except OSError as error:
-        fail(PROGRAM, str(error).splitlines()[0], code=1)
+    except (OSError, MediaError) as error:  # an output that cannot be written (disk full) stops the run
+        fail(PROGRAM, f"{str(error).splitlines()[0]} (stopped; a rerun resumes)", code=1)
     report = {
         "output": str(args.output),
         "items": summary.items,

@@ -63,11 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         check_output_dir(args.out_dir, config)
     except ValueError as error:
         fail(PROGRAM, str(error))
+    from avsr.media import MediaError
+
     try:
         with progress_bar(f"{PROGRAM} {args.layout}", args.utterances, enabled=not args.quiet) as advance:
             plan = generate(args.out_dir, config, workers=args.workers, on_item=lambda _: advance())
-    except OSError as error:
-        fail(PROGRAM, str(error).splitlines()[0], code=1)
+    except (OSError, MediaError) as error:  # an output that cannot be written (disk full) stops the run
+        fail(PROGRAM, f"{str(error).splitlines()[0]} (stopped; a rerun resumes)", code=1)
     summary = summarize(args.out_dir, plan)
     summary["hours"] = round(total_duration(args.out_dir, plan) / 3600, 4)
     if args.preview is not None:

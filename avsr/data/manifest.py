@@ -37,11 +37,15 @@ class ManifestRow:
 
 
 def write_manifest(path: str | os.PathLike[str], rows: list[ManifestRow]) -> None:
-    """Write atomically, rows sorted by id, so reruns and shards produce identical files."""
+    """Write atomically, rows sorted by id, so reruns and shards produce identical files.
+
+    A write that fails (disk full) raises a one-line MediaError naming ``path`` and leaves no
+    temporary file."""
     from avsr.media.atomic import atomic_path
+    from avsr.media.errors import media_errors
 
     lines = ["\t".join(COLUMNS)] + [row.to_line() for row in sorted(rows, key=lambda r: r.id)]
-    with atomic_path(path) as temp:
+    with media_errors(path, writing=True), atomic_path(path) as temp:
         Path(temp).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

@@ -4,6 +4,10 @@ Progress is logged per shard in ``OUT/.records/shard-I-of-N.jsonl``, one JSON li
 (appended after the item's files are complete), so a killed run resumes where it stopped and
 shards running at once never write to the same file. Manifests and the report are rebuilt from
 every shard's log at the end of each run.
+
+A bad item is skipped and reported; an output that cannot be written (disk full, permissions)
+stops the run with a one-line :class:`MediaError` naming the file, leaving no temporary files
+behind (the workers unwind their atomic writes); the rerun resumes.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from avsr.data.corpora import CorpusItem, list_corpus
 from avsr.data.manifest import ManifestRow, write_manifest
 from avsr.data.preparation.clip import ClipSettings, SkipItem
+from avsr.media.errors import media_errors
 
 RECORDS = ".records"
 REPORT = "report.tsv"
@@ -119,8 +124,9 @@ def prepare_corpus(config: PrepareConfig, on_outcome: Callable[[ItemOutcome], No
     with open(log_path, "a+", encoding="utf-8") as log:
         _end_torn_line(log)
         for outcome in _run(todo, config):
-            log.write(outcome.to_json() + "\n")
-            log.flush()
+            with media_errors(log_path, writing=True):
+                log.write(outcome.to_json() + "\n")
+                log.flush()
             if outcome.row is not None:
                 summary.prepared += 1
             else:
@@ -152,7 +158,7 @@ def write_outputs(output: Path) -> dict[str, int]:
     for split, split_rows in rows.items():
         write_manifest(output / f"{split}.tsv", split_rows)
     skipped = sorted((o for o in outcomes.values() if o.row is None), key=lambda o: o.id)
-    with atomic_path(output / REPORT) as temp:
+    with media_errors(output / REPORT, writing=True), atomic_path(output / REPORT) as temp:
         lines = ["id\tsource\treason"] + [f"{o.id}\t{o.source}\t{o.skipped}" for o in skipped]
         Path(temp).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return {split: len(split_rows) for split, split_rows in sorted(rows.items())}

@@ -272,9 +272,11 @@ def lrw_transcript(word: str, duration: float) -> str:
 
 
 def _write_text(path: Path, text: str) -> None:
+    """Atomically; a failed write (disk full) is a one-line MediaError naming ``path``."""
     from avsr.media.atomic import atomic_path
+    from avsr.media.errors import media_errors
 
-    with atomic_path(path) as temp:
+    with media_errors(path, writing=True), atomic_path(path) as temp:
         Path(temp).write_text(text, encoding="utf-8")
 
 

@@ -822,3 +822,35 @@ def test_inside_refuses_paths_that_leave_the_root(tmp_path):
     for hostile in ["../secret", "sub/../../secret", "/etc/passwd"]:
         with pytest.raises(OutsideRootError):
             inside(root, hostile, follow_links=False)
+
+
+# --------------------------------------------------------------------------- FFmpeg stays quiet
+
+
+@pytest.fixture(scope="session")
+def broken_media(media_dir, roundtrip) -> dict[str, Path]:
+    """A garbage .mkv (Matroska's magic, then noise: FFmpeg's demuxer logs about it) and an mp4
+    cut in half (its 'moov' index lost: FFmpeg logs 'moov atom not found')."""
+    folder = media_dir / "broken"
+    folder.mkdir()
+    noise = np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    return {
+        "garbage.mkv": write_bytes(folder / "garbage.mkv", b"\x1a\x45\xdf\xa3" + noise),
+        "truncated.mp4": cut_half(roundtrip[0], folder / "truncated.mp4"),
+    }
+
+
+@pytest.mark.parametrize("name", ["garbage.mkv", "truncated.mp4"])
+def test_decode_prints_our_one_line_and_nothing_from_ffmpeg(broken_media, micro_model_dir, name):
+    """Run as a user does (a subprocess, so FFmpeg's C-level stderr is captured too): importing
+    torchvision turns FFmpeg's logging on, and its lines must not join ours."""
+    path = broken_media[name]
+    done = subprocess.run(
+        [sys.executable, "-m", "avsr.cli.decode", str(path), "--model", str(micro_model_dir)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert str(path) in lines[0] and ("truncated or corrupt" in lines[0] or "not a media file" in lines[0]), lines[0]
+

@@ -3,7 +3,8 @@
 Batch jobs (corpus preparation, benchmarks) catch :class:`MediaError`, report its one-line message
 and go on with the next file; interactive users see ``clip.mp4: no audio stream`` rather than an
 FFmpeg traceback. Everything PyAV or the OS can raise while reading or writing media is translated
-here, in one place.
+here, in one place. FFmpeg's own log lines (``moov atom not found``) are silenced here too, since
+our one line says the same: libraries such as torchvision turn them on when imported.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import av
+import av.logging
 
 # First bytes of container formats we can recognise without FFmpeg: a file that starts like a media
 # file but cannot be opened is reported as truncated or corrupt rather than "not a media file".
@@ -115,9 +117,17 @@ def translate(path: str | os.PathLike[str], exc: BaseException, *, writing: bool
     return MediaError(path, f"cannot read ({reason})")
 
 
+def quiet_ffmpeg() -> None:
+    """Turn FFmpeg's logging off (again: importing torchvision sets it to ERROR)."""
+    if av.logging.get_level() is not None:
+        av.logging.set_level(None)
+
+
 @contextmanager
 def media_errors(path: str | os.PathLike[str], *, writing: bool = False) -> Iterator[None]:
-    """Re-raise PyAV and OS errors inside the block as :class:`MediaError` naming ``path``."""
+    """Re-raise PyAV and OS errors inside the block as :class:`MediaError` naming ``path``
+    (with FFmpeg's own logging off, so the one line is all a user sees)."""
+    quiet_ffmpeg()
     try:
         yield
     except MediaError:

@@ -56,6 +56,27 @@ def test_moco_pretraining_exports_a_front_end(moco_run: Path):
     assert valid and 0 <= valid[-1]["Accuracy"] <= 100
 
 
+def test_moco_trains_when_an_epoch_leaves_one_clip_over(lrw_prepared: Path, tmp_path: Path):
+    """7 training clips in batches of 3 leave one clip at the end of every epoch, which MoCo's
+    BatchNorm head cannot normalise alone: it joins the batch before it, and the log says so once."""
+    out = tmp_path / "odd"
+    config = "model.config=" + json.dumps({**TINY_VISUAL, "moco": {"queue_size": 16, "projection_dim": 8}})
+    steps = ["regime.num_steps=4", "regime.validate_every_n_steps=4", "regime.checkpoint_every_n_steps=4", "regime.publish_metrics_every_n_steps=1"]
+    assert _train("moco.yaml", out, lrw_prepared, config, "views.crop_size=64", "dataset.batch_size=3", *steps) == 0
+    examples = [r["Number of Examples"] for r in _rows(out / "metrics" / "train.jsonl")]
+    assert sorted(examples) == [3, 3, 4, 4]  # two epochs of 3 + (3 + 1): every clip trained on, none alone
+    assert (out / "logs" / "rank_0.log").read_text().count("merged into the batch before it") == 1
+
+
+def test_a_lone_last_clip_joins_the_batch_before_it():
+    from avsr.training.clips import group_clips
+
+    assert group_clips(7, 3) == [range(0, 3), range(3, 6), range(6, 7)]
+    assert group_clips(7, 3, min_size=2) == [range(0, 3), range(3, 7)]
+    assert group_clips(6, 3, min_size=2) == [range(0, 3), range(3, 6)]
+    assert group_clips(1, 3, min_size=2) == []  # nothing to join: dropped
+
+
 def test_the_avsr_model_loads_the_moco_front_end_strictly(moco_run: Path):
     visual = VisualConfig(**{**AVSRConfig.tiny(3).visual.__dict__, **TINY_VISUAL["visual"]})
     model = AVSRModel(AVSRConfig.tiny(10, visual=visual))
@@ -105,6 +126,8 @@ def test_bad_front_end_configs_are_one_line_errors(lrw_prepared: Path, tmp_path:
     assert "nowhere" in err and "frontend.safetensors" in err
     assert _exit_code(lambda: _train("moco.yaml", tmp_path / "y", lrw_prepared, "views.crop_sise=64")) == 2
     assert "unknown config key views.crop_sise (did you mean views.crop_size?)" in capsys.readouterr().err
+    assert _exit_code(lambda: _train("moco.yaml", tmp_path / "z", lrw_prepared, "dataset.batch_size=1")) == 2
+    assert "dataset.batch_size=1: this model normalises over the batch and needs at least 2 clips per batch" in capsys.readouterr().err
 
 
 def test_validation_curves_of_runs_side_by_side(moco_run: Path, tmp_path: Path, capsys):

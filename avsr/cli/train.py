@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -75,6 +76,17 @@ def _one_line(exc: BaseException) -> str:
     return inner if len(messages) == 1 or inner in messages[0] else f"{messages[0]} ({inner})"
 
 
+def _log_traceback(logger: logging.Logger, message: str) -> None:
+    """The current exception's traceback, in the run's log files only when there are some (the
+    console gets the one-line error)."""
+    has_files = any(isinstance(h, logging.FileHandler) for h in logger.handlers)
+    propagate, logger.propagate = logger.propagate, not has_files
+    try:
+        logger.exception("%s", message)
+    finally:
+        logger.propagate = propagate
+
+
 def main(argv: list[str] | None = None, program: TrainProgram = AVSR_TRAIN) -> int:
     args = build_parser(program).parse_intermixed_args(argv)
     name = program.name
@@ -120,14 +132,12 @@ def main(argv: list[str] | None = None, program: TrainProgram = AVSR_TRAIN) -> i
     except user_errors as exc:
         fail(name, str(exc))
     except Exception as exc:  # noqa: BLE001 - report any failure on one line, traceback in the log
-        import logging
-
         from fairseq2.task import TaskStopException
 
         if isinstance(exc, TaskStopException):
             print(f"{name}: stopped; rerun the same command to resume", file=sys.stderr)
             return 0
-        logging.getLogger("fairseq2").exception("%s failed", name)
+        _log_traceback(logging.getLogger("fairseq2"), f"{name} failed")
         fail(name, f"training failed: {_one_line(exc)} (traceback in {output_dir / 'logs'})", code=1)
     if rank == 0:
         print(f"{name}: done; model in {output_dir / 'model'}", file=sys.stderr)

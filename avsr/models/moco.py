@@ -50,6 +50,12 @@ class MoCoConfig:
         if self.temperature <= 0:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}")
 
+    @property
+    def min_batch_size(self) -> int:
+        """Clips a training batch needs: the head's BatchNorm normalises over the batch (B, D),
+        which one clip cannot do ("Expected more than 1 value per channel")."""
+        return 2 if self.head_batch_norm else 1
+
 
 def projection_head(in_dim: int, hidden_dim: int, out_dim: int, batch_norm: bool = True) -> nn.Module:
     """MoCo v2's MLP head (Linear -> ReLU -> Linear), with BatchNorm after the first layer as in

@@ -158,10 +158,12 @@ class ClipLoader:
 
     def __init__(
         self, config: ClipDatasetConfig, views: LipViewConfig, mode: ClipMode, *, train: bool, seed: int, rank: int,
-        state: PipelineState, cache_dir: Path | None,
+        state: PipelineState, cache_dir: Path | None, min_size: int = 1,
     ) -> None:
         self.config, self.views, self.mode = config, views, mode
         self.train, self.seed, self.rank, self.state, self.cache_dir = train, seed, rank, state, cache_dir
+        self.min_size = min_size
+        """Fewer clips than this (after skipping unreadable ones) and the batch is skipped."""
 
     def _classify_item(self, video: np.ndarray, rng: np.random.Generator) -> Tensor:
         vcfg = self.config.video
@@ -181,7 +183,9 @@ class ClipLoader:
             audio = (audio - audio.mean()) / (audio.std() + 1e-5)
         return torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
 
-    def __call__(self, batch: dict[str, Any]) -> ClipBatch | None:
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any] | None:
+        """The fields of a `ClipBatch` (plain values: the prefetch buffer that holds them is saved in
+        every checkpoint, which loads only tensors and plain values), or None if no clip loaded."""
         # validation views are drawn the same way at every evaluation (epoch 0)
         epoch = self.state.epoch if self.train else 0
         rng = rng_for(self.seed, self.rank, epoch, batch["index"], self.mode)
@@ -203,19 +207,32 @@ class ClipLoader:
                 queries.append(self._classify_item(video, rng))
                 labels.append(clip["label"])
             ids.append(clip["id"])
-        if not ids:
+        if len(ids) < max(1, self.min_size):
+            if ids:
+                log.warning("skipping a batch left with %d clip(s) (training needs at least %d per batch)", len(ids), self.min_size)
             return None
         inputs, lengths = pad_views(queries)
         key_inputs = key_lengths = None
         if keys:
             key_inputs, key_lengths = pad_views(keys)
         label_tensor = torch.tensor(labels, dtype=torch.int64) if labels else None
-        return ClipBatch(inputs, lengths, label_tensor, key_inputs, key_lengths, ids)
+        return {"inputs": inputs, "lengths": lengths, "labels": label_tensor, "key_inputs": key_inputs, "key_lengths": key_lengths, "ids": ids}
 
 
-def _batches_of(bucket: list[dict[str, Any]], batch_size: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+def group_clips(count: int, batch_size: int, min_size: int = 1) -> list[range]:
+    """Positions ``0..count-1`` in batches of ``batch_size``; a last batch of fewer than ``min_size``
+    joins the one before it (dropped when there is none), for models that normalise over the batch."""
+    groups = [range(i, min(i + batch_size, count)) for i in range(0, count, batch_size)]
+    if groups and len(groups[-1]) < min_size:
+        last = groups.pop()
+        if groups:
+            groups[-1] = range(groups[-1].start, last.stop)
+    return groups
+
+
+def _batches_of(bucket: list[dict[str, Any]], batch_size: int, rng: np.random.Generator, min_size: int = 1) -> list[dict[str, Any]]:
     ordered = sorted(bucket, key=lambda entry: entry["clip"]["frames"])
-    groups = [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+    groups = [ordered[g.start : g.stop] for g in group_clips(len(ordered), batch_size, min_size)]
     return [
         {"clips": [e["clip"] for e in groups[j]], "index": min(e["n"] for e in groups[j])} for j in rng.permutation(len(groups))
     ]
@@ -228,6 +245,7 @@ class ClipDataset:
                  cache_dir: Path | None = None) -> None:
         self.config, self.mode, self.views = config, mode, views or LipViewConfig()
         self.seed, self.cache_dir = seed, cache_dir
+        self._told_merge = False
         root = dataset_root(config.path, config.train_splits)
         train_manifests = [resolve_manifest(root, s) for s in config.train_splits]
         tables = _read(train_manifests)  # read once: the classes and the clips come from the same rows
@@ -250,9 +268,18 @@ class ClipDataset:
         return (f"train: {len(self.train)} clips{classes}" + (f" (skipped {skipped})" if skipped else "")
                 + f"; valid: {len(self.valid) if self.valid is not None else 'none'}")
 
-    def _loader(self, train: bool, rank: int, state: PipelineState) -> ClipLoader:
+    def _loader(self, train: bool, rank: int, state: PipelineState, min_size: int = 1) -> ClipLoader:
         cache = self.cache_dir / "video" if (self.config.cache_video and self.cache_dir is not None) else None
-        return ClipLoader(self.config, self.views, self.mode, train=train, seed=self.seed, rank=rank, state=state, cache_dir=cache)
+        return ClipLoader(self.config, self.views, self.mode, train=train, seed=self.seed, rank=rank, state=state, cache_dir=cache, min_size=min_size)
+
+    def _batches(self, bucket: list[dict[str, Any]], rng: np.random.Generator, min_size: int) -> DataPipeline:
+        batch_size = self.config.batch_size
+        left = len(bucket) % batch_size
+        if not self._told_merge and 0 < left < min_size:
+            self._told_merge = True
+            log.info("%d clip(s) left at the end of a sort buffer of %d are %s: the model normalises over the batch and needs "
+                     "%d clips per batch (said once)", left, len(bucket), "merged into the batch before it" if len(bucket) > left else "dropped", min_size)
+        return read_sequence(_batches_of(bucket, batch_size, rng, min_size)).and_return()
 
     def _pipeline(self, clips: list[dict[str, Any]], loader: ClipLoader, *, train: bool, rank: int, world_size: int) -> DataPipeline:
         state = loader.state
@@ -264,15 +291,18 @@ class ClipDataset:
         numbered = DataPipeline.zip([source.and_return(), DataPipeline.count(0).and_return()], names=["clip", "n"])
         buffer = self.config.sort_buffer_size if train else max(1, len(clips))
         batches = numbered.bucket(buffer).yield_from(
-            lambda bucket: read_sequence(
-                _batches_of(bucket, self.config.batch_size, rng_for(self.seed, rank, state.epoch if train else 0, "order", min(e["n"] for e in bucket)))
-            ).and_return()
+            lambda bucket: self._batches(
+                bucket, rng_for(self.seed, rank, state.epoch if train else 0, "order", min(e["n"] for e in bucket)), loader.min_size
+            )
         )
-        return batches.map(loader).filter(lambda b: b is not None).prefetch(max(1, self.config.num_prefetch)).and_return()
+        loaded = batches.map(loader).filter(lambda b: b is not None).prefetch(max(1, self.config.num_prefetch))
+        return loaded.map(lambda fields: ClipBatch(**fields)).and_return()
 
-    def create_train_reader(self, gangs: Gangs, *, num_accumulate: int = 1) -> AVDataReader:
+    def create_train_reader(self, gangs: Gangs, *, num_accumulate: int = 1, min_batch_size: int = 1) -> AVDataReader:
+        """``min_batch_size``: clips a batch must hold (2 for a model that normalises over the
+        batch): a smaller last batch of a sort buffer joins the one before it."""
         state = PipelineState()
-        loader = self._loader(True, gangs.dp.rank, state)
+        loader = self._loader(True, gangs.dp.rank, state, min_batch_size)
         pipeline = self._pipeline(self.train, loader, train=True, rank=gangs.dp.rank, world_size=gangs.dp.size)
         return AVDataReader(DataPipelineReader[ClipBatch](pipeline, gangs, num_accumulate=num_accumulate, sync_mode=SyncMode.UNTIL_FIRST), state)
 

@@ -58,7 +58,9 @@ from avsr.models.convert.common import ConvertedWav2Vec2, encoder_config_from_di
 from avsr.models.config import AVSRConfig, ConfigError, EncoderConfig, VisualConfig, from_plain, to_plain
 from avsr.models.moco import MoCo, MoCoConfig
 from avsr.models.word_classifier import WordClassifier, WordClassifierConfig
+from avsr.training.checkpoints import secure_checkpoints
 from avsr.training.clips import ClipBatch, ClipDataset, ClipDatasetConfig, ClipMode
+from avsr.training.data import DatasetError
 from avsr.training.config_loading import (
     TrainConfigError,
     config_to_dict,
@@ -173,11 +175,13 @@ class FrontendTask:
     config_kls: type
     build: Callable[[Any], Module]
     clip_mode: ClipMode
+    min_batch_size: Callable[[Any], int] = lambda config: 1
+    """Clips a training batch needs, from the model config (2 where the model normalises over the batch)."""
 
 
 FRONTEND_TASKS = {
     "lrw": FrontendTask(WORD_FAMILY, WordClassifier, WordClassifierConfig, WordClassifier, "classify"),
-    "moco": FrontendTask(MOCO_FAMILY, MoCo, MoCoModelConfig, _build_moco, "views"),
+    "moco": FrontendTask(MOCO_FAMILY, MoCo, MoCoModelConfig, _build_moco, "views", lambda config: config.moco.min_batch_size),
     "wav2vec2": FrontendTask(WAV2VEC2_FAMILY, Wav2Vec2Model, Wav2Vec2Config, create_wav2vec2_model, "audio"),
 }
 
@@ -401,6 +405,7 @@ class FrontendRecipe(Recipe):
 
     def create_task(self, context: RecipeContext) -> Task:
         share_log_files()
+        secure_checkpoints(context)
         inputs = self._inputs
         dataset = inputs.dataset
         dataset.cache_dir = context.output_dir / "cache"
@@ -408,7 +413,8 @@ class FrontendRecipe(Recipe):
         if context.gangs.root.rank == 0:
             _write_run_file(context.output_dir, inputs)
         config = inputs.config
-        reader = dataset.create_train_reader(context.gangs, num_accumulate=config.trainer.grad_accumulation.num_batches)
+        min_batch = FRONTEND_TASKS[inputs.task].min_batch_size(inputs.model_config)
+        reader = dataset.create_train_reader(context.gangs, num_accumulate=config.trainer.grad_accumulation.num_batches, min_batch_size=min_batch)
         weights = None
         if isinstance(config, Wav2Vec2TrainConfig):
             weights = Wav2Vec2Weights(config.diversity_weight, config.features_penalty_weight)
@@ -543,6 +549,11 @@ def prepare_frontend_run(config: FrontendTrainConfig, output_dir: Path) -> Front
     else:
         assert dataset.classes is not None
         model_config = word_model_config(arch, config.model.config, len(dataset.classes))
+    min_batch = FRONTEND_TASKS[task].min_batch_size(model_config)
+    if config.dataset.batch_size < min_batch:
+        raise TrainConfigError(f"dataset.batch_size={config.dataset.batch_size}: this model normalises over the batch and needs at least {min_batch} clips per batch")
+    if len(dataset.train) < min_batch:
+        raise DatasetError(f"{len(dataset.train)} training clip(s): this model needs at least {min_batch} per batch")
     if config.model.init_frontend is not None:
         frontend_file(config.model.init_frontend, config.model.init_frontend_format)  # fails now, not after fairseq2 started
     previous = output_dir / RUN_FILE

@@ -79,6 +79,7 @@ from avsr.training.config_loading import (
     load_config,
     read_user_tree,
 )
+from avsr.training.checkpoints import secure_checkpoints
 from avsr.training.ddp import data_parallel_model
 from avsr.training.export import ExportError, average_state_dicts, load_torch_state, write_export
 
@@ -473,6 +474,7 @@ class AVSRRecipe(Recipe):
         from avsr.models.avsr_model import AVSRModel
 
         share_log_files()
+        secure_checkpoints(context)
         config = context.get_config_as(AVSRTrainConfig)
         inputs = self._inputs
         module = context.get_model_as(AVSRModel)
@@ -678,21 +680,33 @@ def read_run_file(output_dir: Path) -> dict[str, Any]:
 
 def averaged_checkpoints(output_dir: Path, *, last_n: int = 1, best_n: int = 0) -> tuple[dict[str, Tensor], list[int]]:
     """The model weights of the last ``last_n`` (or ``best_n`` best) checkpoints, averaged, and
-    their steps."""
+    their steps. A checkpoint whose weights cannot be read is skipped (one warning) and the next
+    candidate taken."""
     files = checkpoint_model_files(output_dir)
     if not files:
         raise ExportError(f"{output_dir / 'checkpoints'}: no checkpoints to export")
+    wanted = max(last_n if best_n <= 0 else best_n, 1)
     if best_n > 0:
         scores = checkpoint_scores(output_dir)
-        ranked = sorted((s for s in files if s in scores), key=lambda s: scores[s], reverse=True)
-        if not ranked:
+        candidates = sorted((s for s in files if s in scores), key=lambda s: scores[s], reverse=True)
+        if not candidates:
             raise ExportError(f"{output_dir}: no scored checkpoints (set regime.score_metric and validate) for export.average_best_n")
-        steps = sorted(ranked[:best_n])
     else:
-        steps = list(files)[-last_n:]
-    if len(steps) < max(last_n if best_n <= 0 else best_n, 1):
+        candidates = sorted(files, reverse=True)
+    loaded: dict[int, dict[str, Tensor]] = {}
+    for step in candidates:
+        if len(loaded) == wanted:
+            break
+        try:
+            loaded[step] = load_torch_state(files[step])
+        except ExportError as exc:
+            log.warning("checkpoint of step %d skipped: %s", step, exc)
+    if not loaded:
+        raise ExportError(f"{output_dir / 'checkpoints'}: no checkpoint with readable weights to export")
+    steps = sorted(loaded)
+    if len(steps) < wanted:
         log.warning("averaging %d checkpoint(s) (%s): fewer are kept than asked for", len(steps), ", ".join(map(str, steps)))
-    states = [load_torch_state(files[s]) for s in steps]
+    states = [loaded[s] for s in steps]
     return (states[0] if len(states) == 1 else average_state_dicts(states)), steps
 
 

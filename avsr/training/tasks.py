@@ -16,9 +16,10 @@ TASKS = ("avsr", "lrw", "moco", "wav2vec2")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from avsr.training.checkpoints import UnsafeCheckpointError
     from avsr.training.data import DatasetError
 
-    return (TrainConfigError, DatasetError)
+    return (TrainConfigError, DatasetError, UnsafeCheckpointError)
 
 
 #: Errors that mean bad input (one line to the user, exit 2), not a bug.

@@ -30,9 +30,11 @@ class FeatureBatch(SupportsDeviceTransfer):
         return int(self.image.shape[0])
 
 
-def gather(pairs: PairFeatures, indices: list[int] | np.ndarray) -> FeatureBatch:
+def gather(pairs: PairFeatures, indices: list[int] | np.ndarray) -> tuple[Tensor, Tensor]:
+    """(image, text) features of the pairs at ``indices``: plain tensors, since the prefetch buffer
+    that holds them is saved in every checkpoint (which loads only tensors and plain values)."""
     idx = np.asarray(indices, dtype=np.int64)
-    return FeatureBatch(pairs.images.get(pairs.image_rows[idx]), pairs.texts.get(pairs.text_rows[idx]))
+    return pairs.images.get(pairs.image_rows[idx]), pairs.texts.get(pairs.text_rows[idx])
 
 
 def create_reader(pairs: PairFeatures, gangs: Gangs, *, batch_size: int, train: bool, seed: int,
@@ -46,7 +48,7 @@ def create_reader(pairs: PairFeatures, gangs: Gangs, *, batch_size: int, train: 
     if train:
         source = source.shuffle(0, seed=seed + gangs.dp.rank)
     batches = source.bucket(batch_size, drop_remainder=train).map(lambda idx: gather(pairs, idx))
-    pipeline = batches.prefetch(max(1, num_prefetch)).and_return()
+    pipeline = batches.prefetch(max(1, num_prefetch)).map(lambda pair: FeatureBatch(*pair)).and_return()
     sync = SyncMode.UNTIL_FIRST if train else SyncMode.UNTIL_LAST
     return DataPipelineReader[FeatureBatch](pipeline, gangs, sync_mode=sync)
 

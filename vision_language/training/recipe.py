@@ -38,6 +38,7 @@ from fairseq2.task import Task
 from fairseq2.trainer import TrainUnit
 
 from avsr.media.atomic import atomic_path
+from avsr.training.checkpoints import secure_checkpoints
 from avsr.training.config_loading import (
     TrainConfigError,
     config_to_dict,
@@ -221,6 +222,7 @@ class AlignRecipe(Recipe):
 
     def create_task(self, context: RecipeContext) -> Task:
         share_log_files()
+        secure_checkpoints(context)
         inputs, config = self._inputs, self._inputs.config
         log.info("Data: %s", inputs.describe())
         if context.gangs.root.rank == 0:

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from avsr.training.checkpoints import UnsafeCheckpointError
 from avsr.training.config_loading import TrainConfigError, load_config, read_user_tree
 from avsr.training.export import ExportError
 from vision_language.cache import CacheError
@@ -14,7 +15,7 @@ from vision_language.features import EncoderError
 
 TASKS = ("align",)
 #: Errors that mean bad input (one line to the user, exit 2), not a bug.
-USER_ERRORS: tuple[type[BaseException], ...] = (TrainConfigError, DataError, CacheError, EncoderError)
+USER_ERRORS: tuple[type[BaseException], ...] = (TrainConfigError, DataError, CacheError, EncoderError, UnsafeCheckpointError)
 
 
 def load_task_config(path: str | os.PathLike[str] | None, overrides: list[str] | tuple[str, ...] = ()) -> Any:

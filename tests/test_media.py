@@ -801,14 +801,29 @@ def test_write_into_unwritable_place(media_dir, roundtrip):
 # --------------------------------------------------------------------------- paths stay inside roots
 
 
-def test_inside_refuses_paths_that_leave_the_root(tmp_path):
-    from avsr.media.paths import OutsideRootError, inside
+@pytest.mark.parametrize("many", [False, True])
+def test_inside_refuses_paths_that_leave_the_root(tmp_path, many):
+    """``inside`` and ``Confined`` (which caches each folder's real path) agree."""
+    from avsr.media.paths import Confined, OutsideRootError
+    from avsr.media.paths import inside as one
 
     root = tmp_path / "root"
     (root / "sub").mkdir(parents=True)
     (tmp_path / "secret").write_text("x")
     (root / "link").symlink_to(tmp_path / "secret")
     (root / "inner").symlink_to(root / "sub")
+    (root / "out").symlink_to(tmp_path)
+    (root / "sub" / "file").write_text("y")
+    (root / "sub" / "away").symlink_to(tmp_path / "secret")
+    confined = Confined(root)
+
+    def inside(base, relative, follow_links=True):
+        return confined.inside(relative) if many and follow_links else one(base, relative, follow_links=follow_links)
+
+    assert inside(root, "sub/file") == (root / "sub" / "file").resolve()
+    for hostile in ["out/secret", "sub/away", "inner/away"]:  # the folder's cached, the file's not
+        with pytest.raises(OutsideRootError):
+            inside(root, hostile)
     assert inside(root, "sub/a.mp4") == (root / "sub" / "a.mp4").resolve()
     assert inside(root, "inner/../sub/b") == (root / "sub" / "b").resolve()
     assert inside(root, root / "sub") == (root / "sub").resolve()

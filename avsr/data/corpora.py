@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from avsr.media.paths import OutsideRootError, inside
+from avsr.media.paths import Confined, OutsideRootError
 
 CORPORA = ("lrs2", "lrs3", "lrw")
 LRS2_SPLITS = ("pretrain", "train", "val", "test")
@@ -113,21 +113,25 @@ def split_long(item: CorpusItem, max_seconds: float) -> list[CorpusItem]:
     ]
 
 
-def _item(root: Path, video: Path, split: str) -> CorpusItem:
-    """The item for ``video`` (a path under ``root``, as listed or globbed), its problem if any."""
-    video = Path(os.path.normpath(video))
-    item_id = Path(os.path.relpath(video, root)).with_suffix("").as_posix()
+def _item(root: Confined, listed: Path, split: str) -> CorpusItem:
+    """The item for the media file ``listed`` (a path under ``root``, as listed or globbed), with
+    its problem if any. Plain strings here: this runs once per clip of corpora of 100k clips."""
+    video = os.path.normpath(listed)
+    stem = os.path.splitext(video)[0]
+    prefix = root.root.rstrip(os.sep) + os.sep
+    relative = stem[len(prefix) :] if stem.startswith(prefix) else os.path.relpath(stem, root.root)
+    item_id, text = relative.replace(os.sep, "/"), stem + ".txt"
     try:
-        inside(root, video)
-        inside(root, video.with_suffix(".txt"))
+        root.resolve(video)
+        root.resolve(text)
     except OutsideRootError as error:
-        return CorpusItem(item_id, split, video, "", problem=error.problem)
-    if not video.is_file():
-        return CorpusItem(item_id, split, video, "", problem="missing media file")
-    if not video.with_suffix(".txt").is_file():
-        return CorpusItem(item_id, split, video, "", problem="no transcript file")
-    transcript = parse_transcript(video.with_suffix(".txt"))
-    return CorpusItem(item_id, split, video, transcript.text, words=transcript.words)
+        return CorpusItem(item_id, split, Path(video), "", problem=error.problem)
+    if not os.path.isfile(video):
+        return CorpusItem(item_id, split, Path(video), "", problem="missing media file")
+    if not os.path.isfile(text):
+        return CorpusItem(item_id, split, Path(video), "", problem="no transcript file")
+    transcript = parse_transcript(Path(text))
+    return CorpusItem(item_id, split, Path(video), transcript.text, words=transcript.words)
 
 
 def _list_name(folder: Path, line: str) -> str:
@@ -151,13 +155,14 @@ def list_lrs2(root: Path) -> list[CorpusItem]:
     if not any(path.is_file() for path in lists.values()):
         raise CorpusError(f"{root}: no LRS2 split lists (pretrain.txt, train.txt, val.txt, test.txt)")
     items = []
+    confined = Confined(media)
     for split, path in lists.items():
         if not path.is_file():
             continue
         folder = media / ("pretrain" if split == "pretrain" else "main")
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
-                items.append(_item(media, folder / f"{_list_name(folder, line)}.mp4", split))
+                items.append(_item(confined, folder / f"{_list_name(folder, line)}.mp4", split))
     return items
 
 
@@ -166,8 +171,9 @@ def list_lrs3(root: Path) -> list[CorpusItem]:
     folders = [name for name in LRS3_SPLITS if (root / name).is_dir()]
     if not folders:
         raise CorpusError(f"{root}: no LRS3 folders (pretrain/, trainval/, test/)")
+    confined = Confined(root)
     return [
-        _item(root, video, LRS3_SPLITS[folder])
+        _item(confined, video, LRS3_SPLITS[folder])
         for folder in folders
         for video in sorted((root / folder).glob("*/*.mp4"))
     ]
@@ -181,8 +187,9 @@ def list_lrw(root: Path) -> list[CorpusItem]:
     if not videos:
         raise CorpusError(f"{root}: no LRW clips (lipread_mp4/<WORD>/<split>/<WORD>_nnnnn.mp4)")
     items = []
+    confined = Confined(media)
     for video in videos:
-        item = _item(media, video, video.parent.name)
+        item = _item(confined, video, video.parent.name)
         # LRW's transcript is the folder's word (the .txt's Text: line says the same; it may be absent).
         problem = "" if item.problem == "no transcript file" else item.problem
         items.append(CorpusItem(item.id, item.split, item.video, item.text or video.parent.parent.name, problem=problem))

@@ -4,12 +4,12 @@ Reading: :func:`probe` (header facts), :func:`read_video` (frames + aligned audi
 :func:`read_audio`, and the streaming :func:`iter_frames` / :func:`iter_audio` for long files.
 Writing: :func:`write_mp4` (H.264 + AAC) and :func:`write_wav` (16-bit PCM), both atomic.
 Every problem with a file is a :class:`MediaError` whose message is one line naming the file.
-Paths read from lists, manifests and configs go through :func:`inside` (:class:`OutsideRootError`).
+Paths read from lists, manifests and configs go through :func:`inside` (or :class:`Confined`, for many) and :class:`OutsideRootError`.
 """
 
 from avsr.media.constants import AUDIO_RATE, VIDEO_FPS
 from avsr.media.errors import MediaError
-from avsr.media.paths import OutsideRootError, inside
+from avsr.media.paths import Confined, OutsideRootError, inside
 from avsr.media.probe import MediaInfo, probe
 from avsr.media.reader import AVClip, iter_audio, iter_frames, read_audio, read_video
 from avsr.media.writer import write_mp4, write_wav
@@ -18,6 +18,7 @@ __all__ = [
     "AUDIO_RATE",
     "VIDEO_FPS",
     "AVClip",
+    "Confined",
     "MediaError",
     "MediaInfo",
     "OutsideRootError",

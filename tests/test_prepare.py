@@ -334,6 +334,14 @@ def test_manifest_rows_leading_outside_are_refused(tmp_path: Path):
             read_manifest(manifest)
         assert str(caught.value).startswith(f"{manifest}:3: ") and "outside" in str(caught.value)
         assert "\n" not in str(caught.value)
+    # What training and avsr-bench see: the same one line, through their own error types.
+    from avsr.eval.bench import BenchError, load_utterances
+    from avsr.training.data import DatasetError, read_manifest_rows
+
+    for reader, error in ((read_manifest_rows, DatasetError), (lambda m: load_utterances(m, None), BenchError)):
+        with pytest.raises(error) as caught:
+            reader(manifest)
+        assert str(caught.value).startswith(f"{manifest}:3: ") and "leads outside" in str(caught.value)
     with pytest.raises(ManifestError, match="outside"):
         resolve(manifest, "../x.wav")
     assert resolve(manifest, "video/a.mp4") == (manifest.parent / "video" / "a.mp4").resolve()

@@ -13,15 +13,19 @@ Two semantics (``BeamSearchConfig.semantics``, rules in ``SEMANTICS``):
 
 - ``exact`` (our models' default): <eos> is a candidate when the pre-beam holds it; a hypothesis
   that reaches the maximum length is given a scored <eos>; an utterance stops when no live
-  hypothesis could still beat the best ended one, whatever it adds (a bound, so the result is the
-  one running to the maximum length would give).
+  hypothesis could still beat the best ended one, whatever it adds (a bound: the best hypothesis
+  is the one running to the maximum length would find).
 - ``espnet``: what ESPnet's BatchBeamSearch (auto_avsr's decoder) does, so a converted auto_avsr
   model gives auto_avsr's n-best: the CTC prefix scorer always scores <eos>, the pre-beam is the
   decoder's top int(1.5 x beam) over the whole vocabulary (the blank included, then never chosen),
   hypotheses still live at the maximum length end there unscored, and an utterance stops by
   ESPnet's end detection (the best hypotheses that ended 2, 3 and 4 tokens ago are all e^-10 below
   the best ended) when the maximum length is the encoder frames (ESPnet's maxlenratio = 0; a
-  ``max_length`` is its maxlenratio < 0, which turns end detection off).
+  ``max_length`` is its maxlenratio < 0, which turns end detection off). Checked against
+  auto_avsr's own search by tests/test_search_parity.py. Not reproduced, on purpose: ESPnet's
+  -1e10 for "impossible" (we use -inf, so such hypotheses die instead of trailing the n-best), a
+  maximum length above the encoder frames (clamped to them), and the blank as an output token of
+  a search without CTC (never emitted here).
 """
 
 from __future__ import annotations
@@ -82,7 +86,10 @@ class BeamSearchConfig:
 #: chooses (avsr-decode, avsr-bench).
 SEARCH_DEFAULTS: dict[str, Any] = {"beam": 10, "ctc_weight": 0.3, "length_normalisation": 0.0, "semantics": "exact"}
 _SETTING_TYPES: dict[str, tuple[type, str]] = {
-    "beam": (int, "an integer"), "ctc_weight": (float, "a number"), "length_normalisation": (float, "a number"), "semantics": (str, "a string"),
+    "beam": (int, "an integer"),
+    "ctc_weight": (float, "a number"),
+    "length_normalisation": (float, "a number"),
+    "semantics": (str, "a string"),
 }
 
 
@@ -167,7 +174,7 @@ SEMANTICS: dict[str, SearchRules] = {
 # --------------------------------------------------------------------------------- candidates
 def _pre_beam_size(config: BeamSearchConfig, rules: SearchRules, vocab: int, ctc_scored: bool) -> int | None:
     """How many attention-best tokens each hypothesis offers; None: the whole vocabulary."""
-    if rules.pre_beam_over_blank:  # ESPnet: int(ratio * beam), only to spare the CTC scorer, and only below the vocabulary
+    if rules.pre_beam_over_blank:  # ESPnet: int(ratio * beam), only when CTC is scored and it is below the vocabulary
         size = int(config.pre_beam_ratio * config.beam)
         return size if ctc_scored and size < vocab else None
     return min(vocab - 1, max(config.beam, int(config.pre_beam_ratio * config.beam)))

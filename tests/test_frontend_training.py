@@ -12,6 +12,7 @@ import yaml
 from safetensors.torch import load_file
 
 from avsr.cli import train as train_cli
+from avsr.data.manifest import read_manifest
 from avsr.models.avsr_model import AVSRModel
 from avsr.models.config import AVSRConfig, VisualConfig
 from avsr.models.io import load_pretrained_frontends
@@ -40,7 +41,7 @@ def moco_run(lrw_prepared: Path, tmp_path_factory) -> Path:
     return out
 
 
-def test_moco_pretraining_exports_a_front_end(moco_run: Path):
+def test_moco_pretraining_exports_a_front_end(moco_run: Path, lrw_prepared: Path):
     model_dir = moco_run / "model"
     meta = yaml.safe_load((model_dir / "model.yaml").read_text())
     assert meta["task"] == "moco" and meta["step"] == 6
@@ -52,8 +53,11 @@ def test_moco_pretraining_exports_a_front_end(moco_run: Path):
     assert set(frontend) == {k.removeprefix("query_frontend.") for k in state if k.startswith("query_frontend.")}
     for key, value in frontend.items():  # the front-end is the query encoder's, not the key encoder's
         assert torch.equal(value, state[f"query_frontend.{key}"])
+    # validation ran at steps 3 and 6 over the whole val split: accuracy is a share of its clips
     valid = _rows(moco_run / "metrics" / "valid.jsonl")
-    assert valid and 0 <= valid[-1]["Accuracy"] <= 100
+    clips = len(read_manifest(lrw_prepared / "val.tsv"))
+    assert [r["Step"] for r in valid] == [3, 6] and all(r["Number of Examples"] == clips for r in valid)
+    assert all((r["Accuracy"] * clips / 100) == pytest.approx(round(r["Accuracy"] * clips / 100), abs=1e-4) for r in valid)
 
 
 def test_moco_trains_when_an_epoch_leaves_one_clip_over(lrw_prepared: Path, tmp_path: Path):
@@ -97,8 +101,9 @@ def test_word_classification_starts_from_the_moco_front_end(moco_run: Path, lrw_
     assert meta["config"]["num_classes"] == 3
     started, ended = load_file(moco_run / "model" / "frontend.safetensors"), load_file(out / "model" / "frontend.safetensors")
     assert started.keys() == ended.keys() and all(torch.equal(started[k], ended[k]) for k in started)
-    valid = _rows(out / "metrics" / "valid.jsonl")
-    assert valid[-1]["Step"] == 6 and 0 <= valid[-1]["Accuracy"] <= 100
+    valid = _rows(out / "metrics" / "valid.jsonl")  # the same model at steps 3 and 6: the same scores
+    assert [r["Step"] for r in valid] == [3, 6] and valid[0]["Number of Examples"] == len(read_manifest(lrw_prepared / "val.tsv"))
+    assert (valid[0]["Loss"], valid[0]["Accuracy"]) == (valid[1]["Loss"], valid[1]["Accuracy"])
 
 
 def test_word_classification_learns(lrw_prepared: Path, tmp_path: Path):

@@ -147,6 +147,26 @@ def test_a_checkpoint_that_loads_but_does_not_fit_fails_in_one_line(finished_run
     assert "Traceback" in (out / "logs" / "rank_0.log").read_text()
 
 
+def test_damage_is_told_apart_from_hostile_files(finished_run, tmp_path):
+    import pickle
+
+    from avsr.training.checkpoints import UnsafeCheckpointError, damage_of
+
+    good = (finished_run / "checkpoints" / "step_4" / FILES["data_reader"]).read_bytes()
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0xFF
+    cases = {"truncated": good[:-100], "empty": b"", "not a checkpoint": b"garbage", "fails its checksum": bytes(flipped)}
+    for expected, data in cases.items():
+        (tmp_path / "f.pt").write_bytes(data)
+        assert expected in damage_of(tmp_path / "f.pt")
+    marker = tmp_path / "code-ran"
+    for protocol in (2, 5):  # plain pickles, not torch's zip format
+        (tmp_path / "p.pt").write_bytes(pickle.dumps({"x": _Planted(marker)}, protocol=protocol))
+        with pytest.raises(UnsafeCheckpointError, match="p.pt: refused"):
+            damage_of(tmp_path / "p.pt")
+    assert not marker.exists()
+
+
 def test_checkpoint_state_round_trips_numpy_and_refuses_objects(tmp_path):
     from fairseq2.file_system import LocalFileSystem
 

@@ -106,8 +106,8 @@ def _refusal(exc: BaseException) -> str | None:
     return lines[0] if lines else None
 
 
-def _unsafe(file: Path, reason: str) -> UnsafeCheckpointError:
-    if "operand 149" in reason:  # protocol 4+ framing: what avsr wrote before its checkpoints were made safe
+def _unsafe(file: Path, reason: str, *, zipped: bool = True) -> UnsafeCheckpointError:
+    if "operand 149" in reason and zipped:  # protocol 4+ framing in torch's format: avsr before it made checkpoints safe
         return UnsafeCheckpointError(
             f"{file}: refused: saved with pickle protocol 4 or newer (by an older avsr), which is never unpickled; "
             "export the run's weights with --export-only and train into another --output-dir"
@@ -132,7 +132,8 @@ def load_checkpoint_file(source: Path | bytes, file: Path, *, mmap: bool = False
         except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged file
             reason = _refusal(exc)
             if reason is not None:
-                raise _unsafe(file, reason) from None
+                zipped = source[:2] == b"PK" if isinstance(source, bytes) else zipfile.is_zipfile(source)
+                raise _unsafe(file, reason, zipped=zipped) from None
             raise CorruptFileError(file) from exc
     if not isinstance(state, dict):
         raise _unsafe(file, f"a {type(state).__name__} instead of a state dict")
@@ -183,7 +184,11 @@ def damage_of(file: Path) -> str | None:
         with zipfile.ZipFile(file) as archive:
             bad = archive.testzip()
     except zipfile.BadZipFile:
-        bad = None  # not torch's zip format (truncated, or a legacy pickle): the load below says which
+        with open(file, "rb") as f:
+            head = f.read(2)
+        if head[:1] != b"\x80":  # not a legacy torch file either (a pickle starts with its protocol)
+            return "truncated (a zip archive without its end)" if head == b"PK" else "empty" if not head else "not a checkpoint file"
+        bad = None  # a legacy pickle: the weights-only load below says whether it is safe
     except OSError as exc:
         return f"cannot be read ({exc.strerror or exc})"
     if bad is not None:

@@ -39,6 +39,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,14 @@ def import_anchors():
     return anchors
 
 
+def timed(run: Callable[[], Any]) -> tuple[Any, float, float]:
+    """(result, wall seconds, CPU seconds of the process, all threads): on a shared machine the
+    CPU time is the steadier of the two."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = run()
+    return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
 def auto_avsr_scale_models(src: Path | None, seed: int = 0) -> tuple[AutoAVSRModel, Any, str]:
     """(our AutoAVSRModel at auto_avsr's VSR size, auto_avsr's own E2E with the same weights or
     None, where the weights come from). With a checkout, auto_avsr's model is built and initialised
@@ -149,18 +158,17 @@ def bench_auto_avsr_scale(clips: int, beam: int, tokens: int, frames: int, src: 
     # length so they run the steps a real 42-token hypothesis takes (auto_avsr: maxlenratio = -42).
     config = BeamSearchConfig(beam=beam, ctc_weight=0.1, max_length=tokens, semantics="espnet")
 
-    def ours(rows: slice, cap: int = tokens) -> tuple[list, float]:
+    def ours(rows: slice, cap: int = tokens) -> tuple[list, float, float]:
         n = rows.stop - rows.start
         with torch.inference_mode():
             log_probs = model.ctc_log_probs(encoded[rows])
             decoder = ModelStepDecoder(model, encoded[rows], lengths[rows], frames)
-            start = time.perf_counter()
-            nbest = beam_search(log_probs, lengths[rows], decoder, replace(config, max_length=cap), blank, eos)
-            return nbest, (time.perf_counter() - start) / n
+            nbest, wall, cpu = timed(lambda: beam_search(log_probs, lengths[rows], decoder, replace(config, max_length=cap), blank, eos))
+            return nbest, wall / n, cpu / n
 
     ours(slice(0, 1), cap=2)  # warm-up
-    one, one_seconds = ours(slice(0, 1))
-    _, many_seconds_each = ours(slice(0, clips))
+    one, one_seconds, one_cpu = ours(slice(0, 1))
+    _, many_seconds_each, _ = ours(slice(0, clips))
     out: dict[str, Any] = {
         "model": "auto_avsr's VSR model at the published size (decoder: 6 layers, width 768, 12 heads, FFN 3072)",
         "weights": weights,
@@ -174,6 +182,7 @@ def bench_auto_avsr_scale(clips: int, beam: int, tokens: int, frames: int, src: 
         "max_output_tokens": tokens,
         "output_tokens": len(one[0][0].tokens) if one and one[0] else 0,
         "one_clip_search_seconds": round(one_seconds, 3),
+        "one_clip_search_cpu_seconds": round(one_cpu, 3),
         "one_clip_rtf": round(one_seconds / (frames / 25), 4),
         f"batched_{clips}_clips_search_seconds_per_clip": round(many_seconds_each, 3),
     }
@@ -184,17 +193,17 @@ def bench_auto_avsr_scale(clips: int, beam: int, tokens: int, frames: int, src: 
     search = anchors.auto_avsr_beam_search(src, theirs, beam=beam, ctc_weight=0.1)
     with torch.inference_mode():
         search(encoded[0], maxlenratio=-2.0)  # warm-up
-        start = time.perf_counter()
-        hyps = search(encoded[0], maxlenratio=-float(tokens))[:beam]
-        their_seconds = time.perf_counter() - start
+        hyps, their_seconds, their_cpu = timed(lambda: search(encoded[0], maxlenratio=-float(tokens)))
+    hyps = hyps[:beam]
     theirs_nbest = [([t for t in h.yseq.tolist()[1:] if t != eos], float(h.score)) for h in hyps]
     same = [h.tokens for h in one[0]] == [t for t, _ in theirs_nbest]
     gap = max(abs(h.score - score) for h, (_, score) in zip(one[0], theirs_nbest))
     out["auto_avsr"] = {"source": anchors.auto_avsr_source(src), "search": "BatchBeamSearch, as its get_beam_search_decoder sets it up",
-                        "one_clip_search_seconds": round(their_seconds, 3)}
+                        "one_clip_search_seconds": round(their_seconds, 3), "one_clip_search_cpu_seconds": round(their_cpu, 3)}
     out["same_nbest"] = bool(same and gap <= 1e-3)
     out["max_score_difference"] = gap
     out["times_faster_than_auto_avsr"] = round(their_seconds / one_seconds, 1)
+    out["times_less_cpu_than_auto_avsr"] = round(their_cpu / one_cpu, 1)
     out["target"] = "at least 10x less time than auto_avsr's own search, the same n-best"
     out["met"] = bool(out["same_nbest"] and their_seconds / one_seconds >= 10.0)
     return out

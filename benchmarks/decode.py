@@ -287,10 +287,15 @@ def main(argv: list[str] | None = None) -> int:
     if "batched" in sections:
         report["batched"] = bench_batched(recognizer, args.manifest, 8 if args.quick else 32, beam=10)
     if "auto_avsr_scale" in sections:
-        report["auto_avsr_scale"] = bench_auto_avsr_scale(
-            clips=2 if args.quick else 8, beam=40, tokens=12 if args.quick else 42, frames=75 if args.quick else 250,
-            src=args.auto_avsr_src,
-        )
+        anchor_error = import_anchors().AnchorError
+        try:
+            report["auto_avsr_scale"] = bench_auto_avsr_scale(
+                clips=2 if args.quick else 8, beam=40, tokens=12 if args.quick else 42, frames=75 if args.quick else 250,
+                src=args.auto_avsr_src,
+            )
+        except anchor_error as exc:
+            print(f"decode benchmark: --auto-avsr-src: {exc}", file=sys.stderr)
+            return 2
     if "avsr_decode" in sections:
         with tempfile.TemporaryDirectory() as tmp:
             video, truth, seconds = join_clips(args.corpus, 20.0 if args.quick else 60.0, Path(tmp) / "joined.mp4")

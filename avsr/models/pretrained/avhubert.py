@@ -357,8 +357,8 @@ def convert_checkpoint(checkpoint: Path, out_dir: Path, *, tokenizer: Path | Non
     and maybe ``dict.wrd.txt``); needed unless the checkpoint carries it.
     Raises ``CheckpointError`` (one line) when anything does not fit. Returns ``out_dir``."""
     from avsr.data.tokenizers.base import TokenizerError
-    from avsr.models.io import file_sha256, save_model
-    from avsr.training.export import TOKENIZER_DIR
+    from avsr.models.folder import save_model_folder
+    from avsr.models.io import file_sha256
 
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     source = str(checkpoint)
@@ -395,10 +395,7 @@ def convert_checkpoint(checkpoint: Path, out_dir: Path, *, tokenizer: Path | Non
         "video_mean": float(task.get("image_mean") or 0.421),
         "video_std": float(task.get("image_std") or 0.165),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    spm_tokenizer.save(out_dir / TOKENIZER_DIR)
     extra = {
-        "tokenizer_fingerprint": spm_tokenizer.fingerprint,
         "preprocessing": preprocessing,
         "mouth_crop": {"style": "avhubert", **MouthCropConfig.for_style("avhubert").to_dict()},
         "licence": LICENCE,
@@ -413,7 +410,7 @@ def convert_checkpoint(checkpoint: Path, out_dir: Path, *, tokenizer: Path | Non
         },
         "decoding": DECODING,
     }
-    save_model(out_dir, model, extra=extra)
+    save_model_folder(out_dir, model, spm_tokenizer, extra)
     print(f"avsr-convert: {LICENCE}", file=sys.stderr)
     return out_dir
 

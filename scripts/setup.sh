@@ -13,7 +13,9 @@ venv=${AVSR_VENV:-$HOME/.cache/avsr/venv}
 log() { echo "[avsr setup] $*" >&2; }
 
 # fairseq2's native library loads the system libsndfile.
-if ! { ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null | grep -q 'libsndfile\.so\.1'; then
+# (grep reads the whole list: with -q it would stop early, ldconfig would die of SIGPIPE and
+# pipefail would report the library missing on every run)
+if ! { ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null | grep 'libsndfile\.so\.1' >/dev/null; then
   log "installing libsndfile1 (fairseq2 needs it)"
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"

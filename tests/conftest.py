@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from avsr.cli import prepare as prepare_cli
 from avsr.cli import synth as synth_cli
@@ -61,6 +62,32 @@ MICRO = {
     "encoder": {"model_dim": 64, "heads": 2, "ffn_dim": 128, "layers": 1},
     "decoder": {"layers": 1, "heads": 2, "ffn_dim": 128},
 }
+
+
+#: A training recipe's model small enough for a few CPU steps in seconds: tiny with narrower layers.
+MICRO_TRAIN_MODEL = {
+    "audio": {"channels": [16, 32, 32, 64, 64]},
+    "visual": {"width": 0.125, "norm_groups": 4},
+    "audio_encoder": {"model_dim": 64, "heads": 2, "ffn_dim": 128, "layers": 1},
+    "video_encoder": {"model_dim": 64, "heads": 2, "ffn_dim": 128, "layers": 1},
+    "encoder": {"model_dim": 64, "heads": 2, "ffn_dim": 128, "layers": 1},
+    "decoder": {"layers": 1, "heads": 2, "ffn_dim": 128},
+}
+
+
+def write_micro_recipe(path: Path, train_data: dict[str, Path], **sections: dict) -> Path:
+    """An avsr-train recipe for MICRO_TRAIN_MODEL on the test corpus; each of ``sections``
+    (dataset, regime, ...) updates that section's keys."""
+    tree: dict[str, dict] = {
+        "dataset": {"path": str(train_data["path"]), "tokenizer": str(train_data["tokenizer"]), "train_splits": ["train", "pretrain"],
+                    "valid_split": "val", "max_frames_per_batch": 240, "max_batch_size": 4, "num_prefetch": 2},
+        "model": {"arch": "tiny", "config": MICRO_TRAIN_MODEL},
+        "common": {"metric_recorders": {"tensorboard": {"enabled": False}}},
+    }
+    for name, values in sections.items():
+        tree[name] = {**tree.get(name, {}), **values}
+    path.write_text(yaml.safe_dump(tree))
+    return path
 
 
 def export_micro_model(tmp: Path, tokenizer_dir: Path, *, drop: str | None = None) -> Path:

@@ -15,17 +15,10 @@ import torch
 import yaml
 
 from avsr.cli import train as train_cli
+from conftest import write_micro_recipe
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-MICRO_MODEL = {
-    "audio": {"channels": [16, 32, 32, 64, 64]},
-    "visual": {"width": 0.125, "norm_groups": 4},
-    "audio_encoder": {"model_dim": 64, "heads": 2, "ffn_dim": 128, "layers": 1},
-    "video_encoder": {"model_dim": 64, "heads": 2, "ffn_dim": 128, "layers": 1},
-    "encoder": {"model_dim": 64, "heads": 2, "ffn_dim": 128, "layers": 1},
-    "decoder": {"layers": 1, "heads": 2, "ffn_dim": 128},
-}
 FILES = {
     "model": "model/pp_00/tp_00/sdp_00.pt",
     "optimizer": "optimizer/pp_00/tp_00/sdp_00.pt",
@@ -36,17 +29,13 @@ FILES = {
 
 @pytest.fixture(scope="module")
 def config(train_data, tmp_path_factory) -> Path:
-    tree = {
-        "dataset": {"path": str(train_data["path"]), "tokenizer": str(train_data["tokenizer"]), "train_splits": ["train", "pretrain"],
-                    "valid_split": None, "max_frames_per_batch": 240, "max_batch_size": 4, "num_prefetch": 2},
-        "model": {"arch": "tiny", "config": MICRO_MODEL},
-        "lr_scheduler": {"config": {"num_warmup_steps": 1}},
-        "regime": {"num_steps": 4, "checkpoint_every_n_steps": 2, "publish_metrics_every_n_steps": 1, "keep_last_n_checkpoints": 2},
-        "common": {"metric_recorders": {"tensorboard": {"enabled": False}}},
-    }
-    path = tmp_path_factory.mktemp("checkpoint_configs") / "micro.yaml"
-    path.write_text(yaml.safe_dump(tree))
-    return path
+    return write_micro_recipe(
+        tmp_path_factory.mktemp("checkpoint_configs") / "micro.yaml",
+        train_data,
+        dataset={"valid_split": None},
+        lr_scheduler={"config": {"num_warmup_steps": 1}},
+        regime={"num_steps": 4, "checkpoint_every_n_steps": 2, "publish_metrics_every_n_steps": 1, "keep_last_n_checkpoints": 2},
+    )
 
 
 def _train(config: Path, out: Path) -> int:

@@ -20,19 +20,11 @@ import yaml
 from avsr.training import augment
 from avsr.training.batching import make_batches, padded_frames, rng_for
 from avsr.training.export import average_state_dicts
+from conftest import write_micro_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_STEPS = 12  # steps of the killed-and-resumed run (killed at its first checkpoint, step 2 or soon after)
 
-# A model small enough for a few CPU steps in seconds: tiny with narrower layers.
-MICRO_MODEL = {
-    "audio": {"channels": [16, 32, 32, 64, 64]},
-    "visual": {"width": 0.125, "norm_groups": 4},
-    "audio_encoder": {"model_dim": 64, "heads": 2, "ffn_dim": 128, "layers": 1},
-    "video_encoder": {"model_dim": 64, "heads": 2, "ffn_dim": 128, "layers": 1},
-    "encoder": {"model_dim": 64, "heads": 2, "ffn_dim": 128, "layers": 1},
-    "decoder": {"layers": 1, "heads": 2, "ffn_dim": 128},
-}
 
 
 # ---------------------------------------------------------------------------------------- fixtures
@@ -41,31 +33,14 @@ MICRO_MODEL = {
 @pytest.fixture(scope="session")
 def micro_config(train_data, tmp_path_factory) -> Path:
     """A recipe for a handful of fast CPU steps on the test corpus."""
-    config = {
-        "dataset": {
-            "path": str(train_data["path"]),
-            "tokenizer": str(train_data["tokenizer"]),
-            "train_splits": ["train", "pretrain"],
-            "valid_split": "val",
-            "max_frames_per_batch": 240,
-            "max_batch_size": 4,
-            "num_prefetch": 2,
-        },
-        "model": {"arch": "tiny", "config": MICRO_MODEL},
-        "optimizer": {"config": {"lr": 0.002}},
-        "lr_scheduler": {"config": {"num_warmup_steps": 2, "final_lr_scale": 0.1}},
-        "regime": {
-            "num_steps": 6,
-            "checkpoint_every_n_steps": 2,
-            "validate_every_n_steps": 6,
-            "publish_metrics_every_n_steps": 1,
-            "keep_last_n_checkpoints": 2,
-        },
-        "common": {"metric_recorders": {"tensorboard": {"enabled": False}}},
-    }
-    path = tmp_path_factory.mktemp("configs") / "micro.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write_micro_recipe(
+        tmp_path_factory.mktemp("configs") / "micro.yaml",
+        train_data,
+        optimizer={"config": {"lr": 0.002}},
+        lr_scheduler={"config": {"num_warmup_steps": 2, "final_lr_scale": 0.1}},
+        regime={"num_steps": 6, "checkpoint_every_n_steps": 2, "validate_every_n_steps": 6,
+                "publish_metrics_every_n_steps": 1, "keep_last_n_checkpoints": 2},
+    )
 
 
 def _env(**extra: str) -> dict[str, str]:

@@ -7,6 +7,8 @@
     video (B,T,H,W) --3-D stem+ResNet--> (B,Tv,Dv) --Linear--> video encoder -+        |               |
                                                                                    CTC head     attention decoder
 
+The fusion is one of `avsr.models.fusion.FUSIONS` (``fusion.kind``: concat, sum, gated).
+
 Audio and video are aligned at 25 frames per second: when both are given the streams are trimmed
 to the shorter one (per batch and per utterance: ``lengths = min(audio frames, video frames)``).
 A modality that is not given (``None``) or dropped by modality dropout is replaced, after its
@@ -18,7 +20,6 @@ Encoders and decoder are fairseq2 0.8.1 blocks (``StandardTransformerEncoder/Dec
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,10 +54,10 @@ from fairseq2.gang import create_fake_gangs
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from avsr.models.config import AVSRConfig, ConfigError, DecoderConfig, EncoderConfig, FusionConfig
+from avsr.models.config import AVSRConfig, ConfigError, DecoderConfig, EncoderConfig
 from avsr.models.frontends import build_audio_frontend, build_visual_frontend, lengths_to_mask
+from avsr.models.fusion import FUSIONS, ConcatFusion, GatedFusion, SumFusion, register_fusion
 from avsr.nn.frozen import set_trainable
-from avsr.nn.projectors import ProjectorConfig, build_projector
 from avsr.models.loss import ctc_loss_sum, decoder_io, label_smoothed_nll_sum
 
 
@@ -170,47 +171,6 @@ class SequenceEncoder(nn.Module):
         if self.layers is not None:
             seqs = self.layers(seqs, layout)
         return seqs * lengths_to_mask(lengths, seqs.size(1))[:, :, None].to(seqs.dtype)
-
-
-# ---------------------------------------------------------------------- fusion
-class ConcatFusion(nn.Module):
-    """Per-stream LayerNorm, concatenation, projection to the joint width (the seed's mid fusion:
-    a Linear; ``fusion.projector`` picks another of `avsr.nn.projectors`)."""
-
-    def __init__(self, config: FusionConfig, in_dims: Sequence[int], out_dim: int) -> None:
-        super().__init__()
-        self.norms = nn.ModuleList(_layer_norm(d) for d in in_dims)
-        self.proj = build_projector(ProjectorConfig(config.projector), sum(in_dims), out_dim)
-        self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else None
-
-    def forward(self, streams: Sequence[Tensor]) -> Tensor:
-        x = self.proj(torch.cat([n(s) for n, s in zip(self.norms, streams)], dim=-1))
-        return self.dropout(x) if self.dropout is not None else x
-
-
-class SumFusion(nn.Module):
-    """Per-stream LayerNorm and projection to the joint width, then the sum."""
-
-    def __init__(self, config: FusionConfig, in_dims: Sequence[int], out_dim: int) -> None:
-        super().__init__()
-        self.norms = nn.ModuleList(_layer_norm(d) for d in in_dims)
-        self.projs = nn.ModuleList(build_projector(ProjectorConfig(config.projector), d, out_dim) for d in in_dims)
-        self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else None
-
-    def forward(self, streams: Sequence[Tensor]) -> Tensor:
-        x = sum(p(n(s)) for p, n, s in zip(self.projs, self.norms, streams))
-        assert isinstance(x, Tensor)
-        return self.dropout(x) if self.dropout is not None else x
-
-
-FusionFactory = Callable[[FusionConfig, Sequence[int], int], nn.Module]
-#: fusion kind -> factory(config, per-stream dims in (audio, video) order, joint dim) -> module
-#: whose ``forward(list of (B, T, d_i)) -> (B, T, joint dim)``.
-FUSIONS: dict[str, FusionFactory] = {"concat": ConcatFusion, "sum": SumFusion}
-
-
-def register_fusion(kind: str, factory: FusionFactory) -> None:
-    FUSIONS[kind] = factory
 
 
 # ---------------------------------------------------------------------- decoder
@@ -698,6 +658,7 @@ __all__ = [
     "AttentionDecoder",
     "ConcatFusion",
     "FUSIONS",
+    "GatedFusion",
     "ModelOutput",
     "SequenceEncoder",
     "SumFusion",

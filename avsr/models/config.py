@@ -175,11 +175,16 @@ class EncoderConfig:
 
 @dataclass
 class FusionConfig:
-    """How the per-modality streams are merged (see ``avsr_model.FUSIONS`` for the registry).
+    """How the per-modality streams are merged (see ``avsr.models.fusion.FUSIONS`` for the registry).
 
     ``concat`` (the seed): per-modality LayerNorm, concatenate, linear projection to the joint dim.
     ``sum``: per-modality LayerNorm and linear projection, then sum.
+    ``gated``: as ``sum``, mixed per frame by weights a small gate computes from the streams (a
+    softmax over them), so the model can turn an unreliable video (or audio) down frame by frame.
     ``projector``: the projection, one of `avsr.nn.projectors` (linear, mlp, gated_mlp, token).
+
+    The gate has no settings of its own (its hidden width is the joint width): ``gated`` adds no
+    keys, so the saved configs of existing models, and the resume check against them, are unchanged.
     """
 
     kind: str = "concat"

@@ -5,7 +5,8 @@ The pipeline (one per rank; each rank reads its own shard of the manifest rows):
     rows --shard(rank)--> shuffle(window, seed) --> number (position in this epoch)
          --> curriculum filter (first K steps: only utterances <= N frames)
          --> bucket(sort_buffer) --> sort by length, pack under max_frames_per_batch / max_batch_size,
-             shuffle the batch order --> load + augment (PyAV / wav, Python map)
+             shuffle the batch order --> load + augment (PyAV / wav, Python map; then, if configured,
+             corrupt some clips' video: blur, occlusion, frozen frames, another clip's face, noise)
          --> prefetch --> normalise to float tensors --> AVBatch
 
 Only small metadata (ids, paths, lengths, token ids) sits in the shuffle and sort buffers, and the
@@ -74,6 +75,44 @@ class NoiseConfig:
 
 
 @dataclass(kw_only=True)
+class VideoCorruptionConfig:
+    """Training on degraded video (off unless ``prob > 0``): per clip, with probability ``prob``,
+    its video gets one of ``kinds`` (`avsr.training.augment.VIDEO_CORRUPTIONS`, drawn uniformly);
+    the transcript stays the true one, so the model learns to rely on the audio when the lips
+    cannot be read. ``wrong_face`` takes the video of another clip of the batch (or of a random
+    training utterance when the batch has one clip). Drawn from its own seeded generator: with
+    ``prob: 0`` every other augmentation is exactly as without this section."""
+
+    prob: float = 0.0
+    """Probability that a training clip's video is corrupted (0: off)."""
+    kinds: list[Literal["blur", "occlusion", "frozen", "wrong_face", "noise"]] = field(
+        default_factory=lambda: ["blur", "occlusion", "frozen", "wrong_face", "noise"]
+    )
+    start_step: int = 0
+    """No corruption before this step (e.g. while a modality schedule trains on audio only)."""
+    ramp_steps: int = 0
+    """The probability grows linearly from 0 at ``start_step`` to ``prob`` ``ramp_steps`` later.
+    Steps are counted as the data reader hands out batches (as the curriculum's), so the ramp is
+    exact to within ``num_prefetch`` batches."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.prob <= 1.0:
+            raise ValueError(f"video corruption prob must be in [0, 1], got {self.prob}")
+        if self.prob > 0 and not self.kinds:
+            raise ValueError("video corruption kinds is empty")
+        if self.start_step < 0 or self.ramp_steps < 0:
+            raise ValueError("video corruption start_step and ramp_steps must be >= 0")
+
+    def prob_at(self, step: int) -> float:
+        """The corruption probability at training step ``step``."""
+        if self.prob <= 0 or step < self.start_step:
+            return 0.0
+        if self.ramp_steps <= 0:
+            return self.prob
+        return self.prob * min(1.0, (step - self.start_step) / self.ramp_steps)
+
+
+@dataclass(kw_only=True)
 class VideoAugConfig:
     crop_size: int = 88
     """Side of the crop fed to the model (random in training, centre at evaluation)."""
@@ -85,6 +124,8 @@ class VideoAugConfig:
     """... per this many frames (0 or window <= 1: off)."""
     mean: float = 0.421
     std: float = 0.165
+    corruption: VideoCorruptionConfig = field(default_factory=VideoCorruptionConfig)
+    """Training on degraded video (blur, occlusion, frozen frames, the wrong face, noise); off by default."""
 
 
 @dataclass(kw_only=True)
@@ -374,7 +415,10 @@ class BatchLoader:
         state: PipelineState,
         babble: np.ndarray | None = None,
         cache_dir: Path | None = None,
+        donors: Sequence[dict[str, Any]] = (),
     ) -> None:
+        """``donors``: examples whose video the ``wrong_face`` corruption may take when a batch
+        has a single clip (the training set)."""
         self.config = config
         self.modalities = tuple(modalities)
         self.train = train
@@ -383,6 +427,7 @@ class BatchLoader:
         self.state = state
         self.babble = babble
         self.cache_dir = cache_dir
+        self.donors = donors
         self._warned: set[str] = set()
 
     # one item -------------------------------------------------------------------------------
@@ -434,6 +479,40 @@ class BatchLoader:
             item["audio"] = np.ascontiguousarray(audio, dtype=np.float32)
         return item
 
+    def _corrupt_videos(self, items: list[dict[str, Any]], index: int) -> None:
+        """Training on degraded video (``video.corruption``): replace some items' video in place."""
+        cfg = self.config.video.corruption
+        prob = cfg.prob_at(self.state.steps)
+        if prob <= 0 or not items or "video" not in items[0]:
+            return
+        rng = rng_for(self.seed, self.rank, self.state.epoch, index, "video_corruption")
+        clean = [it["video"] for it in items]
+        for k, item in enumerate(items):
+            if rng.random() >= prob:
+                continue
+            kind = cfg.kinds[int(rng.integers(0, len(cfg.kinds)))]
+            donor = None
+            if kind == "wrong_face":
+                donor = self._donor(clean, k, item["id"], rng)
+                if donor is None:
+                    continue
+            item["video"] = np.ascontiguousarray(augment.corrupt_video(item["video"], kind, rng, donor))
+
+    def _donor(self, clean: list[np.ndarray], k: int, own_id: str, rng: np.random.Generator) -> np.ndarray | None:
+        """Another clip's video: one of the batch's others, else a random training utterance's."""
+        if len(clean) > 1:
+            j = int(rng.integers(0, len(clean) - 1))
+            return clean[j + (j >= k)]
+        candidates = [ex for ex in self.donors if ex["id"] != own_id]
+        if not candidates:
+            return None
+        example = candidates[int(rng.integers(0, len(candidates)))]
+        try:
+            video = read_mouth_video_cached(example["video"], self.cache_dir)
+            return augment.crop(video, self.config.video.crop_size, rng if self.config.video.random_crop else None)
+        except (MediaError, ValueError):
+            return None
+
     # one batch ------------------------------------------------------------------------------
     def __call__(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
         examples = batch["examples"]
@@ -446,6 +525,8 @@ class BatchLoader:
                 if example["id"] not in self._warned:
                     self._warned.add(example["id"])
                     log.warning("skipping %s: %s", example["id"], exc)
+        if self.train:
+            self._corrupt_videos(items, batch["index"])
         return items
 
 
@@ -660,7 +741,7 @@ class AVDataset:
         rank, world = gangs.dp.rank, gangs.dp.size
         loader = BatchLoader(
             self.config, self.modalities, train=True, seed=self.seed, rank=rank, state=state,
-            babble=self.babble, cache_dir=self._video_cache(),
+            babble=self.babble, cache_dir=self._video_cache(), donors=self.train.examples,
         )
         pipeline = build_train_pipeline(
             self.train.examples, self.config, loader, seed=self.seed, rank=rank, world_size=world, state=state

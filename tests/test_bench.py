@@ -103,6 +103,66 @@ def test_bench_writes_results_and_repeats_exactly(micro_model_dir, test_manifest
     assert strip(second) == strip(rows)
 
 
+def _second_manifest(manifest: Path, folder: Path, name: str) -> Path:
+    """The manifest's rows, reversed, under another name in another folder (same media)."""
+    folder.mkdir()
+    for media in ("video", "audio"):
+        (folder / media).symlink_to(manifest.parent / media)
+    write_manifest(folder / name, read_manifest(manifest)[::-1])
+    return folder / name
+
+
+def test_bench_two_manifests_and_corrupted_video(micro_model_dir, test_manifest, tmp_path, capsys):
+    seen = _second_manifest(test_manifest, tmp_path / "seen", "test_seen.tsv")
+    out = tmp_path / "bench"
+    args = ("--manifest", str(seen), "--decoder", "greedy", "--snr", "clean,0", "--video-corruption", "none,frozen,blur")
+    assert _bench(micro_model_dir, test_manifest, out, *args) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("| manifest | video | modality | clean | babble 0dB |")
+    assert "| test_seen | frozen | audio-visual |" in table and "| test | - | audio |" in table
+    assert "Audio-visual minus audio, WER points" in table and "| test_seen | blur | " in table
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["manifests"] == {"test": str(test_manifest), "test_seen": str(seen)}
+    assert payload["video_corruptions"] == ["none", "frozen", "blur"]
+    keys = [(r["manifest"], r["video_corruption"], r["modality"], r["noise"], r["snr_db"]) for r in payload["results"]]
+    per_manifest = {("none", "a", "clean", None), ("none", "a", "babble", 0.0)}
+    for corruption in ("none", "frozen", "blur"):
+        per_manifest |= {(corruption, "v", "clean", None), (corruption, "av", "clean", None), (corruption, "av", "babble", 0.0)}
+    assert sorted(keys, key=str) == sorted({(m, *k) for m in ("test", "test_seen") for k in per_manifest}, key=str)
+    n = len(read_manifest(test_manifest))
+    assert all(r["utterances"] == n for r in payload["results"])
+    hyps = {p.name for p in (out / "hyps").iterdir()}
+    assert {"test_v_clean.tsv", "test_v_clean_frozen.tsv", "test_seen_av_babble_0dB_blur.tsv", "test_seen_a_clean.tsv"} <= hyps
+    assert not any("a_clean_" in h for h in hyps)  # audio-only does not see the video: decoded once
+
+    def hyp_texts(name: str) -> dict[str, str]:
+        return {i: h for i, _, h in (line.split("\t") for line in (out / "hyps" / name).read_text().splitlines()[1:])}
+
+    # the corrupted crops reach the model: the same utterances give other hypotheses; the two
+    # manifests hold the same clips, so they get the same corruption only where the seed says so
+    assert hyp_texts("test_v_clean.tsv") == hyp_texts("test_seen_v_clean.tsv")
+    assert hyp_texts("test_v_clean.tsv") != hyp_texts("test_v_clean_frozen.tsv")
+    assert hyp_texts("test_v_clean_frozen.tsv") != hyp_texts("test_v_clean_blur.tsv")
+    # repeatable from the seed
+    again = tmp_path / "again"
+    assert _bench(micro_model_dir, test_manifest, again, *args, "--json") == 0
+    second = json.loads(capsys.readouterr().out)["results"]
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in ("decode_seconds", "rtf")} for r in rs]  # noqa: E731
+    assert strip(second) == strip(payload["results"])
+    for name in hyps:
+        assert (again / "hyps" / name).read_text() == (out / "hyps" / name).read_text()
+
+
+def test_bench_manifests_that_cannot_be_told_apart(micro_model_dir, test_manifest, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _bench(micro_model_dir, test_manifest, tmp_path / "out", "--manifest", str(test_manifest))
+    assert exc.value.code == 2 and "both be labelled 'prepared/test'" in capsys.readouterr().err
+    other = _second_manifest(test_manifest, tmp_path / "other", "test.tsv")  # same stem, another folder
+    assert _bench(micro_model_dir, test_manifest, tmp_path / "out", "--manifest", str(other), "--modalities", "a",
+                  "--snr", "clean", "--decoder", "greedy") == 0
+    assert "| prepared/test | audio |" in capsys.readouterr().out
+
+
 def test_bench_skips_an_unreadable_utterance(micro_model_dir, test_manifest, tmp_path, capsys):
     rows = read_manifest(test_manifest)
     broken = tmp_path / "data"
@@ -125,6 +185,7 @@ def test_bench_skips_an_unreadable_utterance(micro_model_dir, test_manifest, tmp
         (["--noise", "pink"], "unknown noise 'pink'"),
         (["--snr", "clean,loud"], "SNR 'loud'"),
         (["--beam", "0"], "beam must be at least 1"),
+        (["--video-corruption", "none,rain"], "unknown video corruption 'rain'"),
     ],
 )
 def test_bench_bad_options_are_one_line_errors(micro_model_dir, test_manifest, tmp_path, capsys, args, message):

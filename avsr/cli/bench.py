@@ -5,6 +5,14 @@
 
 Writes OUT/results.json, OUT/results.md (the table, also printed), OUT/wer_vs_snr.png and
 OUT/hyps/<condition>.tsv (id, reference, hypothesis).
+
+    avsr-bench --model M --manifest P/test.tsv --manifest P/test_seen.tsv \
+        --video-corruption none,blur,occlusion,frozen,wrong_face
+
+scores each manifest on its own (rows labelled by its stem: speakers never seen in training
+against seen ones) and the video-using modalities on clean and deliberately corrupted mouth crops
+(seeded); the table then also gives audio-visual minus audio, and condition names (hyps/) are
+prefixed by the manifest's label when there are several and suffixed by the corruption.
 """
 
 from __future__ import annotations
@@ -25,19 +33,24 @@ def build_parser() -> argparse.ArgumentParser:
         "manifest, with seeded (repeatable) noise; writes results.json, results.md, wer_vs_snr.png.",
     )
     parser.add_argument("--model", type=Path, required=True, help="model folder (avsr-train's OUTPUT_DIR/model)")
-    parser.add_argument("--manifest", type=Path, required=True, help="test manifest (avsr-prepare's test.tsv)")
+    parser.add_argument("--manifest", type=Path, action="append", required=True,
+                        help="test manifest (avsr-prepare's test.tsv); give it more than once to score several "
+                             "(e.g. test.tsv and test_seen.tsv), each labelled by its file's stem")
     parser.add_argument("--modalities", default="a,v,av", help="comma list of a, v, av (default: a,v,av)")
     parser.add_argument("--noise", default="babble", help="comma list of babble, white (default: babble)")
     parser.add_argument("--snr", default="clean,20,10,5,0,-5", help="comma list of dB values and 'clean'")
+    parser.add_argument("--video-corruption", default="none",
+                        help="comma list of none, blur, occlusion, frozen, wrong_face, noise: the mouth crops as they "
+                             "are and/or deliberately corrupted, seeded per utterance (default: none)")
     add_search_arguments(parser)
     parser.add_argument("--babble-manifest", type=Path, default=None,
                         help="utterances to make babble from (default: the test manifest's own)")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N utterances")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N utterances (of each manifest)")
     parser.add_argument("--batch-frames", type=int, default=3000, help="padded frames per decoding batch")
-    parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="noise and video-corruption seed (default 0)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default: MODEL/../bench/<manifest name>)")
+                        help="output folder (default: MODEL/../bench/<first manifest's name>)")
     parser.add_argument("--json", action="store_true", help="print results.json instead of the table")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -46,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from avsr.decoding.recognizer import Recognizer, RecognizerError
-    from avsr.eval.bench import BenchConfig, BenchError, conditions_of, load_utterances, num_batches, parse_snrs, run_bench, write_outputs
+    from avsr.eval.bench import BenchConfig, BenchError, load_utterances, parse_snrs, run_bench, total_batches, write_outputs
     from avsr.data.tokenizers.base import TokenizerError
     from avsr.models.io import WeightsError
 
@@ -56,9 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         fail(PROGRAM, str(exc))
     modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]
     noises = [n.strip() for n in args.noise.split(",") if n.strip()]
+    corruptions = [c.strip() for c in args.video_corruption.split(",") if c.strip()]
     try:
         config = BenchConfig(
-            manifest=args.manifest,
+            manifests=args.manifest,
             modalities=modalities,
             noises=noises,
             snrs=parse_snrs(args.snr),
@@ -67,16 +81,17 @@ def main(argv: list[str] | None = None) -> int:
             max_frames_per_batch=args.batch_frames,
             limit=args.limit,
             seed=args.seed,
+            video_corruptions=corruptions,
         )
         recognizer = Recognizer.load(args.model, args.device)
         config.options = recognizer.resolve(options)  # the model's recommended search settings where no flag is given
-        utterances = load_utterances(args.manifest, args.limit)
+        frames = [[u.row.frames for u in load_utterances(m, args.limit)] for m in config.manifests]
     except (BenchError, RecognizerError, WeightsError, TokenizerError) as exc:
         fail(PROGRAM, str(exc))
-    out_dir = args.out or (args.model.parent / "bench" / args.manifest.stem)
+    out_dir = args.out or (args.model.parent / "bench" / config.manifest.stem)
     skipped: list[str] = []
     try:
-        total = len(conditions_of(config)) * num_batches(config, [u.row.frames for u in utterances])
+        total = total_batches(config, frames)
         with progress_bar("decoding", total, enabled=not args.quiet) as advance:
             results, transcripts = run_bench(recognizer, config, on_batch=lambda n: advance(), skipped=skipped)
     except (BenchError, RecognizerError) as exc:

@@ -4,6 +4,7 @@ loader applies them (the wrong face is another clip's video) and leaves everythi
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,4 +158,9 @@ def test_recipe_config_accepts_the_corruption_section():
         load_train_config(None, ["dataset.video.corruption.kinds=[rain]"])
     with pytest.raises(TrainConfigError, match="prob"):
         load_train_config(None, ["dataset.video.corruption.prob=2"])
+    # the synthetic recipe trains with it, from its audio-visual stage on, and with gated fusion
+    synth = load_train_config(Path(__file__).resolve().parents[1] / "recipes" / "synth" / "conf.yaml")
+    corruption = synth.dataset.video.corruption
+    assert corruption.prob > 0 and corruption.start_step == synth.modality_schedule[0].until_step
+    assert synth.model.config["fusion"] == {"kind": "gated"}
 

@@ -293,8 +293,12 @@ def test_avhubert_style_crops_are_avhuberts(clip):
     reference = avhubert_reference_crops(frames, truth).astype(int)
     ours = MouthCropper(MouthCropConfig.for_style("avhubert")).crop(frames, truth).crops.astype(int)
     difference = ours - reference
-    # Interpolation rounding only: skimage truncates where OpenCV rounds (half a grey level).
-    assert np.abs(difference).max() <= 2 and 0.3 < difference.mean() < 0.7, (np.abs(difference).max(), difference.mean())
+    # Interpolation rounding only: skimage truncates where OpenCV rounds (half a grey level), and
+    # OpenCV's bilinear weights are fixed-point (1/32), off by up to a 64th of the step across a
+    # sharp edge (teeth against the dark mouth: a few pixels reach 3 levels).
+    outliers = (np.abs(difference) > 2).mean()
+    assert np.abs(difference).max() <= 3 and outliers < 1e-4 and 0.3 < difference.mean() < 0.7, (
+        np.abs(difference).max(), outliers, difference.mean())
     auto_avsr = MouthCropper().crop(frames, truth).crops.astype(int)
     assert np.abs(auto_avsr - reference).mean() > 3  # the other alignment gives other crops
 

@@ -11,16 +11,23 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from avsr.data.synth.head import POSE_LIMIT, HeadRenderer
 from avsr.data.synth.mouth import MouthRenderer, posed_landmarks
 from avsr.data.synth.rig import FaceRig, astronaut_rig
 from avsr.data.synth.visemes import OPEN, SPREAD, TEETH
 
+MAX_TURN = 20.0  # degrees: the largest yaw a sampled speaker reaches (pitch: 60% of it)
 BACKGROUNDS = ("original", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "gradient")
 
 
 @dataclass(frozen=True)
 class Appearance:
-    """How one synthetic speaker looks and moves; sampled once per speaker."""
+    """How one synthetic speaker looks and moves; sampled once per speaker.
+
+    The defaults are a still, frontal, evenly lit face at visually lossless quality; the sampled
+    speakers turn their heads, stand in uneven or changing light, blur with their motion and
+    some are compressed hard, as faces in broadcast corpora are.
+    """
 
     face_width: float = 0.55  # fraction of the frame width the face spans
     centre: tuple[float, float] = (0.5, 0.5)  # face centre, fractions of the frame
@@ -29,11 +36,20 @@ class Appearance:
     gamma: float = 1.0
     background: str = "original"
     background_seed: int = 0
-    motion: float = 1.0  # head motion amplitude scale (1: about 2 degrees, 2% of the frame)
+    motion: float = 1.0  # head motion amplitude scale (1: about 2 degrees of roll, 2% of the frame)
     motion_seed: int = 0
+    yaw: float = 0.0  # amplitude of slow head turns left and right (degrees)
+    pitch: float = 0.0  # amplitude of slow nods up and down (degrees)
+    pose_centre: tuple[float, float] = (0.0, 0.0)  # the yaw and pitch the head turns about (degrees)
+    light: float = 0.0  # directional light: brightness varies by +/- this across the face
+    light_angle: float = 0.0  # where the light comes from in the frame (radians, 0: the right)
+    light_drift: float = 0.0  # slow brightness drift over a clip (+/- fraction)
+    blur: float = 0.0  # motion blur: shutter open for this fraction of a frame interval (0: none)
+    crf: int = 18  # H.264 quality of the speaker's clips (18 visually lossless; 28-35 blocky)
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> Appearance:
+        yaw_centre, pitch_centre = rng.uniform(-6, 6), rng.uniform(-4, 4)
         return cls(
             face_width=float(rng.uniform(0.46, 0.62)),
             centre=(float(rng.uniform(0.45, 0.55)), float(rng.uniform(0.46, 0.56))),
@@ -44,6 +60,14 @@ class Appearance:
             background_seed=int(rng.integers(2**31)),
             motion=float(rng.uniform(0.3, 1.2)),
             motion_seed=int(rng.integers(2**31)),
+            yaw=float(rng.uniform(0.0, MAX_TURN - abs(yaw_centre))),
+            pitch=float(rng.uniform(0.0, 0.6 * MAX_TURN - abs(pitch_centre))),
+            pose_centre=(float(yaw_centre), float(pitch_centre)),
+            light=float(rng.uniform(0.1, 0.4)) if rng.random() < 0.6 else 0.0,
+            light_angle=float(rng.uniform(0, 2 * np.pi)),
+            light_drift=float(rng.uniform(0.0, 0.15)),
+            blur=float(rng.uniform(0.5, 1.0)) if rng.random() < 0.3 else 0.0,
+            crf=int(rng.integers(28, 36)) if rng.random() < 0.3 else 18,
         )
 
 
@@ -67,20 +91,24 @@ def _background(name: str, size: int, seed: int) -> np.ndarray | None:
 
 
 class TalkingFace:
-    """Renders a speaker's video frames from a mouth track of shape (T, 3): open, spread, teeth."""
+    """Renders a speaker's video frames from a mouth track of shape (T, 3): open, spread, teeth.
+
+    Per frame: the mouth is posed on the photograph (``MouthRenderer``), the head turned
+    (``HeadRenderer``) and framed (an affine: scale, roll, shift, mirror) in one remap of the
+    photograph; then colour, light, motion blur and the background. ``seed`` varies the head's
+    path between clips of one speaker (the same seed gives the same frames).
+    """
 
     def __init__(self, size: int = 160, rig: FaceRig | None = None) -> None:
         self.size = size
         self.rig = rig or astronaut_rig()
         self.mouth = MouthRenderer(self.rig)
+        self.head = HeadRenderer(self.rig)
 
-    def frame_transforms(self, appearance: Appearance, num_frames: int, fps: float) -> np.ndarray:
-        """(T, 2, 3) photo->frame affine matrices: framing plus slow, smooth head motion."""
-        rng = np.random.default_rng(appearance.motion_seed)
-        times = np.arange(num_frames) / fps
-        frequencies = rng.uniform(0.15, 0.8, size=(4, 2))
-        phases = rng.uniform(0, 2 * np.pi, size=(4, 2))
-        wave = np.sin(2 * np.pi * frequencies[None, :, :] * times[:, None, None] + phases[None]).sum(-1) / 2
+    def frame_transforms(self, appearance: Appearance, num_frames: int, fps: float, seed: int = 0) -> np.ndarray:
+        """(T, 2, 3) turned-photo->frame affine matrices: framing plus slow, smooth head motion."""
+        rng = np.random.default_rng((appearance.motion_seed, seed))
+        wave = _waves(rng, num_frames, fps, 4, (0.15, 0.8))
         amplitude = appearance.motion
         angle = np.deg2rad(2.0 * amplitude * wave[:, 0])
         shift_x = 0.02 * self.size * amplitude * wave[:, 1]
@@ -101,34 +129,116 @@ class TalkingFace:
         matrices[:, 1, 2] = out_y - (matrices[:, 1, 0] * centre[0] + matrices[:, 1, 1] * centre[1])
         return matrices
 
-    def render(self, track: np.ndarray, appearance: Appearance, fps: float = 25.0) -> np.ndarray:
+    def head_angles(self, appearance: Appearance, num_frames: int, fps: float, seed: int = 0) -> np.ndarray:
+        """(T, 2) yaw and pitch in degrees: slow turns (0.04-0.25 Hz) about the speaker's centre."""
+        rng = np.random.default_rng((appearance.motion_seed, seed, 1))
+        wave = _waves(rng, num_frames, fps, 2, (0.04, 0.25))
+        yaw = appearance.pose_centre[0] + appearance.yaw * wave[:, 0]
+        pitch = appearance.pose_centre[1] + appearance.pitch * wave[:, 1]
+        return np.clip(np.stack([yaw, pitch], axis=1), -POSE_LIMIT, POSE_LIMIT)
+
+    def _light(self, appearance: Appearance, num_frames: int, fps: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(T,) brightness and (T,) light direction (radians) over a clip."""
+        rng = np.random.default_rng((appearance.motion_seed, seed, 2))
+        wave = _waves(rng, num_frames, fps, 2, (0.05, 0.3))
+        return 1.0 + appearance.light_drift * wave[:, 0], appearance.light_angle + 0.4 * wave[:, 1]
+
+    def render(self, track: np.ndarray, appearance: Appearance, fps: float = 25.0, seed: int = 0) -> np.ndarray:
         """Frames (T, size, size, 3) uint8 RGB for a mouth track (T, 3)."""
         size = self.size
-        matrices = self.frame_transforms(appearance, len(track), fps)
+        count = len(track)
+        matrices = self.frame_transforms(appearance, count, fps, seed)
+        angles = self.head_angles(appearance, count, fps, seed)
         background = _background(appearance.background, size, appearance.background_seed)
         lut = self._colour_lut(appearance)
-        frames = np.empty((len(track), size, size, 3), np.uint8)
+        brightness, light_angles = self._light(appearance, count, fps, seed)
+        lit = appearance.light > 0 or appearance.light_drift > 0
+        landmarks = velocity = None
+        if lit or appearance.blur > 0:
+            landmarks = self.posed_landmarks(track, appearance, fps, seed)
+            velocity = np.gradient(landmarks.mean(axis=1), axis=0) if count > 1 else np.zeros((count, 2))
+        face_pixels = appearance.face_width * size
+        grid = np.arange(size, dtype=np.float32)
+        frames = np.empty((count, size, size, 3), np.uint8)
         for index, pose in enumerate(track):
             photo, _ = self.mouth.render(float(pose[OPEN]), float(pose[SPREAD]), float(pose[TEETH]))
-            frame = cv2.warpAffine(photo, matrices[index], (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-            frame = cv2.LUT(frame, lut)
+            maps = self.head.frame_maps(self.head.coarse_map(*angles[index]), matrices[index], size)
+            frame = cv2.LUT(cv2.remap(photo, maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT), lut)
+            alpha = None
             if background is not None:
-                alpha = cv2.warpAffine(self.rig.person_mask, matrices[index], (size, size), flags=cv2.INTER_LINEAR)[..., None]
-                frame = (alpha * frame + (1 - alpha) * background).astype(np.uint8)
-            frames[index] = frame
+                alpha = cv2.remap(self.rig.person_mask, maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            length = 0.0 if velocity is None else appearance.blur * float(np.linalg.norm(velocity[index]))
+            if not lit and length < BLUR_MIN and alpha is None:
+                frames[index] = frame
+                continue
+            layer = frame.astype(np.float32)
+            if lit:
+                centre = landmarks[index].mean(axis=0)
+                direction = np.cos(light_angles[index]), np.sin(light_angles[index])
+                along = ((grid[None, :] - centre[0]) * direction[0] + (grid[:, None] - centre[1]) * direction[1]) / (0.5 * face_pixels)
+                layer *= (brightness[index] * (1.0 + appearance.light * np.tanh(along)))[..., None]
+            if length >= BLUR_MIN:
+                kernel = _motion_kernel(velocity[index] * appearance.blur)
+                layer = cv2.filter2D(layer, -1, kernel, borderType=cv2.BORDER_REFLECT)
+                if alpha is not None:
+                    alpha = cv2.filter2D(alpha, -1, kernel, borderType=cv2.BORDER_CONSTANT)
+            if alpha is not None:
+                layer = alpha[..., None] * layer + (1 - alpha[..., None]) * background
+            frames[index] = np.clip(layer, 0, 255).astype(np.uint8)
         return frames
 
-    def posed_landmarks(self, track: np.ndarray, appearance: Appearance, fps: float = 25.0) -> np.ndarray:
+    def posed_landmarks(self, track: np.ndarray, appearance: Appearance, fps: float = 25.0, seed: int = 0) -> np.ndarray:
         """(T, 68, 2): where each rendered frame's landmarks truly are (frame pixels)."""
-        matrices = self.frame_transforms(appearance, len(track), fps)
+        matrices = self.frame_transforms(appearance, len(track), fps, seed)
+        angles = self.head_angles(appearance, len(track), fps, seed)
         out = np.empty((len(track), 68, 2))
         for index, pose in enumerate(track):
             points = posed_landmarks(self.rig, float(pose[OPEN]), float(pose[SPREAD]), float(pose[TEETH]))
-            out[index] = points @ matrices[index, :, :2].T + matrices[index, :, 2]
-        return out
+            turned = self.head.locate(points, self.head.coarse_map(*angles[index]))
+            out[index] = turned @ matrices[index, :, :2].T + matrices[index, :, 2]
+        # A mirrored photograph shows a mirrored person: number the points as a landmarker would.
+        return out[:, MIRRORED] if appearance.mirror else out
 
     @staticmethod
     def _colour_lut(appearance: Appearance) -> np.ndarray:
         levels = np.arange(256, dtype=np.float64) / 255.0
         curves = [np.clip(gain * levels**appearance.gamma, 0, 1) * 255 for gain in appearance.gains]
         return np.stack(curves, axis=-1).astype(np.uint8).reshape(256, 1, 3)
+
+
+# iBUG 68-point numbering of a mirrored face: point i of the mirror image is point MIRRORED[i].
+MIRRORED = np.array(
+    list(range(16, -1, -1))  # jaw
+    + list(range(26, 16, -1))  # brows
+    + [27, 28, 29, 30, 35, 34, 33, 32, 31]  # nose
+    + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]  # eyes
+    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]  # outer lips
+    + [64, 63, 62, 61, 60, 67, 66, 65]  # inner lips
+)
+BLUR_MIN = 1.0  # pixels: shorter motion blur is not drawn
+
+
+def _waves(rng: np.random.Generator, num_frames: int, fps: float, count: int, band: tuple[float, float]) -> np.ndarray:
+    """(T, count) smooth random signals in [-1, 1]: two sines each, frequencies in ``band`` (Hz)."""
+    times = np.arange(num_frames) / fps
+    frequencies = rng.uniform(*band, size=(count, 2))
+    phases = rng.uniform(0, 2 * np.pi, size=(count, 2))
+    return np.sin(2 * np.pi * frequencies[None] * times[:, None, None] + phases[None]).sum(-1) / 2
+
+
+def _motion_kernel(displacement: np.ndarray) -> np.ndarray:
+    """A normalised line kernel along ``displacement`` (x, y pixels), centred: the smear of a
+    point moving that far while the shutter is open."""
+    length = float(np.linalg.norm(displacement))
+    half = int(np.ceil(length / 2)) + 1
+    kernel = np.zeros((2 * half + 1, 2 * half + 1), np.float32)
+    steps = max(2 * int(np.ceil(length)) + 1, 3)
+    for t in np.linspace(-0.5, 0.5, steps):
+        x, y = half + t * displacement[0], half + t * displacement[1]
+        x0, y0 = int(np.floor(x)), int(np.floor(y))
+        fx, fy = x - x0, y - y0
+        kernel[y0, x0] += (1 - fx) * (1 - fy)
+        kernel[y0, x0 + 1] += fx * (1 - fy)
+        kernel[y0 + 1, x0] += (1 - fx) * fy
+        kernel[y0 + 1, x0 + 1] += fx * fy
+    return kernel / kernel.sum()

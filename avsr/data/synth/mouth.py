@@ -124,8 +124,11 @@ def tps_map(targets: np.ndarray, sources: np.ndarray, grid_x: np.ndarray, grid_y
     rhs[:count] = sources
     coefficients = np.linalg.solve(system, rhs)
     query = np.stack([grid_x.ravel(), grid_y.ravel()], axis=1)
-    q2 = ((query[:, None, :] - targets[None, :, :]) ** 2).sum(-1)
-    basis = np.where(q2 > 0, q2 * np.log(q2 + 1e-12), 0.0) / 2
+    # Squared distances by one matrix product (the (G, N, 2) difference array costs more than
+    # the spline's solve); r^2 log r^2 is 0 at r = 0.
+    q2 = np.add.outer((query**2).sum(axis=1), (targets**2).sum(axis=1)) - 2.0 * (query @ targets.T)
+    np.maximum(q2, 1e-12, out=q2)
+    basis = q2 * np.log(q2) / 2
     mapped = basis @ coefficients[:count] + np.hstack([np.ones((len(query), 1)), query]) @ coefficients[count:]
     return mapped[:, 0].reshape(grid_x.shape), mapped[:, 1].reshape(grid_x.shape)
 

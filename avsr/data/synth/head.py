@@ -19,8 +19,10 @@ from avsr.data.synth.mouth import tps_map
 from avsr.data.synth.rig import FaceRig
 
 # Depth of each landmark towards the camera, in face widths, from the plane of the eye corners.
+# (The jaw line is kept shallow: deeper, a turn squeezes the far eye against the jaw and dlib
+# finds that eye's outer corner several pixels off.)
 DEPTH = np.array(
-    [-0.45, -0.42, -0.36, -0.28, -0.18, -0.08, 0.0, 0.05, 0.07, 0.05, 0.0, -0.08, -0.18, -0.28, -0.36, -0.42, -0.45]  # jaw
+    [-0.32, -0.29, -0.25, -0.2, -0.13, -0.06, 0.0, 0.05, 0.07, 0.05, 0.0, -0.06, -0.13, -0.2, -0.25, -0.29, -0.32]  # jaw
     + [-0.1, -0.04, 0.0, 0.02, 0.03, 0.03, 0.02, 0.0, -0.04, -0.1]  # brows
     + [0.03, 0.08, 0.14, 0.21, 0.07, 0.11, 0.13, 0.11, 0.07]  # nose ridge, nostrils
     + [-0.07, -0.02, -0.02, -0.02, -0.02, -0.02, -0.02, -0.02, -0.02, -0.07, -0.02, -0.02]  # eyes

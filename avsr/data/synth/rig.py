@@ -36,13 +36,17 @@ class FaceRig:
 
 
 def rig_photo(image: np.ndarray) -> FaceRig:
-    """Rig an RGB photograph (H, W, 3) uint8 with its largest face; ValueError when none is found."""
+    """Rig an RGB photograph (H, W, 3) uint8 with its largest face; ValueError when none is found.
+
+    A small photograph is searched upsampled twice, so that faces down to about 20 px are found.
+    """
     from avsr.face import DlibLandmarker
 
-    landmarks = DlibLandmarker(upsample=1)(image)
+    upsample = 1 if min(image.shape[:2]) >= 200 else 2
+    landmarks = DlibLandmarker(upsample=upsample)(image)
     if landmarks is None:
         raise ValueError("dlib found no face in the photograph")
-    return FaceRig(image, landmarks.astype(np.float64), _person_mask(image.shape[:2], landmarks))
+    return FaceRig(image, landmarks.astype(np.float64), person_mask(image.shape[:2], landmarks))
 
 
 @lru_cache(maxsize=1)
@@ -53,8 +57,9 @@ def astronaut_rig() -> FaceRig:
     return rig_photo(skimage.data.astronaut())
 
 
-def _person_mask(shape: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
-    """Head (with hair) as an ellipse, neck and shoulders as a widening band, blurred edge."""
+def person_mask(shape: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
+    """(H, W) float32 in [0, 1] from the 68 landmarks: head (with hair) as an ellipse, neck and
+    shoulders as a widening band, blurred edge."""
     height, width = shape
     face_width = np.linalg.norm(landmarks[16] - landmarks[0])
     centre_x = landmarks[27:36, 0].mean()

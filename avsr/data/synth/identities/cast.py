@@ -1,0 +1,170 @@
+"""Choosing a corpus's people: one identity per speaker, disjoint between splits, distinct by dlib.
+
+Training speakers are cast first, then validation, then test. A held-out (val or test) identity
+may use a photograph that some training identity uses at no more than half weight, so that no
+unseen speaker is mostly a training face. Each speaker draws candidates from its own seed until
+one is at least ``margin`` from every identity already chosen (dlib's 128-D descriptor of its
+neutral frame; dlib judges two faces closer than 0.6 the same person); when none of ``attempts``
+candidates is, the farthest one is kept and the shortfall shows in the reported distances.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from itertools import product
+
+import numpy as np
+
+from avsr.data.synth.identities.geometry import ShapeEdit
+from avsr.data.synth.identities.identity import Identity, canonical_source, identity_rig
+from avsr.data.synth.identities.looks import Looks
+from avsr.data.synth.identities.sources import Source
+from avsr.data.synth.recognise import SAME_PERSON, distance_matrix, face_descriptor
+
+MARGIN = SAME_PERSON
+ATTEMPTS = 12
+HELD_OUT_LIMIT = 0.5  # largest weight a held-out identity may give a training speaker's photograph
+NEUTRAL_SIZE = 256  # side of the neutral frame the descriptor is measured on
+MIX_SIZES = (1, 2, 3)  # how many photographs one identity blends ...
+MIX_CHANCES = (0.3, 0.45, 0.25)  # ... and how often
+
+
+@dataclass(frozen=True)
+class Cast:
+    """The chosen identities (one per speaker, in speaker order; spares after them) and their
+    pairwise dlib distances."""
+
+    identities: tuple[Identity, ...]
+    splits: tuple[str, ...]  # per identity: train | val | test | spare
+    distances: np.ndarray = field(repr=False)  # (N, N); NaN where dlib found no face
+
+    def report(self) -> dict:
+        return distinctness_report(self.distances, list(self.splits))
+
+
+def check_sources(sources: tuple[Source, ...]) -> None:
+    """Load and rig every photograph now: ValueError naming the file when one is not an image or
+    holds no face dlib can find."""
+    for source in sources:
+        try:
+            canonical_source(source)
+        except ValueError as error:
+            message = str(error)
+            if message.startswith("dlib found no face"):
+                message = f"{source.file()}: no face found in the photograph"
+            raise ValueError(message) from None
+
+
+def neutral_frame(identity: Identity, size: int = NEUTRAL_SIZE) -> np.ndarray:
+    """(size, size, 3) uint8: the identity speaking nothing, framed as a speaker (no colour
+    change, no mirror, its own background)."""
+    from avsr.data.synth.face import Appearance, TalkingFace
+
+    return TalkingFace(size, identity_rig(identity)).render(np.zeros((1, 3)), Appearance(), 25.0)[0]
+
+
+@lru_cache(maxsize=256)
+def identity_descriptor(identity: Identity) -> np.ndarray | None:
+    """dlib's 128-D descriptor of the identity's neutral frame (None: no face found)."""
+    frame = neutral_frame(identity)
+    found = face_descriptor(frame, upsample=0)
+    return found if found is not None else face_descriptor(frame, upsample=1)
+
+
+def descriptor_distances(identities: list[Identity] | tuple[Identity, ...]) -> np.ndarray:
+    """(N, N) dlib distances between identities; NaN in the rows of one without a face."""
+    descriptors = [identity_descriptor(identity) for identity in identities]
+    stacked = np.stack([d if d is not None else np.full(128, np.nan) for d in descriptors]) if descriptors else np.zeros((0, 128))
+    return distance_matrix(stacked)
+
+
+def distinctness_report(distances: np.ndarray, splits: list[str]) -> dict:
+    """Minimum distance over all pairs, over test-vs-train pairs, and the pairs under 0.6."""
+    count = len(splits)
+    pairs = [(i, j) for i in range(count) for j in range(i + 1, count)]
+    values = [float(distances[i, j]) for i, j in pairs]
+    train = [i for i, s in enumerate(splits) if s == "train"]
+    held = {name: [i for i, s in enumerate(splits) if s == name] for name in ("val", "test")}
+
+    def smallest(rows: list[int], columns: list[int]) -> float | None:
+        found = [float(distances[i, j]) for i, j in product(rows, columns) if i != j]
+        return round(min(found), 4) if found else None
+
+    return {
+        "identities": count,
+        "min_pair": round(min(values), 4) if values else None,
+        "min_test_vs_train": smallest(held["test"], train),
+        "min_val_vs_train": smallest(held["val"], train),
+        "pairs": len(values),
+        "pairs_under_threshold": sum(1 for value in values if not value >= SAME_PERSON),
+        "threshold": SAME_PERSON,
+    }
+
+
+def sample_identity(name: str, rng: np.random.Generator, sources: tuple[Source, ...], limits: dict[str, float]) -> Identity:
+    """A random recipe: 1-3 photographs with weights (each at most ``limits[source name]``),
+    strong shape edits and new looks."""
+    names = [source.name for source in sources]
+    allowed = [s for s in sources if limits.get(s.name, 1.0) > 0]
+    sizes = [k for k in MIX_SIZES if k <= len(allowed)]
+    chances = np.array([MIX_CHANCES[MIX_SIZES.index(k)] for k in sizes])
+    for _ in range(100):
+        size = int(rng.choice(sizes, p=chances / chances.sum()))
+        picks = sorted(rng.choice(len(allowed), size=size, replace=False).tolist())
+        weights = rng.dirichlet([2.0] * size) if size > 1 else np.ones(1)
+        weights = np.round(weights, 3)
+        weights[0] = round(1 - weights[1:].sum(), 3)
+        chosen = [allowed[i] for i in picks]
+        if all(w > 0.05 and w <= limits.get(s.name, 1.0) + 1e-9 for s, w in zip(chosen, weights)):
+            break
+    else:  # the limits leave only an even blend of everything allowed
+        chosen = list(allowed)
+        weights = np.full(len(chosen), 1 / len(chosen))
+    order = sorted(range(len(chosen)), key=lambda i: (-weights[i], names.index(chosen[i].name)))
+    mix = tuple((chosen[i], float(weights[i])) for i in order)
+    total = sum(w for _, w in mix)
+    mix = tuple((s, w / total) for s, w in mix)
+    return Identity(name, mix, ShapeEdit.sample(rng), Looks.sample(rng))
+
+
+def cast_identities(
+    splits: list[str],
+    seeds: list[int],
+    sources: tuple[Source, ...],
+    margin: float = MARGIN,
+    attempts: int = ATTEMPTS,
+) -> Cast:
+    """One identity per entry of ``splits`` (train | val | test | spare), each drawn from its own
+    seed in ``seeds``: the result depends on the seeds and the photographs only."""
+    order = sorted(range(len(splits)), key=lambda i: (("train", "val", "test", "spare").index(splits[i]), i))
+    chosen: dict[int, Identity] = {}
+    training_sources: dict[str, float] = {}
+    for index in order:
+        split = splits[index]
+        limits = {} if split == "train" else {name: HELD_OUT_LIMIT for name in training_sources}
+        if split != "train" and len(sources) == 1:
+            limits = {}  # one photograph: nothing to hold out (reported by the morph-weight check)
+        rng = np.random.default_rng(seeds[index])
+        best, best_distance = None, -1.0
+        for attempt in range(attempts):
+            candidate = sample_identity(f"person{index:03d}", rng, sources, limits)
+            descriptor = identity_descriptor(candidate)
+            if descriptor is None:
+                continue
+            nearest = min(
+                (float(np.linalg.norm(descriptor - other)) for other in map(identity_descriptor, chosen.values()) if other is not None),
+                default=np.inf,
+            )
+            if nearest > best_distance:
+                best, best_distance = candidate, nearest
+            if nearest >= margin:
+                break
+        if best is None:
+            raise ValueError(f"no face was found in {attempts} candidate identities; the photographs may be too small")
+        chosen[index] = best
+        if split == "train":
+            for source, weight in best.sources:
+                training_sources[source.name] = max(training_sources.get(source.name, 0.0), weight)
+    identities = tuple(chosen[i] for i in range(len(splits)))
+    return Cast(identities, tuple(splits), descriptor_distances(identities))

@@ -1,0 +1,112 @@
+"""One synthetic person: a recipe (source photographs with weights, shape edits, looks) and the
+rigged face it builds.
+
+A recipe is a typed, frozen, hashable value: it goes into the corpus metadata as it is, and the
+face it builds is the same in every process (``identity_rig`` caches it per process: workers
+build each speaker's face once, on first use).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from avsr.data.synth.identities.geometry import CANVAS, EYE_DISTANCE, ShapeEdit, to_canvas, warp_to
+from avsr.data.synth.identities.looks import Looks, face_outline
+from avsr.data.synth.identities.sources import Source
+from avsr.data.synth.rig import FaceRig, person_mask, rig_photo
+
+LANDMARK_TOLERANCE = 0.12  # re-detected landmarks further than this (eye distances, on average) are not used
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A person made from real photographs.
+
+    ``sources`` are (photograph, weight) pairs, weights summing to 1, the largest first: one source
+    is that person reshaped; several are a morph (the landmarks averaged with the weights, each
+    photograph warped to the average, the faces cross-dissolved; hair, neck and background come
+    from the first source).
+    """
+
+    name: str
+    sources: tuple[tuple[Source, float], ...]
+    shape: ShapeEdit = field(default_factory=ShapeEdit)
+    looks: Looks = field(default_factory=Looks)
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise ValueError("an identity needs at least one source photograph")
+        total = sum(weight for _, weight in self.sources)
+        if abs(total - 1) > 1e-6 or any(weight <= 0 for _, weight in self.sources):
+            raise ValueError(f"source weights must be positive and sum to 1, not {[w for _, w in self.sources]}")
+
+    def weight_of(self, source_name: str) -> float:
+        return sum(weight for source, weight in self.sources if source.name == source_name)
+
+    def recipe(self) -> dict:
+        """What the metadata records: sources (name, package, path, licence, weight) and edits."""
+        return {
+            "name": self.name,
+            "sources": [{**asdict(source), "weight": round(weight, 4)} for source, weight in self.sources],
+            "shape": asdict(self.shape),
+            "looks": asdict(self.looks),
+        }
+
+    def build(self) -> FaceRig:
+        """The rigged face: (CANVAS, CANVAS, 3) image, its 68 landmarks and person mask."""
+        canonical = [(canonical_source(source), weight) for source, weight in self.sources]
+        mean = sum(weight * landmarks for (_, landmarks), weight in canonical)
+        target = self.shape.apply(mean)
+        warped = [(warp_to(image, landmarks, target).astype(np.float32), weight) for (image, landmarks), weight in canonical]
+        image = warped[0][0]
+        if len(warped) > 1:
+            blend = sum(weight * picture for picture, weight in warped)
+            # Cross-dissolve the face only: blended hair and backgrounds would be ghosts.
+            face = np.zeros(image.shape[:2], np.uint8)
+            cv2.fillPoly(face, [np.round(face_outline(target)).astype(np.int32)], 255)
+            face = cv2.GaussianBlur(face.astype(np.float32) / 255.0, (0, 0), 0.12 * EYE_DISTANCE)[..., None]
+            image = face * blend + (1 - face) * image
+        image = np.clip(image, 0, 255).astype(np.uint8)
+        mask = person_mask(image.shape[:2], target)
+        image = self.looks.apply(image, target, mask)
+        return FaceRig(image, _checked_landmarks(image, target), mask)
+
+
+def _checked_landmarks(image: np.ndarray, intended: np.ndarray) -> np.ndarray:
+    """dlib's landmarks of the edited face when it finds them near where the edit put them (what
+    the lip-sync check will see), else the intended ones."""
+    from avsr.data.synth.recognise import landmarker
+
+    found = landmarker(0)(image)
+    if found is None:
+        return intended
+    error = np.linalg.norm(found - intended, axis=1).mean() / EYE_DISTANCE
+    return found.astype(np.float64) if error < LANDMARK_TOLERANCE else intended
+
+
+@lru_cache(maxsize=32)
+def canonical_source(source: Source) -> tuple[np.ndarray, np.ndarray]:
+    """A source photograph rigged and brought to the canonical frame: (CANVAS, CANVAS, 3) uint8 RGB
+    and (68, 2) landmarks; where the photograph does not reach, a blur of its edge."""
+    rig = rig_photo(source.load())
+    image, landmarks = to_canvas(rig.image, rig.landmarks)
+    from avsr.data.synth.identities.geometry import canonical_transform
+
+    matrix = canonical_transform(rig.landmarks)
+    coverage = cv2.warpAffine(np.ones(rig.image.shape[:2], np.float32), matrix, (CANVAS, CANVAS), flags=cv2.INTER_LINEAR)
+    if coverage.min() < 1:
+        edge = cv2.warpAffine(rig.image, matrix, (CANVAS, CANVAS), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        soft = cv2.GaussianBlur(edge.astype(np.float32), (0, 0), 0.25 * EYE_DISTANCE)
+        coverage = cv2.GaussianBlur(coverage, (0, 0), 2.0)[..., None]
+        image = np.clip(coverage * image + (1 - coverage) * soft, 0, 255).astype(np.uint8)
+    return image, landmarks
+
+
+@lru_cache(maxsize=64)
+def identity_rig(identity: Identity) -> FaceRig:
+    """The identity's rig, built once per process (about half a second)."""
+    return identity.build()

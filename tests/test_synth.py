@@ -31,7 +31,7 @@ def text_files(root: Path) -> dict[str, bytes]:
 
 def test_lrs2_layout_matches_split_lists(lrs2_corpus: Path):
     listed = {}
-    for split in ("pretrain", "train", "val", "test"):
+    for split in ("pretrain", "train", "val", "test", "test_seen"):
         lines = (lrs2_corpus / f"{split}.txt").read_text().splitlines()
         listed[split] = lines
         folder = "pretrain" if split == "pretrain" else "main"
@@ -40,7 +40,7 @@ def test_lrs2_layout_matches_split_lists(lrs2_corpus: Path):
             assert (lrs2_corpus / folder / f"{line}.mp4").is_file()
             assert (lrs2_corpus / folder / f"{line}.txt").is_file()
     assert sum(len(v) for v in listed.values()) == 12
-    assert listed["train"] and listed["test"] and listed["val"]
+    assert listed["train"] and listed["test"] and listed["val"] and listed["test_seen"]
     mp4s = list(lrs2_corpus.rglob("*.mp4"))
     assert len(mp4s) == 12
     assert not list(lrs2_corpus.rglob(".*.tmp")), "no temporary files left behind"
@@ -79,7 +79,7 @@ def test_speakers_disjoint_between_splits(lrs2_corpus: Path, lrw_corpus: Path):
         split_of = {s["index"]: s["split"] for s in meta["speakers"]}
         speakers_in = {}
         for utterance in meta["utterances"]:
-            split = "train" if utterance["split"] == "pretrain" else utterance["split"]
+            split = "train" if utterance["split"] in ("pretrain", "test_seen") else utterance["split"]
             assert split_of[utterance["speaker"]] == split
             speakers_in.setdefault(split, set()).add(utterance["speaker"])
         assert not speakers_in.get("train", set()) & speakers_in.get("test", set())
@@ -87,7 +87,7 @@ def test_speakers_disjoint_between_splits(lrs2_corpus: Path, lrw_corpus: Path):
     groups = {}
     for utterance in read_meta(lrs2_corpus)["utterances"]:
         group = utterance["key"].split("/")[1]
-        groups.setdefault(group, set()).add("train" if utterance["split"] == "pretrain" else utterance["split"])
+        groups.setdefault(group, set()).add("train" if utterance["split"] in ("pretrain", "test_seen") else utterance["split"])
     assert all(len(splits) == 1 for splits in groups.values()), "an LRS2 programme id spans two splits"
 
 

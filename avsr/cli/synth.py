@@ -32,9 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrain-fraction", type=float, default=0.2,
                         help="lrs2: share of training speakers' clips put in pretrain/ as longer clips")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="share of speakers held out for test")
+    parser.add_argument("--identities", type=int, default=None, metavar="N",
+                        help="distinct people to cast, at least --speakers (default: one per speaker); extra ones are "
+                        "recorded as spare faces, distinct from every speaker")
+    parser.add_argument("--faces", type=Path, default=None, metavar="DIR",
+                        help="make the speakers from your own face photographs (every file in DIR one photograph) "
+                        "instead of the built-in public-domain and MIT-licensed ones")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
     parser.add_argument("--check", type=int, default=0, metavar="N",
-                        help="afterwards, measure lip sync on the first N clips with dlib's landmarker")
+                        help="afterwards, measure lip sync on the first N clips with dlib's landmarker, and how "
+                        "distinct the speakers' faces are by dlib's face recogniser")
     parser.add_argument("--preview", type=Path, default=None, metavar="PNG",
                         help="write a still strip of the first clip's frames")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -57,10 +64,16 @@ def main(argv: list[str] | None = None) -> int:
             image_size=args.image_size,
             pretrain_fraction=args.pretrain_fraction,
             test_fraction=args.test_fraction,
+            identities=args.identities,
+            faces=None if args.faces is None else str(args.faces.resolve()),
         )
         if args.workers < 1:
             raise ValueError("--workers must be at least 1")
         check_output_dir(args.out_dir, config)
+        if config.faces is not None:  # a file that is no face photograph: say which, before any work
+            from avsr.data.synth.identities.cast import check_sources
+
+            check_sources(config.face_sources())
     except ValueError as error:
         fail(PROGRAM, str(error))
     from avsr.media import MediaError
@@ -84,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             {"clip": key, "frames": r.frames, "faces_found": r.faces_found, "correlation": round(r.correlation, 3)}
             for key, r in verify_corpus(args.out_dir, plan, args.check)
         ]
+        from avsr.data.synth.identities.cast import descriptor_distances, distinctness_report
+
+        speakers = plan.speakers
+        summary["identities"] = distinctness_report(descriptor_distances([s.identity for s in speakers]), [s.split for s in speakers])
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
@@ -107,6 +124,17 @@ def format_summary(summary: dict) -> str:
         lines.append(
             f"  lip sync {check['clip']}: face in {check['faces_found']}/{check['frames']} frames, "
             f"r(inner-lip gap, rendered opening) = {check['correlation']:.3f}"
+        )
+    if "identities" in summary:
+        found = summary["identities"]
+
+        def show(value: float | None) -> str:
+            return "-" if value is None else f"{value:.3f}"
+
+        lines.append(
+            f"  faces (dlib's recogniser, same person under {found['threshold']}): {found['identities']} speakers, "
+            f"min distance {show(found['min_pair'])}, min test-vs-train {show(found['min_test_vs_train'])}, "
+            f"{found['pairs_under_threshold']} of {found['pairs']} pairs under {found['threshold']}"
         )
     return "\n".join(lines)
 

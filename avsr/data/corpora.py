@@ -20,6 +20,8 @@ from avsr.media.paths import Confined, OutsideRootError
 
 CORPORA = ("lrs2", "lrs3", "lrw")
 LRS2_SPLITS = ("pretrain", "train", "val", "test")
+# Optional extra lists: avsr-synth's held-out clips of training speakers (seen faces, unseen clips).
+LRS2_EXTRA_SPLITS = ("test_seen",)
 LRS3_SPLITS = {"pretrain": "pretrain", "trainval": "train", "test": "test"}  # folder -> split
 LRW_SPLITS = ("train", "val", "test")
 WORD_LINE = re.compile(r"^(\S+)\s+(\d+(?:\.\d+)?)\s+(\d+(?:\.\d+)?)(?:\s+\S+)?\s*$")
@@ -149,9 +151,10 @@ def list_lrs2(root: Path) -> list[CorpusItem]:
 
     List lines are ``group/id`` (test lines may carry a trailing flag, which is ignored; a name
     may hold spaces). The media may sit under ``mvlrs_v1/`` as in the distributed archive.
+    A ``test_seen.txt`` (clips of ``main/``, as a synthetic corpus writes) becomes split ``test_seen``.
     """
     media = root / "mvlrs_v1" if (root / "mvlrs_v1").is_dir() else root
-    lists = {split: root / f"{split}.txt" for split in LRS2_SPLITS}
+    lists = {split: root / f"{split}.txt" for split in (*LRS2_SPLITS, *LRS2_EXTRA_SPLITS)}
     if not any(path.is_file() for path in lists.values()):
         raise CorpusError(f"{root}: no LRS2 split lists (pretrain.txt, train.txt, val.txt, test.txt)")
     items = []

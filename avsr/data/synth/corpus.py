@@ -1,8 +1,12 @@
 """Write a synthetic audio-visual corpus in the real LRS2 or LRW layout.
 
-Planning (speakers, splits, texts, ids) happens up front in one process from one seed, so the
-corpus is the same whatever the number of workers; rendering each utterance (speech, mouth
-track, face video, mp4) is independent and runs in a pool of worker processes.
+Planning (speakers, their faces, splits, texts, ids) happens up front in one process from one
+seed, so the corpus is the same whatever the number of workers; rendering each utterance
+(speech, mouth track, face video, mp4) is independent and runs in a pool of worker processes,
+each building a speaker's face (its rig) once, when it first renders that speaker.
+
+Each speaker is a distinct person (``avsr.data.synth.identities``): identities are disjoint
+between train, val and test, and checked with dlib's face recogniser when they are cast.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from avsr.data.synth.face import Appearance
+from avsr.data.synth.face import Appearance, TalkingFace
+from avsr.data.synth.identities import SOURCES, Identity, Source, user_sources
+from avsr.data.synth.identities.cast import Cast
 from avsr.data.synth.text import SentenceSampler, news_words, spoken_form
 from avsr.data.synth.tts import SPEAKER_VOICES, Voice
 
@@ -41,6 +47,9 @@ class SynthConfig:
     image_size: int | None = None  # frame side in pixels; None: 160 (lrs2, as LRS2) or 256 (lrw)
     pretrain_fraction: float = 0.2  # lrs2: share of training speakers' utterances in pretrain/
     test_fraction: float = 0.2  # share of speakers held out for test (and half that for val)
+    identities: int | None = None  # distinct people cast (>= speakers; extra ones are spares); None: speakers
+    faces: str | None = None  # a folder of the user's face photographs to use instead of the built-in ones
+    identity_margin: float = 0.6  # dlib distance each new identity should keep from those chosen before
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
@@ -55,6 +64,10 @@ class SynthConfig:
             raise ValueError("--image-size must be between 64 and 1024 pixels")
         if not 0 <= self.pretrain_fraction < 1 or not 0 < self.test_fraction < 0.5:
             raise ValueError("need 0 <= pretrain_fraction < 1 and 0 < test_fraction < 0.5")
+        if self.identities is not None and self.identities < self.speakers:
+            raise ValueError("--identities must be at least --speakers (each speaker is one identity)")
+        if not 0 <= self.identity_margin <= 2:
+            raise ValueError("the identity margin is a dlib distance between 0 and 2")
         SentenceSampler(self.vocabulary)  # validates the vocabulary name
 
     @property
@@ -62,6 +75,14 @@ class SynthConfig:
         if self.image_size is not None:
             return self.image_size
         return 160 if self.layout == "lrs2" else 256
+
+    @property
+    def identity_count(self) -> int:
+        return self.identities if self.identities is not None else self.speakers
+
+    def face_sources(self) -> tuple[Source, ...]:
+        """The photographs identities are made from: the user's folder, or the built-in ones."""
+        return user_sources(self.faces) if self.faces is not None else SOURCES
 
 
 @dataclass(frozen=True)
@@ -71,6 +92,7 @@ class Speaker:
     voice: Voice
     appearance: Appearance
     groups: tuple[str, ...]  # LRS2 programme ids this speaker appears in
+    identity: Identity  # the person: photographs, shape edits, looks
 
 
 @dataclass(frozen=True)
@@ -89,11 +111,13 @@ class Utterance:
 class CorpusPlan:
     config: SynthConfig
     speakers: list[Speaker]
+    cast: Cast
     utterances: list[Utterance] = field(default_factory=list)
 
     def split_lists(self) -> dict[str, list[str]]:
-        """LRS2's split files: ``pretrain.txt`` etc., one ``group/id`` per line."""
-        lists: dict[str, list[str]] = {"pretrain": [], "train": [], "val": [], "test": []}
+        """LRS2's split files: ``pretrain.txt`` etc., one ``group/id`` per line; ``test_seen``:
+        held-out clips of training speakers (for lip reading on seen against unseen faces)."""
+        lists: dict[str, list[str]] = {"pretrain": [], "train": [], "val": [], "test": [], "test_seen": []}
         for utterance in self.utterances:
             lists[utterance.split].append(utterance.key.split("/", 1)[1])
         return lists
@@ -106,8 +130,20 @@ def _assign_splits(count: int, test_fraction: float, rng: np.random.Generator) -
     return [splits[i] for i in rng.permutation(count)]
 
 
-def plan_speakers(config: SynthConfig, rng: np.random.Generator) -> list[Speaker]:
+def plan_speakers(config: SynthConfig, rng: np.random.Generator) -> tuple[list[Speaker], Cast]:
+    """Voices, looks and identities of the speakers (plus any spare identities)."""
+    from avsr.data.synth.identities.cast import cast_identities
+
     splits = _assign_splits(config.speakers, config.test_fraction, rng)
+    # Each identity's candidates come from its own seed: how many dlib rejects does not change
+    # the draws of the rest of the plan.
+    identity_seeds = [int(seed) for seed in rng.integers(2**31, size=config.identity_count)]
+    cast = cast_identities(
+        [*splits, *["spare"] * (config.identity_count - config.speakers)],
+        identity_seeds,
+        config.face_sources(),
+        margin=config.identity_margin,
+    )
     speakers = []
     for index, split in enumerate(splits):
         base = SPEAKER_VOICES[index % len(SPEAKER_VOICES)]
@@ -119,14 +155,16 @@ def plan_speakers(config: SynthConfig, rng: np.random.Generator) -> list[Speaker
             rate=int(rng.integers(140, 191)),
         )
         groups = tuple(str(rng.integers(10**18, 9 * 10**18)) for _ in range(int(rng.integers(1, 4))))
-        speakers.append(Speaker(index, split, voice, Appearance.sample(rng), groups))
-    return speakers
+        speakers.append(Speaker(index, split, voice, Appearance.sample(rng), groups, cast.identities[index]))
+    return speakers, cast
 
 
 def plan_corpus(config: SynthConfig) -> CorpusPlan:
+    """The whole corpus, decided from ``config`` alone (casting the identities takes about a
+    second per speaker: dlib measures each candidate face)."""
     rng = np.random.default_rng(config.seed)
-    speakers = plan_speakers(config, rng)
-    plan = CorpusPlan(config, speakers)
+    speakers, cast = plan_speakers(config, rng)
+    plan = CorpusPlan(config, speakers, cast)
     if config.layout == "lrs2":
         _plan_lrs2(plan, rng)
     else:
@@ -162,6 +200,26 @@ def _plan_lrs2(plan: CorpusPlan, rng: np.random.Generator) -> None:
         folder = "pretrain" if split == "pretrain" else "main"
         key = f"{folder}/{group}/{next_id[group]:05d}"
         plan.utterances.append(Utterance(key, split, speaker.index, words, seed=int(rng.integers(2**31))))
+    _hold_out_seen(plan, rng)
+
+
+def _hold_out_seen(plan: CorpusPlan, rng: np.random.Generator) -> None:
+    """Move a few training speakers' clips (as many as a quarter of the test clips, at least one)
+    to ``test_seen``: lip reading on faces seen in training, against ``test`` on unseen ones.
+
+    Only clips of ``main/`` move, from speakers with another clip left in training."""
+    wanted = max(1, round(sum(u.split == "test" for u in plan.utterances) / 4))
+    per_speaker = Counter(u.speaker for u in plan.utterances if u.split in ("train", "pretrain"))
+    candidates = [i for i, u in enumerate(plan.utterances) if u.split == "train"]
+    for position in rng.permutation(len(candidates)):
+        if wanted == 0:
+            break
+        index = candidates[int(position)]
+        utterance = plan.utterances[index]
+        if per_speaker[utterance.speaker] > 1:
+            plan.utterances[index] = replace(utterance, split="test_seen")
+            per_speaker[utterance.speaker] -= 1
+            wanted -= 1
 
 
 def _plan_lrw(plan: CorpusPlan, rng: np.random.Generator) -> None:
@@ -192,16 +250,24 @@ class RenderedItem:
 
 
 class UtteranceRenderer:
-    """Per-process state: the speech synthesiser and the face renderer are built once."""
+    """Per-process state: the speech synthesiser, and one face renderer per speaker, built when
+    that speaker is first rendered (its rig is cached for the process too)."""
 
     def __init__(self, config: SynthConfig, speakers: list[Speaker]) -> None:
-        from avsr.data.synth.face import TalkingFace
         from avsr.data.synth.tts import Synthesizer
 
         self.config = config
         self.speakers = speakers
         self.synthesizer = Synthesizer()
-        self.face = TalkingFace(config.frame_size)
+        self._faces: dict[int, TalkingFace] = {}
+
+    def face(self, speaker: Speaker) -> TalkingFace:
+        """The speaker's talking face (its identity's rig, framed at the corpus's frame size)."""
+        from avsr.data.synth.identities import identity_rig
+
+        if speaker.index not in self._faces:
+            self._faces[speaker.index] = TalkingFace(self.config.frame_size, identity_rig(speaker.identity))
+        return self._faces[speaker.index]
 
     def compose(self, utterance: Utterance) -> ComposedUtterance:
         """Speech, mouth track, frames and transcript of one utterance, in memory."""
@@ -235,7 +301,7 @@ class UtteranceRenderer:
             target = speech.words[utterance.target]
             transcript = lrw_transcript(utterance.words[utterance.target], target.end - target.start)
         return ComposedUtterance(
-            frames=self.face.render(track, speaker.appearance, FPS),
+            frames=self.face(speaker).render(track, speaker.appearance, FPS, seed=utterance.seed),
             audio=audio[first_frame * SAMPLES_PER_FRAME :],
             track=track,
             transcript=transcript,
@@ -246,7 +312,8 @@ class UtteranceRenderer:
         from avsr.media import write_mp4
 
         item = self.compose(utterance)
-        write_mp4(root / f"{utterance.key}.mp4", item.frames, item.audio, fps=FPS, sample_rate=SAMPLE_RATE)
+        crf = getattr(self.speakers[utterance.speaker].appearance, "crf", 18)  # some speakers' clips compressed harder
+        write_mp4(root / f"{utterance.key}.mp4", item.frames, item.audio, fps=FPS, sample_rate=SAMPLE_RATE, crf=crf)
         _write_text(root / f"{utterance.key}.txt", item.transcript)
         return RenderedItem(utterance.key, len(item.frames), len(item.frames) / FPS)
 
@@ -293,13 +360,19 @@ def write_metadata(root: Path, plan: CorpusPlan) -> None:
     if plan.config.layout == "lrs2":
         for split, keys in plan.split_lists().items():
             _write_text(root / f"{split}.txt", "".join(f"{key}\n" for key in keys))
+    cast = plan.cast
     meta = {
         "config": asdict(plan.config),
         "speakers": [
-            {"index": s.index, "split": s.split, "voice": asdict(s.voice), "appearance": asdict(s.appearance), "groups": list(s.groups)}
+            {"index": s.index, "split": s.split, "voice": asdict(s.voice), "appearance": asdict(s.appearance), "groups": list(s.groups),
+             "identity": s.identity.recipe()}
             for s in plan.speakers
         ],
-        "utterances": [{"key": u.key, "split": u.split, "speaker": u.speaker, "text": " ".join(u.words)} for u in plan.utterances],
+        "spare_identities": [identity.recipe() for identity in cast.identities[len(plan.speakers) :]],
+        "identity_distinctness": cast.report(),
+        "face_sources": [asdict(source) for source in plan.config.face_sources()],
+        "utterances": [{"key": u.key, "split": u.split, "speaker": u.speaker, "identity": plan.speakers[u.speaker].identity.name,
+                        "text": " ".join(u.words)} for u in plan.utterances],
     }
     _write_text(root / META_FILE, json.dumps(meta, indent=1) + "\n")
 

@@ -108,5 +108,9 @@ def canonical_source(source: Source) -> tuple[np.ndarray, np.ndarray]:
 
 @lru_cache(maxsize=64)
 def identity_rig(identity: Identity) -> FaceRig:
-    """The identity's rig, built once per process (about half a second)."""
-    return identity.build()
+    """The identity's rig, built once per process (about half a second), on one BLAS thread so
+    that every process computes the same pixels."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return identity.build()

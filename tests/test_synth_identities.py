@@ -1,0 +1,164 @@
+"""Synthetic people: real sources with licences, distinct faces by dlib's recogniser, identity-disjoint
+splits, the morph-weight rule, determinism, and a user's own photographs (--faces)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+from avsr.cli import synth as synth_cli
+from avsr.data.synth.identities import SOURCES
+from avsr.data.synth.identities.cast import HELD_OUT_LIMIT, neutral_frame
+from avsr.data.synth.identities.identity import canonical_source
+from avsr.data.synth.recognise import SAME_PERSON, distance_matrix, face_descriptor
+from tests.conftest import LRS2_ARGS
+
+
+def read_meta(root: Path) -> dict:
+    return json.loads((root / "synth_meta.json").read_text())
+
+
+def test_every_source_is_an_installed_face_photograph_with_a_licence():
+    assert len(SOURCES) >= 3 and len({s.name for s in SOURCES}) == len(SOURCES)
+    for source in SOURCES:
+        assert source.package and source.file().is_file(), source.name
+        assert source.licence.strip() and source.attribution.strip(), source.name
+        assert any(word in source.licence for word in ("Public domain", "CC0", "CC-BY", "MIT", "BSD")), source.licence
+        image, landmarks = canonical_source(source)  # dlib finds the face
+        assert image.dtype == np.uint8 and landmarks.shape == (68, 2)
+    # distinct people to begin with
+    descriptors = np.stack([face_descriptor(source.load()) for source in SOURCES])
+    distances = distance_matrix(descriptors)
+    assert distances[np.triu_indices(len(SOURCES), 1)].min() >= SAME_PERSON
+
+
+def test_check_reports_distinct_speakers(lrs2_corpus: Path, capsys):
+    """avsr-synth --check: dlib's recogniser judges every pair of speakers different people, and
+    an independent recomputation from the recorded recipes agrees."""
+    assert synth_cli.main([str(lrs2_corpus), *LRS2_ARGS, "--check", "1", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)["identities"]
+    assert found["identities"] == 4 and found["pairs"] == 6
+    assert found["pairs_under_threshold"] == 0 and found["min_pair"] >= SAME_PERSON
+    assert found["min_test_vs_train"] >= SAME_PERSON
+    assert read_meta(lrs2_corpus)["identity_distinctness"] == found
+    assert synth_cli.main([str(lrs2_corpus), *LRS2_ARGS, "--check", "1"]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if "faces (dlib" in x]
+    assert len(line) == 1 and "0 of 6 pairs under 0.6" in line[0]
+
+
+def test_speakers_are_different_people_on_their_rendered_faces(lrs2_corpus: Path):
+    """The descriptor of each speaker's neutral frame, recomputed here from the plan."""
+    from avsr.data.synth.corpus import SynthConfig, plan_corpus
+
+    plan = plan_corpus(SynthConfig(layout="lrs2", utterances=12, speakers=4, seed=3, pretrain_fraction=0.5))
+    frames = [neutral_frame(speaker.identity) for speaker in plan.speakers]
+    descriptors = np.stack([face_descriptor(frame) for frame in frames])
+    distances = distance_matrix(descriptors)
+    assert distances[np.triu_indices(4, 1)].min() >= SAME_PERSON
+    assert len({frame.tobytes() for frame in frames}) == 4
+
+
+@pytest.mark.parametrize("fixture", ["lrs2_corpus", "lrw_corpus"])
+def test_splits_are_identity_disjoint_and_held_out_faces_are_not_training_photographs(fixture: str, request):
+    meta = read_meta(request.getfixturevalue(fixture))
+    speakers = meta["speakers"]
+    recipes = [json.dumps(s["identity"], sort_keys=True) for s in speakers]
+    assert len(set(recipes)) == len(speakers), "each speaker is its own identity"
+    by_split: dict[str, set[str]] = {}
+    for speaker, recipe in zip(speakers, recipes):
+        by_split.setdefault(speaker["split"], set()).add(recipe)
+    assert not by_split["train"] & by_split.get("test", set()) and not by_split["train"] & by_split.get("val", set())
+    training_photos = {source["name"] for s in speakers if s["split"] == "train" for source in s["identity"]["sources"]}
+    for speaker in speakers:
+        weights = [source["weight"] for source in speaker["identity"]["sources"]]
+        assert abs(sum(weights) - 1) < 1e-3
+        if speaker["split"] in ("val", "test"):
+            for source in speaker["identity"]["sources"]:
+                if source["name"] in training_photos:
+                    assert source["weight"] <= HELD_OUT_LIMIT + 1e-9, (speaker["index"], source)
+    for source in meta["face_sources"]:
+        assert source["licence"] and source["path"]
+    for utterance in meta["utterances"]:  # each clip names its speaker and identity
+        assert utterance["identity"] == speakers[utterance["speaker"]]["identity"]["name"]
+
+
+def test_test_seen_holds_clips_of_training_speakers_only(lrs2_corpus: Path, tmp_path: Path):
+    meta = read_meta(lrs2_corpus)
+    split_of = {s["index"]: s["split"] for s in meta["speakers"]}
+    seen = [u for u in meta["utterances"] if u["split"] == "test_seen"]
+    tests = [u for u in meta["utterances"] if u["split"] == "test"]
+    assert len(seen) == max(1, round(len(tests) / 4))
+    assert all(split_of[u["speaker"]] == "train" for u in seen)
+    listed = (lrs2_corpus / "test_seen.txt").read_text().splitlines()
+    assert sorted(listed) == sorted(u["key"].split("/", 1)[1] for u in seen)
+    for name in ("pretrain", "train"):
+        assert not set(listed) & set((lrs2_corpus / f"{name}.txt").read_text().splitlines())
+
+
+def test_prepare_writes_a_test_seen_manifest(train_data: dict[str, Path], lrs2_corpus: Path):
+    rows = (train_data["path"] / "test_seen.tsv").read_text().splitlines()
+    assert len(rows) - 1 == len((lrs2_corpus / "test_seen.txt").read_text().splitlines())
+
+
+def test_same_seed_same_identities_in_a_fresh_process(lrs2_corpus: Path):
+    code = (
+        "import json; from avsr.data.synth.corpus import SynthConfig, plan_corpus; "
+        "p = plan_corpus(SynthConfig(layout='lrs2', utterances=12, speakers=4, seed=3, pretrain_fraction=0.5)); "
+        "print(json.dumps([s.identity.recipe() for s in p.speakers]))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout) == [s["identity"] for s in read_meta(lrs2_corpus)["speakers"]]
+
+
+def _photo(path: Path, image: np.ndarray) -> Path:
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return path
+
+
+def test_faces_folder_animates_the_users_photographs(tmp_path: Path, capsys):
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    _photo(faces / "me.png", skimage.data.astronaut())
+    shutil.copy(next(s for s in SOURCES if s.name == "luispedro").file(), faces / "friend.jpg")
+    out = tmp_path / "corpus"
+    args = [str(out), "--faces", str(faces), "--utterances", "3", "--speakers", "3", "--image-size", "96", "--workers", "1", "--quiet", "--json"]
+    assert synth_cli.main(args) == 0
+    assert json.loads(capsys.readouterr().out)["utterances"] == 3
+    meta = read_meta(out)
+    assert {s["name"] for s in meta["face_sources"]} == {"user:me.png", "user:friend.jpg"}
+    used = {source["name"] for s in meta["speakers"] for source in s["identity"]["sources"]}
+    assert used <= {"user:me.png", "user:friend.jpg"}
+    assert len(list(out.rglob("*.mp4"))) == 3
+
+
+@pytest.mark.parametrize("bad", ["coffee.png", "notes.jpg"])
+def test_faces_folder_with_a_non_face_gives_one_line(tmp_path: Path, capsys, bad: str):
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    _photo(faces / "me.png", skimage.data.astronaut())
+    if bad == "coffee.png":
+        _photo(faces / bad, skimage.data.coffee())  # a real photograph, no face in it
+    else:
+        (faces / bad).write_text("not a picture")
+    with pytest.raises(SystemExit) as exit_info:
+        synth_cli.main([str(tmp_path / "out"), "--faces", str(faces), "--utterances", "3", "--speakers", "3", "--quiet"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and bad in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_fewer_identities_than_speakers_is_refused(tmp_path: Path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        synth_cli.main([str(tmp_path / "out"), "--speakers", "4", "--identities", "3", "--quiet"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--identities must be at least --speakers" in err

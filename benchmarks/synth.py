@@ -69,7 +69,8 @@ with tempfile.TemporaryDirectory() as scratch:
         for index, track in enumerate(tracks):
             appearance = speakers[index % len(speakers)]
             start = time.perf_counter()
-            frames = face.render(track, appearance, 25.0, seed=index) if takes_seed else face.render(track, appearance, 25.0)
+            extra = {"seed": index} if takes_seed else {}
+            frames = face.render(track, appearance, 25.0, **extra)
             middle = time.perf_counter()
             write_mp4(os.path.join(scratch, f"{index}.mp4"), frames, fps=25, crf=getattr(appearance, "crf", 18))
             render += middle - start
@@ -111,9 +112,11 @@ def unpack_revision(revision: str, folder: Path) -> Path | str:
 
 def run_child(code: str, job: dict, package_root: Path) -> dict:
     environment = dict(os.environ, PYTHONPATH=str(package_root))
-    result = subprocess.run([sys.executable, "-c", code, json.dumps(job)], capture_output=True, text=True, env=environment, cwd=str(package_root))
+    command = [sys.executable, "-c", code, json.dumps(job)]
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=str(package_root))
     if result.returncode != 0:
-        return {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.returncode}"}
+        lines = result.stderr.strip().splitlines()
+        return {"error": lines[-1] if lines else f"exit {result.returncode}"}
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -157,7 +160,8 @@ def main() -> None:
         renderer["current_plain"] = run_child(RENDER_CHILD, {**job, "plain": True}, ROOT)
         for pass_name in ("first", "warm"):
             try:
-                ratio = renderer["current"][pass_name]["render_clips_per_second"] / renderer["previous"][pass_name]["render_clips_per_second"]
+                current = renderer["current"][pass_name]["render_clips_per_second"]
+                ratio = current / renderer["previous"][pass_name]["render_clips_per_second"]
                 renderer[f"current_vs_previous_render_speed_{pass_name}"] = round(ratio, 2)
             except (KeyError, TypeError):
                 pass
@@ -168,7 +172,8 @@ def main() -> None:
                 if not isinstance(package, Path):
                     corpus[name] = package
                     continue
-                corpus_job = {"root": str(scratch / f"corpus_{name}"), "utterances": utterances, "speakers": 6, "workers": args.workers}
+                corpus_job = {"root": str(scratch / f"corpus_{name}"), "utterances": utterances, "speakers": 6}
+                corpus_job["workers"] = args.workers
                 corpus[name] = run_child(CORPUS_CHILD, corpus_job, package)
             report["corpus"] = corpus
     print(json.dumps(report, indent=1))

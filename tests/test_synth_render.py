@@ -68,12 +68,14 @@ def _mouth_interior(rig: FaceRig, pose=(0.8, 0.0, 0.0)) -> np.ndarray:
 
 def test_mouth_colours_come_from_each_face(rigs):
     darker = rigs["astronaut"]
-    darker = FaceRig((darker.image * np.array([0.55, 0.42, 0.36])).astype(np.uint8), darker.landmarks, darker.person_mask)
+    dim = (darker.image * np.array([0.55, 0.42, 0.36])).astype(np.uint8)
+    darker = FaceRig(dim, darker.landmarks, darker.person_mask)
     palettes = {name: MouthPalette.from_rig(rig) for name, rig in {**rigs, "darker": darker}.items()}
     for name, palette in palettes.items():
         # A dark, warm inside of the lips' own hue; teeth brighter than lips and skin.
         assert _luma(palette.throat) < _luma(palette.cavity) < 0.5 * _luma(palette.lip), name
-        assert _hue_distance(palette.cavity, palette.lip) < 0.04 and _hue_distance(palette.tongue, palette.lip) < 0.04, name
+        assert _hue_distance(palette.cavity, palette.lip) < 0.04, name
+        assert _hue_distance(palette.tongue, palette.lip) < 0.04, name
         assert _luma(palette.tooth) > _luma(palette.lip) and _luma(palette.tooth) > _luma(palette.skin), name
     # Two people, two mouths: the lip colour and everything made from it differ.
     astronaut, grace = palettes["astronaut"], palettes["grace_hopper"]
@@ -188,3 +190,18 @@ def test_sampled_speakers_turn_within_limits_and_some_are_compressed_and_blurred
     assert set(crf[crf != 18]) <= set(range(28, 36)) and 0.15 < (crf != 18).mean() < 0.45
     assert 0.15 < np.mean([a.blur > 0 for a in speakers]) < 0.45
     assert 0.4 < np.mean([a.light > 0 for a in speakers]) < 0.8
+
+
+def test_lip_sync_is_reported_per_speaker(lrs2_corpus):
+    """What ``avsr-synth --check`` can print per speaker (identity): each speaker's clips measured
+    on the corpus's own mp4 files, the worst clip deciding."""
+    from avsr.data.synth.corpus import SynthConfig, plan_corpus
+    from avsr.data.synth.verify import verify_speakers
+
+    plan = plan_corpus(SynthConfig(layout="lrs2", utterances=12, speakers=4, seed=3, pretrain_fraction=0.5))
+    results = verify_speakers(lrs2_corpus, plan, clips_per_speaker=1)
+    assert [r.speaker for r in results] == sorted({u.speaker for u in plan.utterances})
+    for result in results:
+        print(f"speaker {result.speaker} ({result.identity}): r = {result.correlation:.3f}")
+        assert len(result.clips) == 1 and result.face_in_every_frame
+        assert result.passes() and result.correlation >= LIP_SYNC_THRESHOLD, result

@@ -41,9 +41,9 @@ class Appearance:
     yaw: float = 0.0  # amplitude of slow head turns left and right (degrees)
     pitch: float = 0.0  # amplitude of slow nods up and down (degrees)
     pose_centre: tuple[float, float] = (0.0, 0.0)  # the yaw and pitch the head turns about (degrees)
-    light: float = 0.0  # directional light: brightness varies by +/- this across the face
+    light: float = 0.0  # directional light: the face's far side from the light is this much darker
     light_angle: float = 0.0  # where the light comes from in the frame (radians, 0: the right)
-    light_drift: float = 0.0  # slow brightness drift over a clip (+/- fraction)
+    light_drift: float = 0.0  # slow dimming over a clip, by up to this fraction
     blur: float = 0.0  # motion blur: shutter open for this fraction of a frame interval (0: none)
     crf: int = 18  # H.264 quality of the speaker's clips (18 visually lossless; 28-35 blocky)
 
@@ -51,7 +51,7 @@ class Appearance:
     def sample(cls, rng: np.random.Generator) -> Appearance:
         yaw_centre, pitch_centre = rng.uniform(-6, 6), rng.uniform(-4, 4)
         return cls(
-            face_width=float(rng.uniform(0.46, 0.62)),
+            face_width=float(rng.uniform(0.52, 0.64)),
             centre=(float(rng.uniform(0.45, 0.55)), float(rng.uniform(0.46, 0.56))),
             mirror=bool(rng.integers(2)),
             gains=tuple(float(g) for g in rng.uniform(0.82, 1.15, size=3)),
@@ -63,9 +63,9 @@ class Appearance:
             yaw=float(rng.uniform(0.0, MAX_TURN - abs(yaw_centre))),
             pitch=float(rng.uniform(0.0, 0.6 * MAX_TURN - abs(pitch_centre))),
             pose_centre=(float(yaw_centre), float(pitch_centre)),
-            light=float(rng.uniform(0.1, 0.4)) if rng.random() < 0.6 else 0.0,
+            light=float(rng.uniform(0.1, 0.3)) if rng.random() < 0.6 else 0.0,
             light_angle=float(rng.uniform(0, 2 * np.pi)),
-            light_drift=float(rng.uniform(0.0, 0.15)),
+            light_drift=float(rng.uniform(0.0, 0.1)),
             blur=float(rng.uniform(0.5, 1.0)) if rng.random() < 0.3 else 0.0,
             crf=int(rng.integers(28, 36)) if rng.random() < 0.3 else 18,
         )
@@ -138,10 +138,14 @@ class TalkingFace:
         return np.clip(np.stack([yaw, pitch], axis=1), -POSE_LIMIT, POSE_LIMIT)
 
     def _light(self, appearance: Appearance, num_frames: int, fps: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """(T,) brightness and (T,) light direction (radians) over a clip."""
+        """(T,) brightness and (T,) light direction (radians) over a clip.
+
+        Light only dims (the photograph's exposure is the brightest it gets): brightening would
+        clip the lit side of a face to white, lips and all.
+        """
         rng = np.random.default_rng((appearance.motion_seed, seed, 2))
         wave = _waves(rng, num_frames, fps, 2, (0.05, 0.3))
-        return 1.0 + appearance.light_drift * wave[:, 0], appearance.light_angle + 0.4 * wave[:, 1]
+        return 1.0 - appearance.light_drift * (1 + wave[:, 0]) / 2, appearance.light_angle + 0.4 * wave[:, 1]
 
     def render(self, track: np.ndarray, appearance: Appearance, fps: float = 25.0, seed: int = 0) -> np.ndarray:
         """Frames (T, size, size, 3) uint8 RGB for a mouth track (T, 3)."""
@@ -175,8 +179,9 @@ class TalkingFace:
             if lit:
                 centre = landmarks[index].mean(axis=0)
                 direction = np.cos(light_angles[index]), np.sin(light_angles[index])
-                along = ((grid[None, :] - centre[0]) * direction[0] + (grid[:, None] - centre[1]) * direction[1]) / (0.5 * face_pixels)
-                layer *= (brightness[index] * (1.0 + appearance.light * np.tanh(along)))[..., None]
+                along = (grid[None, :] - centre[0]) * direction[0] + (grid[:, None] - centre[1]) * direction[1]
+                along /= 0.5 * face_pixels
+                layer *= (brightness[index] * (1.0 - appearance.light * (1 - np.tanh(along)) / 2))[..., None]
             if length >= BLUR_MIN:
                 kernel = _motion_kernel(velocity[index] * appearance.blur)
                 layer = cv2.filter2D(layer, -1, kernel, borderType=cv2.BORDER_REFLECT)
@@ -187,7 +192,9 @@ class TalkingFace:
             frames[index] = np.clip(layer, 0, 255).astype(np.uint8)
         return frames
 
-    def posed_landmarks(self, track: np.ndarray, appearance: Appearance, fps: float = 25.0, seed: int = 0) -> np.ndarray:
+    def posed_landmarks(
+        self, track: np.ndarray, appearance: Appearance, fps: float = 25.0, seed: int = 0
+    ) -> np.ndarray:
         """(T, 68, 2): where each rendered frame's landmarks truly are (frame pixels)."""
         matrices = self.frame_transforms(appearance, len(track), fps, seed)
         angles = self.head_angles(appearance, len(track), fps, seed)

@@ -22,7 +22,8 @@ from avsr.data.synth.rig import FaceRig
 # (The jaw line is kept shallow: deeper, a turn squeezes the far eye against the jaw and dlib
 # finds that eye's outer corner several pixels off.)
 DEPTH = np.array(
-    [-0.32, -0.29, -0.25, -0.2, -0.13, -0.06, 0.0, 0.05, 0.07, 0.05, 0.0, -0.06, -0.13, -0.2, -0.25, -0.29, -0.32]  # jaw
+    [-0.32, -0.29, -0.25, -0.2, -0.13, -0.06, 0.0, 0.05, 0.07]  # jaw, chin
+    + [0.05, 0.0, -0.06, -0.13, -0.2, -0.25, -0.29, -0.32]
     + [-0.1, -0.04, 0.0, 0.02, 0.03, 0.03, 0.02, 0.0, -0.04, -0.1]  # brows
     + [0.03, 0.08, 0.14, 0.21, 0.07, 0.11, 0.13, 0.11, 0.07]  # nose ridge, nostrils
     + [-0.07, -0.02, -0.02, -0.02, -0.02, -0.02, -0.02, -0.02, -0.02, -0.07, -0.02, -0.02]  # eyes
@@ -30,6 +31,7 @@ DEPTH = np.array(
     + [0.02, 0.07, 0.08, 0.07, 0.02, 0.07, 0.08, 0.07]  # inner lips
 )
 PIVOT_DEPTH = -0.6  # the neck's axes lie this far behind the eyes (face widths)
+NECK = ((-0.3, 0.3), (0.0, 0.35), (0.3, 0.3))  # fixed points below the chin (face widths)
 POSE_STEP = 2.5  # degrees between the pose nodes whose maps are solved exactly
 POSE_LIMIT = 25.0  # |yaw|, |pitch| beyond this are clamped
 
@@ -55,10 +57,11 @@ class HeadRenderer:
         forehead = lm[[17, 19, 21, 22, 24, 26]] - (0, 0.22 * width)
         moving = np.vstack([lm, ring, forehead])
         depth = np.concatenate([DEPTH, np.full(len(ring), PIVOT_DEPTH), DEPTH[[17, 19, 21, 22, 24, 26]] - 0.05]) * width
-        neck = np.array([(centre_x + dx * width, chin_y + dy * width) for dx, dy in ((-0.3, 0.3), (0.0, 0.35), (0.3, 0.3))])
+        neck = np.array([(centre_x + dx * width, chin_y + dy * width) for dx, dy in NECK])
         border = []
         for t in np.linspace(0, 1, 9):
-            border += [(t * (image_width - 1), 0), (t * (image_width - 1), height - 1), (0, t * (height - 1)), (image_width - 1, t * (height - 1))]
+            x, y = t * (image_width - 1), t * (height - 1)
+            border += [(x, 0), (x, height - 1), (0, y), (image_width - 1, y)]
         fixed = np.vstack([neck, np.unique(np.array(border), axis=0)])
         self._moving, self._depth, self._fixed = moving, depth, fixed
         step = self.GRID_STEP

@@ -1,5 +1,9 @@
 """One mouth pose on a rigged photograph: lip and jaw landmarks moved, the lower face warped to
 follow them with a thin-plate spline, and the cavity, tongue and teeth painted inside the lips.
+
+Everything is taken from the photograph itself: the moves scale with the person's mouth width
+and lip thickness, and the mouth's colours (``MouthPalette``) come from its lips, skin, eye
+whites and white balance, so every identity gets its own mouth in its own light.
 """
 
 from __future__ import annotations
@@ -109,7 +113,9 @@ def lip_line_points(points: np.ndarray) -> np.ndarray:
     return np.vstack([curve[[i for i in range(len(curve)) if i % 3]] for curve in curves])
 
 
-def tps_map(targets: np.ndarray, sources: np.ndarray, grid_x: np.ndarray, grid_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def tps_map(
+    targets: np.ndarray, sources: np.ndarray, grid_x: np.ndarray, grid_y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Thin-plate spline through (target -> source) pairs, evaluated on a grid: a backward map."""
     count = len(targets)
     diff = targets[:, None, :] - targets[None, :, :]
@@ -166,7 +172,8 @@ class MouthRenderer:
         posed = posed_landmarks(rig, open_, spread, teeth)
         moving = [i for i in range(68) if i not in FIXED]
         targets = np.vstack([posed[list(FIXED)], posed[moving], lip_line_points(posed), self._anchors])
-        sources = np.vstack([rig.landmarks[list(FIXED)], rig.landmarks[moving], lip_line_points(rig.landmarks), self._anchors])
+        rest = rig.landmarks
+        sources = np.vstack([rest[list(FIXED)], rest[moving], lip_line_points(rest), self._anchors])
         return np.stack(tps_map(targets, sources, self._grid_x, self._grid_y)).astype(np.float32)
 
     def _node_map(self, node: tuple[int, int, int]) -> np.ndarray:
@@ -206,9 +213,8 @@ class MouthRenderer:
         full_y = _shift(cv2.resize(map_y, full, interpolation=cv2.INTER_LINEAR), offset)[: size[1], : size[0]]
         image = rig.image.copy()
         image[y0:y1, x0:x1] = cv2.remap(rig.image, full_x, full_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        interior = None
-        if USE_INTERIOR:
-            interior = cv2.remap(self._interior, full_x, full_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        # The photograph's own opening (a smile's teeth), squeezed by the warp: painted over too.
+        interior = cv2.remap(self._interior, full_x, full_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         _paint_mouth(image, posed, self.palette, rig.mouth_width, teeth, interior, (x0, y0))
         return image, posed
 
@@ -267,12 +273,16 @@ class MouthPalette:
         luma = float(np.clip(max(white_luma, 1.1 * _luma(skin), 0.85 * _bright_luma(image, lm)), 90.0, 235.0))
         white = _white_patch(image)
         balance = 1.0 + 0.6 * (np.clip(white / max(white.mean(), 1.0), 0.85, 1.15) - 1.0)
-        tint = (skin / max(skin.mean(), 1.0)) ** 0.25  # the room's light, reflected by the face
+        tint = (skin / max(skin.mean(), 1.0)) ** 0.4  # the room's light, reflected by the face
         tooth = balance * np.clip(tint, 0.8, 1.2) * np.array([1.02, 1.0, 0.93])
         tooth *= luma / _luma(tooth)
         return cls(
-            lip=_rgb(lip), skin=_rgb(skin), cavity=_rgb(255.0 * np.array(cavity)), throat=_rgb(255.0 * np.array(throat)),
-            tongue=_rgb(255.0 * np.array(tongue)), tooth=_rgb(tooth),
+            lip=_rgb(lip),
+            skin=_rgb(skin),
+            cavity=_rgb(255.0 * np.array(cavity)),
+            throat=_rgb(255.0 * np.array(throat)),
+            tongue=_rgb(255.0 * np.array(tongue)),
+            tooth=_rgb(tooth),
         )
 
 
@@ -350,7 +360,6 @@ def _ramp(distance: np.ndarray) -> np.ndarray:
     return np.clip(distance / EDGE + 0.5, 0.0, 1.0)
 
 
-USE_INTERIOR = True
 EDGE = 1.5  # photo pixels over which a painted edge fades
 TOOTH_EDGES = (0.0, 0.16, 0.28, 0.38, 0.46)  # tooth boundaries from the mid-line, in mouth widths
 
@@ -361,9 +370,9 @@ def _paint_mouth(image: np.ndarray, posed: np.ndarray, palette: MouthPalette, mo
 
     Shading is per column between the smooth upper and lower inner lip curves: the cavity darkens
     towards the back (centre) of the mouth, the teeth towards the corners (the arch recedes) and
-    under the upper lip, the tongue below its lit top. ``interior`` (an image-sized coverage map of
-    the photograph's own mouth opening after the warp, at ``origin``) is painted too, so a
-    photograph's own teeth or gap never show between the landmarks.
+    under the upper lip, the tongue below its lit top. ``interior`` (coverage of the photograph's
+    own mouth opening after the warp, its top-left corner at ``origin`` in ``image``) is painted
+    too, so a photograph's own teeth or gap never show between the landmarks.
     """
     upper = smooth_curve(posed[list(UPPER_LINE)])
     lower = smooth_curve(posed[list(LOWER_LINE)])
@@ -413,7 +422,8 @@ def _paint_mouth(image: np.ndarray, posed: np.ndarray, palette: MouthPalette, mo
     tooth = np.array(palette.tooth, np.float32)
     if mid > 0.5:
         low_height = np.minimum(0.1 * gap, 0.035 * mouth_width) * np.clip(1 - 3.0 * u**2, 0, 1)
-        lower_teeth = _ramp(ys - (bottom - low_height)) * np.clip((gap - 0.12 * mouth_width) / (0.1 * mouth_width), 0, 1)
+        wide = np.clip((gap - 0.12 * mouth_width) / (0.1 * mouth_width), 0, 1)  # lower teeth show in a wide mouth
+        lower_teeth = _ramp(ys - (bottom - low_height)) * wide
         colour = _lerp(colour, tooth * (0.8 * light * arch)[None, :, None], lower_teeth[..., None] * 0.8)
     up_height = np.minimum(0.35 * gap, 0.12 * mouth_width) * (1 - 0.45 * u**2)
     up_height = np.maximum(up_height, teeth * np.minimum(gap, 0.2 * mouth_width))

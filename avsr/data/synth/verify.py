@@ -42,7 +42,9 @@ class LipSyncReport:
         return self.faces_found == self.frames
 
 
-def measure_lip_sync(video: str | os.PathLike[str], opening: np.ndarray, landmarker: Landmarker | None = None) -> LipSyncReport:
+def measure_lip_sync(
+    video: str | os.PathLike[str], opening: np.ndarray, landmarker: Landmarker | None = None
+) -> LipSyncReport:
     """Compare the landmarker's inner-lip gap on every frame of ``video`` with ``opening`` (T,)."""
     frames = read_video(video, with_audio=False).frames
     if len(frames) != len(opening):

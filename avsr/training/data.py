@@ -88,6 +88,8 @@ class VideoCorruptionConfig:
     kinds: list[Literal["blur", "occlusion", "frozen", "wrong_face", "noise"]] = field(
         default_factory=lambda: ["blur", "occlusion", "frozen", "wrong_face", "noise"]
     )
+    """The corruptions, one drawn uniformly from this list per corrupted clip (a kind listed twice
+    is drawn twice as often)."""
     start_step: int = 0
     """No corruption before this step (e.g. while a modality schedule trains on audio only)."""
     ramp_steps: int = 0

@@ -28,6 +28,7 @@ HELD_OUT_LIMIT = 0.5  # largest weight a held-out identity may give a training s
 NEUTRAL_SIZE = 256  # side of the neutral frame the descriptor is measured on
 MIX_SIZES = (1, 2, 3)  # how many photographs one identity blends ...
 MIX_CHANCES = (0.3, 0.45, 0.25)  # ... and how often
+SHAPE_STRENGTH = 1.0  # scale of the shape edits (ShapeEdit.sample)
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,27 @@ def sample_identity(name: str, rng: np.random.Generator, sources: tuple[Source, 
     mix = tuple((chosen[i], float(weights[i])) for i in order)
     total = sum(w for _, w in mix)
     mix = tuple((s, w / total) for s, w in mix)
-    return Identity(name, mix, ShapeEdit.sample(rng), Looks.sample(rng))
+    features = _photofit(rng, [w for _, w in mix], [limits.get(s.name, 1.0) for s, _ in mix]) if len(mix) > 1 else None
+    if features is not None:
+        mix = tuple((s, float(np.mean([f[i] for f in features]))) for i, (s, _) in enumerate(mix))
+    return Identity(name, mix, ShapeEdit.sample(rng, SHAPE_STRENGTH), Looks.sample(rng), features)
+
+
+def _photofit(rng: np.random.Generator, weights: list[float], limits: list[float]) -> tuple[tuple[float, ...], ...] | None:
+    """Per-feature weights (eyes, nose, mouth, face): each feature mostly one photograph, picked
+    in proportion to ``weights``; None when the features' mean would break a source's limit."""
+    count = len(weights)
+    features = []
+    for _ in range(4):
+        main = int(rng.choice(count, p=np.array(weights) / sum(weights)))
+        mix = np.full(count, 0.15 / max(count - 1, 1))
+        mix[main] = 0.85
+        features.append(tuple(float(round(w, 4)) for w in mix / mix.sum()))
+    means = np.mean(features, axis=0)
+    if any(m > limit + 1e-9 for m, limit in zip(means, limits)):
+        return None
+    features = [tuple(float(w) for w in np.array(f) / sum(f)) for f in features]
+    return tuple(features)
 
 
 def cast_identities(

@@ -30,12 +30,18 @@ class Identity:
     is that person reshaped; several are a morph (the landmarks averaged with the weights, each
     photograph warped to the average, the faces cross-dissolved; hair, neck and background come
     from the first source).
+
+    ``features`` optionally mixes the sources differently per facial feature, as a photofit does
+    (eyes and brows, nose, mouth, the rest of the face: one weight tuple each, over ``sources`` in
+    order, each summing to 1); the shape still follows ``sources``' weights, which are then the
+    features' mean.
     """
 
     name: str
     sources: tuple[tuple[Source, float], ...]
     shape: ShapeEdit = field(default_factory=ShapeEdit)
     looks: Looks = field(default_factory=Looks)
+    features: tuple[tuple[float, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -43,6 +49,9 @@ class Identity:
         total = sum(weight for _, weight in self.sources)
         if abs(total - 1) > 1e-6 or any(weight <= 0 for _, weight in self.sources):
             raise ValueError(f"source weights must be positive and sum to 1, not {[w for _, w in self.sources]}")
+        if self.features is not None:
+            if len(self.features) != len(FEATURES) or any(len(w) != len(self.sources) or abs(sum(w) - 1) > 1e-6 for w in self.features):
+                raise ValueError(f"features need {len(FEATURES)} weight tuples over the sources, each summing to 1")
 
     def weight_of(self, source_name: str) -> float:
         return sum(weight for source, weight in self.sources if source.name == source_name)
@@ -54,6 +63,9 @@ class Identity:
             "sources": [{**asdict(source), "weight": round(weight, 4)} for source, weight in self.sources],
             "shape": asdict(self.shape),
             "looks": asdict(self.looks),
+            "features": None if self.features is None else {
+                feature: [round(w, 4) for w in weights] for feature, weights in zip(FEATURES, self.features)
+            },
         }
 
     def build(self) -> FaceRig:
@@ -64,7 +76,7 @@ class Identity:
         warped = [(warp_to(image, landmarks, target).astype(np.float32), weight) for (image, landmarks), weight in canonical]
         image = warped[0][0]
         if len(warped) > 1:
-            blend = sum(weight * picture for picture, weight in warped)
+            blend = _photofit(warped, target, self.features) if self.features else sum(weight * picture for picture, weight in warped)
             # Cross-dissolve the face only: blended hair and backgrounds would be ghosts.
             face = np.zeros(image.shape[:2], np.uint8)
             cv2.fillPoly(face, [np.round(face_outline(target)).astype(np.int32)], 255)
@@ -74,6 +86,43 @@ class Identity:
         mask = person_mask(image.shape[:2], target)
         image = self.looks.apply(image, target, mask)
         return FaceRig(image, _checked_landmarks(image, target), mask)
+
+
+FEATURES = ("eyes", "nose", "mouth", "face")
+
+
+def _feature_masks(target: np.ndarray, shape: tuple[int, int]) -> list[np.ndarray]:
+    """Soft (H, W) masks of eyes-and-brows, nose, mouth, and the rest, summing to 1 everywhere."""
+    unit = EYE_DISTANCE
+    regions = []
+    for points, grow in ((np.vstack([target[17:27], target[36:48]]), 0.25), (target[27:36], 0.2), (target[48:68], 0.25)):
+        mask = np.zeros(shape, np.uint8)
+        hull = cv2.convexHull(np.round(points).astype(np.int32))
+        cv2.fillConvexPoly(mask, hull, 255)
+        mask = cv2.dilate(mask, np.ones((int(grow * unit) | 1,) * 2, np.uint8))
+        regions.append(cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), 0.1 * unit))
+    total = np.maximum(sum(regions), 1.0)
+    regions = [region / total for region in regions]
+    return [*regions, np.clip(1.0 - sum(regions), 0, 1)]
+
+
+def _photofit(warped: list[tuple[np.ndarray, float]], target: np.ndarray, features) -> np.ndarray:
+    """Per-feature mixes of the warped photographs, each first matched in colour (mean and spread
+    inside the face) to the whole mix, so that the seams between features do not show."""
+    face = np.zeros(warped[0][0].shape[:2], np.uint8)
+    cv2.fillPoly(face, [np.round(face_outline(target)).astype(np.int32)], 255)
+    inside = face > 0
+    pictures = [picture for picture, _ in warped]
+    weights = np.array([weight for _, weight in warped])
+    means = np.array([p[inside].mean(axis=0) for p in pictures])
+    spreads = np.array([p[inside].std(axis=0) + 1e-3 for p in pictures])
+    mean, spread = weights @ means, weights @ spreads
+    matched = [(p - m) * (spread / s) + mean for p, m, s in zip(pictures, means, spreads)]
+    masks = _feature_masks(target, face.shape)
+    out = np.zeros_like(pictures[0])
+    for mask, mix in zip(masks, features):
+        out += mask[..., None] * sum(w * p for w, p in zip(mix, matched))
+    return out
 
 
 def _checked_landmarks(image: np.ndarray, intended: np.ndarray) -> np.ndarray:

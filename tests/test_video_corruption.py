@@ -113,15 +113,21 @@ def _loader(train_data, **corruption):
 
 
 def test_loader_wrong_face_takes_another_clip_of_the_batch(train_data):
+    from avsr.training.data import collate
+
     clean, examples, _ = _loader(train_data)
     wrong, _, _ = _loader(train_data, prob=1.0, kinds=["wrong_face"])
     batch = {"examples": examples[:3], "index": 0}
     before, after = clean(batch), wrong(batch)
     for k, item in enumerate(after):
         assert item["video"].shape == before[k]["video"].shape
+        assert item["video_corrupted"] and "video_corrupted" not in before[k]
         assert np.array_equal(item["audio"], before[k]["audio"]) and item["tokens"] == before[k]["tokens"]
         sources = [j for j in range(3) if j != k and np.array_equal(item["video"], augment.wrong_face(before[k]["video"], before[j]["video"]))]
         assert sources, f"item {k}: its video is not another clip's"
+    # the batch marks the corrupted clips (modality dropout keeps their audio)
+    assert collate(after, ("audio", "video"), 0.4, 0.2).video_corrupted.tolist() == [True] * 3
+    assert collate(before, ("audio", "video"), 0.4, 0.2).video_corrupted is None
     # a batch of one takes a random other training utterance
     alone = wrong({"examples": examples[:1], "index": 1})[0]
     assert alone["video"].shape == clean({"examples": examples[:1], "index": 1})[0]["video"].shape
@@ -164,3 +170,27 @@ def test_recipe_config_accepts_the_corruption_section():
     assert corruption.prob > 0 and corruption.start_step == synth.modality_schedule[0].until_step
     assert synth.model.config["fusion"] == {"kind": "gated"}
 
+
+
+def test_a_corrupted_video_keeps_its_audio_under_modality_dropout():
+    import torch
+
+    from avsr.models.avsr_model import AVSRModel
+    from avsr.models.config import AVSRConfig
+
+    d = AVSRConfig.tiny(12).to_dict()
+    for key in ("audio_encoder", "video_encoder", "encoder", "decoder"):
+        d[key]["dropout"] = 0.0
+    d["modality_dropout"] = {"p_audio_only": 0.0, "p_video_only": 1.0}  # every utterance loses its audio ...
+    torch.manual_seed(0)
+    model = AVSRModel(AVSRConfig.from_dict(d))
+    g = torch.Generator().manual_seed(0)
+    audio, video, lens = torch.randn(2, 8 * 640, generator=g) * 0.1, torch.randn(2, 8, 32, 32, generator=g), torch.tensor([8, 8])
+    with torch.no_grad():
+        model.eval()
+        both = model.encode(audio, lens * 640, video, lens)[0]
+        video_only = model.encode(None, None, video, lens)[0]
+        model.train()
+        dropped = model.encode(audio, lens * 640, video, lens, video_corrupted=torch.tensor([True, False]))[0]
+    torch.testing.assert_close(dropped[0], both[0])  # ... but the one whose video was corrupted
+    torch.testing.assert_close(dropped[1], video_only[1])

@@ -502,13 +502,16 @@ class AVSRModel(nn.Module):
         audio_lens: Tensor | None,
         video: Tensor | None,
         video_lens: Tensor | None,
+        *,
+        video_corrupted: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """-> (encoded (B, T, d), lengths (B,) int64). Positions past the lengths are zero.
 
         ``audio`` (B, S) float32 16 kHz with ``audio_lens`` in samples; ``video`` (B, T, H, W)
         normalised grey frames with ``video_lens`` in frames. Either may be None (absent-modality
         path). A modality the model has no branch for is ignored. In training mode, modality
-        dropout applies per utterance when both are given.
+        dropout applies per utterance when both are given; ``video_corrupted`` (B,) bool marks
+        videos that training on degraded video corrupted, whose audio it never drops.
         """
         use_audio = audio is not None and self.audio_frontend is not None
         use_video = video is not None and self.visual_frontend is not None
@@ -549,21 +552,25 @@ class AVSRModel(nn.Module):
             if v is None:
                 v = self.absent_video.to(ref.dtype).expand(batch, width, -1)
             elif use_audio and self.training:
-                a, v = self._modality_dropout(a, v)
+                a, v = self._modality_dropout(a, v, video_corrupted)
             streams = [a, v]
         else:
             streams = [a if a is not None else v]  # type: ignore[list-item]
         fused = self.fusion(streams)
         return self.encoder(fused, lens), lens
 
-    def _modality_dropout(self, a: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    def _modality_dropout(self, a: Tensor, v: Tensor, video_corrupted: Tensor | None = None) -> tuple[Tensor, Tensor]:
         # Always through torch.where (even with p = 0): the absent embeddings then take part in
         # every training step, so DDP needs no find_unused_parameters for them.
+        # A corrupted video keeps its audio: alone, it would teach the lip reader wrong words.
         p_a = self.config.modality_dropout.p_audio_only
         p_v = self.config.modality_dropout.p_video_only
         u = torch.rand(a.size(0), device=a.device) if (p_a > 0 or p_v > 0) else a.new_ones(a.size(0))
         drop_video = (u < p_a)[:, None, None]
-        drop_audio = ((u >= p_a) & (u < p_a + p_v))[:, None, None]
+        drop_audio = (u >= p_a) & (u < p_a + p_v)
+        if video_corrupted is not None:
+            drop_audio = drop_audio & ~video_corrupted.to(device=a.device, dtype=torch.bool)
+        drop_audio = drop_audio[:, None, None]
         assert self.absent_audio is not None and self.absent_video is not None
         a = torch.where(drop_audio, self.absent_audio.to(a.dtype).expand_as(a), a)
         v = torch.where(drop_video, self.absent_video.to(v.dtype).expand_as(v), v)
@@ -608,10 +615,12 @@ class AVSRModel(nn.Module):
         video_lens: Tensor | None,
         targets: Tensor,
         target_lens: Tensor,
+        *,
+        video_corrupted: Tensor | None = None,
     ) -> ModelOutput:
         """Joint CTC/attention loss. ``targets`` (B, L) int64 token ids without sos/eos, padded
-        with -1; ``target_lens`` (B,)."""
-        encoded, lens = self.encode(audio, audio_lens, video, video_lens)
+        with -1; ``target_lens`` (B,); ``video_corrupted``: see :meth:`encode`."""
+        encoded, lens = self.encode(audio, audio_lens, video, video_lens, video_corrupted=video_corrupted)
         targets = targets.to(encoded.device)
         target_lens = target_lens.to(encoded.device)
         self._check_targets(targets, target_lens)

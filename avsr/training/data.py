@@ -79,7 +79,9 @@ class VideoCorruptionConfig:
     """Training on degraded video (off unless ``prob > 0``): per clip, with probability ``prob``,
     its video gets one of ``kinds`` (`avsr.training.augment.VIDEO_CORRUPTIONS`, drawn uniformly);
     the transcript stays the true one, so the model learns to rely on the audio when the lips
-    cannot be read. ``wrong_face`` takes the video of another clip of the batch (or of a random
+    cannot be read. The batch marks the corrupted clips (``AVBatch.video_corrupted``) and modality
+    dropout never takes their audio away: lips that cannot be read, without the sound, would only
+    teach the lip reader wrong words. ``wrong_face`` takes the video of another clip of the batch (or of a random
     training utterance when the batch has one clip). Drawn from its own seeded generator: with
     ``prob: 0`` every other augmentation is exactly as without this section."""
 
@@ -208,6 +210,7 @@ class AVBatch(SupportsDeviceTransfer):
     video (B, T, H, W) float32, normalised pixels, zero padded; video_lens (B,) int64 frames.
     targets (B, L) int64 token ids without sos/eos, padded with -1; target_lens (B,) int64.
     ids / texts: manifest ids and transcripts (as written) of the utterances, in batch order.
+    video_corrupted (B,) bool: which videos training on degraded video corrupted (None: none was).
     """
 
     audio: Tensor | None
@@ -218,9 +221,11 @@ class AVBatch(SupportsDeviceTransfer):
     target_lens: Tensor
     ids: list[str]
     texts: list[str]
+    video_corrupted: Tensor | None = None
 
     def to(self, device: Device, *, non_blocking: bool = False) -> None:
-        move_tensors(self, ("audio", "audio_lens", "video", "video_lens", "targets", "target_lens"), device, non_blocking)
+        names = ("audio", "audio_lens", "video", "video_lens", "targets", "target_lens", "video_corrupted")
+        move_tensors(self, names, device, non_blocking)
 
     @property
     def batch_size(self) -> int:
@@ -269,6 +274,7 @@ def collate(items: Sequence[dict[str, Any]], modalities: Sequence[str], video_me
         for i, it in enumerate(items):
             video[i, : lengths[i]] = torch.from_numpy(augment.normalize_pixels(it["video"], video_mean, video_std))
         video_lens = torch.tensor(lengths, dtype=torch.int64)
+    corrupted = [bool(it.get("video_corrupted", False)) for it in items]
     return AVBatch(
         audio=audio,
         audio_lens=audio_lens,
@@ -278,6 +284,7 @@ def collate(items: Sequence[dict[str, Any]], modalities: Sequence[str], video_me
         target_lens=target_lens,
         ids=[it["id"] for it in items],
         texts=[it["text"] for it in items],
+        video_corrupted=torch.tensor(corrupted, dtype=torch.bool) if video is not None and any(corrupted) else None,
     )
 
 
@@ -499,6 +506,7 @@ class BatchLoader:
                 if donor is None:
                     continue
             item["video"] = np.ascontiguousarray(augment.corrupt_video(item["video"], kind, rng, donor))
+            item["video_corrupted"] = True
 
     def _donor(self, clean: list[np.ndarray], k: int, own_id: str, rng: np.random.Generator) -> np.ndarray | None:
         """Another clip's video: one of the batch's others, else a random training utterance's."""

@@ -297,7 +297,9 @@ class AVSRTrainUnit(TrainUnit[AVBatch]):
             audio = audio_lens = None
         elif self._inputs == "audio" and audio is not None:
             video = video_lens = None
-        out = self._model(audio, audio_lens, video, video_lens, batch.targets, batch.target_lens)
+        # Corrupted videos (dataset.video.corruption) keep their audio under modality dropout.
+        extra = {"video_corrupted": batch.video_corrupted} if batch.video_corrupted is not None and video is not None else {}
+        out = self._model(audio, audio_lens, video, video_lens, batch.targets, batch.target_lens, **extra)
         _update_common_metrics(metric_bag, batch, out)
         metric_bag.get("total_num_examples", Sum).update(batch.batch_size)
         metric_bag.get("total_num_elements", Sum).update(batch.num_frames)

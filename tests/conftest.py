@@ -18,7 +18,7 @@ from avsr.training.export import write_export
 LRS2_ARGS = [
     "--layout", "lrs2", "--utterances", "12", "--speakers", "4", "--seed", "3", "--pretrain-fraction", "0.5", "--workers", "2", "--quiet",
 ]
-LRW_ARGS = ["--layout", "lrw", "--utterances", "9", "--words", "3", "--speakers", "3", "--seed", "5", "--workers", "2", "--quiet"]
+LRW_ARGS = ["--layout", "lrw", "--utterances", "10", "--words", "3", "--speakers", "3", "--seed", "5", "--workers", "2", "--quiet"]
 
 
 @pytest.fixture(scope="session")

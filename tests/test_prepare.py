@@ -46,7 +46,7 @@ def prepared_lrs2(lrs2_corpus: Path, tmp_path_factory) -> Path:
 def test_manifests_match_the_files(lrs2_corpus: Path, prepared_lrs2: Path):
     items = {item.id: item for item in list_corpus("lrs2", lrs2_corpus, max_seconds=3)}
     seen = set()
-    for split in ("pretrain", "train", "val", "test"):
+    for split in ("pretrain", "train", "val", "test", "test_seen"):
         manifest = prepared_lrs2 / f"{split}.tsv"
         assert manifest.is_file(), split
         for row in read_manifest(manifest):
@@ -173,7 +173,7 @@ def test_shards_split_the_work(lrs2_corpus: Path, tmp_path: Path):
 def test_lrw_clips_prepare_to_29_frames(lrw_corpus: Path, tmp_path: Path, capsys):
     out = tmp_path / "lrw"
     report = run_cli(["lrw", str(lrw_corpus), str(out), *PREP_ARGS, "--crop-size", "88"], capsys)
-    assert report["prepared"] == 9 and report["skipped"] == 0
+    assert report["prepared"] == 10 and report["skipped"] == 0
     for split, rows in report["manifests"].items():
         for row in read_manifest(out / f"{split}.tsv"):
             assert row.frames == 29 and row.samples == 29 * 640
@@ -263,7 +263,7 @@ def test_hostile_list_lines_are_refused_and_reported(lrs2_corpus: Path, tmp_path
     src = tmp_path / "a" / "src"
     shutil.copytree(lrs2_corpus, src)
     good = (src / "train.txt").read_text().split()[:2]
-    for name in ("pretrain.txt", "val.txt", "train.txt", "test.txt"):
+    for name in ("pretrain.txt", "val.txt", "train.txt", "test.txt", "test_seen.txt"):
         (src / name).unlink()
     clip = src / "main" / good[0]
     outside = {"escape/evil": tmp_path / "escape" / "evil", "abs": tmp_path / "abs" / "clip"}
@@ -376,7 +376,7 @@ def test_disk_full_stops_in_one_line_and_the_rerun_completes(lrs2_corpus: Path, 
     src = tmp_path / "src"
     shutil.copytree(lrs2_corpus, src)
     (src / "train.txt").write_text("".join(f"{name}\n" for name in (src / "train.txt").read_text().split()[:2]))
-    for name in ("pretrain.txt", "val.txt", "test.txt"):
+    for name in ("pretrain.txt", "val.txt", "test.txt", "test_seen.txt"):
         (src / name).unlink()
     out = tmp_path / "out"
     command = [sys.executable, "-m", "avsr.cli.prepare", "lrs2", str(src), str(out / "prepared"), "--workers", "2", "--quiet", "--json"]

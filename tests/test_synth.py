@@ -105,7 +105,7 @@ def test_clip_media_is_25fps_video_with_16khz_audio(lrs2_corpus: Path):
 
 def test_lrw_layout_and_format(lrw_corpus: Path):
     clips = sorted((lrw_corpus / "lipread_mp4").glob("*/*/*.mp4"))
-    assert len(clips) == 9
+    assert len(clips) == 10
     words = {p.parts[-3] for p in clips}
     assert len(words) == 3
     for mp4 in clips:

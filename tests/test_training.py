@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 
+from avsr.data.manifest import read_manifest
 from avsr.training import augment
 from avsr.training.batching import make_batches, padded_frames, rng_for
 from avsr.training.export import average_state_dicts
@@ -96,7 +97,9 @@ def test_pipeline_batches_respect_the_cap_and_resume_exactly(train_data):
                            max_frames_per_batch=250, max_batch_size=3, num_prefetch=2)
     tokenizer = load_tokenizer(train_data["tokenizer"])
     dataset = AVDataset(config, tokenizer, ("audio", "video"), seed=5)
-    assert len(dataset.train) == 9 and dataset.valid is not None and len(dataset.valid) == 1
+    rows = {split: len(read_manifest(train_data["path"] / f"{split}.tsv")) for split in ("train", "pretrain", "val")}
+    assert len(dataset.train) == rows["train"] + rows["pretrain"] and dataset.valid is not None
+    assert len(dataset.valid) == rows["val"]
     gangs = create_fake_gangs(CPU)
     reader = dataset.create_train_reader(gangs)
     seen = []

@@ -124,6 +124,8 @@ class CorpusPlan:
 
 
 def _assign_splits(count: int, test_fraction: float, rng: np.random.Generator) -> list[str]:
+    """``count`` splits in random order: ``test_fraction`` of them test, half that val (each at
+    least one), the rest train."""
     test = max(1, round(count * test_fraction))
     val = max(1, round(count * test_fraction / 2))
     splits = ["test"] * test + ["val"] * val + ["train"] * (count - test - val)
@@ -172,25 +174,25 @@ def plan_corpus(config: SynthConfig) -> CorpusPlan:
     return plan
 
 
-def _pick_speaker(plan: CorpusPlan, rng: np.random.Generator) -> Speaker:
-    """A split drawn with the configured shares (test, half that for val), then one of its speakers.
-
-    Drawing the split first keeps the test share near ``test_fraction`` of the utterances even
-    with only a handful of speakers.
-    """
-    test = plan.config.test_fraction
-    split = rng.choice(["train", "val", "test"], p=[1 - 1.5 * test, test / 2, test])
+def _pick_speaker(plan: CorpusPlan, split: str, rng: np.random.Generator) -> Speaker:
+    """One of the speakers of ``split``, uniformly."""
     candidates = [s for s in plan.speakers if s.split == split]
     return candidates[int(rng.integers(len(candidates)))]
+
+
+def _utterance_splits(plan: CorpusPlan, rng: np.random.Generator) -> list[str]:
+    """Each utterance's split: quotas (``test_fraction`` test, half that val, the rest train),
+    shuffled, so that even a corpus of a handful of clips has every split (independent draws
+    left small corpora without a validation clip)."""
+    return _assign_splits(plan.config.utterances, plan.config.test_fraction, rng)
 
 
 def _plan_lrs2(plan: CorpusPlan, rng: np.random.Generator) -> None:
     config = plan.config
     sampler = SentenceSampler(config.vocabulary)
     next_id: Counter[str] = Counter()
-    for _ in range(config.utterances):
-        speaker = _pick_speaker(plan, rng)
-        split = speaker.split
+    for split in _utterance_splits(plan, rng):
+        speaker = _pick_speaker(plan, split, rng)
         if split == "train" and rng.random() < config.pretrain_fraction:
             split = "pretrain"  # longer, multi-sentence clips, as LRS2's pretrain set
         sentences = 1 if split != "pretrain" else int(rng.integers(2, 4))
@@ -227,9 +229,9 @@ def _plan_lrw(plan: CorpusPlan, rng: np.random.Generator) -> None:
     vocabulary = news_words()
     targets = sorted(vocabulary[i] for i in rng.choice(len(vocabulary), size=config.words, replace=False))
     counts: Counter[tuple[str, str]] = Counter()
-    for index in range(config.utterances):
+    for index, split in enumerate(_utterance_splits(plan, rng)):
         target = targets[index % len(targets)]  # balanced classes
-        speaker = _pick_speaker(plan, rng)
+        speaker = _pick_speaker(plan, split, rng)
         before = [vocabulary[i] for i in rng.integers(len(vocabulary), size=int(rng.integers(1, 3)))]
         after = [vocabulary[i] for i in rng.integers(len(vocabulary), size=int(rng.integers(1, 3)))]
         counts[(target, speaker.split)] += 1
@@ -365,7 +367,7 @@ def write_metadata(root: Path, plan: CorpusPlan) -> None:
         "config": asdict(plan.config),
         "speakers": [
             {"index": s.index, "split": s.split, "voice": asdict(s.voice), "appearance": asdict(s.appearance), "groups": list(s.groups),
-             "identity": s.identity.recipe()}
+             "identity": s.identity.recipe(), "lip_sync_screen": cast.lip_sync[s.index] if cast.lip_sync else None}
             for s in plan.speakers
         ],
         "spare_identities": [identity.recipe() for identity in cast.identities[len(plan.speakers) :]],

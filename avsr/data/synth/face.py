@@ -12,10 +12,11 @@ import cv2
 import numpy as np
 
 from avsr.data.synth.head import POSE_LIMIT, HeadRenderer
-from avsr.data.synth.mouth import MouthRenderer, posed_landmarks
+from avsr.data.synth.mouth import MouthRenderer, eye_distance, posed_landmarks
 from avsr.data.synth.rig import FaceRig, astronaut_rig
 from avsr.data.synth.visemes import OPEN, SPREAD, TEETH
 
+FACE_PER_EYES = 2.16  # an average face (jaw to jaw) in eye distances: what Appearance.face_width spans
 MAX_TURN = 20.0  # degrees: the largest yaw a sampled speaker reaches (pitch: 60% of it)
 BACKGROUNDS = ("original", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "gradient")
 
@@ -29,7 +30,7 @@ class Appearance:
     some are compressed hard, as faces in broadcast corpora are.
     """
 
-    face_width: float = 0.55  # fraction of the frame width the face spans
+    face_width: float = 0.55  # fraction of the frame width an average face spans (2.16 eye distances)
     centre: tuple[float, float] = (0.5, 0.5)  # face centre, fractions of the frame
     mirror: bool = False
     gains: tuple[float, float, float] = (1.0, 1.0, 1.0)  # per-channel colour gains (skin, light)
@@ -114,7 +115,8 @@ class TalkingFace:
         shift_x = 0.02 * self.size * amplitude * wave[:, 1]
         shift_y = 0.02 * self.size * amplitude * wave[:, 2]
         zoom = 1.0 + 0.015 * amplitude * wave[:, 3]
-        scale = appearance.face_width * self.size / self.rig.face_width * zoom
+        # Framed by the distance between the eyes, not the jaw: a face made wider stays wider.
+        scale = appearance.face_width * self.size / (FACE_PER_EYES * eye_distance(self.rig.landmarks)) * zoom
         centre = self.rig.face_centre
         flip = -1.0 if appearance.mirror else 1.0
         cos, sin = np.cos(angle) * scale, np.sin(angle) * scale

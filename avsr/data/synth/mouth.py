@@ -51,13 +51,26 @@ def _line_y(points: np.ndarray, line: tuple[int, ...], x: np.ndarray) -> np.ndar
     return np.interp(x, xs[order], ys[order])
 
 
+def eye_distance(landmarks: np.ndarray) -> float:
+    """Distance between the eyes' centres (pixels): the face's size, whatever its shape."""
+    return float(np.linalg.norm(landmarks[36:42].mean(axis=0) - landmarks[42:48].mean(axis=0)))
+
+
+def jaw_scale(landmarks: np.ndarray) -> float:
+    """How far the jaw moves (pixels) at full opening, over 0.6: an average mouth's width (1.05
+    eye distances). The face's size, not the person's mouth: a narrow mouth drops its jaw as far
+    as a wide one (scaled by the mouth, a narrow one barely opened)."""
+    return 1.05 * eye_distance(landmarks)
+
+
 def posed_landmarks(rig: FaceRig, open_: float, spread: float, teeth: float) -> np.ndarray:
     """Where the lip and jaw landmarks go for one mouth pose (photo pixels).
 
     The rest pose closes the lips onto their mid-line (many photographs smile with parted lips);
     opening drops the lower lip and the jaw, raises the upper lip a little; spread moves the corners
     out (spread) or in (rounded); teeth lifts the upper lip to bare the upper teeth and rolls the
-    lower lip in under them. Horizontal moves scale with the mouth's width; the lips keep the
+    lower lip in under them. Horizontal moves scale with the mouth's width, vertical ones with the
+    face (``jaw_scale``); the lips keep the
     person's own thickness, thinned by stretching (open, spread, tucked) and thickened by rounding.
     """
     rest = rig.landmarks
@@ -68,7 +81,8 @@ def posed_landmarks(rig: FaceRig, open_: float, spread: float, teeth: float) -> 
         middle = (points[upper, 1] + points[lower, 1]) / 2
         points[upper, 1] = points[lower, 1] = middle
 
-    gap = open_ * 0.6 * width
+    scale = jaw_scale(rest)
+    gap = open_ * 0.6 * scale
     for index, weight in LOWER_INNER_DROP.items():
         points[index, 1] += 0.85 * gap * weight
     for index in UPPER_INNER:
@@ -84,7 +98,7 @@ def posed_landmarks(rig: FaceRig, open_: float, spread: float, teeth: float) -> 
         side = np.sign(points[index, 0] - mouth_centre_x)
         points[index, 0] += side * 0.06 * spread * width
     # Labiodentals (f, v): the upper lip rises to bare the upper teeth, which rest on the lower lip.
-    lift = teeth * (0.05 * width + 0.5 * float(np.mean(upper_thick)))
+    lift = teeth * (0.05 * scale + 0.5 * float(np.mean(upper_thick)))
     points[list(UPPER_INNER), 1] -= lift
     # Pressed lips stay a pixel apart: coincident spline points with different sources make the
     # warp ring like a struck bell.
@@ -152,7 +166,7 @@ class MouthRenderer:
         x0 = int(max(0, lm[2, 0] - 0.2 * width))
         x1 = int(min(image_width, lm[14, 0] + 0.2 * width))
         y0 = int(max(0, lm[29, 1]))
-        y1 = int(min(height, lm[8, 1] + 0.9 * width))
+        y1 = int(min(height, lm[8, 1] + 0.9 * max(width, jaw_scale(lm))))
         self.box = (x0, y0, x1, y1)
         border = []
         for t in np.linspace(0, 1, 9):

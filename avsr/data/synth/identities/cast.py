@@ -4,8 +4,9 @@ Training speakers are cast first, then validation, then test. A held-out (val or
 may use a photograph that some training identity uses at no more than half weight, so that no
 unseen speaker is mostly a training face. Each speaker draws candidates from its own seed until
 one is at least ``margin`` from every identity already chosen (dlib's 128-D descriptor of its
-neutral frame; dlib judges two faces closer than 0.6 the same person); when none of ``attempts``
-candidates is, the farthest one is kept and the shortfall shows in the reported distances.
+neutral frame; dlib judges two faces closer than 0.6 the same person) and its lips pass the
+lip-sync screen (``verify.screen_lip_sync``); when none of ``attempts`` candidates is far enough,
+the farthest one that passes is kept and the shortfall shows in the reported distances.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from avsr.data.synth.identities.identity import Identity, canonical_source, iden
 from avsr.data.synth.identities.looks import Looks
 from avsr.data.synth.identities.sources import Source
 from avsr.data.synth.recognise import SAME_PERSON, distance_matrix, face_descriptor
+from avsr.data.synth.verify import SCREEN_THRESHOLD as LIP_SYNC_SCREEN
+from avsr.data.synth.verify import screen_lip_sync
 
 MARGIN = SAME_PERSON
 ATTEMPTS = 12
@@ -39,6 +42,7 @@ class Cast:
     identities: tuple[Identity, ...]
     splits: tuple[str, ...]  # per identity: train | val | test | spare
     distances: np.ndarray = field(repr=False)  # (N, N); NaN where dlib found no face
+    lip_sync: tuple[float, ...] = ()  # per identity: its lowest correlation on the screening clips
 
     def report(self) -> dict:
         return distinctness_report(self.distances, list(self.splits))
@@ -160,6 +164,7 @@ def cast_identities(
     seed in ``seeds``: the result depends on the seeds and the photographs only."""
     order = sorted(range(len(splits)), key=lambda i: (("train", "val", "test", "spare").index(splits[i]), i))
     chosen: dict[int, Identity] = {}
+    lip_sync: dict[int, float] = {}
     training_sources: dict[str, float] = {}
     for index in order:
         split = splits[index]
@@ -167,7 +172,7 @@ def cast_identities(
         if split != "train" and len(sources) == 1:
             limits = {}  # one photograph: nothing to hold out (reported by the morph-weight check)
         rng = np.random.default_rng(seeds[index])
-        best, best_distance = None, -1.0
+        best, best_distance, best_sync = None, -1.0, float("nan")
         for attempt in range(attempts):
             candidate = sample_identity(f"person{index:03d}", rng, sources, limits)
             descriptor = identity_descriptor(candidate)
@@ -177,15 +182,24 @@ def cast_identities(
                 (float(np.linalg.norm(descriptor - other)) for other in map(identity_descriptor, chosen.values()) if other is not None),
                 default=np.inf,
             )
-            if nearest > best_distance:
-                best, best_distance = candidate, nearest
+            if nearest <= best_distance:
+                continue  # screening only what would be kept
+            sync = screen_lip_sync(identity_rig(candidate))
+            if not sync >= LIP_SYNC_SCREEN:
+                continue
+            best, best_distance, best_sync = candidate, nearest, sync
             if nearest >= margin:
                 break
         if best is None:
-            raise ValueError(f"no face was found in {attempts} candidate identities; the photographs may be too small")
+            raise ValueError(
+                f"none of {attempts} candidate identities had a face whose lips dlib can follow "
+                f"(lip sync >= {LIP_SYNC_SCREEN}); the photographs may be too small or turned away"
+            )
+        lip_sync[index] = best_sync
         chosen[index] = best
         if split == "train":
             for source, weight in best.sources:
                 training_sources[source.name] = max(training_sources.get(source.name, 0.0), weight)
     identities = tuple(chosen[i] for i in range(len(splits)))
-    return Cast(identities, tuple(splits), descriptor_distances(identities))
+    screened = tuple(round(lip_sync[i], 4) for i in range(len(splits)))
+    return Cast(identities, tuple(splits), descriptor_distances(identities), screened)

@@ -21,6 +21,17 @@ LRS2_ARGS = [
 LRW_ARGS = ["--layout", "lrw", "--utterances", "10", "--words", "3", "--speakers", "3", "--seed", "5", "--workers", "2", "--quiet"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def identity_cache(tmp_path_factory) -> Path:
+    """Casting's measurement cache (``AVSR_CACHE_DIR``) starts empty in every run, shared by the
+    run's tests and the commands they start."""
+    root = tmp_path_factory.mktemp("avsr_cache")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("AVSR_CACHE_DIR", str(root))
+    yield root
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def lrs2_corpus(tmp_path_factory) -> Path:
     """A 12-clip lrs2-layout corpus made through the avsr-synth command line."""

@@ -54,6 +54,33 @@ def test_check_reports_distinct_speakers(lrs2_corpus: Path, capsys):
     assert len(line) == 1 and "0 of 6 pairs under 0.6" in line[0]
 
 
+def test_measurements_are_cached_and_checked(tmp_path: Path, monkeypatch):
+    """What dlib measured on a recipe is stored under AVSR_CACHE_DIR and read back; a broken file
+    or one stored under another key is measured again; ``off`` stores nothing."""
+    from avsr.data.synth.identities.identity import Identity
+    from avsr.data.synth.identities.measured import cached_measurement
+
+    monkeypatch.setenv("AVSR_CACHE_DIR", str(tmp_path))
+    identity = Identity("x", ((SOURCES[0], 1.0),))
+    calls = []
+
+    def measure() -> list[float]:
+        calls.append(1)
+        return [0.1, 1 / 3]
+
+    assert cached_measurement(identity, "t", measure) == [0.1, 1 / 3] and len(calls) == 1
+    assert cached_measurement(identity, "t", measure) == [0.1, 1 / 3] and len(calls) == 1
+    (stored,) = (tmp_path / "identities").glob("*.json")
+    stored.write_text("{ broken")
+    assert cached_measurement(identity, "t", measure) == [0.1, 1 / 3] and len(calls) == 2
+    stored.write_text(json.dumps({"key": "0" * 64, "value": [9.0]}))
+    assert cached_measurement(identity, "t", measure) == [0.1, 1 / 3] and len(calls) == 3
+    assert cached_measurement(Identity("y", ((SOURCES[1], 1.0),)), "t", measure) and len(calls) == 4
+    monkeypatch.setenv("AVSR_CACHE_DIR", "off")
+    assert cached_measurement(identity, "t", measure) == [0.1, 1 / 3] and len(calls) == 5
+    assert len(list((tmp_path / "identities").glob("*"))) == 2
+
+
 def test_every_speaker_passed_the_lip_sync_screen(lrs2_corpus: Path):
     """Casting keeps only faces whose lips dlib follows (a grace_hopper-astronaut blend of seed 3
     did not: r 0.50 on the screening clips, 0.54 on its corpus clip); the metadata records each

@@ -76,11 +76,14 @@ def main(argv: list[str] | None = None) -> int:
             check_sources(config.face_sources())
     except ValueError as error:
         fail(PROGRAM, str(error))
+    from avsr.data.synth.identities.cast import CastingError
     from avsr.media import MediaError
 
     try:
         with progress_bar(f"{PROGRAM} {args.layout}", args.utterances, enabled=not args.quiet) as advance:
             plan = generate(args.out_dir, config, workers=args.workers, on_item=lambda _: advance())
+    except CastingError as error:
+        fail(PROGRAM, str(error))
     except (OSError, MediaError) as error:  # an output that cannot be written (disk full) stops the run
         fail(PROGRAM, f"{str(error).splitlines()[0]} (stopped; a rerun resumes)", code=1)
     summary = summarize(args.out_dir, plan)

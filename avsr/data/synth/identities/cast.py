@@ -20,6 +20,7 @@ import numpy as np
 from avsr.data.synth.identities.geometry import ShapeEdit
 from avsr.data.synth.identities.identity import Identity, canonical_source, identity_rig
 from avsr.data.synth.identities.looks import Looks
+from avsr.data.synth.identities.measured import cached_measurement
 from avsr.data.synth.identities.sources import Source
 from avsr.data.synth.recognise import SAME_PERSON, distance_matrix, face_descriptor
 from avsr.data.synth.verify import SCREEN_THRESHOLD as LIP_SYNC_SCREEN
@@ -27,11 +28,16 @@ from avsr.data.synth.verify import screen_lip_sync
 
 MARGIN = SAME_PERSON
 ATTEMPTS = 12
+DRAWS_PER_ATTEMPT = 4  # candidates drawn at most per counted attempt (about 4 in 10 fail the lip-sync screen)
 HELD_OUT_LIMIT = 0.5  # largest weight a held-out identity may give a training speaker's photograph
 NEUTRAL_SIZE = 256  # side of the neutral frame the descriptor is measured on
 MIX_SIZES = (1, 2, 3)  # how many photographs one identity blends ...
 MIX_CHANCES = (0.3, 0.45, 0.25)  # ... and how often
 SHAPE_STRENGTH = 1.0  # scale of the shape edits (ShapeEdit.sample)
+
+
+class CastingError(ValueError):
+    """No usable identity could be made from the photographs (one line, for the command)."""
 
 
 @dataclass(frozen=True)
@@ -71,10 +77,23 @@ def neutral_frame(identity: Identity, size: int = NEUTRAL_SIZE) -> np.ndarray:
 
 @lru_cache(maxsize=256)
 def identity_descriptor(identity: Identity) -> np.ndarray | None:
-    """dlib's 128-D descriptor of the identity's neutral frame (None: no face found)."""
-    frame = neutral_frame(identity)
-    found = face_descriptor(frame, upsample=0)
-    return found if found is not None else face_descriptor(frame, upsample=1)
+    """dlib's 128-D descriptor of the identity's neutral frame (None: no face found); measured
+    once (``measured.cached_measurement``)."""
+
+    def measure() -> list[float] | None:
+        frame = neutral_frame(identity)
+        found = face_descriptor(frame, upsample=0)
+        found = found if found is not None else face_descriptor(frame, upsample=1)
+        return None if found is None else [float(x) for x in found]
+
+    value = cached_measurement(identity, "descriptor", measure)
+    return None if value is None else np.asarray(value, np.float64)
+
+
+@lru_cache(maxsize=256)
+def identity_lip_sync(identity: Identity) -> float:
+    """``verify.screen_lip_sync`` of the identity's face, measured once."""
+    return float(cached_measurement(identity, "lip_sync_screen", lambda: screen_lip_sync(identity_rig(identity))))
 
 
 def descriptor_distances(identities: list[Identity] | tuple[Identity, ...]) -> np.ndarray:
@@ -173,7 +192,10 @@ def cast_identities(
             limits = {}  # one photograph: nothing to hold out (reported by the morph-weight check)
         rng = np.random.default_rng(seeds[index])
         best, best_distance, best_sync = None, -1.0, float("nan")
-        for attempt in range(attempts):
+        measured = 0  # candidates whose distance counted: unreadable lips are drawn again
+        for _ in range(attempts * DRAWS_PER_ATTEMPT):
+            if measured >= attempts:
+                break
             candidate = sample_identity(f"person{index:03d}", rng, sources, limits)
             descriptor = identity_descriptor(candidate)
             if descriptor is None:
@@ -183,17 +205,19 @@ def cast_identities(
                 default=np.inf,
             )
             if nearest <= best_distance:
+                measured += 1
                 continue  # screening only what would be kept
-            sync = screen_lip_sync(identity_rig(candidate))
+            sync = identity_lip_sync(candidate)
             if not sync >= LIP_SYNC_SCREEN:
                 continue
+            measured += 1
             best, best_distance, best_sync = candidate, nearest, sync
             if nearest >= margin:
                 break
         if best is None:
-            raise ValueError(
-                f"none of {attempts} candidate identities had a face whose lips dlib can follow "
-                f"(lip sync >= {LIP_SYNC_SCREEN}); the photographs may be too small or turned away"
+            raise CastingError(
+                f"no face whose lips dlib can follow (lip sync >= {LIP_SYNC_SCREEN}) in "
+                f"{attempts * DRAWS_PER_ATTEMPT} candidate identities; the photographs may be too small or turned away"
             )
         lip_sync[index] = best_sync
         chosen[index] = best

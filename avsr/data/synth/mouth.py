@@ -128,16 +128,19 @@ def lip_line_points(points: np.ndarray) -> np.ndarray:
 
 
 def tps_map(
-    targets: np.ndarray, sources: np.ndarray, grid_x: np.ndarray, grid_y: np.ndarray
+    targets: np.ndarray, sources: np.ndarray, grid_x: np.ndarray, grid_y: np.ndarray, regularisation: float = 1e-6
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Thin-plate spline through (target -> source) pairs, evaluated on a grid: a backward map."""
+    """Thin-plate spline through (target -> source) pairs, evaluated on a grid: a backward map.
+
+    ``regularisation`` is added to the kernel's diagonal: a little smoothing that keeps nearly
+    coincident points from making the system singular (smaller: closer interpolation)."""
     count = len(targets)
     diff = targets[:, None, :] - targets[None, :, :]
     r2 = (diff**2).sum(-1)
     kernel = np.where(r2 > 0, r2 * np.log(r2 + 1e-12), 0.0) / 2
     affine = np.hstack([np.ones((count, 1)), targets])
     system = np.zeros((count + 3, count + 3))
-    system[:count, :count] = kernel + 1e-6 * np.eye(count)
+    system[:count, :count] = kernel + regularisation * np.eye(count)
     system[:count, count:] = affine
     system[count:, :count] = affine.T
     rhs = np.zeros((count + 3, 2))

@@ -14,6 +14,8 @@ from dataclasses import dataclass, fields
 import cv2
 import numpy as np
 
+from avsr.data.synth.mouth import tps_map
+
 CANVAS = 416  # canonical image side (pixels)
 EYE_DISTANCE = 70.0  # canonical distance between the eye centres: a face about 150 px wide
 EYE_Y = 180.0  # canonical height of the eye centres
@@ -67,27 +69,13 @@ def tps_backward_map(targets: np.ndarray, sources: np.ndarray, size: int) -> tup
     """Full-resolution backward maps (size, size) float32 of the thin-plate spline taking each
     target point to its source point; the canvas border is pinned."""
     anchors = _anchors(size)
-    targets = np.vstack([targets, anchors])
-    sources = np.vstack([sources, anchors])
-    count = len(targets)
     scale = size  # work in canvas units: keeps the system well conditioned
-    t = targets / scale
-    r2 = ((t[:, None, :] - t[None, :, :]) ** 2).sum(-1)
-    kernel = np.where(r2 > 0, r2 * np.log(r2 + 1e-20), 0.0)
-    affine = np.hstack([np.ones((count, 1)), t])
-    system = np.zeros((count + 3, count + 3))
-    system[:count, :count] = kernel + 1e-8 * np.eye(count)
-    system[:count, count:] = affine
-    system[count:, :count] = affine.T
-    rhs = np.zeros((count + 3, 2))
-    rhs[:count] = sources / scale
-    coefficients = np.linalg.solve(system, rhs)
     coarse = np.arange(0, size + GRID_STEP, GRID_STEP, dtype=np.float64)
     gx, gy = np.meshgrid(coarse, coarse)
-    query = np.stack([gx.ravel(), gy.ravel()], axis=1) / scale
-    q2 = ((query[:, None, :] - t[None, :, :]) ** 2).sum(-1)
-    basis = np.where(q2 > 0, q2 * np.log(q2 + 1e-20), 0.0)
-    mapped = (basis @ coefficients[:count] + np.hstack([np.ones((len(query), 1)), query]) @ coefficients[count:]) * scale
+    mapped_x, mapped_y = tps_map(
+        np.vstack([targets, anchors]) / scale, np.vstack([sources, anchors]) / scale, gx / scale, gy / scale, regularisation=5e-9
+    )
+    mapped = np.stack([mapped_x.ravel(), mapped_y.ravel()], axis=1) * scale
     maps = []
     for axis in range(2):
         grid = mapped[:, axis].reshape(gx.shape).astype(np.float32)

@@ -78,7 +78,8 @@ def test_timings_report_every_stage_of_the_chain(micro_model_dir, lrs2_corpus, c
     duration = probe(clip).duration
     for name, row in rows.items():  # each stage's real-time factor is its seconds per second of media
         assert float(row[4]) == pytest.approx(seconds[name] / duration, abs=0.005 / duration + 1e-4), name
-    assert seconds["total"] == pytest.approx(sum(s for n, s in seconds.items() if n != "total"), abs=0.02)
+    # each printed value is rounded to 0.01 s: the sum of seven roundings may be off by 0.035
+    assert seconds["total"] == pytest.approx(sum(s for n, s in seconds.items() if n != "total"), abs=0.005 * len(seconds) + 1e-9)
 
 
 def test_long_input_is_segmented_and_joined_in_order(micro_model_dir, long_video, capsys, tmp_path):

@@ -85,10 +85,35 @@ def test_every_speaker_passed_the_lip_sync_screen(lrs2_corpus: Path):
     """Casting keeps only faces whose lips dlib follows (a grace_hopper-astronaut blend of seed 3
     did not: r 0.50 on the screening clips, 0.54 on its corpus clip); the metadata records each
     speaker's score."""
+    from avsr.data.synth.verify import LIP_SYNC_THRESHOLD, SCREEN_THRESHOLD
+
+    speakers = read_meta(lrs2_corpus)["speakers"]
+    scores = [speaker["lip_sync_screen"] for speaker in speakers]
+    assert len(scores) == 4 and all(score >= SCREEN_THRESHOLD for score in scores), scores
+    # and again in the look each speaker was given (its pose, light, blur and compression): the
+    # screen's margin where some look reaches it, the check's own threshold at least
+    looks = [speaker["appearance_screen"] for speaker in speakers]
+    assert all(score >= LIP_SYNC_THRESHOLD for score in looks), looks
+
+
+def test_an_appearance_that_loses_the_lips_is_drawn_again():
+    """A look in which dlib cannot follow the speaker's lips (here a face 19 px wide: no face at
+    all) is replaced by another draw; a look that reads well is kept as drawn."""
+    from dataclasses import replace
+
+    from avsr.data.synth.corpus import SynthConfig, plan_corpus, screened_appearance
+    from avsr.data.synth.face import Appearance
     from avsr.data.synth.verify import SCREEN_THRESHOLD
 
-    scores = [speaker["lip_sync_screen"] for speaker in read_meta(lrs2_corpus)["speakers"]]
-    assert len(scores) == 4 and all(score >= SCREEN_THRESHOLD for score in scores), scores
+    plan = plan_corpus(SynthConfig(layout="lrs2", utterances=12, speakers=4, seed=3, pretrain_fraction=0.5))
+    identity = plan.cast.identities[int(np.argmax(plan.cast.lip_sync))]  # the face dlib reads best
+    lost = replace(Appearance(), face_width=0.12)
+    chosen, screen = screened_appearance(identity, lost, seed=7, size=160)
+    assert chosen != lost and chosen.face_width > 0.3 and screen >= SCREEN_THRESHOLD
+    assert screened_appearance(identity, lost, seed=7, size=160) == (chosen, screen)  # same seed, same look
+    readable = Appearance(motion=0.5)
+    kept, screen = screened_appearance(identity, readable, seed=7, size=160)
+    assert kept == readable and screen >= SCREEN_THRESHOLD
 
 
 def test_speakers_are_different_people_on_their_rendered_faces(lrs2_corpus: Path):

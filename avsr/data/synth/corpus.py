@@ -22,9 +22,10 @@ import numpy as np
 
 from avsr.data.synth.face import Appearance, TalkingFace
 from avsr.data.synth.identities import SOURCES, Identity, Source, user_sources
-from avsr.data.synth.identities.cast import Cast
+from avsr.data.synth.identities.cast import Cast, appearance_lip_sync
 from avsr.data.synth.text import SentenceSampler, news_words, spoken_form
 from avsr.data.synth.tts import SPEAKER_VOICES, Voice
+from avsr.data.synth.verify import SCREEN_THRESHOLD
 
 LAYOUTS = ("lrs2", "lrw")
 FPS = 25
@@ -32,6 +33,7 @@ SAMPLE_RATE = 16000
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
 LRW_FRAMES = 29  # 1.16 s, the word centred, as in LRW
 META_FILE = "synth_meta.json"
+APPEARANCE_DRAWS = 4  # appearances tried per speaker before its look is made plain (screened_appearance)
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ class Speaker:
     appearance: Appearance
     groups: tuple[str, ...]  # LRS2 programme ids this speaker appears in
     identity: Identity  # the person: photographs, shape edits, looks
+    appearance_screen: float = float("nan")  # lip sync of the identity in this appearance (verify.screen_appearance)
 
 
 @dataclass(frozen=True)
@@ -157,8 +160,34 @@ def plan_speakers(config: SynthConfig, rng: np.random.Generator) -> tuple[list[S
             rate=int(rng.integers(140, 191)),
         )
         groups = tuple(str(rng.integers(10**18, 9 * 10**18)) for _ in range(int(rng.integers(1, 4))))
-        speakers.append(Speaker(index, split, voice, Appearance.sample(rng), groups, cast.identities[index]))
+        identity = cast.identities[index]
+        appearance, screen = screened_appearance(identity, Appearance.sample(rng), identity_seeds[index], config.frame_size)
+        speakers.append(Speaker(index, split, voice, appearance, groups, identity, screen))
     return speakers, cast
+
+
+def screened_appearance(identity: Identity, first: Appearance, seed: int, size: int) -> tuple[Appearance, float]:
+    """How the speaker looks, and its lip-sync screen in that look (``verify.screen_appearance``).
+
+    ``first`` is kept when the identity's lips stay readable in it; otherwise up to
+    ``APPEARANCE_DRAWS - 1`` more appearances are drawn from ``seed``, then the first is made plain
+    (framed as average, frontal, evenly lit, sharp, crf 18, its colours kept), then the casting
+    screen's own look. The first that passes is kept, else the best of them. Only the speakers
+    that fail change: the plan's own random stream is not touched.
+    """
+    rng = np.random.default_rng([seed, 1])
+    draws = [first] + [None] * (APPEARANCE_DRAWS - 1)
+    plain = Appearance(mirror=first.mirror, gains=first.gains, gamma=first.gamma, background=first.background,
+                       background_seed=first.background_seed, motion=min(first.motion, 0.5), motion_seed=first.motion_seed)
+    tried: list[tuple[float, Appearance]] = []
+    for appearance in (*draws, plain, Appearance(motion=0.5)):
+        appearance = appearance if appearance is not None else Appearance.sample(rng)
+        screen = appearance_lip_sync(identity, appearance, size)
+        if screen >= SCREEN_THRESHOLD:
+            return appearance, screen
+        tried.append((screen if not np.isnan(screen) else -np.inf, appearance))
+    screen, appearance = max(tried, key=lambda pair: pair[0])
+    return appearance, float(screen) if np.isfinite(screen) else float("nan")
 
 
 def plan_corpus(config: SynthConfig) -> CorpusPlan:
@@ -367,7 +396,8 @@ def write_metadata(root: Path, plan: CorpusPlan) -> None:
         "config": asdict(plan.config),
         "speakers": [
             {"index": s.index, "split": s.split, "voice": asdict(s.voice), "appearance": asdict(s.appearance), "groups": list(s.groups),
-             "identity": s.identity.recipe(), "lip_sync_screen": cast.lip_sync[s.index] if cast.lip_sync else None}
+             "identity": s.identity.recipe(), "lip_sync_screen": cast.lip_sync[s.index] if cast.lip_sync else None,
+             "appearance_screen": None if np.isnan(s.appearance_screen) else round(s.appearance_screen, 4)}
             for s in plan.speakers
         ],
         "spare_identities": [identity.recipe() for identity in cast.identities[len(plan.speakers) :]],

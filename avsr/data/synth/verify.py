@@ -121,13 +121,56 @@ def screen_lip_sync(rig) -> float:
 
     face = TalkingFace(SCREEN_FRAME_SIZE, rig)
     poses = (Appearance(motion=0.5), Appearance(yaw=15.0, pitch=8.0, mirror=True, motion_seed=1))
+    return _lowest_correlation(face, poses)
+
+
+def screen_appearance(rig, appearance, size: int) -> float:
+    """The lowest lip-sync correlation of a face as one speaker shows it: the screening sentences
+    rendered at the corpus's frame ``size`` with the speaker's own ``appearance`` (framing, pose,
+    light, blur) and compressed as hard as its clips are (``appearance.crf``).
+
+    A face that passes the casting screen can still be lost under a hard combination (turned
+    12 degrees, dark on one side and compressed at crf 32 read 0.51), so each speaker's drawn
+    appearance is screened too.
+    """
+    from avsr.data.synth.face import TalkingFace
+
+    face = TalkingFace(size, rig)
+    return _lowest_correlation(face, (appearance, appearance), seeds=(0, 1), crf=appearance.crf)
+
+
+def _lowest_correlation(face, appearances, seeds=(0, 0), crf: int | None = None) -> float:
+    """The worst correlation over the screening sentences, each rendered with its appearance and
+    clip seed; nan when a frame loses the face. ``crf``: compress the frames as H.264 would at
+    that quality first."""
     values = []
-    for track, appearance in zip(_screen_tracks(), poses):
-        report = measure_frames(face.render(track, appearance, 25.0), track[:, OPEN])
+    for track, appearance, seed in zip(_screen_tracks(), appearances, seeds):
+        frames = face.render(track, appearance, 25.0, seed=seed)
+        if crf is not None:
+            frames = _compressed(frames, crf)
+        report = measure_frames(frames, track[:, OPEN])
         if not report.face_in_every_frame or np.isnan(report.correlation):
             return float("nan")
         values.append(report.correlation)
     return float(min(values))
+
+
+def _compressed(frames: np.ndarray, crf: int) -> np.ndarray:
+    """(T, H, W, 3) uint8 frames with the blocking of H.264 at ``crf``, made by JPEG at a matching
+    quality (crf 18 -> 95, 28 -> 60, 35 -> 36).
+
+    x264 itself is not used: the same frames encoded twice in one process came out different
+    now and then (two bitstreams, lip sync 0.90 or 0.94), and the plan built on the screen must
+    be the same every time.
+    """
+    import cv2
+
+    quality = int(np.clip(round(95 - 3.5 * (crf - 18)), 25, 95))
+    out = np.empty_like(frames)
+    for index, frame in enumerate(frames):
+        _, data = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+        out[index] = cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]
+    return out
 
 
 @dataclass(frozen=True)

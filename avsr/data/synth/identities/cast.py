@@ -11,7 +11,8 @@ the farthest one that passes is kept and the shortfall shows in the reported dis
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from itertools import product
 
@@ -24,7 +25,7 @@ from avsr.data.synth.identities.measured import cached_measurement
 from avsr.data.synth.identities.sources import Source
 from avsr.data.synth.recognise import SAME_PERSON, distance_matrix, face_descriptor
 from avsr.data.synth.verify import SCREEN_THRESHOLD as LIP_SYNC_SCREEN
-from avsr.data.synth.verify import screen_lip_sync
+from avsr.data.synth.verify import screen_appearance, screen_lip_sync
 
 MARGIN = SAME_PERSON
 ATTEMPTS = 12
@@ -94,6 +95,13 @@ def identity_descriptor(identity: Identity) -> np.ndarray | None:
 def identity_lip_sync(identity: Identity) -> float:
     """``verify.screen_lip_sync`` of the identity's face, measured once."""
     return float(cached_measurement(identity, "lip_sync_screen", lambda: screen_lip_sync(identity_rig(identity))))
+
+
+def appearance_lip_sync(identity: Identity, appearance, size: int) -> float:
+    """``verify.screen_appearance``: the identity's lip sync as one speaker shows it (its
+    ``face.Appearance`` at frame ``size``), measured once."""
+    what = "appearance_screen:" + json.dumps({"size": size, "appearance": asdict(appearance)}, sort_keys=True)
+    return float(cached_measurement(identity, what, lambda: screen_appearance(identity_rig(identity), appearance, size)))
 
 
 def descriptor_distances(identities: list[Identity] | tuple[Identity, ...]) -> np.ndarray:

@@ -21,7 +21,7 @@ stage() { echo; echo "== $1  [$(( (SECONDS - start) / 60 )) min so far]"; }
 
 stage "1/6 synthesise a talking-face corpus: $utterances clips, $speakers speakers (LRS2 layout)"
 "$python" -m avsr.cli.synth "$out/corpus" --layout lrs2 --utterances "$utterances" --speakers "$speakers" \
-  --seed 0 --check 2 --preview "$out/corpus_strip.png"
+  --seed 0 --check 2 --preview "$out/corpus_strip.png" --people "$out/people_strip.png"
 
 stage "2/6 prepare it: faces, mouth crops, 16 kHz audio, manifests"
 "$python" -m avsr.cli.prepare lrs2 "$out/corpus" "$out/prepared" --preview 8

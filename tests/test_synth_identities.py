@@ -226,3 +226,14 @@ def test_fewer_identities_than_speakers_is_refused(tmp_path: Path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--identities must be at least --speakers" in err
+
+
+def test_people_strip_shows_each_speaker_once(lrs2_corpus: Path, tmp_path: Path, capsys):
+    """``--people PNG``: one frame of each of the first 8 speakers, side by side (the README's strip)."""
+    png = tmp_path / "people.png"
+    assert synth_cli.main([str(lrs2_corpus), *LRS2_ARGS, "--people", str(png)]) == 0
+    assert f"people strip: {png} (4 speakers)" in capsys.readouterr().out
+    image = cv2.imread(str(png))
+    assert image.shape == (160, 4 * 160, 3)
+    tiles = [tile.astype(np.int16) for tile in np.split(image, 4, axis=1)]
+    assert min(np.abs(a - b).mean() for i, a in enumerate(tiles) for b in tiles[i + 1 :]) > 10

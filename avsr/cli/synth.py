@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "distinct the speakers' faces are by dlib's face recogniser")
     parser.add_argument("--preview", type=Path, default=None, metavar="PNG",
                         help="write a still strip of the first clip's frames")
+    parser.add_argument("--people", type=Path, default=None, metavar="PNG",
+                        help="write one frame of each of the first 8 speakers side by side")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -93,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
 
         write_strip(args.out_dir / f"{plan.utterances[0].key}.mp4", args.preview, count=16, columns=8)
         summary["preview"] = str(args.preview)
+    if args.people is not None:
+        from avsr.data.synth.preview import write_people_strip
+
+        summary["people"] = {"png": str(args.people), "speakers": write_people_strip(args.out_dir, args.people)}
     if args.check > 0:
         from avsr.data.synth.verify import verify_corpus
 
@@ -123,6 +129,8 @@ def format_summary(summary: dict) -> str:
     ]
     if "preview" in summary:
         lines.append(f"  preview strip: {summary['preview']}")
+    if "people" in summary:
+        lines.append(f"  people strip: {summary['people']['png']} ({summary['people']['speakers']} speakers)")
     for check in summary.get("lip_sync", []):
         lines.append(
             f"  lip sync {check['clip']}: face in {check['faces_found']}/{check['frames']} frames, "

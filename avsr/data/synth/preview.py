@@ -1,8 +1,11 @@
-"""A still strip of a clip's frames (PNG), to see what a corpus looks like without a video player."""
+"""Still strips (PNG), to see what a corpus looks like without a video player: a clip's frames, or
+the corpus's people side by side."""
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -25,3 +28,22 @@ def write_strip(video: str | os.PathLike[str], png: str | os.PathLike[str], coun
     strip = frame_strip(clip.frames, count, columns)
     if not cv2.imwrite(os.fspath(png), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR)):
         raise OSError(f"{png}: could not write the PNG")
+
+
+def write_people_strip(root: str | os.PathLike[str], png: str | os.PathLike[str], count: int = 8) -> int:
+    """One frame of each of the corpus's first ``count`` speakers, left to right: the middle frame
+    of the speaker's first clip, as ``synth_meta.json`` lists them. Returns how many are shown."""
+    root = Path(root)
+    meta = json.loads((root / "synth_meta.json").read_text(encoding="utf-8"))
+    first_clip: dict[int, str] = {}
+    for utterance in meta["utterances"]:
+        first_clip.setdefault(int(utterance["speaker"]), utterance["key"])
+    tiles = []
+    for speaker in sorted(first_clip)[:count]:
+        frames = read_video(root / f"{first_clip[speaker]}.mp4", with_audio=False).frames
+        tiles.append(frames[len(frames) // 2])
+    if not tiles:
+        raise ValueError(f"{root}: the corpus lists no clips")
+    if not cv2.imwrite(os.fspath(png), cv2.cvtColor(np.hstack(tiles), cv2.COLOR_RGB2BGR)):
+        raise OSError(f"{png}: could not write the PNG")
+    return len(tiles)

@@ -175,13 +175,17 @@ def screened_appearance(identity: Identity, first: Appearance, seed: int, size: 
     screen's own look. The first that passes is kept, else the best of them. Only the speakers
     that fail change: the plan's own random stream is not touched.
     """
-    rng = np.random.default_rng([seed, 1])
-    draws = [first] + [None] * (APPEARANCE_DRAWS - 1)
-    plain = Appearance(mirror=first.mirror, gains=first.gains, gamma=first.gamma, background=first.background,
-                       background_seed=first.background_seed, motion=min(first.motion, 0.5), motion_seed=first.motion_seed)
+    def candidates() -> Iterator[Appearance]:
+        yield first
+        rng = np.random.default_rng([seed, 1])
+        for _ in range(APPEARANCE_DRAWS - 1):
+            yield Appearance.sample(rng)
+        yield Appearance(mirror=first.mirror, gains=first.gains, gamma=first.gamma, background=first.background,
+                         background_seed=first.background_seed, motion=min(first.motion, 0.5), motion_seed=first.motion_seed)
+        yield Appearance(motion=0.5)
+
     tried: list[tuple[float, Appearance]] = []
-    for appearance in (*draws, plain, Appearance(motion=0.5)):
-        appearance = appearance if appearance is not None else Appearance.sample(rng)
+    for appearance in candidates():
         screen = appearance_lip_sync(identity, appearance, size)
         if screen >= SCREEN_THRESHOLD:
             return appearance, screen

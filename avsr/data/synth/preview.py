@@ -25,9 +25,7 @@ def frame_strip(frames: np.ndarray, count: int = 8, columns: int = 8) -> np.ndar
 
 def write_strip(video: str | os.PathLike[str], png: str | os.PathLike[str], count: int = 8, columns: int = 8) -> None:
     clip = read_video(video, with_audio=False)
-    strip = frame_strip(clip.frames, count, columns)
-    if not cv2.imwrite(os.fspath(png), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"{png}: could not write the PNG")
+    _write_png(frame_strip(clip.frames, count, columns), png)
 
 
 def write_people_strip(root: str | os.PathLike[str], png: str | os.PathLike[str], count: int = 8) -> int:
@@ -44,6 +42,11 @@ def write_people_strip(root: str | os.PathLike[str], png: str | os.PathLike[str]
         tiles.append(frames[len(frames) // 2])
     if not tiles:
         raise ValueError(f"{root}: the corpus lists no clips")
-    if not cv2.imwrite(os.fspath(png), cv2.cvtColor(np.hstack(tiles), cv2.COLOR_RGB2BGR)):
-        raise OSError(f"{png}: could not write the PNG")
+    _write_png(np.hstack(tiles), png)
     return len(tiles)
+
+
+def _write_png(image: np.ndarray, png: str | os.PathLike[str]) -> None:
+    """Write (H, W, 3) uint8 RGB as a PNG; OSError naming the file when it cannot be written."""
+    if not cv2.imwrite(os.fspath(png), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"{png}: could not write the PNG")

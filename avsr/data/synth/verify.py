@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
+import cv2
 import numpy as np
 
 from avsr.data.synth.visemes import OPEN
@@ -163,8 +164,6 @@ def _compressed(frames: np.ndarray, crf: int) -> np.ndarray:
     now and then (two bitstreams, lip sync 0.90 or 0.94), and the plan built on the screen must
     be the same every time.
     """
-    import cv2
-
     quality = int(np.clip(round(95 - 3.5 * (crf - 18)), 25, 95))
     out = np.empty_like(frames)
     for index, frame in enumerate(frames):

@@ -460,3 +460,31 @@ def test_modality_schedule_needs_the_branch(micro_config, tmp_path, capsys):
         train_cli.main([str(micro_config), "--output-dir", str(tmp_path / "x"), "model.config.visual=null",
                         "modality_schedule=[{until_step: 2, inputs: video}]"])
     assert "modality_schedule: 'video' needs a video branch" in capsys.readouterr().err
+
+
+def test_a_schedule_stage_sets_its_own_modality_dropout(micro_config, tmp_path, capsys):
+    from avsr.cli import train as train_cli
+    from avsr.models.avsr_model import AVSRModel
+    from avsr.models.config import AVSRConfig, ModalityDropoutConfig
+    from avsr.training.recipe import AVSRTrainUnit, ModalityStage
+
+    d = AVSRConfig.tiny(12).to_dict()
+    for key in ("audio_encoder", "video_encoder", "encoder", "decoder"):
+        d[key]["dropout"] = 0.0
+    model = AVSRModel(AVSRConfig.from_dict(d)).train()
+    video_heavy = ModalityDropoutConfig(p_audio_only=0.0, p_video_only=1.0)
+    unit = AVSRTrainUnit(model, model, [ModalityStage(until_step=2), ModalityStage(until_step=4, modality_dropout=video_heavy)])
+    g = torch.Generator().manual_seed(0)
+    audio, video, lens = torch.randn(2, 6400, generator=g) * 0.1, torch.randn(2, 10, 32, 32, generator=g), torch.tensor([10, 8])
+    unit.set_step_nr(3)
+    assert model.modality_dropout == video_heavy
+    both, _ = model.encode(audio, lens * 640, video, lens)
+    video_only, _ = model.encode(None, None, video, lens)
+    torch.testing.assert_close(both, video_only)  # every utterance's audio was dropped
+    unit.set_step_nr(1)
+    assert model.modality_dropout == model.config.modality_dropout  # the model's own again
+
+    with pytest.raises(SystemExit):
+        train_cli.main([str(micro_config), "--output-dir", str(tmp_path / "x"),
+                        "modality_schedule=[{until_step: 2, inputs: video, modality_dropout: {p_video_only: 0.5}}]"])
+    assert "modality_dropout needs inputs: av" in capsys.readouterr().err

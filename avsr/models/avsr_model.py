@@ -416,6 +416,8 @@ class AVSRModel(nn.Module):
         ``audio.wav2vec2.pretrained``); ``load_model`` uses it, the weights then come from the file."""
         super().__init__()
         self.config = config
+        # Training's modality dropout; a modality schedule stage may set its own for a while.
+        self.modality_dropout = config.modality_dropout
         self.vocab_size = config.vocab_size
         self.blank_id = config.blank_id
         self.eos_id = int(config.eos_id)  # type: ignore[arg-type]
@@ -563,8 +565,8 @@ class AVSRModel(nn.Module):
         # Always through torch.where (even with p = 0): the absent embeddings then take part in
         # every training step, so DDP needs no find_unused_parameters for them.
         # A corrupted video keeps its audio: alone, it would teach the lip reader wrong words.
-        p_a = self.config.modality_dropout.p_audio_only
-        p_v = self.config.modality_dropout.p_video_only
+        p_a = self.modality_dropout.p_audio_only
+        p_v = self.modality_dropout.p_video_only
         u = torch.rand(a.size(0), device=a.device) if (p_a > 0 or p_v > 0) else a.new_ones(a.size(0))
         drop_video = (u < p_a)[:, None, None]
         drop_audio = (u >= p_a) & (u < p_a + p_v)

@@ -65,7 +65,7 @@ from fairseq2.task import Task
 from fairseq2.trainer import Trainer, TrainUnit
 
 from avsr.data.tokenizers import Tokenizer, TokenizerError, load_tokenizer
-from avsr.models.config import FREEZABLE, AVSRConfig, ConfigError
+from avsr.models.config import FREEZABLE, AVSRConfig, ConfigError, ModalityDropoutConfig
 from avsr.training.data import MODALITIES, AVBatch, AVDataset, DatasetConfig, DatasetError
 from avsr.training.config_loading import (
     TrainConfigError,
@@ -143,6 +143,9 @@ class ModalityStage:
     inputs: Literal["av", "audio", "video"] = "av"
     """``av``: both (with the model's modality dropout); ``audio``/``video``: only that one; the
     other is not computed and the model sees its learned absent-modality embedding."""
+    modality_dropout: ModalityDropoutConfig | None = None
+    """An ``av`` stage's own modality dropout (e.g. mostly video-only batches late in training,
+    once the audio is learned); None: the model config's. The exported model keeps its own."""
 
 
 @dataclass(kw_only=True)
@@ -287,9 +290,12 @@ class AVSRTrainUnit(TrainUnit[AVBatch]):
             hook(step_nr)
         if self._schedule:
             stage = next((s for s in self._schedule if step_nr <= s.until_step), self._schedule[-1])
-            if stage.inputs != self._inputs:
-                log.info("Step %d: training on %s input", step_nr, stage.inputs)
+            dropout = stage.modality_dropout or self._module.config.modality_dropout
+            if stage.inputs != self._inputs or dropout != self._module.modality_dropout:
+                detail = f" (audio-only {dropout.p_audio_only}, video-only {dropout.p_video_only})" if stage.inputs == "av" else ""
+                log.info("Step %d: training on %s input%s", step_nr, stage.inputs, detail)
             self._inputs = stage.inputs
+            self._module.modality_dropout = dropout
 
     def process_batch(self, batch: AVBatch, metric_bag: MetricBag) -> tuple[Tensor, int | None]:
         audio, audio_lens, video, video_lens = batch.audio, batch.audio_lens, batch.video, batch.video_lens
@@ -762,6 +768,8 @@ def prepare_run(config: AVSRTrainConfig, output_dir: Path, *, load_data: bool = 
     for stage in config.modality_schedule:
         if stage.until_step < 1:
             raise TrainConfigError(f"modality_schedule: until_step must be >= 1, got {stage.until_step}")
+        if stage.modality_dropout is not None and stage.inputs != "av":
+            raise TrainConfigError(f"modality_schedule: modality_dropout needs inputs: av (the stage until step {stage.until_step} has {stage.inputs})")
     regime = config.regime
     if regime.score_metric in ("wer", "cer") and not config.validation.wer:
         raise TrainConfigError(f"regime.score_metric={regime.score_metric} needs validation.wer: true")

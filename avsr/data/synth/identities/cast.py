@@ -29,8 +29,9 @@ from avsr.data.synth.verify import screen_appearance, screen_lip_sync
 
 MARGIN = SAME_PERSON
 # Measured candidates per speaker. The demo corpus (20 people): 12 left 15 of 190 pairs under 0.6
-# (closest 0.549), 24 left 7 (0.572); a speaker stops at its first candidate far enough.
-ATTEMPTS = 24
+# (closest 0.549), 24 left 7 (0.572), 96 none (0.600). A speaker stops at its first candidate far
+# enough, and a candidate no farther than the best so far costs one descriptor (no lip-sync screen).
+ATTEMPTS = 96
 DRAWS_PER_ATTEMPT = 4  # candidates drawn at most per counted attempt (about 4 in 10 fail the lip-sync screen)
 HELD_OUT_LIMIT = 0.5  # largest weight a held-out identity may give a training speaker's photograph
 NEUTRAL_SIZE = 256  # side of the neutral frame the descriptor is measured on

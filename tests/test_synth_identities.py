@@ -237,3 +237,39 @@ def test_people_strip_shows_each_speaker_once(lrs2_corpus: Path, tmp_path: Path,
     assert image.shape == (160, 4 * 160, 3)
     tiles = [tile.astype(np.int16) for tile in np.split(image, 4, axis=1)]
     assert min(np.abs(a - b).mean() for i, a in enumerate(tiles) for b in tiles[i + 1 :]) > 10
+
+
+def test_distinct_from_casts_people_who_are_not_another_corpus(lrs2_corpus: Path, tmp_path: Path, capsys):
+    """``--distinct-from CORPUS``: the same settings would cast the same four people; with CORPUS
+    to avoid, every new person is at least 0.6 from each of its people, and --check says so."""
+    from avsr.data.synth.corpus import recorded_people
+
+    people = recorded_people(lrs2_corpus)
+    # rebuilt as recorded (the record's 4 decimals included)
+    assert json.loads(json.dumps([p.recipe() for p in people])) == [s["identity"] for s in read_meta(lrs2_corpus)["speakers"]]
+    args = [arg if arg != "12" else "4" for arg in LRS2_ARGS] + ["--image-size", "96"]
+    out = tmp_path / "other"
+    assert synth_cli.main([str(out), *args, "--distinct-from", str(lrs2_corpus), "--check", "1", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)["identities"]
+    assert found["avoided"] == 4 and found["pairs_under_threshold_vs_avoided"] == 0
+    assert found["min_vs_avoided"] >= SAME_PERSON
+    assert read_meta(out)["identity_distinctness"]["min_vs_avoided"] == found["min_vs_avoided"]
+    assert synth_cli.main([str(out), *args, "--distinct-from", str(lrs2_corpus), "--check", "1"]) == 0
+    assert "against the 4 people of --distinct-from: min distance" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("other", ["empty", "faces"])
+def test_distinct_from_an_unusable_corpus_gives_one_line(lrs2_corpus: Path, tmp_path: Path, capsys, other: str):
+    source = tmp_path / "source"
+    source.mkdir()
+    if other == "faces":  # made from a user's photograph that this run does not have
+        meta = read_meta(lrs2_corpus)
+        meta["speakers"][0]["identity"]["sources"][0]["name"] = "user:me.png"
+        (source / "synth_meta.json").write_text(json.dumps(meta))
+    with pytest.raises(SystemExit) as exit_info:
+        synth_cli.main([str(tmp_path / "out"), *LRS2_ARGS, "--distinct-from", str(source)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    expected = "not a corpus made by avsr-synth" if other == "empty" else "'user:me.png'; pass the --faces folder"
+    assert len(err.splitlines()) == 1 and expected in err, err
+    assert not (tmp_path / "out").exists()

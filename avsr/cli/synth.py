@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--faces", type=Path, default=None, metavar="DIR",
                         help="make the speakers from your own face photographs (every file in DIR one photograph) "
                         "instead of the built-in public-domain and MIT-licensed ones")
+    parser.add_argument("--distinct-from", type=Path, default=None, metavar="CORPUS",
+                        help="cast people who are not the people of another avsr-synth corpus (by dlib's recogniser): "
+                        "e.g. a word corpus whose lip reader will be tested on CORPUS's test speakers")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
     parser.add_argument("--check", type=int, default=0, metavar="N",
                         help="afterwards, measure lip sync on the first N clips with dlib's landmarker, and how "
@@ -68,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             test_fraction=args.test_fraction,
             identities=args.identities,
             faces=None if args.faces is None else str(args.faces.resolve()),
+            distinct_from=None if args.distinct_from is None else str(args.distinct_from.resolve()),
         )
         if args.workers < 1:
             raise ValueError("--workers must be at least 1")
@@ -76,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
             from avsr.data.synth.identities.cast import check_sources
 
             check_sources(config.face_sources())
+        if config.distinct_from is not None:  # another corpus that cannot be read: say so before any work
+            from avsr.data.synth.corpus import recorded_people
+
+            recorded_people(Path(config.distinct_from), config.face_sources())
     except ValueError as error:
         fail(PROGRAM, str(error))
     from avsr.data.synth.identities.cast import CastingError
@@ -108,8 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         ]
         from avsr.data.synth.identities.cast import descriptor_distances, distinctness_report
 
-        speakers = plan.speakers
-        summary["identities"] = distinctness_report(descriptor_distances([s.identity for s in speakers]), [s.split for s in speakers])
+        people = [s.identity for s in plan.speakers]
+        avoided = None
+        if config.distinct_from is not None:
+            from avsr.data.synth.corpus import recorded_people
+
+            avoided = descriptor_distances(people, recorded_people(Path(config.distinct_from), config.face_sources()))
+        summary["identities"] = distinctness_report(descriptor_distances(people), [s.split for s in plan.speakers], avoided)
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
@@ -147,6 +160,11 @@ def format_summary(summary: dict) -> str:
             f"min distance {show(found['min_pair'])}, min test-vs-train {show(found['min_test_vs_train'])}, "
             f"{found['pairs_under_threshold']} of {found['pairs']} pairs under {found['threshold']}"
         )
+        if "avoided" in found:
+            lines.append(
+                f"  against the {found['avoided']} people of --distinct-from: min distance {show(found['min_vs_avoided'])}, "
+                f"{found['pairs_under_threshold_vs_avoided']} pairs under {found['threshold']}"
+            )
     return "\n".join(lines)
 
 

@@ -52,6 +52,7 @@ class SynthConfig:
     identities: int | None = None  # distinct people cast (>= speakers; extra ones are spares); None: speakers
     faces: str | None = None  # a folder of the user's face photographs to use instead of the built-in ones
     identity_margin: float = 0.6  # dlib distance each new identity should keep from those chosen before
+    distinct_from: str | None = None  # another corpus (its root) whose people this one's must not be
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
@@ -148,6 +149,7 @@ def plan_speakers(config: SynthConfig, rng: np.random.Generator) -> tuple[list[S
         identity_seeds,
         config.face_sources(),
         margin=config.identity_margin,
+        avoid=recorded_people(Path(config.distinct_from), config.face_sources()) if config.distinct_from else (),
     )
     speakers = []
     for index, split in enumerate(splits):
@@ -164,6 +166,28 @@ def plan_speakers(config: SynthConfig, rng: np.random.Generator) -> tuple[list[S
         appearance, screen = screened_appearance(identity, Appearance.sample(rng), identity_seeds[index], config.frame_size)
         speakers.append(Speaker(index, split, voice, appearance, groups, identity, screen))
     return speakers, cast
+
+
+def recorded_people(root: Path, sources: tuple[Source, ...] = ()) -> tuple[Identity, ...]:
+    """The people of the corpus at ``root`` (speakers, then spare identities), rebuilt from its
+    ``synth_meta.json``; photographs by name among ``sources`` and the built-in ones. ValueError
+    (one line) when it is no avsr-synth corpus or needs a photograph this run does not have."""
+    meta_path = root / META_FILE
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        recipes = [speaker["identity"] for speaker in meta["speakers"]] + list(meta.get("spare_identities", []))
+    except OSError:
+        raise ValueError(f"{root}: no {META_FILE} (not a corpus made by avsr-synth)") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{meta_path}: unreadable ({type(error).__name__}: {error})") from None
+    by_name = {source.name: source for source in (*SOURCES, *sources)}
+    wanted = {str(entry.get("name")) for recipe in recipes if isinstance(recipe, dict) for entry in recipe.get("sources", []) if isinstance(entry, dict)}
+    if wanted - set(by_name):
+        raise ValueError(f"{meta_path}: made from the photograph {sorted(wanted - set(by_name))[0]!r}; pass the --faces folder that has it")
+    try:
+        return tuple(Identity.from_recipe(recipe, by_name) for recipe in recipes)
+    except ValueError as error:
+        raise ValueError(f"{meta_path}: {error}") from None
 
 
 def screened_appearance(identity: Identity, first: Appearance, seed: int, size: int) -> tuple[Appearance, float]:

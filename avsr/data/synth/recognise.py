@@ -58,10 +58,11 @@ def face_descriptor(image: np.ndarray, upsample: int = 1) -> np.ndarray | None:
     return np.asarray(recogniser().compute_face_descriptor(chip), dtype=np.float64)
 
 
-def distance_matrix(descriptors: np.ndarray) -> np.ndarray:
-    """(N, N) Euclidean distances between N descriptors (N, 128)."""
+def distance_matrix(descriptors: np.ndarray, others: np.ndarray | None = None) -> np.ndarray:
+    """(N, N) Euclidean distances between N descriptors (N, 128), or (N, M) to M ``others``."""
     descriptors = np.asarray(descriptors, dtype=np.float64)
-    return np.linalg.norm(descriptors[:, None, :] - descriptors[None, :, :], axis=-1)
+    others = descriptors if others is None else np.asarray(others, dtype=np.float64)
+    return np.linalg.norm(descriptors[:, None, :] - others[None, :, :], axis=-1)
 
 
 def closest_pairs(distances: np.ndarray, threshold: float = SAME_PERSON) -> list[tuple[int, int, float]]:

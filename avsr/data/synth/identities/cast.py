@@ -6,12 +6,15 @@ unseen speaker is mostly a training face. Each speaker draws candidates from its
 one is at least ``margin`` from every identity already chosen (dlib's 128-D descriptor of its
 neutral frame; dlib judges two faces closer than 0.6 the same person) and its lips pass the
 lip-sync screen (``verify.screen_lip_sync``); when none of ``attempts`` candidates is far enough,
-the farthest one that passes is kept and the shortfall shows in the reported distances.
+the farthest one that passes is kept and the shortfall shows in the reported distances. People to
+``avoid`` (another corpus's, e.g. a word corpus whose lip reader will meet this one's test
+speakers) count as chosen before everyone.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from itertools import product
@@ -53,9 +56,10 @@ class Cast:
     splits: tuple[str, ...]  # per identity: train | val | test | spare
     distances: np.ndarray = field(repr=False)  # (N, N); NaN where dlib found no face
     lip_sync: tuple[float, ...] = ()  # per identity: its lowest correlation on the screening clips
+    avoided: np.ndarray | None = field(default=None, repr=False)  # (N, M) distances to the M people avoided
 
     def report(self) -> dict:
-        return distinctness_report(self.distances, list(self.splits))
+        return distinctness_report(self.distances, list(self.splits), self.avoided)
 
 
 def check_sources(sources: tuple[Source, ...]) -> None:
@@ -107,15 +111,19 @@ def appearance_lip_sync(identity: Identity, appearance, size: int) -> float:
     return float(cached_measurement(identity, what, lambda: screen_appearance(identity_rig(identity), appearance, size)))
 
 
-def descriptor_distances(identities: list[Identity] | tuple[Identity, ...]) -> np.ndarray:
-    """(N, N) dlib distances between identities; NaN in the rows of one without a face."""
-    descriptors = [identity_descriptor(identity) for identity in identities]
-    stacked = np.stack([d if d is not None else np.full(128, np.nan) for d in descriptors]) if descriptors else np.zeros((0, 128))
-    return distance_matrix(stacked)
+def descriptor_distances(identities: Sequence[Identity], others: Sequence[Identity] | None = None) -> np.ndarray:
+    """(N, N) dlib distances between identities, or (N, M) to ``others``; NaN where one has no face."""
+
+    def stacked(people: Sequence[Identity]) -> np.ndarray:
+        descriptors = [identity_descriptor(identity) for identity in people]
+        return np.stack([d if d is not None else np.full(128, np.nan) for d in descriptors]) if descriptors else np.zeros((0, 128))
+
+    return distance_matrix(stacked(identities), None if others is None else stacked(others))
 
 
-def distinctness_report(distances: np.ndarray, splits: list[str]) -> dict:
-    """Minimum distance over all pairs, over test-vs-train pairs, and the pairs under 0.6."""
+def distinctness_report(distances: np.ndarray, splits: list[str], avoided: np.ndarray | None = None) -> dict:
+    """Minimum distance over all pairs, over test-vs-train pairs, and the pairs under 0.6; with
+    ``avoided`` (N, M), the closest of the N to the M people of another corpus too."""
     count = len(splits)
     pairs = [(i, j) for i in range(count) for j in range(i + 1, count)]
     values = [float(distances[i, j]) for i, j in pairs]
@@ -126,7 +134,7 @@ def distinctness_report(distances: np.ndarray, splits: list[str]) -> dict:
         found = [float(distances[i, j]) for i, j in product(rows, columns) if i != j]
         return round(min(found), 4) if found else None
 
-    return {
+    report = {
         "identities": count,
         "min_pair": round(min(values), 4) if values else None,
         "min_test_vs_train": smallest(held["test"], train),
@@ -135,6 +143,12 @@ def distinctness_report(distances: np.ndarray, splits: list[str]) -> dict:
         "pairs_under_threshold": sum(1 for value in values if not value >= SAME_PERSON),
         "threshold": SAME_PERSON,
     }
+    if avoided is not None:
+        across = avoided[:count].ravel()
+        report["avoided"] = int(avoided.shape[1])
+        report["min_vs_avoided"] = round(float(np.nanmin(across)), 4) if np.isfinite(across).any() else None
+        report["pairs_under_threshold_vs_avoided"] = int(np.sum(~(across >= SAME_PERSON)))
+    return report
 
 
 def sample_identity(name: str, rng: np.random.Generator, sources: tuple[Source, ...], limits: dict[str, float]) -> Identity:
@@ -189,9 +203,12 @@ def cast_identities(
     sources: tuple[Source, ...],
     margin: float = MARGIN,
     attempts: int = ATTEMPTS,
+    avoid: tuple[Identity, ...] = (),
 ) -> Cast:
     """One identity per entry of ``splits`` (train | val | test | spare), each drawn from its own
-    seed in ``seeds``: the result depends on the seeds and the photographs only."""
+    seed in ``seeds``, at least ``margin`` from each other and from the people to ``avoid`` where
+    it can: the result depends on the seeds, the photographs and ``avoid`` only."""
+    avoided = [d for d in map(identity_descriptor, avoid) if d is not None]
     order = sorted(range(len(splits)), key=lambda i: (("train", "val", "test", "spare").index(splits[i]), i))
     chosen: dict[int, Identity] = {}
     lip_sync: dict[int, float] = {}
@@ -212,7 +229,7 @@ def cast_identities(
             if descriptor is None:
                 continue
             nearest = min(
-                (float(np.linalg.norm(descriptor - other)) for other in map(identity_descriptor, chosen.values()) if other is not None),
+                (float(np.linalg.norm(descriptor - other)) for other in [*avoided, *map(identity_descriptor, chosen.values())] if other is not None),
                 default=np.inf,
             )
             if nearest <= best_distance:
@@ -237,4 +254,5 @@ def cast_identities(
                 training_sources[source.name] = max(training_sources.get(source.name, 0.0), weight)
     identities = tuple(chosen[i] for i in range(len(splits)))
     screened = tuple(round(lip_sync[i], 4) for i in range(len(splits)))
-    return Cast(identities, tuple(splits), descriptor_distances(identities), screened)
+    across = descriptor_distances(identities, avoid) if avoid else None
+    return Cast(identities, tuple(splits), descriptor_distances(identities), screened, across)

@@ -19,6 +19,7 @@ from avsr.data.synth.identities.looks import Looks, face_outline
 from avsr.data.synth.identities.sources import Source
 from avsr.data.synth.rig import FaceRig, person_mask, rig_photo
 
+WEIGHT_TOLERANCE = 1e-3  # how far weights may sum from 1
 LANDMARK_TOLERANCE = 0.12  # re-detected landmarks further than this (eye distances, on average) are not used
 
 
@@ -46,11 +47,12 @@ class Identity:
     def __post_init__(self) -> None:
         if not self.sources:
             raise ValueError("an identity needs at least one source photograph")
+        # To the 4 decimals a corpus's metadata records: a recorded recipe rebuilds as it was.
         total = sum(weight for _, weight in self.sources)
-        if abs(total - 1) > 1e-6 or any(weight <= 0 for _, weight in self.sources):
+        if abs(total - 1) > WEIGHT_TOLERANCE or any(weight <= 0 for _, weight in self.sources):
             raise ValueError(f"source weights must be positive and sum to 1, not {[w for _, w in self.sources]}")
         if self.features is not None:
-            if len(self.features) != len(FEATURES) or any(len(w) != len(self.sources) or abs(sum(w) - 1) > 1e-6 for w in self.features):
+            if len(self.features) != len(FEATURES) or any(len(w) != len(self.sources) or abs(sum(w) - 1) > WEIGHT_TOLERANCE for w in self.features):
                 raise ValueError(f"features need {len(FEATURES)} weight tuples over the sources, each summing to 1")
 
     def weight_of(self, source_name: str) -> float:
@@ -68,15 +70,43 @@ class Identity:
             },
         }
 
+    @classmethod
+    def from_recipe(cls, recipe: dict, sources: dict[str, Source]) -> Identity:
+        """The identity a ``recipe()`` describes (as a corpus's metadata records it); photographs
+        are looked up by name in ``sources``, never by a recorded path. ValueError when the
+        recipe is malformed or names a photograph not in ``sources``."""
+        try:
+            names = [entry["name"] for entry in recipe["sources"]]
+            missing = [name for name in names if name not in sources]
+            if missing:
+                raise ValueError(f"needs the photograph {missing[0]!r}, which is not among the sources given")
+            weights = [float(entry["weight"]) for entry in recipe["sources"]]
+            features = recipe.get("features")
+            if features is not None:
+                features = tuple(tuple(float(w) for w in features[name]) for name in FEATURES)
+            shape, looks = dict(recipe["shape"]), dict(recipe["looks"])
+            for key in ("skin", "facial_hair_colour", "glasses_colour"):
+                if key in looks:
+                    looks[key] = tuple(looks[key])
+            return cls(
+                str(recipe["name"]),
+                tuple((sources[name], w) for name, w in zip(names, weights)),
+                ShapeEdit(**shape),
+                Looks(**looks),
+                features,
+            )
+        except (KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"not an identity recipe ({type(error).__name__}: {error})") from None
+
     def build(self) -> FaceRig:
         """The rigged face: (CANVAS, CANVAS, 3) image, its 68 landmarks and person mask."""
         canonical = [(canonical_source(source), weight) for source, weight in self.sources]
-        mean = sum(weight * landmarks for (_, landmarks), weight in canonical)
+        mean = sum(weight * landmarks for (_, landmarks), weight in canonical) / sum(weight for _, weight in canonical)
         target = self.shape.apply(mean)
         warped = [(warp_to(image, landmarks, target).astype(np.float32), weight) for (image, landmarks), weight in canonical]
         image = warped[0][0]
         if len(warped) > 1:
-            blend = _photofit(warped, target, self.features) if self.features else sum(weight * picture for picture, weight in warped)
+            blend = _photofit(warped, target, self.features) if self.features else sum(weight * picture for picture, weight in warped) / sum(w for _, w in warped)
             # Cross-dissolve the face only: blended hair and backgrounds would be ghosts.
             face = np.zeros(image.shape[:2], np.uint8)
             cv2.fillPoly(face, [np.round(face_outline(target)).astype(np.int32)], 255)

@@ -2,7 +2,7 @@
 # The README's main command: set up what is missing, synthesise a talking-face corpus (LRS2
 # layout), prepare it (mouth crops, 16 kHz audio, manifests, tokenizer), train the small recipe,
 # benchmark its test split (WER per modality, clean and under babble noise) and transcribe one
-# held-out video with avsr-decode next to its true transcript. About 75 minutes on 2 CPU cores.
+# held-out video with avsr-decode next to its true transcript. About 110 minutes on 2 CPU cores.
 # Rerunning resumes: finished stages are skipped, training continues from its last checkpoint.
 # Output under runs/demo/ (or $AVSR_DEMO_DIR): corpus/, prepared/, train/ (model/ is what
 # avsr-decode uses by default), bench/.

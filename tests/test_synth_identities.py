@@ -16,7 +16,8 @@ import skimage.data
 
 from avsr.cli import synth as synth_cli
 from avsr.data.synth.identities import SOURCES
-from avsr.data.synth.identities.cast import HELD_OUT_LIMIT, neutral_frame
+from avsr.data.synth.identities.cast import HELD_OUT_LIMIT
+from avsr.data.synth.identities.measured import neutral_frame
 from avsr.data.synth.identities.identity import canonical_source
 from avsr.data.synth.recognise import SAME_PERSON, distance_matrix, face_descriptor
 from tests.conftest import LRS2_ARGS
@@ -52,6 +53,23 @@ def test_check_reports_distinct_speakers(lrs2_corpus: Path, capsys):
     assert synth_cli.main([str(lrs2_corpus), *LRS2_ARGS, "--check", "1"]) == 0
     line = [x for x in capsys.readouterr().out.splitlines() if "faces (dlib" in x]
     assert len(line) == 1 and "0 of 6 pairs under 0.6" in line[0]
+
+
+def test_casting_policy_is_not_part_of_the_measurement_key(tmp_path: Path):
+    """A change of casting policy (cast.py) keeps what was measured; a change of the renderer does not."""
+    from avsr.data.synth.identities.measured import POLICY_FILES, SYNTH_PACKAGE, code_digest
+
+    package = tmp_path / "synth"
+    shutil.copytree(SYNTH_PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    before = code_digest(package)
+    assert before == code_digest(SYNTH_PACKAGE)
+    for name in POLICY_FILES:
+        with open(package / name, "a", encoding="utf-8") as file:
+            file.write("\nATTEMPTS = 1000\n")
+    assert code_digest.__wrapped__(package) == before
+    with open(package / "face.py", "a", encoding="utf-8") as file:
+        file.write("\n# another renderer\n")
+    assert code_digest.__wrapped__(package) != before
 
 
 def test_measurements_are_cached_and_checked(tmp_path: Path, monkeypatch):

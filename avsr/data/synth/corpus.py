@@ -22,7 +22,8 @@ import numpy as np
 
 from avsr.data.synth.face import Appearance, TalkingFace
 from avsr.data.synth.identities import SOURCES, Identity, Source, user_sources
-from avsr.data.synth.identities.cast import Cast, appearance_lip_sync
+from avsr.data.synth.identities.cast import Cast
+from avsr.data.synth.identities.measured import appearance_lip_sync
 from avsr.data.synth.text import SentenceSampler, news_words, spoken_form
 from avsr.data.synth.tts import SPEAKER_VOICES, Voice
 from avsr.data.synth.verify import SCREEN_THRESHOLD

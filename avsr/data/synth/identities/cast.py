@@ -13,22 +13,19 @@ speakers) count as chosen before everyone.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass, field
 from itertools import product
 
 import numpy as np
 
 from avsr.data.synth.identities.geometry import ShapeEdit
-from avsr.data.synth.identities.identity import Identity, canonical_source, identity_rig
+from avsr.data.synth.identities.identity import Identity, canonical_source
 from avsr.data.synth.identities.looks import Looks
-from avsr.data.synth.identities.measured import cached_measurement
+from avsr.data.synth.identities.measured import identity_descriptor, identity_lip_sync
 from avsr.data.synth.identities.sources import Source
-from avsr.data.synth.recognise import SAME_PERSON, distance_matrix, face_descriptor
+from avsr.data.synth.recognise import SAME_PERSON, distance_matrix
 from avsr.data.synth.verify import SCREEN_THRESHOLD as LIP_SYNC_SCREEN
-from avsr.data.synth.verify import screen_appearance, screen_lip_sync
 
 MARGIN = SAME_PERSON
 # Measured candidates per speaker. The demo corpus (20 people): 12 left 15 of 190 pairs under 0.6
@@ -37,7 +34,6 @@ MARGIN = SAME_PERSON
 ATTEMPTS = 96
 DRAWS_PER_ATTEMPT = 4  # candidates drawn at most per counted attempt (about 4 in 10 fail the lip-sync screen)
 HELD_OUT_LIMIT = 0.5  # largest weight a held-out identity may give a training speaker's photograph
-NEUTRAL_SIZE = 256  # side of the neutral frame the descriptor is measured on
 MIX_SIZES = (1, 2, 3)  # how many photographs one identity blends ...
 MIX_CHANCES = (0.3, 0.45, 0.25)  # ... and how often
 SHAPE_STRENGTH = 1.0  # scale of the shape edits (ShapeEdit.sample)
@@ -73,42 +69,6 @@ def check_sources(sources: tuple[Source, ...]) -> None:
             if message.startswith("dlib found no face"):
                 message = f"{source.file()}: no face found in the photograph"
             raise ValueError(message) from None
-
-
-def neutral_frame(identity: Identity, size: int = NEUTRAL_SIZE) -> np.ndarray:
-    """(size, size, 3) uint8: the identity speaking nothing, framed as a speaker (no colour
-    change, no mirror, its own background)."""
-    from avsr.data.synth.face import Appearance, TalkingFace
-
-    return TalkingFace(size, identity_rig(identity)).render(np.zeros((1, 3)), Appearance(), 25.0)[0]
-
-
-@lru_cache(maxsize=256)
-def identity_descriptor(identity: Identity) -> np.ndarray | None:
-    """dlib's 128-D descriptor of the identity's neutral frame (None: no face found); measured
-    once (``measured.cached_measurement``)."""
-
-    def measure() -> list[float] | None:
-        frame = neutral_frame(identity)
-        found = face_descriptor(frame, upsample=0)
-        found = found if found is not None else face_descriptor(frame, upsample=1)
-        return None if found is None else [float(x) for x in found]
-
-    value = cached_measurement(identity, "descriptor", measure)
-    return None if value is None else np.asarray(value, np.float64)
-
-
-@lru_cache(maxsize=256)
-def identity_lip_sync(identity: Identity) -> float:
-    """``verify.screen_lip_sync`` of the identity's face, measured once."""
-    return float(cached_measurement(identity, "lip_sync_screen", lambda: screen_lip_sync(identity_rig(identity))))
-
-
-def appearance_lip_sync(identity: Identity, appearance, size: int) -> float:
-    """``verify.screen_appearance``: the identity's lip sync as one speaker shows it (its
-    ``face.Appearance`` at frame ``size``), measured once."""
-    what = "appearance_screen:" + json.dumps({"size": size, "appearance": asdict(appearance)}, sort_keys=True)
-    return float(cached_measurement(identity, what, lambda: screen_appearance(identity_rig(identity), appearance, size)))
 
 
 def descriptor_distances(identities: Sequence[Identity], others: Sequence[Identity] | None = None) -> np.ndarray:

@@ -1,13 +1,15 @@
-"""What dlib measured on an identity, kept on disk between processes.
+"""What dlib measures on an identity, kept on disk between processes.
 
 Casting measures every candidate face (its recogniser descriptor, its lip-sync screen): seconds
 each, minutes for a corpus, and the same again whenever the corpus is planned anew (a resume, a
 check, another corpus with the same seed). The measurements depend only on the recipe, the
 photographs and the renderer's code, so they are stored as JSON under
 ``$AVSR_CACHE_DIR/identities/`` (default ``~/.cache/avsr``), one file per key: a SHA-256 of the
-recipe, of each photograph's bytes and of every source file of ``avsr.data.synth``. Any change to
-them is another key; a file that does not parse, or whose key does not match, is measured again.
-``AVSR_CACHE_DIR=off`` turns the cache off.
+recipe, of each photograph's bytes and of every source file of ``avsr.data.synth`` but the
+``POLICY_FILES``, which choose or show faces and measure nothing (so a change of casting policy
+reuses what was measured). Any change to them is another key; a file that does not parse, or
+whose key does not match, is measured again. ``AVSR_CACHE_DIR=off`` turns the cache off.
+The measurements themselves are here too, so that what they run is never in a policy file.
 """
 
 from __future__ import annotations
@@ -16,13 +18,20 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 
-from avsr.data.synth.identities.identity import Identity
+import numpy as np
+
+from avsr.data.synth.identities.identity import Identity, identity_rig
 from avsr.data.synth.identities.sources import Source
+from avsr.data.synth.recognise import face_descriptor
+from avsr.data.synth.verify import screen_appearance, screen_lip_sync
 
 SYNTH_PACKAGE = Path(__file__).resolve().parents[1]
+POLICY_FILES = ("identities/cast.py", "preview.py")  # relative to SYNTH_PACKAGE: not in the code digest
+NEUTRAL_SIZE = 256  # side of the neutral frame the descriptor is measured on
 
 
 def cache_root() -> Path | None:
@@ -33,12 +42,16 @@ def cache_root() -> Path | None:
     return Path(setting or Path.home() / ".cache" / "avsr") / "identities"
 
 
-@lru_cache(maxsize=1)
-def code_digest() -> str:
-    """SHA-256 over the renderer's code (every ``.py`` and data file of ``avsr.data.synth``)."""
+@lru_cache(maxsize=4)
+def code_digest(package: Path = SYNTH_PACKAGE) -> str:
+    """SHA-256 over the renderer's code: every ``.py`` and data file of ``package`` (``avsr.data.synth``)
+    but the ``POLICY_FILES``."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in SYNTH_PACKAGE.rglob("*") if p.is_file() and p.suffix in (".py", ".txt")):
-        digest.update(str(path.relative_to(SYNTH_PACKAGE)).encode())
+    for path in sorted(p for p in package.rglob("*") if p.is_file() and p.suffix in (".py", ".txt")):
+        name = path.relative_to(package).as_posix()
+        if name in POLICY_FILES:
+            continue
+        digest.update(name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
@@ -76,3 +89,39 @@ def cached_measurement(identity: Identity, what: str, measure: Callable[[], obje
     except OSError:  # a read-only or full cache only costs the time
         temporary.unlink(missing_ok=True)
     return value
+
+
+def neutral_frame(identity: Identity, size: int = NEUTRAL_SIZE) -> np.ndarray:
+    """(size, size, 3) uint8: the identity speaking nothing, framed as a speaker (no colour
+    change, no mirror, its own background)."""
+    from avsr.data.synth.face import Appearance, TalkingFace
+
+    return TalkingFace(size, identity_rig(identity)).render(np.zeros((1, 3)), Appearance(), 25.0)[0]
+
+
+@lru_cache(maxsize=256)
+def identity_descriptor(identity: Identity) -> np.ndarray | None:
+    """dlib's 128-D descriptor of the identity's neutral frame (None: no face found); measured
+    once (``cached_measurement``)."""
+
+    def measure() -> list[float] | None:
+        frame = neutral_frame(identity)
+        found = face_descriptor(frame, upsample=0)
+        found = found if found is not None else face_descriptor(frame, upsample=1)
+        return None if found is None else [float(x) for x in found]
+
+    value = cached_measurement(identity, "descriptor", measure)
+    return None if value is None else np.asarray(value, np.float64)
+
+
+@lru_cache(maxsize=256)
+def identity_lip_sync(identity: Identity) -> float:
+    """``verify.screen_lip_sync`` of the identity's face, measured once."""
+    return float(cached_measurement(identity, "lip_sync_screen", lambda: screen_lip_sync(identity_rig(identity))))
+
+
+def appearance_lip_sync(identity: Identity, appearance, size: int) -> float:
+    """``verify.screen_appearance``: the identity's lip sync as one speaker shows it (its
+    ``face.Appearance`` at frame ``size``), measured once."""
+    what = "appearance_screen:" + json.dumps({"size": size, "appearance": asdict(appearance)}, sort_keys=True)
+    return float(cached_measurement(identity, what, lambda: screen_appearance(identity_rig(identity), appearance, size)))

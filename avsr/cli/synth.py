@@ -117,12 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         from avsr.data.synth.identities.cast import descriptor_distances, distinctness_report
 
         people = [s.identity for s in plan.speakers]
-        avoided = None
-        if config.distinct_from is not None:
-            from avsr.data.synth.corpus import recorded_people
-
-            avoided = descriptor_distances(people, recorded_people(Path(config.distinct_from), config.face_sources()))
-        summary["identities"] = distinctness_report(descriptor_distances(people), [s.split for s in plan.speakers], avoided)
+        # The other corpus's people were read once, for casting: their distances are in the cast.
+        summary["identities"] = distinctness_report(descriptor_distances(people), [s.split for s in plan.speakers], plan.cast.avoided)
     if args.json:
         print(json.dumps(summary, indent=1))
     else:

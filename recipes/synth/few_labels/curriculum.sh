@@ -16,6 +16,9 @@ python=$(bash "$root/scripts/setup.sh")
 out=${1:-runs/few_labels}
 prepared=${PREPARED:-runs/demo/prepared}
 lrw="$out/lrw"
+# Held-out clips of the training people too, where the corpus has them: the lip-reading gap
+# between people seen in training and people never seen.
+seen=(); [[ -f $prepared/test_seen.tsv ]] && seen=(--manifest "$prepared/test_seen.tsv")
 words="$lrw/words" run="$out/curriculum" words_init=(model.init_frontend="$lrw/moco/model")
 if [[ ${WORDS_INIT:-moco} == random ]]; then words="$lrw/words_scratch" run="$out/curriculum_no_moco" words_init=(); fi
 if [[ ! -f $out/wav2vec2/model/wav2vec2.safetensors ]]; then
@@ -37,7 +40,7 @@ fi
   dataset.labelled_fraction="${LABELLED:-0.1}" regime.num_steps="${STEPS:-3000}" \
   model.pretrained.audio="$out/wav2vec2/model/wav2vec2.safetensors" model.pretrained.visual="$words/model/frontend.safetensors" \
   --output-dir "$run"
-"$python" -m avsr.cli.bench --model "$run/model" --manifest "$prepared/test.tsv" \
+"$python" -m avsr.cli.bench --model "$run/model" --manifest "$prepared/test.tsv" "${seen[@]}" \
   --modalities a,v,av --noise babble --snr clean,0 --out "$run/bench" > /dev/null
 echo "== $run (wav2vec 2.0; LRW words from ${WORDS_INIT:-moco}): WER (CER) on the test split ($run/bench/results.md)"
 cat "$run/bench/results.md"

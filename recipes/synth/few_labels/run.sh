@@ -4,7 +4,8 @@
 #   1. wav2vec 2.0 on the training audio and MoCo v2 on the training mouth crops, transcripts unread;
 #   2. the AVSR model on a seeded 10% of the labelled utterances, once from those front-ends
 #      (pretrained.yaml) and once from random initialisation (scratch.yaml): same data, steps, seed;
-#   3. avsr-bench on the test split (unseen speakers): a, v, av, clean and 0 dB babble, both runs,
+#   3. avsr-bench on the test split (unseen speakers) and test_seen (held-out clips of training
+#      speakers, where the corpus has them): a, v, av, clean and 0 dB babble, both runs,
 #      and both validation-WER curves in OUT/few_labels_curves.png.
 #
 #   bash recipes/synth/few_labels/run.sh [OUT=runs/few_labels]
@@ -23,6 +24,9 @@ if [[ ! -f $prepared/train.tsv || ! -d $prepared/tokenizer ]]; then
   exit 2
 fi
 data=(dataset.path="$prepared")
+# Held-out clips of the training people too, where the corpus has them: the lip-reading gap
+# between people seen in training and people never seen.
+seen=(); [[ -f $prepared/test_seen.tsv ]] && seen=(--manifest "$prepared/test_seen.tsv")
 
 "$python" -m avsr.cli.train "$here/wav2vec2.yaml" "${data[@]}" --output-dir "$out/wav2vec2"
 "$python" -m avsr.cli.train "$here/moco.yaml" "${data[@]}" --output-dir "$out/moco"
@@ -32,7 +36,7 @@ for init in scratch pretrained; do
                                       model.pretrained.visual="$out/moco/model/frontend.safetensors")
   "$python" -m avsr.cli.train "$here/$init.yaml" "${data[@]}" dataset.tokenizer="$prepared/tokenizer" \
     dataset.labelled_fraction="$labelled" regime.num_steps="$steps" "${extra[@]}" --output-dir "$out/$init"
-  "$python" -m avsr.cli.bench --model "$out/$init/model" --manifest "$prepared/test.tsv" \
+  "$python" -m avsr.cli.bench --model "$out/$init/model" --manifest "$prepared/test.tsv" "${seen[@]}" \
     --modalities a,v,av --noise babble --snr clean,0 --out "$out/$init/bench" > /dev/null
 done
 "$python" -m avsr.eval.curves "$out/scratch" "$out/pretrained" --labels "random init" "self-supervised init" \

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -384,6 +385,26 @@ def test_a_different_model_config_does_not_resume_silently(killed_and_resumed, c
     with pytest.raises(SystemExit) as exc:
         train_cli.main([*cmd[3:], "model.config.decoder.layers=2"])
     assert exc.value.code == 2 and "different model config" in capsys.readouterr().err
+
+
+def test_a_run_recorded_before_a_new_model_option_resumes(killed_and_resumed, tmp_path):
+    """A run file written before a model option existed (its key absent, the default meant) still
+    resumes; a recorded value that differs from the config is still refused."""
+    from avsr.training.recipe import RUN_FILE, TrainConfigError, prepare_run
+    from avsr.training.tasks import load_task_config
+
+    out = tmp_path / "older"
+    shutil.copytree(killed_and_resumed["out"], out)
+    run = yaml.safe_load((out / RUN_FILE).read_text())
+    del run["model_config"]["visual"]["downsample"]  # as if recorded before visual.downsample existed (default 1)
+    (out / RUN_FILE).write_text(yaml.safe_dump(run))
+    cmd = killed_and_resumed["cmd"]
+    config = load_task_config(cmd[3], [a for a in cmd[4:] if "=" in a])
+    prepare_run(config, out, load_data=False)
+    run["model_config"]["decoder"]["layers"] += 1
+    (out / RUN_FILE).write_text(yaml.safe_dump(run))
+    with pytest.raises(TrainConfigError, match="different model config"):
+        prepare_run(config, out, load_data=False)
 
 
 def _free_port() -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -81,6 +82,7 @@ from avsr.training.recipe import (
     averaged_checkpoints,
     install_secret_filter,
     read_run_file,
+    recorded_config_differs,
     share_log_files,
 )
 
@@ -559,7 +561,8 @@ def prepare_frontend_run(config: FrontendTrainConfig, output_dir: Path) -> Front
     previous = output_dir / RUN_FILE
     if previous.is_file():
         old = yaml.safe_load(previous.read_text(encoding="utf-8")) or {}
-        if old.get("model_config") not in (None, model_config_to_dict(model_config)) and (output_dir / "checkpoints").is_dir():
+        read = functools.partial(model_config_from_dict, task)
+        if recorded_config_differs(old.get("model_config"), model_config, read) and (output_dir / "checkpoints").is_dir():
             raise TrainConfigError(f"{output_dir} holds checkpoints of a different model config; use another --output-dir")
     if not dataset.valid:
         config.regime.validate_every_n_steps = None

@@ -626,6 +626,20 @@ def checkpoint_model_files(output_dir: Path) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
+def recorded_config_differs(recorded: Any, config: Any, read: Callable[[Any], Any]) -> bool:
+    """Whether a run file's ``model_config`` (plain data) describes another model than ``config``.
+
+    The record is read back through ``read`` (e.g. ``AVSRConfig.from_dict``) and compared as a
+    config, not as text: a field added to the config since the run was recorded takes its default,
+    so runs recorded by an older avsr still resume. An unreadable record differs."""
+    if recorded is None:
+        return False
+    try:
+        return read(recorded) != config
+    except (TypeError, ValueError, KeyError):
+        return True
+
+
 def checkpoint_scores(output_dir: Path) -> dict[int, float]:
     """step -> score fairseq2 recorded (higher is better; negated for lower-is-better metrics)."""
     scores: dict[int, float] = {}
@@ -753,7 +767,7 @@ def prepare_run(config: AVSRTrainConfig, output_dir: Path, *, load_data: bool = 
             previous = yaml.safe_load(run_file.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError):
             previous = {}
-        if previous.get("model_config") not in (None, model_config.to_dict()):
+        if recorded_config_differs(previous.get("model_config"), model_config, AVSRConfig.from_dict):
             raise TrainConfigError(
                 f"{output_dir} holds checkpoints of a different model config; resume with the same model settings or use another --output-dir"
             )

@@ -2,7 +2,7 @@
 
 Workers are spawned (not forked: the parent may hold threads, e.g. from torch or a progress
 bar) and each is limited to one BLAS/OpenMP thread, since N workers with N threads each would
-fight over the cores. Per-process state (a landmarker, a synthesiser) is built once by the
+fight over the cores (one job in-process runs on one BLAS thread too: `one_blas_thread`). Per-process state (a landmarker, a synthesiser) is built once by the
 initializer and kept in the worker module's own global.
 
 Workers never outlive their parent: a ``kill -9`` of the command would otherwise leave them
@@ -31,6 +31,16 @@ Result = TypeVar("Result")
 SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 PARENT_POLL_SECONDS = 0.2
+
+
+def one_blas_thread() -> Any:
+    """A context in which numpy's BLAS uses one thread, as a worker does. The small systems of
+    per-frame work (a 119 x 119 spline solve) take 0.2 ms on one OpenBLAS thread and 120 ms on
+    two when the cores are busy (its threads spin waiting for each other); one thread also
+    gives the same pixels in-process as in a worker."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -79,8 +89,9 @@ def run_jobs(
     if not jobs:
         return
     if workers <= 1:
-        initializer(*initargs)
-        yield from map(function, jobs)
+        with one_blas_thread():
+            initializer(*initargs)
+            yield from map(function, jobs)
         return
     saved = {name: os.environ.get(name) for name in SINGLE_THREAD}
     os.environ.update(SINGLE_THREAD)  # inherited by the spawned workers

@@ -189,7 +189,7 @@ def canonical_source(source: Source) -> tuple[np.ndarray, np.ndarray]:
 def identity_rig(identity: Identity) -> FaceRig:
     """The identity's rig, built once per process (about half a second), on one BLAS thread so
     that every process computes the same pixels."""
-    from threadpoolctl import threadpool_limits
+    from avsr.parallel import one_blas_thread
 
-    with threadpool_limits(1):
+    with one_blas_thread():
         return identity.build()

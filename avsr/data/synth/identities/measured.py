@@ -28,6 +28,7 @@ from avsr.data.synth.identities.identity import Identity, identity_rig
 from avsr.data.synth.identities.sources import Source
 from avsr.data.synth.recognise import face_descriptor
 from avsr.data.synth.verify import screen_appearance, screen_lip_sync
+from avsr.parallel import one_blas_thread
 
 SYNTH_PACKAGE = Path(__file__).resolve().parents[1]
 POLICY_FILES = ("identities/cast.py", "preview.py")  # relative to SYNTH_PACKAGE: not in the code digest
@@ -68,10 +69,12 @@ def measurement_key(identity: Identity, what: str) -> str:
 
 def cached_measurement(identity: Identity, what: str, measure: Callable[[], object]) -> object:
     """``measure()`` (a JSON value: a number, a list of numbers or None), read from the cache when
-    this identity was measured before with the same photographs and code."""
+    this identity was measured before with the same photographs and code (measured on one BLAS
+    thread, as rendering workers do)."""
     root = cache_root()
     if root is None:
-        return measure()
+        with one_blas_thread():
+            return measure()
     key = measurement_key(identity, what)
     path = root / f"{key}.json"
     try:
@@ -80,7 +83,8 @@ def cached_measurement(identity: Identity, what: str, measure: Callable[[], obje
             return stored["value"]
     except (OSError, ValueError):
         pass
-    value = measure()
+    with one_blas_thread():
+        value = measure()
     temporary = path.with_suffix(f".{os.getpid()}.tmp")
     try:
         root.mkdir(parents=True, exist_ok=True)

@@ -22,12 +22,12 @@ from avsr.decoding.beam_search import SEARCH_DEFAULTS, BeamSearchConfig, Semanti
 from avsr.decoding.ctc import greedy_ctc
 from avsr.decoding.model_decoder import ModelStepDecoder
 from avsr.decoding.stages import StageTimes, timed
+from avsr.media.constants import AUDIO_RATE, SAMPLES_PER_FRAME
 from avsr.models.folder import Preprocessing, load_model_folder, mouth_crop_config
 
 if TYPE_CHECKING:
     from avsr.face import MouthCropConfig
 
-SAMPLES_PER_FRAME = 640
 #: CLI modality names -> the inputs they use.
 MODALITY_INPUTS: dict[str, tuple[str, ...]] = {"a": ("audio",), "v": ("video",), "av": ("audio", "video")}
 
@@ -242,7 +242,7 @@ class Recognizer:
                 spans = forced_align(log_probs[i, : int(lengths[i])], t.tokens, blank)
             except AlignmentError:
                 continue
-            t.words = word_timings(spans, self.tokenizer.piece_text, frame_seconds=SAMPLES_PER_FRAME / 16000)
+            t.words = word_timings(spans, self.tokenizer.piece_text, frame_seconds=SAMPLES_PER_FRAME / AUDIO_RATE)
 
     def _beam(self, encoded: Tensor, log_probs: Tensor | None, lengths: Tensor, options: DecodeOptions) -> list[Transcript]:
         settings = self.resolve(options).search_settings()

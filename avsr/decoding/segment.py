@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SAMPLES_PER_FRAME = 640
+from avsr.media.constants import SAMPLES_PER_FRAME
+
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,11 @@ from avsr.decoding.recognizer import MODALITY_INPUTS, DecodeOptions, Recognizer,
 from avsr.decoding.segment import Segment, SegmentConfig, plan_segments
 from avsr.decoding.stages import StageTimes, timed
 from avsr.media import MediaError, probe, read_audio, read_video
+from avsr.media.constants import AUDIO_RATE, SAMPLES_PER_FRAME, VIDEO_FPS
 
 if TYPE_CHECKING:
     from avsr.face import MouthCropConfig
 
-FPS = 25
-SAMPLE_RATE = 16000
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
 CROP_SIZE = 96
 #: A segment is decoded from the audio alone when the face is missing in more than this share of it.
 MAX_LOST_SHARE = 0.25
@@ -156,14 +154,14 @@ def load_input(
     try:
         with timed(times, "media"):
             if "video" not in inputs:
-                audio = read_audio(p, SAMPLE_RATE)
+                audio = read_audio(p, AUDIO_RATE)
                 loaded.frames = max(1, len(audio) // SAMPLES_PER_FRAME)
                 loaded.audio = fit_audio(audio, loaded.frames)
                 return loaded
             clip = read_video(p, with_audio=False)
             loaded.frames = len(clip.frames)
             if "audio" in inputs:
-                loaded.audio = fit_audio(read_audio(p, SAMPLE_RATE), loaded.frames)
+                loaded.audio = fit_audio(read_audio(p, AUDIO_RATE), loaded.frames)
     except MediaError as exc:
         raise TranscribeError(str(exc)) from None
     try:
@@ -175,7 +173,7 @@ def load_input(
         _fall_back(loaded, str(exc), "a", decodable)
         return loaded
     for start, end in _lost_runs(loaded.face_found):
-        loaded.notes.append(f"face lost {start / FPS:.2f}-{end / FPS:.2f} s")
+        loaded.notes.append(f"face lost {start / VIDEO_FPS:.2f}-{end / VIDEO_FPS:.2f} s")
     return loaded
 
 
@@ -238,7 +236,7 @@ def transcribe_files(
                 lost = 1.0 - float(item.face_found[seg.start : seg.end].mean())
                 if lost > MAX_LOST_SHARE:
                     used = "a"
-                    notes[f].append(f"{seg.start / FPS:.2f}-{seg.end / FPS:.2f} s decoded from the audio only (face lost in {100 * lost:.0f}% of the frames)")
+                    notes[f].append(f"{seg.start / VIDEO_FPS:.2f}-{seg.end / VIDEO_FPS:.2f} s decoded from the audio only (face lost in {100 * lost:.0f}% of the frames)")
             if used not in recognizer.modalities:
                 raise RecognizerError(f"{item.path}: needs {used!r} decoding, which this model cannot do ({', '.join(recognizer.modalities)})")
             jobs.append(_Job(f, seg, used))
@@ -270,15 +268,15 @@ def _batches(jobs: list[_Job], max_frames: int) -> list[list[_Job]]:
 def _own(job: _Job, transcript) -> SegmentResult:
     """The words of a segment that fall in the frames it owns, at absolute times."""
     seg = job.segment
-    offset = seg.start / FPS
+    offset = seg.start / VIDEO_FPS
     keep_all = seg.keep_start == seg.start and seg.keep_end == seg.end
     words = []
     for w in transcript.words:
         mid = offset + (w.start + w.end) / 2
-        if keep_all or seg.keep_start / FPS <= mid < seg.keep_end / FPS:
+        if keep_all or seg.keep_start / VIDEO_FPS <= mid < seg.keep_end / VIDEO_FPS:
             words.append(WordTiming(w.word, offset + w.start, offset + w.end, w.score))
     text = transcript.text if keep_all or not transcript.words else " ".join(w.word for w in words)
-    return SegmentResult(seg.keep_start / FPS, seg.keep_end / FPS, job.modality, text, transcript.score, words)
+    return SegmentResult(seg.keep_start / VIDEO_FPS, seg.keep_end / VIDEO_FPS, job.modality, text, transcript.score, words)
 
 
 __all__ = ["FaceChain", "FileResult", "LoadedInput", "SegmentResult", "TranscribeError", "load_input", "segmenting_for", "transcribe_files"]

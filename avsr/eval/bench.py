@@ -31,12 +31,12 @@ from avsr.data.manifest import ManifestError, ManifestRow, read_manifest
 from avsr.decoding.recognizer import MODALITY_INPUTS, DecodeOptions, Recognizer
 from avsr.eval.wer import error_rates
 from avsr.media.atomic import atomic_path
+from avsr.media.constants import AUDIO_RATE
 from avsr.training import augment
 from avsr.training.batching import make_batches, rng_for
 from avsr.training.media import read_mouth_video, read_wav
 
 NOISE_KINDS = ("babble", "white")
-SAMPLE_RATE = 16000
 
 
 class BenchError(ValueError):
@@ -200,7 +200,7 @@ def build_babble(utterances: Sequence[Utterance], config: BenchConfig) -> np.nda
         lambda i: read_wav(utterances[i].audio_path),
         len(utterances),
         [u.row.samples for u in utterances],
-        int(config.babble_seconds * SAMPLE_RATE),
+        int(config.babble_seconds * AUDIO_RATE),
         config.babble_utterances,
         rng,
     )

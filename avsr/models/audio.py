@@ -77,6 +77,7 @@ from fairseq2.models.wav2vec2.factory import Wav2Vec2EncoderFactory
 from fairseq2.models.wav2vec2.masker import Wav2Vec2Masker
 from fairseq2.nn import BatchLayout
 
+from avsr.media.constants import AUDIO_RATE, SAMPLES_PER_FRAME
 from avsr.nn.frozen import FreezeSchedule, set_trainable
 from avsr.models.convert import CheckpointError, ConvertedWav2Vec2, convert_checkpoint
 from avsr.models.convert.common import (
@@ -87,9 +88,7 @@ from avsr.models.convert.common import (
     structural_differences,
 )
 
-SAMPLE_RATE = 16_000
 #: Samples per 25 Hz output frame (one video frame at 25 fps).
-SAMPLES_PER_FRAME = 640
 #: Samples per wav2vec 2.0 frame (50 Hz); the CNN's total stride.
 WAV2VEC2_STRIDE = 320
 #: The CNN's receptive field in samples: the shortest input that gives one frame.

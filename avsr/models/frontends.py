@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from avsr.media.constants import SAMPLES_PER_FRAME
 from avsr.models.config import AudioConfig, ConfigError, VisualConfig
 
-SAMPLES_PER_FRAME = 640  # 16 kHz audio / 25 fps video
 
 
 def make_activation(name: str, channels: int) -> nn.Module:

@@ -36,13 +36,13 @@ from fairseq2.gang import Gangs
 from avsr.data.manifest import ManifestError, ManifestRow, read_manifest
 from avsr.data.tokenizers import Tokenizer
 from avsr.media import MediaError
+from avsr.media.constants import AUDIO_RATE, SAMPLES_PER_FRAME
 from avsr.training import augment
 from avsr.training.batching import derive_seed, labelled_subset, make_batches, rng_for
 from avsr.training.media import read_mouth_video_cached, read_wav, save_cache
 
 log = logging.getLogger("avsr.training")
 
-SAMPLES_PER_FRAME = 640
 MODALITIES = ("audio", "video")
 
 
@@ -658,7 +658,7 @@ def build_babble_bank(examples: Sequence[dict[str, Any]], config: NoiseConfig, s
     """The cyclic babble track for ``config`` from the training examples (cached under ``cache_dir``)."""
     if "babble" not in config.kinds or (config.prob <= 0 and config.valid_snr_db is None) or not examples:
         return None
-    total = max(SAMPLES_PER_FRAME, int(round(config.babble_seconds * 16000)))
+    total = max(SAMPLES_PER_FRAME, int(round(config.babble_seconds * AUDIO_RATE)))
     key = derive_seed(seed, total, config.babble_utterances, len(examples), examples[0]["id"], examples[-1]["id"])
     target = None if cache_dir is None else cache_dir / f"babble_{key:016x}.npy"
     if target is not None and target.is_file():

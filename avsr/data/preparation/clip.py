@@ -15,10 +15,8 @@ from avsr.data.corpora import CorpusItem
 from avsr.data.manifest import ManifestRow
 from avsr.face import FaceAlignmentError, LandmarksFileError, MouthCropConfig, MouthCropper, NoFaceError, PrecomputedLandmarks, fill_with_mask
 from avsr.media import MediaError, OutsideRootError, inside, read_audio, read_video, write_mp4, write_wav
+from avsr.media.constants import AUDIO_RATE, SAMPLES_PER_FRAME, VIDEO_FPS
 
-FPS = 25
-SAMPLE_RATE = 16000
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
 
 
 class SkipItem(Exception):
@@ -68,13 +66,13 @@ class ClipPreparer:
             raise SkipItem("empty transcript")
         try:
             frames = read_video(item.video, with_audio=False, start=item.start, end=item.end).frames
-            audio = read_audio(item.video, SAMPLE_RATE, start=item.start, end=item.end)
+            audio = read_audio(item.video, AUDIO_RATE, start=item.start, end=item.end)
         except MediaError as error:
             raise SkipItem(error.problem if hasattr(error, "problem") else str(error)) from None
         if len(frames) == 0:
             raise SkipItem("no video frames in the clip")
-        video_seconds = len(frames) / FPS
-        audio_seconds = len(audio) / SAMPLE_RATE
+        video_seconds = len(frames) / VIDEO_FPS
+        audio_seconds = len(audio) / AUDIO_RATE
         if abs(video_seconds - audio_seconds) > self.settings.max_av_mismatch:
             raise SkipItem(f"audio/video length mismatch (video {video_seconds:.2f} s, audio {audio_seconds:.2f} s)")
         audio = np.pad(audio, (0, max(0, len(frames) * SAMPLES_PER_FRAME - len(audio))))[: len(frames) * SAMPLES_PER_FRAME]
@@ -97,7 +95,7 @@ class ClipPreparer:
             raise SkipItem(str(error)) from None
         if whole is None:
             raise SkipItem(f"no landmarks file for {item.source} in {self.settings.landmarks_dir}")
-        first = int(round(item.start * FPS))
+        first = int(round(item.start * VIDEO_FPS))
         window = list(whole[first : first + len(frames)])
         if len(window) < len(frames):
             window += [None] * (len(frames) - len(window))
@@ -114,6 +112,6 @@ class ClipPreparer:
         except OutsideRootError as error:
             raise SkipItem(error.problem) from None
         clip = self.load(item)
-        write_mp4(video_path, clip.crops, fps=FPS, crf=self.settings.crf)
-        write_wav(audio_path, clip.audio, SAMPLE_RATE)
+        write_mp4(video_path, clip.crops, fps=VIDEO_FPS, crf=self.settings.crf)
+        write_wav(audio_path, clip.audio, AUDIO_RATE)
         return ManifestRow(item.id, video, audio, len(clip.crops), len(clip.audio), item.text)

@@ -27,11 +27,9 @@ from avsr.data.synth.identities.measured import appearance_lip_sync
 from avsr.data.synth.text import SentenceSampler, news_words, spoken_form
 from avsr.data.synth.tts import SPEAKER_VOICES, Voice
 from avsr.data.synth.verify import SCREEN_THRESHOLD
+from avsr.media.constants import AUDIO_RATE, SAMPLES_PER_FRAME, VIDEO_FPS
 
 LAYOUTS = ("lrs2", "lrw")
-FPS = 25
-SAMPLE_RATE = 16000
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
 LRW_FRAMES = 29  # 1.16 s, the word centred, as in LRW
 META_FILE = "synth_meta.json"
 APPEARANCE_DRAWS = 4  # appearances tried per speaker before its look is made plain (screened_appearance)
@@ -336,32 +334,32 @@ class UtteranceRenderer:
         speaker = self.speakers[utterance.speaker]
         rng = np.random.default_rng(utterance.seed)
         text = " ".join(spoken_form(word) for word in utterance.words)
-        speech = self.synthesizer.speak(text, speaker.voice).resample(SAMPLE_RATE)
+        speech = self.synthesizer.speak(text, speaker.voice).resample(AUDIO_RATE)
         if self.config.layout == "lrs2":
             speech = speech.pad(before=float(rng.uniform(0.15, 0.4)), after=float(rng.uniform(0.15, 0.4)))
             first_frame = 0
-            num_frames = int(np.ceil(speech.duration * FPS))
+            num_frames = int(np.ceil(speech.duration * VIDEO_FPS))
         else:
             # LRW: 29 frames with the target word's centre in the middle, context speech around it.
-            half = LRW_FRAMES / FPS / 2
+            half = LRW_FRAMES / VIDEO_FPS / 2
             target = speech.words[utterance.target]
             speech = speech.pad(before=max(0.0, half - (target.start + target.end) / 2) + 0.04, after=half + 0.04)
             target = speech.words[utterance.target]
-            first_frame = int(round(((target.start + target.end) / 2 - half) * FPS))
+            first_frame = int(round(((target.start + target.end) / 2 - half) * VIDEO_FPS))
             num_frames = LRW_FRAMES
         total_frames = first_frame + num_frames
         audio = np.zeros(total_frames * SAMPLES_PER_FRAME, np.float32)
         usable = min(len(audio), len(speech.audio))
         audio[:usable] = speech.audio[:usable]
-        track = mouth_track(speech.phonemes, total_frames, FPS)[first_frame:]
-        offset = first_frame / FPS
+        track = mouth_track(speech.phonemes, total_frames, VIDEO_FPS)[first_frame:]
+        offset = first_frame / VIDEO_FPS
         if self.config.layout == "lrs2":
             transcript = lrs2_transcript(utterance.words, [(w.start - offset, w.end - offset) for w in speech.words])
         else:
             target = speech.words[utterance.target]
             transcript = lrw_transcript(utterance.words[utterance.target], target.end - target.start)
         return ComposedUtterance(
-            frames=self.face(speaker).render(track, speaker.appearance, FPS, seed=utterance.seed),
+            frames=self.face(speaker).render(track, speaker.appearance, VIDEO_FPS, seed=utterance.seed),
             audio=audio[first_frame * SAMPLES_PER_FRAME :],
             track=track,
             transcript=transcript,
@@ -373,9 +371,9 @@ class UtteranceRenderer:
 
         item = self.compose(utterance)
         crf = getattr(self.speakers[utterance.speaker].appearance, "crf", 18)  # some speakers' clips compressed harder
-        write_mp4(root / f"{utterance.key}.mp4", item.frames, item.audio, fps=FPS, sample_rate=SAMPLE_RATE, crf=crf)
+        write_mp4(root / f"{utterance.key}.mp4", item.frames, item.audio, fps=VIDEO_FPS, sample_rate=AUDIO_RATE, crf=crf)
         _write_text(root / f"{utterance.key}.txt", item.transcript)
-        return RenderedItem(utterance.key, len(item.frames), len(item.frames) / FPS)
+        return RenderedItem(utterance.key, len(item.frames), len(item.frames) / VIDEO_FPS)
 
 
 @dataclass

@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-SAMPLE_RATE = 16000
+from avsr.media.constants import AUDIO_RATE
+
 FRAME_LENGTH = 400  # 25 ms
 FRAME_STEP = 160  # 10 ms
 NFFT = 512
@@ -50,7 +51,7 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
     return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
 
 
-def mel_filterbank(num_filters: int = NUM_FILTERS, nfft: int = NFFT, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+def mel_filterbank(num_filters: int = NUM_FILTERS, nfft: int = NFFT, sample_rate: int = AUDIO_RATE) -> np.ndarray:
     """(num_filters, nfft // 2 + 1) float64 triangular filters, as ``get_filterbanks`` makes them."""
     mels = np.linspace(_hz_to_mel(0.0), _hz_to_mel(sample_rate / 2), num_filters + 2)
     bins = np.floor((nfft + 1) * _mel_to_hz(mels) / sample_rate)

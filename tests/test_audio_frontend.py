@@ -364,9 +364,9 @@ def _tiny_like(hf_checkpoints, variant="group_post", **options) -> tuple[Wav2Vec
 @pytest.mark.parametrize(
     "edit, message",
     [
-        ("drop", "missing keys: encoder.layers.1.ffn.inner_proj.bias"),
-        ("extra", "unexpected keys: encoder.layers.7.ffn.inner_proj.bias"),
-        ("shape", "shape mismatches: encoder.layers.0.ffn.output_proj.bias model (32,) != checkpoint (31,)"),
+        ("drop", "1 missing key(s): encoder.layers.1.ffn.inner_proj.bias"),
+        ("extra", "1 unexpected key(s): encoder.layers.7.ffn.inner_proj.bias"),
+        ("shape", "1 shape mismatch(es): encoder.layers.0.ffn.output_proj.bias (31,) vs (32,)"),
     ],
 )
 def test_strict_loading_refuses_missing_extra_or_misshapen(hf_checkpoints, tmp_path, edit, message):

@@ -123,3 +123,14 @@ def test_the_avsr_fusion_takes_a_projector_from_the_family():
     assert type(model.fusion.proj).__name__ == "GatedMLPProjector"
     with pytest.raises(ConfigError, match="projector"):
         type(config.fusion)(projector="conv")
+
+
+def test_state_problems_name_each_kind_of_mismatch_in_one_line():
+    from avsr.nn.state import name_list, state_problems
+
+    assert name_list([f"k{i}" for i in range(10, 0, -1)], limit=3) == "k1, k10, k2 ... (+7 more)"
+    expected = {"a": torch.zeros(2), "b": torch.zeros(3), "c": (4, 5)}
+    given = {"b": torch.zeros(3), "c": torch.zeros(5, 4), "z": torch.zeros(1)}
+    assert state_problems(expected, dict(expected)) == []
+    problems = state_problems(expected, given, missing="weight(s) not in the file", display=str.upper)
+    assert problems == ["1 weight(s) not in the file: A", "1 unexpected key(s): Z", "1 shape mismatch(es): C (5, 4) vs (4, 5)"]

@@ -247,7 +247,7 @@ def test_state_dict_errors_are_one_line(mobilenet_file: Path, tmp_path: Path) ->
         build_image_encoder(ImageEncoderConfig(path=str(broken)))
     message = str(error.value)
     assert "\n" not in message and str(broken) in message
-    assert "missing keys [features.0.0.weight]" in message and "unexpected keys [extra.weight]" in message
+    assert "1 missing key(s): features.0.0.weight" in message and "1 unexpected key(s): extra.weight" in message
     headless = tmp_path / "headless.safetensors"  # classifier keys are not needed: the head is dropped
     from safetensors.torch import save_file
 

@@ -77,8 +77,9 @@ from fairseq2.models.wav2vec2.factory import Wav2Vec2EncoderFactory
 from fairseq2.models.wav2vec2.masker import Wav2Vec2Masker
 from fairseq2.nn import BatchLayout
 
-from avsr.media.constants import AUDIO_RATE, SAMPLES_PER_FRAME
+from avsr.media.constants import SAMPLES_PER_FRAME
 from avsr.nn.frozen import FreezeSchedule, set_trainable
+from avsr.nn.state import state_problems
 from avsr.models.convert import CheckpointError, ConvertedWav2Vec2, convert_checkpoint
 from avsr.models.convert.common import (
     GUESSED_FIELDS,
@@ -606,12 +607,6 @@ def build_wav2vec2_frontend(config: Wav2Vec2FrontEndConfig) -> Wav2Vec2FrontEnd:
     return frontend
 
 
-def _shown(keys: Sequence[str], limit: int = 6) -> str:
-    keys = sorted(keys)
-    text = ", ".join(keys[:limit])
-    return text + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
-
-
 def load_pretrained(frontend: Wav2Vec2FrontEnd, path: str | Path) -> ConvertedWav2Vec2:
     """Load wav2vec 2.0 weights from ``path`` into ``frontend``, strictly.
 
@@ -642,22 +637,9 @@ def load_pretrained(frontend: Wav2Vec2FrontEnd, path: str | Path) -> ConvertedWa
     target = {k: v for k, v in frontend.state_dict(keep_vars=True).items() if k.startswith(WAV2VEC2_PREFIXES)}
     if MASK_EMBED_KEY in source and MASK_EMBED_KEY not in target:
         source.pop(MASK_EMBED_KEY)  # only used for time masking, which this front-end does not do
-    missing = [k for k in target if k not in source]
-    unexpected = [k for k in source if k not in target]
-    mismatched = [
-        f"{k} model {tuple(target[k].shape)} != checkpoint {tuple(source[k].shape)}"
-        for k in target
-        if k in source and tuple(target[k].shape) != tuple(source[k].shape)
-    ]
-    if missing or unexpected or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {_shown(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {_shown(unexpected)}")
-        if mismatched:
-            parts.append(f"shape mismatches: {_shown(mismatched, 3)}")
-        raise CheckpointError(f"{path}: checkpoint does not fit the wav2vec 2.0 front-end: {'; '.join(parts)}")
+    problems = state_problems(target, source)
+    if problems:
+        raise CheckpointError(f"{path}: checkpoint does not fit the wav2vec 2.0 front-end: {'; '.join(problems)}")
     with torch.no_grad():
         for key, tensor in target.items():
             tensor.copy_(source[key])

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from avsr.media.atomic import atomic_path
 from avsr.media.paths import OutsideRootError, inside
 from avsr.models.config import AVSRConfig, ConfigError
+from avsr.nn.state import name_list, state_problems
 
 if TYPE_CHECKING:
     from avsr.models.avsr_model import AVSRModel
@@ -39,12 +40,6 @@ FORMAT_VERSION = 1
 
 class WeightsError(RuntimeError):
     """Weights do not fit a model (missing/unexpected keys, shapes) or a file is not usable."""
-
-
-def _names(keys: Iterable[str], limit: int = 8) -> str:
-    keys = sorted(keys)
-    shown = ", ".join(keys[:limit])
-    return shown + (f" ... (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -185,20 +180,7 @@ def _read_safetensors(path: str | os.PathLike[str]) -> dict[str, Tensor]:
 
 
 def _load_strict(module: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
-    own = module.state_dict()
-    missing = set(own) - set(state)
-    unexpected = set(state) - set(own)
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing key(s): {_names(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected key(s): {_names(unexpected)}")
-    shapes = [k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape)]
-    if shapes:
-        problems.append(
-            f"{len(shapes)} shape mismatch(es): "
-            + ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(shapes)[:4])
-        )
+    problems = state_problems(module.state_dict(), state)
     if problems:
         raise WeightsError(f"{source}: " + "; ".join(problems))
     module.load_state_dict(dict(state), strict=True)
@@ -223,13 +205,13 @@ class LoadReport:
             for k, r in self.left_at_init.items():
                 by_reason.setdefault(r, []).append(k)
             for r, ks in by_reason.items():
-                parts.append(f"left at initialisation: {_names(ks, 4)} ({r})")
+                parts.append(f"left at initialisation: {name_list(ks, 4)} ({r})")
         if self.unused:
             by_reason = {}
             for k, r in self.unused.items():
                 by_reason.setdefault(r, []).append(k)
             for r, ks in by_reason.items():
-                parts.append(f"unused from the file: {_names(ks, 4)} ({r})")
+                parts.append(f"unused from the file: {name_list(ks, 4)} ({r})")
         if self.ignored:
             parts.append(f"{self.ignored} other key(s) ignored")
         return "; ".join(parts)
@@ -304,21 +286,10 @@ def load_frontend_weights(
         else:
             unexplained.append(key)
     own = model_part.state_dict()
-    missing = [k for k in own if k not in mapped and not k.startswith(allow_missing)]
-    unexpected = [k for k in mapped if k not in own]
-    shapes = [k for k in mapped if k in own and tuple(own[k].shape) != tuple(mapped[k].shape)]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} key(s) of the model not in the file: {_names(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} mapped key(s) the model lacks: {_names(unexpected)}")
-    if shapes:
-        problems.append(
-            f"{len(shapes)} shape mismatch(es): "
-            + ", ".join(f"{k} {tuple(mapped[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(shapes)[:4])
-        )
+    needed = {k: v for k, v in own.items() if k in mapped or not k.startswith(allow_missing)}
+    problems = state_problems(needed, mapped, missing="key(s) of the model not in the file", unexpected="mapped key(s) the model lacks")
     if unexplained:
-        problems.append(f"{len(unexplained)} key(s) of the file not mapped: {_names(unexplained)}")
+        problems.append(f"{len(unexplained)} key(s) of the file not mapped: {name_list(unexplained)}")
     if problems:
         raise WeightsError(f"{source}: " + "; ".join(problems))
     with torch.no_grad():

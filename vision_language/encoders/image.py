@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
+from avsr.nn.state import state_problems
 from vision_language.encoders.config import (
     DEFAULT_NUM_LAYERS,
     TORCHVISION_VIT_CLASS,
@@ -138,29 +139,11 @@ def _load_state_dict(path: Path) -> dict[str, Tensor]:
         raise ValueError(f"image encoder weights: {exc}") from None
 
 
-def _short_list(keys: Sequence[str], limit: int = 5) -> str:
-    shown = ", ".join(keys[:limit])
-    return f"[{shown}{f', ... (+{len(keys) - limit} more)' if len(keys) > limit else ''}]"
-
-
 def _load_backbone_strictly(model: nn.Module, state: dict[str, Tensor], path: Path, name: str) -> None:
     """Every backbone key must be present with its shape and nothing else; head keys are ignored."""
     expected = {k: v for k, v in model.state_dict().items() if not k.startswith(_HEAD_PREFIXES)}
     given = {k: v for k, v in state.items() if not k.startswith(_HEAD_PREFIXES)}
-    missing = sorted(set(expected) - set(given))
-    unexpected = sorted(set(given) - set(expected))
-    shapes = sorted(
-        f"{k} {tuple(given[k].shape)} vs {tuple(expected[k].shape)}"
-        for k in set(expected) & set(given)
-        if given[k].shape != expected[k].shape
-    )
-    problems = []
-    if missing:
-        problems.append(f"missing keys {_short_list(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys {_short_list(unexpected)}")
-    if shapes:
-        problems.append(f"wrong shapes {_short_list(shapes)}")
+    problems = state_problems(expected, given)
     if problems:
         raise ValueError(f"{path}: state dict does not fit torchvision {name}: " + "; ".join(problems))
     model.load_state_dict(given, strict=False)

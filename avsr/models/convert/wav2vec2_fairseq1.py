@@ -45,6 +45,7 @@ from avsr.models.convert.common import (
     to_plain,
     weight_norm_from_weight,
 )
+from avsr.nn.state import name_list
 
 _FINETUNED_PREFIX = "w2v_encoder.w2v_model."
 
@@ -239,8 +240,7 @@ def convert_fairseq1_checkpoint(path: str | Path, ckpt: Mapping[str, Any] | None
         raise CheckpointError(f"{path}: unsupported fairseq1 wav2vec 2.0 architecture: {exc}") from None
     out, dropped, unmapped = convert_fairseq1_state_dict(sd, config)
     if unmapped:
-        shown = ", ".join(sorted(unmapped)[:8]) + (f" (+{len(unmapped) - 8} more)" if len(unmapped) > 8 else "")
-        raise CheckpointError(f"{path}: fairseq1 keys with no fairseq2 counterpart: {shown}")
+        raise CheckpointError(f"{path}: fairseq1 keys with no fairseq2 counterpart: {name_list(unmapped)}")
     return ConvertedWav2Vec2(
         state_dict=out,
         encoder_config=config,

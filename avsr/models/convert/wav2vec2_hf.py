@@ -44,6 +44,7 @@ from avsr.models.convert.common import (
     safe_torch_load,
     weight_norm_from_weight,
 )
+from avsr.nn.state import name_list
 
 _DROP_PATTERNS = [re.compile(p) for p in (r"^quantizer\.", r"^project_hid\.", r"^project_q\.", r"^lm_head\.")]
 
@@ -230,8 +231,7 @@ def convert_hf_checkpoint(path: str | Path) -> ConvertedWav2Vec2:
     sd = _load_weights(directory, weights)
     out, dropped, unmapped = convert_hf_state_dict(sd, cfg)
     if unmapped:
-        shown = ", ".join(sorted(unmapped)[:8]) + (f" (+{len(unmapped) - 8} more)" if len(unmapped) > 8 else "")
-        raise CheckpointError(f"{path}: Hugging Face keys with no fairseq2 counterpart: {shown}")
+        raise CheckpointError(f"{path}: Hugging Face keys with no fairseq2 counterpart: {name_list(unmapped)}")
     normalize = None
     pre = directory / "preprocessor_config.json"
     if pre.is_file():

@@ -29,6 +29,7 @@ from avsr.models.pretrained.auto_avsr import (
     AutoAVSRModel,
     ConversionError,
 )
+from avsr.nn.state import name_list, state_problems
 
 
 # ---------------------------------------------------------------------- key mapping
@@ -283,7 +284,7 @@ def map_state_dict(
         elif keymap.reason_ignored(key) is None:
             unmapped.append(key)
     if unmapped:
-        raise ConversionError(f"{source}: {len(unmapped)} key(s) not mapped to the auto_avsr model: {_names(unmapped)}")
+        raise ConversionError(f"{source}: {len(unmapped)} key(s) not mapped to the auto_avsr model: {name_list(unmapped)}")
     targets: dict[str, str] = {}
     for key, target in mapping.items():
         if target in targets:
@@ -291,16 +292,14 @@ def map_state_dict(
         targets[target] = key
     config = infer_config({t: tuple(shapes[k]) for k, t in mapping.items()}, keymap.modalities, source)
     expected = expected_shapes(config)
-    missing = [keymap.backward(k) for k in expected if k not in targets]
-    unexpected = [targets[k] for k in targets if k not in expected]
-    wrong = [(targets[k], tuple(shapes[targets[k]]), expected[k]) for k in targets if k in expected and tuple(shapes[targets[k]]) != expected[k]]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} weight(s) of the model missing: {_names(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} key(s) the model has no place for: {_names(unexpected)}")
-    if wrong:
-        problems.append(f"{len(wrong)} shape mismatch(es): " + ", ".join(f"{k} {s} vs {e}" for k, s, e in sorted(wrong)[:4]))
+    given = {target: shapes[key] for target, key in targets.items()}
+    problems = state_problems(
+        expected,
+        given,
+        missing="weight(s) of the model missing",
+        unexpected="key(s) the model has no place for",
+        display=lambda k: targets[k] if k in targets else keymap.backward(k),
+    )
     if problems:
         raise ConversionError(f"{source}: " + "; ".join(problems))
     return keymap, mapping, config
@@ -316,12 +315,6 @@ def expected_checkpoint_keys(config: AutoAVSRConfig, layout: str) -> dict[str, t
     """The key names and shapes an auto_avsr checkpoint of ``config`` has in ``layout``."""
     keymap = KeyMap.for_layout(layout, config.modalities, config.fusion_norm)
     return {keymap.backward(k): s for k, s in expected_shapes(config).items()}
-
-
-def _names(keys: Iterable[str], limit: int = 5) -> str:
-    keys = list(keys)
-    shown = ", ".join(keys[:limit])
-    return shown + (f" ... (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 
 # ---------------------------------------------------------------------- converter
@@ -350,7 +343,7 @@ def read_checkpoint(path: Path) -> dict[str, Tensor]:
         raise ConversionError(f"{path}: not a state dict (holds {type(obj).__name__})")
     bad = [str(k) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
     if bad:
-        raise ConversionError(f"{path}: not a state dict of tensors (entries {_names(bad)})")
+        raise ConversionError(f"{path}: not a state dict of tensors (entries {name_list(bad)})")
     for prefix in ("model.", "module."):
         if all(k.startswith(prefix) for k in obj):
             obj = {k[len(prefix):]: v for k, v in obj.items()}

@@ -36,6 +36,7 @@ from torch import Tensor
 from avsr.face.align import MouthCropConfig
 from avsr.models.convert.common import CheckpointError, _InertPickleStub, safe_torch_load, to_plain
 from avsr.models.pretrained.avhubert_model import AVHubertConfig, AVHubertModel, build_from_config
+from avsr.nn.state import name_list, state_problems
 
 LICENCE = (
     "AV-HuBERT weights are under the AV-HuBERT licence (Meta Platforms, Inc.): non-commercial research use only; "
@@ -140,30 +141,20 @@ def map_state_dict(
         if name in mapped:
             raise CheckpointError(f"{source}: {origin[name]} and {key} both map to {name}")
         mapped[name], origin[name] = tensor, key
-    problems = []
-    if unknown:
-        problems.append(f"{len(unknown)} key(s) not known to the AV-HuBERT converter: {_names(unknown)}")
-    missing = [k for k in model_state if k not in mapped]
-    if missing:
-        problems.append(f"{len(missing)} weight(s) of the model not in the checkpoint: {_names(missing)}")
-    extra = [origin[k] for k in mapped if k not in model_state]
-    if extra:
-        problems.append(f"{len(extra)} key(s) the configured model has no place for: {_names(extra)}")
-    shapes = [k for k in mapped if k in model_state and tuple(mapped[k].shape) != tuple(model_state[k].shape)]
-    if shapes:
-        problems.append(f"{len(shapes)} shape mismatch(es): " + ", ".join(
-            f"{origin[k]} {tuple(mapped[k].shape)} vs {tuple(model_state[k].shape)}" for k in sorted(shapes)[:4]))
+    problems = [f"{len(unknown)} key(s) not known to the AV-HuBERT converter: {name_list(unknown)}"] if unknown else []
+    problems += state_problems(
+        model_state,
+        mapped,
+        missing="weight(s) of the model not in the checkpoint",
+        unexpected="key(s) the configured model has no place for",
+        display=lambda k: origin.get(k, k),
+    )
     if problems:
         raise CheckpointError(f"{source}: " + "; ".join(problems))
     for name in _VOCAB_KEYS:
         if name in mapped:
             mapped[name] = mapped[name][torch.tensor(fairseq_order(mapped[name].size(0)))]
     return mapped, dropped
-
-
-def _names(keys: list[str], limit: int = 5) -> str:
-    keys = sorted(keys)
-    return ", ".join(keys[:limit]) + (f" ... (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 
 # ---------------------------------------------------------------------- the checkpoint

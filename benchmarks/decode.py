@@ -53,7 +53,7 @@ from avsr.decoding.recognizer import DecodeOptions, Recognizer
 from avsr.decoding.stages import StageTimes
 from avsr.decoding.transcribe import FaceChain, load_input, segmenting_for, transcribe_files
 from avsr.eval.bench import load_utterances
-from avsr.eval.wer import error_rates
+from avsr.data.wer import error_rates
 from avsr.media import read_video
 from avsr.media.writer import write_mp4
 from avsr.models.pretrained.auto_avsr import AutoAVSRConfig, AutoAVSRModel

@@ -24,7 +24,7 @@ import numpy as np
 
 from avsr.decoding.recognizer import DecodeOptions, Recognizer
 from avsr.decoding.transcribe import FaceChain, load_input, segmenting_for, transcribe_files
-from avsr.eval.wer import error_rates
+from avsr.data.wer import error_rates
 from avsr.media import read_video
 from avsr.media.writer import write_mp4
 

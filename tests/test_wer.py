@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from avsr.data.text import TextNormalizer
-from avsr.eval.wer import error_rates
+from avsr.data.wer import error_rates
 
 
 def test_wer_counts_edits_over_the_corpus():

@@ -48,7 +48,7 @@ class EncodeOptions:
 
 
 def _progress(description: str, total: int, enabled: bool):
-    from avsr.cli.common import progress_bar
+    from avsr.console import progress_bar
 
     return progress_bar(description, total, enabled)
 

@@ -1,58 +1,13 @@
-"""What every avsr command shares: one-line errors, a progress bar, the decoding flags."""
+"""The decoding flags avsr-decode and avsr-bench share (one-line errors and the progress bar are
+`avsr.console`'s)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator, NoReturn
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from avsr.decoding.recognizer import DecodeOptions
-
-
-class ItemsPerSecondColumn(ProgressColumn):
-    def render(self, task) -> Text:
-        return Text("" if task.speed is None else f"{task.speed:.2f} items/s")
-
-
-def fail(program: str, message: str, code: int = 2) -> NoReturn:
-    """Print ``program: error: message`` on one line to stderr and exit."""
-    print(f"{program}: error: {message}", file=sys.stderr)
-    raise SystemExit(code)
-
-
-@contextmanager
-def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[Callable[..., None]]:
-    """A rich progress bar on stderr; yields the function that advances it (by one, or by n)."""
-    if not enabled or total == 0:
-        yield lambda n=1: None
-        return
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        ItemsPerSecondColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda n=1: progress.advance(task, n)
 
 
 def add_search_arguments(parser: argparse.ArgumentParser) -> None:

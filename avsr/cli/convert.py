@@ -19,7 +19,7 @@ import inspect
 import sys
 from pathlib import Path
 
-from avsr.cli.common import fail
+from avsr.console import fail
 
 PROGRAM = "avsr-convert"
 #: model family -> "module:function(checkpoint, out_dir, *, tokenizer[, modality]) -> Path"

@@ -13,7 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from avsr.cli.common import add_search_arguments, decode_options, fail, progress_bar
+from avsr.cli.common import add_search_arguments, decode_options
+from avsr.console import fail, progress_bar
 from avsr.decoding.segment import SegmentConfig
 
 PROGRAM = "avsr-decode"

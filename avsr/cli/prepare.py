@@ -9,7 +9,7 @@ import random
 import sys
 from pathlib import Path
 
-from avsr.cli.common import fail, progress_bar
+from avsr.console import fail, progress_bar
 
 PROGRAM = "avsr-prepare"
 

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from avsr.cli.common import fail, progress_bar
+from avsr.console import fail, progress_bar
 
 PROGRAM = "avsr-synth"
 

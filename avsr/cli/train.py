@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from avsr.cli.common import fail
+from avsr.console import fail
 
 PROGRAM = "avsr-train"
 

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from avsr.cli.common import fail
+from avsr.console import fail
 
 PROGRAM = "avsr.eval.curves"
 #: fairseq2 metrics reported in percent.

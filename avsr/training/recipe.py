@@ -345,7 +345,7 @@ class AVSREvalUnit(EvalUnit[AVBatch]):
         if not self._wer:
             return
         from avsr.decoding.ctc import greedy_ctc
-        from avsr.eval.wer import error_rates
+        from avsr.data.wer import error_rates
 
         encoded, lens = self._module.encode(audio, audio_lens, video, video_lens)
         hyps = [self._tokenizer.decode(ids) for ids in greedy_ctc(self._module.ctc_log_probs(encoded), lens, self._tokenizer.blank_id)]

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from avsr.cli.common import fail
+from avsr.console import fail
 
 PROGRAM = "vl-align"
 

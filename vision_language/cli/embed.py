@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from avsr.cli.common import fail
+from avsr.console import fail
 
 PROGRAM = "vl-embed"
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from avsr.cli.common import fail
+from avsr.console import fail
 
 PROGRAM = "vl-eval"
 TEMPLATE_SETS = ("clip", "simple", "synth")

@@ -1,0 +1,55 @@
+"""What every avsr program prints to a person: one-line errors and a progress bar (the lowest
+layer, so that any module with a command-line entry can use them)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+
+class ItemsPerSecondColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        return Text("" if task.speed is None else f"{task.speed:.2f} items/s")
+
+
+def fail(program: str, message: str, code: int = 2) -> NoReturn:
+    """Print ``program: error: message`` on one line to stderr and exit."""
+    print(f"{program}: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+@contextmanager
+def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[Callable[..., None]]:
+    """A rich progress bar on stderr; yields the function that advances it (by one, or by n)."""
+    if not enabled or total == 0:
+        yield lambda n=1: None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        ItemsPerSecondColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n=1: progress.advance(task, n)
+
+
+__all__ = ["fail", "progress_bar"]

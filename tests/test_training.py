@@ -19,6 +19,7 @@ import torch
 import yaml
 
 from avsr.data.manifest import read_manifest
+from avsr.data.video import crop, normalize_pixels
 from avsr.training import augment
 from avsr.training.batching import make_batches, padded_frames, rng_for
 from avsr.training.export import average_state_dicts
@@ -200,9 +201,9 @@ def test_loader_adds_noise_at_the_snr(train_data):
 def test_video_augmentation_shapes_and_values():
     rng = np.random.default_rng(0)
     video = rng.integers(0, 256, size=(50, 96, 96), dtype=np.uint8)
-    centre = augment.crop(video, 88)
+    centre = crop(video, 88)
     assert centre.shape == (50, 88, 88) and np.array_equal(centre, video[:, 4:92, 4:92])
-    crops = {augment.crop(video, 88, np.random.default_rng(s))[0, 0, 0] for s in range(20)}
+    crops = {crop(video, 88, np.random.default_rng(s))[0, 0, 0] for s in range(20)}
     assert len(crops) > 1  # random positions
     flipped = augment.hflip(centre)
     assert np.array_equal(flipped[:, :, 0], centre[:, :, -1])
@@ -210,7 +211,7 @@ def test_video_augmentation_shapes_and_values():
     zero = np.all(masked == 0, axis=(1, 2)) & ~np.all(centre == 0, axis=(1, 2))
     assert masked.shape == centre.shape and zero.sum() <= 2 * 9  # two masks of at most 9 frames
     assert np.array_equal(masked[~zero], centre[~zero])
-    normal = augment.normalize_pixels(np.full((2, 4, 4), 255, np.uint8), 0.421, 0.165)
+    normal = normalize_pixels(np.full((2, 4, 4), 255, np.uint8), 0.421, 0.165)
     assert normal.dtype == np.float32 and np.allclose(normal, (1 - 0.421) / 0.165)
 
 

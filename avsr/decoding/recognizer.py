@@ -23,7 +23,8 @@ from avsr.decoding.ctc import greedy_ctc
 from avsr.decoding.model_decoder import ModelStepDecoder
 from avsr.decoding.stages import StageTimes, timed
 from avsr.media.constants import AUDIO_RATE, SAMPLES_PER_FRAME
-from avsr.models.folder import Preprocessing, load_model_folder, mouth_crop_config
+from avsr.data.video import Preprocessing, model_view
+from avsr.models.folder import load_model_folder, mouth_crop_config
 
 if TYPE_CHECKING:
     from avsr.face import MouthCropConfig
@@ -174,9 +175,7 @@ class Recognizer:
             height, width = video.shape[1:]
             if height < p.crop_size or width < p.crop_size:
                 raise RecognizerError(f"mouth crops of {width}x{height} px are smaller than the model's {p.crop_size} px")
-            top, left = (height - p.crop_size) // 2, (width - p.crop_size) // 2
-            crop = video[:, top : top + p.crop_size, left : left + p.crop_size]
-            crops.append((crop.astype(np.float32) / 255.0 - p.video_mean) / p.video_std)
+            crops.append(model_view(video, p))
         lengths = [c.shape[0] for c in crops]
         batch = torch.zeros(len(crops), max(lengths), p.crop_size, p.crop_size)
         for i, c in enumerate(crops):

@@ -26,6 +26,7 @@ import yaml
 from torch import nn
 
 from avsr.data.tokenizers import Tokenizer, load_tokenizer
+from avsr.data.video import Preprocessing
 from avsr.models.io import CONFIG_FILE, WeightsError, load_model, path_in_folder, read_model_yaml, save_model
 
 if TYPE_CHECKING:
@@ -37,34 +38,6 @@ TRAIN_CONFIG_FILE = "train_config.yaml"
 FINGERPRINT_KEY = "tokenizer_fingerprint"
 #: Parts of a model whose weights stand for token ids: they only fit the tokenizer they were trained with.
 TOKEN_MODULES = ("ctc_head", "decoder")
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """What the model's video inputs must look like (recorded in model.yaml's ``extra``)."""
-
-    crop_size: int = 88
-    """Side of the centre crop taken from the prepared mouth crops."""
-    video_mean: float = 0.421
-    video_std: float = 0.165
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> Preprocessing:
-        return cls(
-            crop_size=int(data.get("crop_size", cls.crop_size)),
-            video_mean=float(data.get("video_mean", cls.video_mean)),
-            video_std=float(data.get("video_std", cls.video_std)),
-        )
-
-    @classmethod
-    def from_train_config(cls, config: Mapping[str, Any] | None) -> Preprocessing:
-        video = ((config or {}).get("dataset") or {}).get("video") or {}
-        return cls.from_mapping(
-            {k2: video[k1] for k1, k2 in (("crop_size", "crop_size"), ("mean", "video_mean"), ("std", "video_std")) if k1 in video}
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"crop_size": self.crop_size, "video_mean": self.video_mean, "video_std": self.video_std}
 
 
 @dataclass

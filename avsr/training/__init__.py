@@ -4,8 +4,8 @@ recipe/trainer machinery.
 Modules (importing this package is cheap; ``data`` and ``recipe`` import fairseq2, a few seconds):
 
 - ``batching``: ``make_batches`` (length bucketing under a padded-frames cap), ``rng_for``.
-- ``augment``: ``mix_at_snr``, ``make_babble_bank``, ``white_noise``, ``crop``, ``hflip``,
-  ``time_mask``, ``normalize_pixels``.
+- ``augment``: ``mix_at_snr``, ``make_babble_bank``, ``white_noise``, ``hflip``, ``time_mask``
+  (the crop and pixel normalisation are `avsr.data.video`'s, shared with evaluation).
 - ``media``: ``read_mouth_video`` (prepared grayscale crops, fast), ``read_wav``.
 - ``data``: ``DatasetConfig`` (the ``dataset`` config section), ``AVBatch``, ``AVDataset``
   (manifests -> fairseq2 data readers with checkpointable state).

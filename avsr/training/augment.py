@@ -9,10 +9,9 @@ training corpus (each at unit RMS, on average ``utterances_per_mix`` talking at 
 Gaussian noise; either is scaled so that ``10 log10(P_speech / P_noise)`` equals the requested SNR,
 with powers measured over the utterance.
 
-Video (as auto_avsr): a random ``crop_size`` crop in training and the centre crop at evaluation
-(96 -> 88), a horizontal flip of the whole clip, and adaptive time masking (up to ``window``
-frames zeroed per ``stride`` frames); pixels are then normalised with the corpus mean and std
-(0.421 / 0.165 on LRS3, auto_avsr's values).
+Video (as auto_avsr): a horizontal flip of the whole clip and adaptive time masking (up to
+``window`` frames zeroed per ``stride`` frames); the crop (random in training) and the pixel
+normalisation are `avsr.data.video`'s, shared with evaluation.
 
 Video corruptions (training on degraded video, and avsr-bench's corrupted test conditions): a
 blurred mouth, an occluded mouth, frozen frames, the wrong face (another clip's video), heavy
@@ -121,27 +120,8 @@ def time_mask(x: np.ndarray, window: int, stride: int, rng: np.random.Generator,
 # ------------------------------------------------------------------------------------------ video
 
 
-def crop(video: np.ndarray, size: int, rng: np.random.Generator | None = None) -> np.ndarray:
-    """A ``size`` x ``size`` crop of every frame of ``video`` (T, H, W): the same random place for
-    the whole clip when ``rng`` is given, else the centre. A frame smaller than ``size`` is an error."""
-    height, width = video.shape[1:3]
-    if height < size or width < size:
-        raise ValueError(f"frames of {height}x{width} are smaller than the crop size {size}")
-    if rng is None:
-        top, left = (height - size) // 2, (width - size) // 2
-    else:
-        top, left = int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1))
-    return video[:, top : top + size, left : left + size]
-
-
 def hflip(video: np.ndarray) -> np.ndarray:
     return video[:, :, ::-1]
-
-
-def normalize_pixels(video: np.ndarray, mean: float, std: float) -> np.ndarray:
-    """uint8 (…) -> float32 ``(x / 255 - mean) / std``."""
-    scale = np.float32(1.0 / (255.0 * std))
-    return video.astype(np.float32) * scale - np.float32(mean / std)
 
 
 # ------------------------------------------------------------------------------ video corruptions

@@ -33,6 +33,7 @@ from fairseq2.device import Device, SupportsDeviceTransfer
 from fairseq2.gang import Gangs
 
 from avsr.data.manifest import ManifestRow
+from avsr.data.video import crop, normalize_pixels
 from avsr.media import MediaError
 from avsr.training import augment
 from avsr.training.batching import derive_seed, labelled_subset, rng_for
@@ -167,12 +168,12 @@ class ClipLoader:
 
     def _classify_item(self, video: np.ndarray, rng: np.random.Generator) -> Tensor:
         vcfg = self.config.video
-        video = augment.crop(video, vcfg.crop_size, rng if (self.train and vcfg.random_crop) else None)
+        video = crop(video, vcfg.crop_size, rng if (self.train and vcfg.random_crop) else None)
         if self.train:
             if vcfg.hflip_prob > 0 and rng.random() < vcfg.hflip_prob:
                 video = augment.hflip(video)
             video = augment.time_mask(video, vcfg.time_mask_window, vcfg.time_mask_stride, rng)
-        return torch.from_numpy(augment.normalize_pixels(np.ascontiguousarray(video), vcfg.mean, vcfg.std))
+        return torch.from_numpy(normalize_pixels(np.ascontiguousarray(video), vcfg.mean, vcfg.std))
 
     def _audio_item(self, audio: np.ndarray, rng: np.random.Generator) -> Tensor:
         longest = max(1, int(self.config.max_audio_seconds * 16000))

@@ -35,6 +35,7 @@ from fairseq2.gang import Gangs
 
 from avsr.data.manifest import ManifestError, ManifestRow, read_manifest
 from avsr.data.tokenizers import Tokenizer
+from avsr.data.video import CROP_SIZE, PIXEL_MEAN, PIXEL_STD, crop, normalize_pixels
 from avsr.media import MediaError
 from avsr.media.constants import AUDIO_RATE, SAMPLES_PER_FRAME
 from avsr.training import augment
@@ -118,7 +119,7 @@ class VideoCorruptionConfig:
 
 @dataclass(kw_only=True)
 class VideoAugConfig:
-    crop_size: int = 88
+    crop_size: int = CROP_SIZE
     """Side of the crop fed to the model (random in training, centre at evaluation)."""
     random_crop: bool = True
     hflip_prob: float = 0.5
@@ -126,8 +127,8 @@ class VideoAugConfig:
     """auto_avsr's adaptive time mask: up to window-1 frames zeroed ..."""
     time_mask_stride: int = 25
     """... per this many frames (0 or window <= 1: off)."""
-    mean: float = 0.421
-    std: float = 0.165
+    mean: float = PIXEL_MEAN
+    std: float = PIXEL_STD
     corruption: VideoCorruptionConfig = field(default_factory=VideoCorruptionConfig)
     """Training on degraded video (blur, occlusion, frozen frames, the wrong face, noise); off by default."""
 
@@ -272,7 +273,7 @@ def collate(items: Sequence[dict[str, Any]], modalities: Sequence[str], video_me
         height, width = items[0]["video"].shape[1:]
         video = torch.zeros(size, max(lengths), height, width, dtype=torch.float32)
         for i, it in enumerate(items):
-            video[i, : lengths[i]] = torch.from_numpy(augment.normalize_pixels(it["video"], video_mean, video_std))
+            video[i, : lengths[i]] = torch.from_numpy(normalize_pixels(it["video"], video_mean, video_std))
         video_lens = torch.tensor(lengths, dtype=torch.int64)
     corrupted = [bool(it.get("video_corrupted", False)) for it in items]
     return AVBatch(
@@ -467,7 +468,7 @@ class BatchLoader:
         vcfg = self.config.video
         if "video" in self.modalities:
             video = read_mouth_video_cached(example["video"], self.cache_dir)
-            video = augment.crop(video, vcfg.crop_size, rng if (self.train and vcfg.random_crop) else None)
+            video = crop(video, vcfg.crop_size, rng if (self.train and vcfg.random_crop) else None)
             if self.train:
                 if vcfg.hflip_prob > 0 and rng.random() < vcfg.hflip_prob:
                     video = augment.hflip(video)
@@ -519,7 +520,7 @@ class BatchLoader:
         example = candidates[int(rng.integers(0, len(candidates)))]
         try:
             video = read_mouth_video_cached(example["video"], self.cache_dir)
-            return augment.crop(video, self.config.video.crop_size, rng if self.config.video.random_crop else None)
+            return crop(video, self.config.video.crop_size, rng if self.config.video.random_crop else None)
         except (MediaError, ValueError):
             return None
 

@@ -16,10 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from avsr.data.video import CROP_SIZE, PIXEL_MEAN, PIXEL_STD
+
 
 @dataclass(frozen=True)
 class LipViewConfig:
-    crop_size: int = 88
+    crop_size: int = CROP_SIZE
     """Side of each view in pixels."""
     min_area: float = 0.4
     """Smallest share of the frame a crop covers (MoCo on images: 0.2; mouths need more of the lips)."""
@@ -36,8 +38,8 @@ class LipViewConfig:
     """Pixels scaled about the view's mean by a factor uniform in [1 - contrast, 1 + contrast]."""
     blur_prob: float = 0.5
     blur_sigma: tuple[float, float] = (0.1, 1.5)
-    mean: float = 0.421
-    std: float = 0.165
+    mean: float = PIXEL_MEAN
+    std: float = PIXEL_STD
 
 
 def _window(frames: int, rng: np.random.Generator, min_share: float) -> tuple[int, int]:

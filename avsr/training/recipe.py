@@ -658,7 +658,7 @@ def export_run(output_dir: str | os.PathLike[str], *, last_n: int = 1, best_n: i
 
     Averages the last ``last_n`` checkpoints, or the ``best_n`` best when ``best_n > 0``.
     """
-    from avsr.decoding.recognizer import Preprocessing
+    from avsr.data.video import Preprocessing
     from avsr.models.avsr_model import AVSRModel
 
     output_dir = Path(output_dir)

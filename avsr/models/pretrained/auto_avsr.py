@@ -41,6 +41,7 @@ import torch
 from fairseq2.nn import BatchLayout, IncrementalStateBag, Linear
 from torch import Tensor, nn
 
+from avsr.data.video import Preprocessing
 from avsr.models.config import ConfigError
 from avsr.models.frontends import lengths_to_mask, normalize_waveform
 from avsr.models.pretrained.espnet_blocks import (
@@ -58,7 +59,7 @@ SPM_UNITS = DATA_DIR / "unigram5000_units.txt"
 #: CLI modality names -> the model's inputs.
 MODALITIES = {"v": ("video",), "a": ("audio",), "av": ("audio", "video")}
 #: auto_avsr's test-time video transform (``VideoTransform("test")``): centre crop, mean, std.
-PREPROCESSING = {"crop_size": 88, "video_mean": 0.421, "video_std": 0.165}
+PREPROCESSING = Preprocessing().to_dict()  # avsr's defaults are auto_avsr's: 88 px, 0.421, 0.165
 #: auto_avsr's own decoding (lightning.py's get_beam_search_decoder): beam 40, CTC weight 0.1, with
 #: ESPnet's BatchBeamSearch, whose n-best our search reproduces with semantics "espnet";
 #: avsr-decode and avsr-bench use these unless told otherwise.

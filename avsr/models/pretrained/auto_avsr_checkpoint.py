@@ -382,7 +382,8 @@ def convert(
     ``tokenizer``: see ``auto_avsr_tokenizer`` (default: auto_avsr's unigram5000, shipped).
     """
     from avsr.data.tokenizers import TokenizerError
-    from avsr.models.folder import Preprocessing, save_model_folder
+    from avsr.data.video import Preprocessing
+    from avsr.models.folder import save_model_folder
     from avsr.models.io import WeightsError, file_sha256
 
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from avsr.data.video import CROP_SIZE, PIXEL_MEAN, PIXEL_STD
 from avsr.face.align import MouthCropConfig
 from avsr.models.convert.common import CheckpointError, _InertPickleStub, safe_torch_load, to_plain
 from avsr.models.pretrained.avhubert_model import AVHubertConfig, AVHubertModel, build_from_config
@@ -382,9 +383,9 @@ def convert_checkpoint(checkpoint: Path, out_dir: Path, *, tokenizer: Path | Non
 
     task = cfg.get("task") or {}
     preprocessing = {
-        "crop_size": int(task.get("image_crop_size") or 88),
-        "video_mean": float(task.get("image_mean") or 0.421),
-        "video_std": float(task.get("image_std") or 0.165),
+        "crop_size": int(task.get("image_crop_size") or CROP_SIZE),
+        "video_mean": float(task.get("image_mean") or PIXEL_MEAN),
+        "video_std": float(task.get("image_std") or PIXEL_STD),
     }
     extra = {
         "preprocessing": preprocessing,

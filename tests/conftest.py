@@ -66,7 +66,7 @@ def lrw_prepared(lrw_corpus: Path, tmp_path_factory) -> Path:
 
 
 MICRO = {
-    "audio": {"kind": "fbank", "channels": [32]},
+    "audio": {"kind": "fbank", "dim": 32},
     "visual": {"width": 0.125, "norm_groups": 4, "downsample": 2},
     "audio_encoder": {"model_dim": 64, "heads": 2, "ffn_dim": 128, "layers": 1},
     "video_encoder": {"model_dim": 64, "heads": 2, "ffn_dim": 128, "layers": 1},
@@ -105,7 +105,7 @@ def export_micro_model(tmp: Path, tokenizer_dir: Path, *, drop: str | None = Non
     tokenizer = load_tokenizer(tokenizer_dir)
     config = AVSRConfig.tiny(tokenizer.vocab_size).to_dict()
     for key, value in MICRO.items():
-        config[key].update(value)
+        config[key] = value if key == "audio" else {**config[key], **value}  # audio: another kind, its own fields
     if drop:
         config[drop] = None
     torch.manual_seed(0)

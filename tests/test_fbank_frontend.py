@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from avsr.models.config import AudioConfig
+from avsr.models.config import FbankAudioConfig
 from avsr.models.frontends import build_audio_frontend
 
 
 def test_fbank_frontend_frames_and_padding_invariance():
     torch.manual_seed(0)
-    frontend = build_audio_frontend(AudioConfig(kind="fbank", channels=(64,), strides=(640,))).eval()
+    frontend = build_audio_frontend(FbankAudioConfig(dim=64)).eval()
     long, short = torch.randn(1, 50 * 640), torch.randn(1, 31 * 640 + 100)
     batch = torch.zeros(2, long.shape[1])
     batch[0], batch[1, : short.shape[1]] = long[0], short[0]

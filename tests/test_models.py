@@ -395,7 +395,7 @@ def test_wav2vec2_audio_frontend_in_the_model(tmp_path):
     from avsr.models.audio import Wav2Vec2FrontEnd
 
     w2v = {"arch": "tiny", "freeze_transformer_steps": 3, "pretrained": str(tmp_path / "absent.pt")}
-    cfg = tiny(audio={"kind": "wav2vec2", "wav2vec2": w2v})
+    cfg = tiny(audio={"kind": "wav2vec2", **w2v})
     with pytest.raises(Exception, match="absent.pt"):
         AVSRModel(cfg)  # the config names a checkpoint that is not there
     m = AVSRModel(cfg, pretrained=False)
@@ -417,6 +417,66 @@ def test_wav2vec2_audio_frontend_in_the_model(tmp_path):
 
 
 def test_unknown_wav2vec2_option_is_a_config_error():
-    cfg = tiny(audio={"kind": "wav2vec2", "wav2vec2": {"arch": "tiny", "bogus": 1}})
-    with pytest.raises(ConfigError, match="bogus"):
-        AVSRModel(cfg)
+    with pytest.raises(ConfigError, match="audio: unknown key.* bogus"):
+        tiny(audio={"kind": "wav2vec2", "arch": "tiny", "bogus": 1})
+    with pytest.raises(ConfigError, match="audio: .*arch"):
+        tiny(audio={"kind": "wav2vec2", "arch": "huge"})
+
+
+def test_audio_front_end_configs_are_a_tagged_union():
+    """Each kind is its own dataclass with its own options; a config written before the union (one
+    flat class, wav2vec 2.0 options nested) is read as the same front-end."""
+    from avsr.models.audio import Wav2Vec2FrontEndConfig
+    from avsr.models.config import ConvAudioConfig, FbankAudioConfig
+
+    assert isinstance(tiny().audio, ConvAudioConfig) and set(tiny().to_dict()["audio"]) == {"kind", "channels", "strides", "activation", "normalize_waveform"}
+    assert tiny(audio={"kind": "fbank", "dim": 48}).audio == FbankAudioConfig(mel_bins=80, dim=48)
+    with pytest.raises(ConfigError, match="audio: unknown key.* strides"):
+        tiny(audio={"kind": "fbank", "strides": [640]})  # a conv option is not an fbank option
+    with pytest.raises(ConfigError, match="audio.kind: 'sonar' is not one of conv, fbank, wav2vec2"):
+        tiny(audio={"kind": "sonar"})
+    flat = {"channels": [8, 16], "strides": [20, 32], "activation": "relu", "normalize_waveform": True, "mel_bins": 80, "wav2vec2": {}}
+    stored = AVSRConfig.tiny(V).to_dict()
+    for kind, expected in (
+        ("conv", ConvAudioConfig(channels=(8, 16), strides=(20, 32), activation="relu")),
+        ("fbank", FbankAudioConfig(mel_bins=80, dim=16)),
+        ("wav2vec2", Wav2Vec2FrontEndConfig(arch="tiny", freeze_transformer_steps=3)),
+    ):
+        old = {**flat, "kind": kind, "wav2vec2": {"arch": "tiny", "freeze_transformer_steps": 3} if kind == "wav2vec2" else {}}
+        assert AVSRConfig.from_stored({**stored, "audio": old}).audio == expected, kind
+        restored = AVSRConfig.from_stored({**stored, "audio": old})
+        assert AVSRConfig.from_stored(restored.to_dict()) == restored  # today's layout reads back as it is
+
+
+def test_a_registered_audio_front_end_kind_is_read_and_built(monkeypatch):
+    """``register_audio_frontend`` adds a kind end to end: config class, reading, building."""
+    from dataclasses import dataclass
+
+    from avsr.models import config as config_module
+    from avsr.models import frontends
+    from avsr.models.config import AudioConfig
+
+    @dataclass(kw_only=True)
+    class SilenceConfig(AudioConfig):
+        kind: str = "silence"
+        dim: int = 12
+
+    class Silence(nn.Module):
+        def __init__(self, config: SilenceConfig) -> None:
+            super().__init__()
+            self.output_dim = config.dim
+            self.scale = nn.Parameter(torch.ones(1))
+
+        def forward(self, waveform, lengths):
+            frames = lengths // 640
+            return waveform.new_zeros(waveform.size(0), int(frames.max()), self.output_dim) * self.scale, frames
+
+    monkeypatch.setattr(config_module, "AUDIO_CONFIGS", dict(config_module.AUDIO_CONFIGS))
+    monkeypatch.setattr(frontends, "_AUDIO_BUILDERS", dict(frontends._AUDIO_BUILDERS))
+    frontends.register_audio_frontend("silence", SilenceConfig, lambda config, pretrained: Silence(config))
+    cfg = tiny(audio={"kind": "silence", "dim": 12})
+    assert cfg.audio == SilenceConfig(dim=12)
+    model = AVSRModel(cfg).eval()
+    audio, alens, video, vlens, *_ = batch()
+    with torch.no_grad():
+        assert model.encode(audio, alens, video, vlens)[0].shape[:2] == (2, 10)

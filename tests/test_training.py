@@ -510,3 +510,18 @@ def test_a_schedule_stage_sets_its_own_modality_dropout(micro_config, tmp_path, 
         train_cli.main([str(micro_config), "--output-dir", str(tmp_path / "x"),
                         "modality_schedule=[{until_step: 2, inputs: video, modality_dropout: {p_video_only: 0.5}}]"])
     assert "modality_dropout needs inputs: av" in capsys.readouterr().err
+
+
+def test_another_audio_kind_replaces_the_section_it_overrides(tmp_path):
+    """The audio front-end is a tagged union: a file or an override that names another kind does
+    not inherit the options of the kind below it (fbank's dim is no wav2vec 2.0 option)."""
+    from avsr.training.config_loading import read_user_tree
+
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({"model": {"config": {"audio": {"kind": "fbank", "dim": 128}, "visual": {"width": 0.5}}}}))
+    (tmp_path / "child.yaml").write_text(yaml.safe_dump({"base": "base.yaml", "model": {"config": {"audio": {"kind": "wav2vec2", "arch": "tiny"}}}}))
+    (tmp_path / "same.yaml").write_text(yaml.safe_dump({"base": "base.yaml", "model": {"config": {"audio": {"mel_bins": 40}, "visual": {"downsample": 2}}}}))
+    assert read_user_tree(tmp_path / "child.yaml", [])["model"]["config"]["audio"] == {"kind": "wav2vec2", "arch": "tiny"}
+    same = read_user_tree(tmp_path / "same.yaml", [])["model"]["config"]
+    assert same["audio"] == {"kind": "fbank", "dim": 128, "mel_bins": 40} and same["visual"] == {"width": 0.5, "downsample": 2}
+    overridden = read_user_tree(tmp_path / "base.yaml", ["model.config.audio.kind=conv", "model.config.audio.activation=relu"])
+    assert overridden["model"]["config"]["audio"] == {"kind": "conv", "activation": "relu"}

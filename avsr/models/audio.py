@@ -80,6 +80,7 @@ from fairseq2.nn import BatchLayout
 from avsr.media.constants import SAMPLES_PER_FRAME
 from avsr.nn.frozen import FreezeSchedule, set_trainable
 from avsr.nn.state import state_problems
+from avsr.models.config import AudioConfig
 from avsr.models.convert import CheckpointError, ConvertedWav2Vec2, convert_checkpoint
 from avsr.models.convert.common import (
     GUESSED_FIELDS,
@@ -152,9 +153,11 @@ def frames_for_samples(samples: int) -> int:
 
 # --------------------------------------------------------------------------- config
 @dataclass(kw_only=True)
-class Wav2Vec2FrontEndConfig:
-    """Options of the wav2vec 2.0 audio front-end (see the module docstring)."""
+class Wav2Vec2FrontEndConfig(AudioConfig):
+    """Options of the wav2vec 2.0 audio front-end (see the module docstring); the ``wav2vec2``
+    kind of `AudioConfig`."""
 
+    kind: str = "wav2vec2"
     #: Encoder architecture: one of ``WAV2VEC2_ARCHS`` (base, large, large_lv60k, tiny).
     arch: str = "base"
     #: Overrides of fairseq2 ``Wav2Vec2EncoderConfig`` fields applied onto ``arch``

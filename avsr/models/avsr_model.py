@@ -413,7 +413,7 @@ class AVSRModel(nn.Module):
 
     def __init__(self, config: AVSRConfig, *, pretrained: bool = True) -> None:
         """``pretrained=False``: do not read the pretrained checkpoints the config names (e.g.
-        ``audio.wav2vec2.pretrained``); ``load_model`` uses it, the weights then come from the file."""
+        ``audio.pretrained`` of a wav2vec2 front-end); ``load_model`` uses it, the weights then come from the file."""
         super().__init__()
         self.config = config
         # Training's modality dropout; a modality schedule stage may set its own for a while.

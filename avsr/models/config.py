@@ -18,18 +18,19 @@ Two named sizes:
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import types
 from dataclasses import dataclass, field
-
-from avsr.nn.projectors import PROJECTOR_KINDS
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from avsr.media.constants import SAMPLES_PER_FRAME
+from avsr.nn.projectors import PROJECTOR_KINDS
 
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the dotted key."""
 
 
-AUDIO_KINDS = ("conv", "fbank", "wav2vec2")
 VISUAL_TRUNKS = ("resnet18", "resnet50")
 NORM_KINDS = ("batch", "group")
 ACTIVATIONS = ("relu", "prelu", "silu")
@@ -65,45 +66,104 @@ def _check_prob(name: str, value: float) -> None:
         raise ConfigError(f"{name}: must be a probability in [0, 1], got {value!r}")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class AudioConfig:
     """Audio front-end: raw 16 kHz waveform -> (B, T, D) features at 25 Hz.
 
-    ``kind="conv"``: a small strided 1-D conv stack (no pretrained weights; see ``frontends.py``).
-    ``kind="fbank"``: log-mel filterbanks + two stride-2 Conv2d (ESPnet's subsampling).
-    ``kind="wav2vec2"``: fairseq2's wav2vec 2.0 (``avsr.models.audio``); ``wav2vec2`` holds the
-    options of that module's ``Wav2Vec2FrontEndConfig`` (architecture, checkpoint path, freezing
-    schedule ...) and is passed to it unchanged.
+    A tagged union: ``kind`` chooses the config class (``AUDIO_CONFIGS``, extended by
+    `avsr.models.frontends.register_audio_frontend`), and each class holds only its own options:
+    ``conv`` (`ConvAudioConfig`), ``fbank`` (`FbankAudioConfig`), ``wav2vec2``
+    (`avsr.models.audio.Wav2Vec2FrontEndConfig`). Read from a mapping by its ``kind`` (default conv).
     """
 
+    kind: str
+
+    @classmethod
+    def for_kind(cls, kind: Any) -> type[AudioConfig]:
+        """The config class registered for ``kind`` (ConfigError naming the known kinds)."""
+        entry = AUDIO_CONFIGS.get(kind) if isinstance(kind, str) else None
+        if entry is None:
+            raise ConfigError(f"kind: {kind!r} is not one of {', '.join(AUDIO_CONFIGS)}")
+        if isinstance(entry, str):  # "module:Class", imported when first asked for (wav2vec2 needs fairseq2)
+            module, _, name = entry.partition(":")
+            entry = AUDIO_CONFIGS[kind] = getattr(importlib.import_module(module), name)
+        return entry
+
+
+@dataclass(kw_only=True)
+class ConvAudioConfig(AudioConfig):
+    """A small strided 1-D conv stack on the waveform (no pretrained weights; ``frontends.py``)."""
+
     kind: str = "conv"
-    #: conv: output channels of each conv layer; the last one is the feature size.
+    #: output channels of each conv layer; the last one is the feature size.
     channels: tuple[int, ...] = (64, 128, 128, 256, 256)
-    #: conv: stride of each layer; the product must be 640 (16 kHz -> 25 Hz).
+    #: stride of each layer; the product must be 640 (16 kHz -> 25 Hz).
     strides: tuple[int, ...] = (5, 4, 4, 4, 2)
-    #: conv: activation after each conv (relu, prelu, silu).
+    #: activation after each conv (relu, prelu, silu).
     activation: str = "silu"
-    #: conv: z-normalise each waveform over its valid samples inside the model.
+    #: z-normalise each waveform over its valid samples inside the model.
     normalize_waveform: bool = True
-    #: fbank: log-mel bins (the features' size is channels[-1]).
-    mel_bins: int = 80
-    #: wav2vec2: options for avsr.models.audio.Wav2Vec2FrontEndConfig.
-    wav2vec2: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check_choice("kind", self.kind, AUDIO_KINDS)
-        if self.kind == "conv":
-            _check_choice("activation", self.activation, ACTIVATIONS)
-            if len(self.channels) != len(self.strides) or not self.channels:
-                raise ConfigError("channels and audio.strides must be non-empty and of equal length")
-            prod = 1
-            for s in self.strides:
-                _check_positive("strides", s)
-                prod *= s
-            if prod != 640:
-                raise ConfigError(f"strides must multiply to 640 (16 kHz -> 25 Hz), got {prod}")
-            for c in self.channels:
-                _check_positive("channels", c)
+        _check_choice("activation", self.activation, ACTIVATIONS)
+        if len(self.channels) != len(self.strides) or not self.channels:
+            raise ConfigError("channels and audio.strides must be non-empty and of equal length")
+        prod = 1
+        for s in self.strides:
+            _check_positive("strides", s)
+            prod *= s
+        if prod != SAMPLES_PER_FRAME:
+            raise ConfigError(f"strides must multiply to {SAMPLES_PER_FRAME} (16 kHz -> 25 Hz), got {prod}")
+        for c in self.channels:
+            _check_positive("channels", c)
+
+
+@dataclass(kw_only=True)
+class FbankAudioConfig(AudioConfig):
+    """Log-mel filterbanks + two stride-2 Conv2d (ESPnet's subsampling) + a projection to ``dim``."""
+
+    kind: str = "fbank"
+    mel_bins: int = 80
+    #: feature size (the channels of both convolutions and the projection's output).
+    dim: int = 256
+
+    def __post_init__(self) -> None:
+        _check_positive("mel_bins", self.mel_bins)
+        _check_positive("dim", self.dim)
+
+
+#: kind -> config class, or "module:Class" imported on first use.
+AUDIO_CONFIGS: dict[str, type[AudioConfig] | str] = {
+    "conv": ConvAudioConfig,
+    "fbank": FbankAudioConfig,
+    "wav2vec2": "avsr.models.audio:Wav2Vec2FrontEndConfig",
+}
+
+
+def register_audio_config(kind: str, config_class: type[AudioConfig] | str) -> None:
+    """Make ``kind`` readable from configs (`avsr.models.frontends.register_audio_frontend` calls it)."""
+    AUDIO_CONFIGS[kind] = config_class
+
+
+def _stored_audio(data: dict[str, Any]) -> dict[str, Any]:
+    """An ``audio`` section as avsr wrote it before the tagged union (one flat class: conv fields,
+    ``mel_bins`` and a ``wav2vec2`` options dict, whatever the kind) -> the kind's own fields."""
+    if "wav2vec2" not in data:  # that layout always wrote the options dict; no kind has such a field now
+        return data
+    kind = data.get("kind", "conv")
+    if kind == "wav2vec2":
+        return {"kind": kind, **(data.get("wav2vec2") or {})}
+    if kind == "fbank":
+        channels = data.get("channels") or [FbankAudioConfig.dim]
+        return {"kind": kind, "mel_bins": data.get("mel_bins", FbankAudioConfig.mel_bins), "dim": channels[-1]}
+    return {k: v for k, v in data.items() if k not in ("mel_bins", "wav2vec2")}
+
+
+def stored_config(data: dict[str, Any]) -> dict[str, Any]:
+    """A model config as read from a file avsr wrote (model.yaml, a run file), in today's layout:
+    sections whose layout changed since are rewritten (the audio front-end's tagged union)."""
+    audio = data.get("audio")
+    return {**data, "audio": _stored_audio(audio)} if isinstance(audio, dict) else data
 
 
 @dataclass
@@ -254,7 +314,7 @@ class AVSRConfig:
     blank_id: int = 0
     #: end (and start) of sentence; ``None`` means ``vocab_size - 1``.
     eos_id: int | None = None
-    audio: AudioConfig | None = field(default_factory=AudioConfig)
+    audio: AudioConfig | None = field(default_factory=ConvAudioConfig)
     visual: VisualConfig | None = field(default_factory=VisualConfig)
     audio_encoder: EncoderConfig = field(default_factory=EncoderConfig)
     video_encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -301,7 +361,7 @@ class AVSRConfig:
         enc = dict(kind="transformer", model_dim=128, heads=4, ffn_dim=256, dropout=0.1, max_len=3000)
         cfg = cls(
             vocab_size=vocab_size,
-            audio=AudioConfig(kind="conv", channels=(32, 64, 64, 128, 128)),
+            audio=ConvAudioConfig(channels=(32, 64, 64, 128, 128)),
             visual=VisualConfig(trunk="resnet18", norm="group", activation="relu", width=0.25, norm_groups=8),
             audio_encoder=EncoderConfig(layers=1, **enc),
             video_encoder=EncoderConfig(layers=1, **enc),
@@ -321,21 +381,20 @@ class AVSRConfig:
         frozen, without modality dropout; a recipe reproducing that sets ``freeze`` and loads the
         stage weights. Its characters tokenizer has 40 classes (blank 0, EOS 39).
         """
+        from avsr.models.audio import Wav2Vec2FrontEndConfig
+
         enc = dict(kind="transformer", model_dim=512, heads=8, ffn_dim=2048, dropout=0.1, max_len=6000)
         cfg = cls(
             vocab_size=vocab_size,
             # wav2vec_vox_new.pt = Large LV-60; the seed's fine-tuning overrides (train.py:88-96).
-            audio=AudioConfig(
-                kind="wav2vec2",
-                wav2vec2={
-                    "arch": "large_lv60k",
-                    "normalize_waveform": True,
-                    "mask_prob": 0.5,
-                    "mask_channel_prob": 0.25,
-                    "mask_channel_length": 64,
-                    "layer_drop_p": 0.1,
-                    "ffn_inner_dropout_p": 0.1,
-                },
+            audio=Wav2Vec2FrontEndConfig(
+                arch="large_lv60k",
+                normalize_waveform=True,
+                mask_prob=0.5,
+                mask_channel_prob=0.25,
+                mask_channel_length=64,
+                layer_drop_p=0.1,
+                ffn_inner_dropout_p=0.1,
             ),
             visual=VisualConfig(trunk="resnet50", norm="batch", activation="relu", width=1.0),
             audio_encoder=EncoderConfig(layers=6, **enc),
@@ -356,6 +415,11 @@ class AVSRConfig:
     def from_dict(cls, data: dict[str, Any]) -> AVSRConfig:
         return from_plain(cls, data, "")
 
+    @classmethod
+    def from_stored(cls, data: dict[str, Any]) -> AVSRConfig:
+        """From a config avsr wrote to a file (model.yaml, a run file), in any layout it has used."""
+        return cls.from_dict(stored_config(data))
+
 
 # ---------------------------------------------------------------------- generic helpers
 _T = TypeVar("_T")
@@ -375,6 +439,11 @@ def from_plain(cls: type[_T], data: Any, path: str) -> _T:
     where = path or "config"
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    if cls is AudioConfig:  # a tagged union: the class is the one registered for the kind
+        try:
+            cls = AudioConfig.for_kind(data.get("kind", "conv"))  # type: ignore[assignment]
+        except ConfigError as exc:
+            raise ConfigError(f"{path}.{exc}" if path else str(exc)) from None
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
@@ -391,6 +460,8 @@ def from_plain(cls: type[_T], data: Any, path: str) -> _T:
         if path and not str(exc).startswith(path):
             raise ConfigError(f"{path}.{exc}") from None
         raise
+    except ValueError as exc:  # a config class that validates with ValueError (wav2vec 2.0's)
+        raise ConfigError(f"{where}: {' '.join(str(exc).split())}") from None
 
 
 def _convert(tp: Any, value: Any, path: str) -> Any:
@@ -448,9 +519,12 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
 
 
 __all__ = [
+    "AUDIO_CONFIGS",
     "AVSRConfig",
     "AudioConfig",
     "ConfigError",
+    "ConvAudioConfig",
+    "FbankAudioConfig",
     "DecoderConfig",
     "EncoderConfig",
     "FREEZABLE",
@@ -458,4 +532,6 @@ __all__ = [
     "LossConfig",
     "ModalityDropoutConfig",
     "VisualConfig",
+    "register_audio_config",
+    "stored_config",
 ]

@@ -9,6 +9,7 @@ are the one visual builder; ``register_audio_frontend`` adds a kind.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import torch
@@ -16,9 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avsr.media.constants import SAMPLES_PER_FRAME
-from avsr.models.config import AudioConfig, ConfigError, VisualConfig
-
-
+from avsr.models.config import AudioConfig, ConfigError, ConvAudioConfig, FbankAudioConfig, VisualConfig, register_audio_config
 
 def make_activation(name: str, channels: int) -> nn.Module:
     if name == "relu":
@@ -54,7 +53,7 @@ class ConvAudioFrontEnd(nn.Module):
     length is zeroed after each layer, so a padded item gives the same features as alone.
     """
 
-    def __init__(self, config: AudioConfig) -> None:
+    def __init__(self, config: ConvAudioConfig) -> None:
         super().__init__()
         self.normalize = config.normalize_waveform
         self.strides = tuple(config.strides)
@@ -110,14 +109,14 @@ class MelAudioFrontEnd(nn.Module):
 
     WINDOW, HOP = 400, 160
 
-    def __init__(self, config: AudioConfig) -> None:
+    def __init__(self, config: FbankAudioConfig) -> None:
         super().__init__()
         import torchaudio
 
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=16000, n_fft=self.WINDOW, win_length=self.WINDOW, hop_length=self.HOP, n_mels=config.mel_bins, center=False
         )
-        channels = config.channels[-1]
+        channels = config.dim
         self.subsample = nn.Sequential(
             nn.Conv2d(1, channels, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
@@ -166,28 +165,9 @@ def _build_conv(config: AudioConfig, pretrained: bool = True) -> nn.Module:
 
 
 def _build_wav2vec2(config: AudioConfig, pretrained: bool = True) -> nn.Module:
-    try:
-        from avsr.models import audio as audio_mod
-    except ImportError as exc:
-        raise ConfigError(
-            f"audio.kind 'wav2vec2' needs avsr.models.audio (wav2vec 2.0 front-end), which failed to import: {exc}"
-        ) from exc
-    cfg_cls = getattr(audio_mod, "Wav2Vec2FrontEndConfig", None)
-    build = getattr(audio_mod, "build_wav2vec2_frontend", None)
-    if cfg_cls is None or build is None:
-        raise ConfigError("avsr.models.audio lacks Wav2Vec2FrontEndConfig/build_wav2vec2_frontend")
-    options = dict(config.wav2vec2)
-    if not pretrained:
-        options["pretrained"] = None
-    from_dict = getattr(cfg_cls, "from_dict", None)
-    try:
-        w2v_config = from_dict(options) if callable(from_dict) else cfg_cls(**options)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"audio.wav2vec2: {exc}") from None
-    module = build(w2v_config)
-    if not hasattr(module, "output_dim"):
-        raise ConfigError("the wav2vec2 front-end has no output_dim attribute")
-    return module
+    from avsr.models.audio import build_wav2vec2_frontend
+
+    return build_wav2vec2_frontend(config if pretrained else dataclasses.replace(config, pretrained=None))
 
 
 _AUDIO_BUILDERS: dict[str, AudioBuilder] = {
@@ -197,14 +177,16 @@ _AUDIO_BUILDERS: dict[str, AudioBuilder] = {
 }
 
 
-def register_audio_frontend(kind: str, builder: AudioBuilder) -> None:
-    """Add an audio front-end kind (``AudioConfig.kind`` must also accept it)."""
+def register_audio_frontend(kind: str, config_class: type[AudioConfig], builder: AudioBuilder) -> None:
+    """Add an audio front-end kind: configs with ``kind: KIND`` are read as ``config_class`` (a
+    dataclass subclassing `AudioConfig`, ``kind`` defaulting to KIND) and built by ``builder``."""
+    register_audio_config(kind, config_class)
     _AUDIO_BUILDERS[kind] = builder
 
 
 def build_audio_frontend(config: AudioConfig, pretrained: bool = True) -> nn.Module:
     """The audio front-end for ``config.kind``. ``pretrained=False`` skips reading any pretrained
-    checkpoint named in the config (e.g. ``wav2vec2.pretrained``)."""
+    checkpoint named in the config (e.g. a wav2vec2 front-end's ``pretrained``)."""
     try:
         builder = _AUDIO_BUILDERS[config.kind]
     except KeyError:

@@ -123,7 +123,7 @@ MODEL_FAMILIES = {
 def _build_avsr(config: dict[str, Any]) -> nn.Module:
     from avsr.models.avsr_model import AVSRModel
 
-    return AVSRModel(AVSRConfig.from_dict(config), pretrained=False)
+    return AVSRModel(AVSRConfig.from_stored(config), pretrained=False)
 
 
 def build_saved_model(meta: dict[str, Any], source: str) -> nn.Module:
@@ -143,7 +143,7 @@ def build_saved_model(meta: dict[str, Any], source: str) -> nn.Module:
 def load_config(model_dir: str | os.PathLike[str]) -> AVSRConfig:
     meta = read_model_yaml(model_dir)
     try:
-        return AVSRConfig.from_dict(meta["config"])
+        return AVSRConfig.from_stored(meta["config"])
     except (ConfigError, KeyError) as exc:
         raise WeightsError(f"{Path(model_dir) / CONFIG_FILE}: bad config: {exc}") from None
 
@@ -313,7 +313,7 @@ def load_pretrained_frontends(
     ``"avsr"`` (one of our exported visual front-ends in safetensors, keys ``stem.*``/``trunk.*``
     or under ``visual_frontend.``). ``audio``: a wav2vec 2.0 checkpoint (fairseq1/fairseq2 ``.pt``,
     Hugging Face directory, converted safetensors), loaded strictly by
-    ``avsr.models.audio.load_pretrained``. (Setting ``audio.wav2vec2.pretrained`` in the config
+    ``avsr.models.audio.load_pretrained``. (Setting ``audio.pretrained`` of a wav2vec2 front-end in the config
     does the same when the model is built.)
     """
     from avsr.models.visual import load_moco_v2, load_visual_frontend

@@ -112,11 +112,22 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return parts, value
 
 
-def deep_merge(base: Any, update: Any) -> Any:
+#: Sections whose class depends on their ``kind`` (tagged unions, e.g. `avsr.models.config.AudioConfig`):
+#: an override that names another kind replaces the section; it does not merge into the options of
+#: the kind it overrides (an fbank front-end has no conv strides). On the command line,
+#: ``model.config.audio.kind=fbank`` empties the section first: give the kind before its options.
+TAGGED_UNIONS = frozenset({("model", "config", "audio")})
+
+
+def deep_merge(base: Any, update: Any, path: tuple[str, ...] = ()) -> Any:
+    """``update`` over ``base``, mappings merged key by key; ``path`` is where ``base`` sits in a
+    training config (for `TAGGED_UNIONS`)."""
     if isinstance(base, Mapping) and isinstance(update, Mapping):
+        if path in TAGGED_UNIONS and update.get("kind", base.get("kind")) != base.get("kind"):
+            return copy.deepcopy(dict(update))
         out = dict(base)
         for k, v in update.items():
-            out[k] = deep_merge(base.get(k), v) if k in base else copy.deepcopy(v)
+            out[k] = deep_merge(base.get(k), v, (*path, str(k))) if k in base else copy.deepcopy(v)
         return out
     return copy.deepcopy(update)
 
@@ -246,6 +257,13 @@ def read_user_tree(path: str | Path | None, overrides: Sequence[str] = ()) -> di
         user = read_config_file(Path(path), ())
     for item in overrides:
         parts, value = parse_override(item)
+        section = tuple(parts[:-1])
+        if section in TAGGED_UNIONS and parts[-1] == "kind":
+            node = user
+            for p in section:
+                node = node.get(p) if isinstance(node, Mapping) else None
+            if isinstance(node, Mapping) and node.get("kind") != value:
+                _set_path(user, list(section), {})  # another kind: the section's old options do not apply
         _set_path(user, parts, value)
     return user
 

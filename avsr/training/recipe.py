@@ -223,19 +223,12 @@ def resolve_model_config(section: AVSRModelSection, tokenizer: Tokenizer) -> AVS
     for key, actual in (("vocab_size", vocab), ("blank_id", tokenizer.blank_id), ("eos_id", tokenizer.eos_id)):
         if key in user and user[key] != actual:
             raise TrainConfigError(f"model.config.{key}={user[key]!r} contradicts the tokenizer ({key} {actual})")
-    merged = deep_merge(base.to_dict(), user)
+    merged = deep_merge(base.to_dict(), user, ("model", "config"))
     merged.update(vocab_size=vocab, blank_id=tokenizer.blank_id, eos_id=tokenizer.eos_id)
     try:
         resolved = AVSRConfig.from_dict(merged)
     except ConfigError as exc:
         raise TrainConfigError(f"bad model config: model.config.{exc}" if not str(exc).startswith("config") else f"bad model config: {exc}") from None
-    if resolved.audio is not None and resolved.audio.kind == "wav2vec2":
-        from avsr.models.audio import Wav2Vec2FrontEndConfig
-
-        try:  # fail now, not after fairseq2 has started
-            Wav2Vec2FrontEndConfig.from_dict(resolved.audio.wav2vec2)
-        except (TypeError, ValueError) as exc:
-            raise TrainConfigError(f"bad model config: model.config.audio.wav2vec2: {' '.join(str(exc).split())}") from None
     return resolved
 
 
@@ -629,7 +622,7 @@ def checkpoint_model_files(output_dir: Path) -> dict[int, Path]:
 def recorded_config_differs(recorded: Any, config: Any, read: Callable[[Any], Any]) -> bool:
     """Whether a run file's ``model_config`` (plain data) describes another model than ``config``.
 
-    The record is read back through ``read`` (e.g. ``AVSRConfig.from_dict``) and compared as a
+    The record is read back through ``read`` (e.g. ``AVSRConfig.from_stored``) and compared as a
     config, not as text: a field added to the config since the run was recorded takes its default,
     so runs recorded by an older avsr still resume. An unreadable record differs."""
     if recorded is None:
@@ -664,7 +657,7 @@ def export_run(output_dir: str | os.PathLike[str], *, last_n: int = 1, best_n: i
     output_dir = Path(output_dir)
     run = read_run_file(output_dir)
     state, steps = averaged_checkpoints(output_dir, last_n=last_n, best_n=best_n)
-    model_config = AVSRConfig.from_dict(run["model_config"])
+    model_config = AVSRConfig.from_stored(run["model_config"])
     model = AVSRModel(model_config)
     try:
         model.load_state_dict(state, strict=True)
@@ -767,7 +760,7 @@ def prepare_run(config: AVSRTrainConfig, output_dir: Path, *, load_data: bool = 
             previous = yaml.safe_load(run_file.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError):
             previous = {}
-        if recorded_config_differs(previous.get("model_config"), model_config, AVSRConfig.from_dict):
+        if recorded_config_differs(previous.get("model_config"), model_config, AVSRConfig.from_stored):
             raise TrainConfigError(
                 f"{output_dir} holds checkpoints of a different model config; resume with the same model settings or use another --output-dir"
             )

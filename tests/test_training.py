@@ -391,7 +391,8 @@ def test_a_different_model_config_does_not_resume_silently(killed_and_resumed, c
 def test_a_run_recorded_before_a_new_model_option_resumes(killed_and_resumed, tmp_path):
     """A run file written before a model option existed (its key absent, the default meant) still
     resumes; a recorded value that differs from the config is still refused."""
-    from avsr.training.recipe import RUN_FILE, TrainConfigError, prepare_run
+    from avsr.training.recipe import TrainConfigError, prepare_run
+    from avsr.training.runs import RUN_FILE
     from avsr.training.tasks import load_task_config
 
     out = tmp_path / "older"
@@ -455,7 +456,7 @@ def test_stage_initialisation_and_frozen_parts(killed_and_resumed):
 
 def test_modality_schedule_trains_one_branch_at_a_time(micro_config, tmp_path):
     from avsr.training.export import load_torch_state
-    from avsr.training.recipe import checkpoint_model_files
+    from avsr.training.runs import checkpoint_model_files
 
     out = tmp_path / "scheduled"
     schedule = "modality_schedule=[{until_step: 2, inputs: audio}, {until_step: 4, inputs: video}]"

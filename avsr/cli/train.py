@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None, program: TrainProgram = AVSR_TRAIN) -> i
     # fairseq2 is slow to import: the config is checked first, with one-line errors.
     from avsr.training.export import ExportError
     from avsr.training.config_loading import config_to_dict
-    from avsr.training.recipe import default_output_dir
+    from avsr.training.runs import default_output_dir
 
     tasks = importlib.import_module(program.tasks_module)
     user_errors = tasks.USER_ERRORS

@@ -13,6 +13,8 @@ Modules (importing this package is cheap; ``data`` and ``recipe`` import fairseq
   ``AVSRRecipe``, ``AVSRTrainUnit``, ``AVSREvalUnit``, ``export_run`` (the only module that uses
   fairseq2's recipe API).
 - ``export``: the exported model folder (weights + config + tokenizer), checkpoint averaging.
+- ``runs``: a run directory without fairseq2: ``avsr_run.yaml``, checkpoints and their scores,
+  averaged weights, metrics, ``default_output_dir``.
 
 The command line is ``avsr-train`` (``avsr.cli.train``).
 """

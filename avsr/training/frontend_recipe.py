@@ -75,16 +75,8 @@ from avsr.training.config_loading import (
 from avsr.training.ddp import data_parallel_model
 from avsr.training.export import ExportError
 from avsr.training.lip_views import LipViewConfig
-from avsr.training.recipe import (
-    RUN_FILE,
-    ExportSection,
-    TrainThenExport,
-    averaged_checkpoints,
-    install_secret_filter,
-    read_run_file,
-    recorded_config_differs,
-    share_log_files,
-)
+from avsr.training.recipe import ExportSection, TrainThenExport, install_secret_filter, share_log_files
+from avsr.training.runs import RUN_FILE, averaged_checkpoints, read_run_file, recorded_config_differs
 
 log = logging.getLogger("avsr.training")
 

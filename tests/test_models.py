@@ -13,15 +13,8 @@ from torch import nn
 from avsr.models.avsr_model import AVSRModel
 from avsr.models.config import AVSRConfig, ConfigError, VisualConfig
 from avsr.models.frontends import ConvAudioFrontEnd
-from avsr.models.io import (
-    CONFIG_FILE,
-    WEIGHTS_FILE,
-    WeightsError,
-    load_frontend_weights,
-    load_model,
-    read_model_yaml,
-    save_model,
-)
+from avsr.models.io import CONFIG_FILE, WEIGHTS_FILE, load_model, read_model_yaml, save_model
+from avsr.models.weights import WeightsError, load_frontend_weights
 from avsr.models.visual import VisualFrontEnd, load_moco_v2, load_visual_frontend
 
 V = 12  # vocabulary: 0 blank, 1..10 tokens, 11 eos

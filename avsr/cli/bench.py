@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from avsr.decoding.recognizer import Recognizer, RecognizerError
     from avsr.eval.bench import BenchConfig, BenchError, load_utterances, parse_snrs, run_bench, total_batches, write_outputs
     from avsr.data.tokenizers.base import TokenizerError
-    from avsr.models.io import WeightsError
+    from avsr.models.weights import WeightsError
 
     try:
         options = decode_options(args)

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from avsr.decoding.stages import StageTimes
     from avsr.decoding.subtitles import write_subtitles
     from avsr.decoding.transcribe import FaceChain, TranscribeError, load_input, segmenting_for, transcribe_files
-    from avsr.models.io import WeightsError
+    from avsr.models.weights import WeightsError
 
     model_dir = args.model or default_model()
     if args.model is None and not (model_dir / "model.yaml").is_file():

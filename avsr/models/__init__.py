@@ -33,10 +33,11 @@ _EXPORTS = {
     "load_model": "avsr.models.io",
     "load_config": "avsr.models.io",
     "read_model_yaml": "avsr.models.io",
-    "load_frontend_weights": "avsr.models.io",
+    "load_frontend_weights": "avsr.models.weights",
     "load_pretrained_frontends": "avsr.models.io",
-    "LoadReport": "avsr.models.io",
-    "WeightsError": "avsr.models.io",
+    "LoadReport": "avsr.models.weights",
+    "WeightsError": "avsr.models.weights",
+    "read_state_dict": "avsr.models.weights",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -27,7 +27,8 @@ from torch import nn
 
 from avsr.data.tokenizers import Tokenizer, load_tokenizer
 from avsr.data.video import Preprocessing
-from avsr.models.io import CONFIG_FILE, WeightsError, load_model, path_in_folder, read_model_yaml, save_model
+from avsr.models.io import CONFIG_FILE, load_model, path_in_folder, read_model_yaml, save_model
+from avsr.models.weights import WeightsError
 
 if TYPE_CHECKING:
     from avsr.face import MouthCropConfig

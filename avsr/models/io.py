@@ -13,21 +13,20 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
-from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from avsr.media.atomic import atomic_path
 from avsr.media.paths import OutsideRootError, inside
 from avsr.models.config import AVSRConfig, ConfigError
-from avsr.nn.state import name_list, state_problems
+from avsr.models.weights import WeightsError, _read_safetensors, read_state_dict
+from avsr.nn.state import state_problems
 
 if TYPE_CHECKING:
     from avsr.models.avsr_model import AVSRModel
@@ -36,10 +35,6 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "model.yaml"
 FORMAT = "avsr-model"
 FORMAT_VERSION = 1
-
-
-class WeightsError(RuntimeError):
-    """Weights do not fit a model (missing/unexpected keys, shapes) or a file is not usable."""
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -171,133 +166,11 @@ def load_model(
     return model.to(device).eval()
 
 
-def _read_safetensors(path: str | os.PathLike[str]) -> dict[str, Tensor]:
-    try:
-        with safe_open(os.fspath(path), framework="pt", device="cpu") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:  # safetensors raises its own error types
-        raise WeightsError(f"{os.fspath(path)}: unreadable safetensors file ({exc})") from None
-
-
 def _load_strict(module: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
     problems = state_problems(module.state_dict(), state)
     if problems:
         raise WeightsError(f"{source}: " + "; ".join(problems))
     module.load_state_dict(dict(state), strict=True)
-
-
-# ---------------------------------------------------------------------- foreign weights
-@dataclass
-class LoadReport:
-    """What ``load_frontend_weights`` did. ``left_at_init``: target keys not loaded (allowed);
-    ``unused``: source keys not used, with the reason; ``ignored``: source keys skipped silently."""
-
-    source: str
-    loaded: list[str] = field(default_factory=list)
-    left_at_init: dict[str, str] = field(default_factory=dict)
-    unused: dict[str, str] = field(default_factory=dict)
-    ignored: int = 0
-
-    def summary(self) -> str:
-        parts = [f"{self.source}: loaded {len(self.loaded)} tensors"]
-        if self.left_at_init:
-            by_reason: dict[str, list[str]] = {}
-            for k, r in self.left_at_init.items():
-                by_reason.setdefault(r, []).append(k)
-            for r, ks in by_reason.items():
-                parts.append(f"left at initialisation: {name_list(ks, 4)} ({r})")
-        if self.unused:
-            by_reason = {}
-            for k, r in self.unused.items():
-                by_reason.setdefault(r, []).append(k)
-            for r, ks in by_reason.items():
-                parts.append(f"unused from the file: {name_list(ks, 4)} ({r})")
-        if self.ignored:
-            parts.append(f"{self.ignored} other key(s) ignored")
-        return "; ".join(parts)
-
-
-def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
-    """A flat ``name -> tensor`` dict from safetensors, or from a PyTorch checkpoint loaded with
-    ``torch.load(weights_only=True)`` (``state_dict``/``model``/``module`` sub-dicts are unwrapped)."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise WeightsError(f"{path}: no such file")
-    if path.endswith(".safetensors"):
-        return _read_safetensors(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{path}: cannot be read as a weights-only PyTorch checkpoint ({first})") from None
-    for key in ("state_dict", "model", "module"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict) and obj[key] and all(
-            isinstance(v, Tensor) for v in obj[key].values()
-        ):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict):
-        raise WeightsError(f"{path}: holds no state dict")
-    state = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
-    if not state:
-        raise WeightsError(f"{path}: holds no tensors")
-    return state
-
-
-def load_frontend_weights(
-    model_part: nn.Module,
-    path: str | os.PathLike[str] | Mapping[str, Tensor],
-    prefix_map: Mapping[str, str],
-    *,
-    allow_missing: Iterable[str] = (),
-    missing_reason: str = "not in the source checkpoint",
-    unused_reasons: Mapping[str, str] | None = None,
-    ignore_prefixes: Iterable[str] = (),
-    ignore_unmapped: bool = False,
-) -> LoadReport:
-    """Copy weights into ``model_part`` through a prefix map, strictly.
-
-    Each source key is renamed by the longest ``prefix_map`` entry it starts with
-    (``{"module.encoder_q.layer1.": "trunk.layer1."}``; ``{"": ""}`` maps all). Errors (one line,
-    naming the file) when: a target key is not supplied unless it starts with one of
-    ``allow_missing``; a mapped key does not exist in ``model_part``; a shape differs; a source key
-    is not mapped and is not explained by ``unused_reasons`` (prefix -> reason), not under
-    ``ignore_prefixes`` and ``ignore_unmapped`` is false. Returns a ``LoadReport``.
-    """
-    source = "<state dict>" if isinstance(path, Mapping) else os.fspath(path)
-    state = dict(path) if isinstance(path, Mapping) else read_state_dict(path)
-    unused_reasons = dict(unused_reasons or {})
-    ignore_prefixes = tuple(ignore_prefixes)
-    allow_missing = tuple(allow_missing)
-    prefixes = sorted(prefix_map, key=len, reverse=True)
-    report = LoadReport(source)
-    mapped: dict[str, Tensor] = {}
-    unexplained: list[str] = []
-    for key, tensor in state.items():
-        hit = next((p for p in prefixes if key.startswith(p)), None)
-        if hit is not None:
-            mapped[prefix_map[hit] + key[len(hit):]] = tensor
-            continue
-        reason = next((r for p, r in unused_reasons.items() if key.startswith(p)), None)
-        if reason is not None:
-            report.unused[key] = reason
-        elif ignore_unmapped or key.startswith(ignore_prefixes):
-            report.ignored += 1
-        else:
-            unexplained.append(key)
-    own = model_part.state_dict()
-    needed = {k: v for k, v in own.items() if k in mapped or not k.startswith(allow_missing)}
-    problems = state_problems(needed, mapped, missing="key(s) of the model not in the file", unexpected="mapped key(s) the model lacks")
-    if unexplained:
-        problems.append(f"{len(unexplained)} key(s) of the file not mapped: {name_list(unexplained)}")
-    if problems:
-        raise WeightsError(f"{source}: " + "; ".join(problems))
-    with torch.no_grad():
-        for k, t in mapped.items():
-            own[k].copy_(t.to(dtype=own[k].dtype))
-    report.loaded = sorted(mapped)
-    report.left_at_init = {k: missing_reason for k in own if k not in mapped}
-    return report
 
 
 def load_pretrained_frontends(
@@ -347,15 +220,11 @@ def load_pretrained_frontends(
 
 __all__ = [
     "CONFIG_FILE",
-    "LoadReport",
     "WEIGHTS_FILE",
-    "WeightsError",
     "load_config",
-    "load_frontend_weights",
     "load_model",
     "load_pretrained_frontends",
     "path_in_folder",
     "read_model_yaml",
-    "read_state_dict",
     "save_model",
 ]

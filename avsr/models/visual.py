@@ -175,7 +175,7 @@ def load_moco_v2(frontend: VisualFrontEnd, path: str | os.PathLike[str]):
     trunk key must be found; ``stem.*`` stays at its initialisation (reported). Returns the
     ``LoadReport``.
     """
-    from avsr.models.io import load_frontend_weights
+    from avsr.models.weights import load_frontend_weights
 
     if frontend.config.trunk != "resnet50" or frontend.config.width != 1.0 or frontend.config.norm != "batch":
         raise ValueError(
@@ -203,7 +203,7 @@ def load_visual_frontend(frontend: VisualFrontEnd, path: str | os.PathLike[str],
     ``prefix`` is the key prefix in the file (e.g. ``"visual_frontend."`` for a whole AVSR model's
     weights, or ``""`` for a file holding just the front-end); keys outside it are ignored.
     """
-    from avsr.models.io import load_frontend_weights
+    from avsr.models.weights import load_frontend_weights
 
     return load_frontend_weights(frontend, path, {prefix: ""}, ignore_unmapped=bool(prefix))
 

@@ -63,7 +63,7 @@ def write_export(
     the fingerprint of the tokenizer copied (`avsr.models.folder.save_model_folder`)."""
     from avsr.data.tokenizers import TokenizerError, load_tokenizer
     from avsr.models.folder import save_model_folder
-    from avsr.models.io import WeightsError
+    from avsr.models.weights import WeightsError
 
     try:
         tokenizer = load_tokenizer(tokenizer_dir)

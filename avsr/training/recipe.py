@@ -534,7 +534,8 @@ def initialise_weights(model: Module, section: AVSRModelSection, tokenizer: Toke
     in ``init_from`` is loaded whole (checksums, its tokenizer's fingerprint); its CTC head and
     decoder are taken only into a run with the same ``tokenizer`` (the run's)."""
     from avsr.models.folder import check_token_modules, load_model_folder
-    from avsr.models.io import WeightsError, load_frontend_weights, load_pretrained_frontends, read_state_dict
+    from avsr.models.io import load_pretrained_frontends
+    from avsr.models.weights import WeightsError, load_frontend_weights, read_state_dict
 
     lines: list[str] = []
     pre = section.pretrained

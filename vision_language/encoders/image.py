@@ -131,7 +131,7 @@ def _final_features(last: Tensor, features: str, prefix: int) -> Tensor:
 
 def _load_state_dict(path: Path) -> dict[str, Tensor]:
     """Weights from safetensors or a weights-only PyTorch checkpoint (wrappers unwrapped)."""
-    from avsr.models.io import WeightsError, read_state_dict
+    from avsr.models.weights import WeightsError, read_state_dict
 
     try:
         return read_state_dict(path)

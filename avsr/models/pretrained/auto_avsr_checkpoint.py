@@ -384,7 +384,8 @@ def convert(
     from avsr.data.tokenizers import TokenizerError
     from avsr.data.video import Preprocessing
     from avsr.models.folder import save_model_folder
-    from avsr.models.io import WeightsError, file_sha256
+    from avsr.models.io import file_sha256
+    from avsr.models.weights import WeightsError
 
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     source = str(checkpoint)

@@ -28,6 +28,7 @@ from avsr.data.synth.identities.identity import Identity, identity_rig
 from avsr.data.synth.identities.sources import Source
 from avsr.data.synth.recognise import face_descriptor
 from avsr.data.synth.verify import screen_appearance, screen_lip_sync
+from avsr.media.constants import VIDEO_FPS
 from avsr.parallel import one_blas_thread
 
 SYNTH_PACKAGE = Path(__file__).resolve().parents[1]
@@ -67,14 +68,18 @@ def measurement_key(identity: Identity, what: str) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
+def _on_one_blas_thread(measure: Callable[[], object]) -> object:
+    with one_blas_thread():
+        return measure()
+
+
 def cached_measurement(identity: Identity, what: str, measure: Callable[[], object]) -> object:
     """``measure()`` (a JSON value: a number, a list of numbers or None), read from the cache when
     this identity was measured before with the same photographs and code (measured on one BLAS
     thread, as rendering workers do)."""
     root = cache_root()
     if root is None:
-        with one_blas_thread():
-            return measure()
+        return _on_one_blas_thread(measure)
     key = measurement_key(identity, what)
     path = root / f"{key}.json"
     try:
@@ -83,8 +88,7 @@ def cached_measurement(identity: Identity, what: str, measure: Callable[[], obje
             return stored["value"]
     except (OSError, ValueError):
         pass
-    with one_blas_thread():
-        value = measure()
+    value = _on_one_blas_thread(measure)
     temporary = path.with_suffix(f".{os.getpid()}.tmp")
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -100,7 +104,7 @@ def neutral_frame(identity: Identity, size: int = NEUTRAL_SIZE) -> np.ndarray:
     change, no mirror, its own background)."""
     from avsr.data.synth.face import Appearance, TalkingFace
 
-    return TalkingFace(size, identity_rig(identity)).render(np.zeros((1, 3)), Appearance(), 25.0)[0]
+    return TalkingFace(size, identity_rig(identity)).render(np.zeros((1, 3)), Appearance(), VIDEO_FPS)[0]
 
 
 @lru_cache(maxsize=256)

@@ -43,8 +43,9 @@ from avsr.data.tokenizers import load_tokenizer
 from avsr.decoding.recognizer import Preprocessing, Recognizer, RecognizerError
 from avsr.face import MouthCropConfig
 from avsr.models.io import load_model, read_model_yaml
-from avsr.models.pretrained.auto_avsr import AutoAVSRConfig, AutoAVSRModel, ConversionError, build_from_config
-from avsr.models.pretrained.auto_avsr_checkpoint import expected_checkpoint_keys, map_state_dict, read_checkpoint
+from avsr.models.avsr_model import AVSRModel
+from avsr.models.pretrained.auto_avsr import AutoAVSRConfig, ConversionError, build_from_config
+from avsr.models.pretrained.auto_avsr_checkpoint import expected_checkpoint_keys, map_state_dict, model_state, read_checkpoint
 
 TABLES = {  # file -> (layout, CLI modality, parameters in millions: VSR 250 M, ASR 243 M in auto_avsr's README)
     "auto_avsr_vsr_keys.tsv": ("v1.0.0", "v", 250.38),
@@ -95,7 +96,7 @@ def test_config_round_trip_and_checks() -> None:
     assert AutoAVSRConfig.from_dict(config.to_dict()) == config
     assert (config.blank_id, config.eos_id, config.kind) == (0, 5048, "avsr")
     model = build_from_config(config.to_dict())
-    assert isinstance(model, AutoAVSRModel) and model.family == "auto_avsr" and model.decodable_modalities == ("av",)
+    assert isinstance(model, AVSRModel) and model.decodable_modalities == ("av",)
     with pytest.raises(ValueError, match="unknown key"):
         AutoAVSRConfig.from_dict({**config.to_dict(), "layers": 3})
     with pytest.raises(ValueError, match="modalities"):
@@ -121,7 +122,7 @@ def converted(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def models(converted) -> dict[str, AutoAVSRModel]:
+def models(converted) -> dict[str, AVSRModel]:
     return {modality: load_model(path) for modality, path in converted.items()}
 
 
@@ -134,9 +135,9 @@ def test_converted_model_reproduces_auto_avsr(converted, models, modality: str) 
     assert reference["columns"] == PARITY_COLUMNS and reference["tokens"] == PARITY_TOKENS
     expected = reference["models"][modality]
     model = models[modality]
-    assert isinstance(model, AutoAVSRModel) and model.config == AutoAVSRConfig.tiny(modality)
+    assert isinstance(model, AVSRModel) and model.config == AutoAVSRConfig.tiny(modality).avsr_config()
     meta = read_model_yaml(converted[modality])
-    assert meta["family"] == "auto_avsr" and meta["extra"]["source"]["layout"] == "v1.0.0"
+    assert meta["family"] == "avsr" and meta["extra"]["source"]["layout"] == "v1.0.0"
     assert meta["extra"]["preprocessing"] == {"crop_size": 88, "video_mean": 0.421, "video_std": 0.165}
     assert load_tokenizer(converted[modality] / "tokenizer").vocab_size == 5049
     assert meta["extra"]["mouth_crop"]["style"] == "auto_avsr"
@@ -204,8 +205,9 @@ def test_full_size_models_match_auto_avsr_own_code(modality: str) -> None:
     theirs.load_state_dict(state, strict=True)
     _, mapping, mapped_config = map_state_dict({k: tuple(v.shape) for k, v in state.items()}, "reference", modality)
     assert mapped_config == config
-    ours = AutoAVSRModel(config).eval()
-    ours.load_state_dict({target: state.pop(key) for key, target in mapping.items()}, strict=True)
+    ours = AVSRModel(config.avsr_config()).eval()
+    ours.load_state_dict(model_state(state, mapping), strict=True)
+    state.clear()
     del state
     gc.collect()
     video, audio = parity_inputs()
@@ -286,6 +288,76 @@ def test_checkpoint_wrappers_and_missing_converter(micro_vsr_state, tmp_path, mo
     assert convert(["avhubert", str(path), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("avsr-convert: error: the avhubert converter is not available") and len(err.splitlines()) == 1
+
+
+# ---------------------------------------------------------------------- back to auto_avsr's layout
+@pytest.mark.parametrize("modality", ["v", "a", "av"])
+def test_round_trip_to_auto_avsr_is_bit_identical(converted, modality: str, tmp_path, capsys) -> None:
+    """auto_avsr checkpoint -> avsr-convert -> model folder -> avsr-convert --to auto_avsr: the
+    same keys, dtypes and bits as the checkpoint it came from."""
+    original = random_state(tiny_table(modality), SEEDS[modality])
+    out = tmp_path / "back.pth"
+    assert convert(["--to", "auto_avsr", str(converted[modality]), str(out)]) == 0
+    assert "wrote" in capsys.readouterr().err
+    back = torch.load(out, weights_only=True)
+    assert back.keys() == original.keys()
+    for key, value in original.items():
+        assert back[key].dtype == value.dtype and torch.equal(back[key], value), key
+
+
+def test_round_trip_in_the_head_layout(micro_vsr_state, tmp_path) -> None:
+    path = tmp_path / "micro.pth"
+    torch.save(micro_vsr_state, path)
+    assert convert(["auto_avsr", str(path), str(tmp_path / "model")]) == 0
+    assert convert(["--to", "auto_avsr", str(tmp_path / "model"), str(tmp_path / "back.pth")]) == 0
+    back = torch.load(tmp_path / "back.pth", weights_only=True)
+    assert back.keys() == micro_vsr_state.keys() and all(torch.equal(back[k], v) for k, v in micro_vsr_state.items())
+
+
+def test_export_refuses_a_model_of_another_architecture(micro_model_dir, tmp_path, capsys) -> None:
+    """Our own small model is not auto_avsr's: one line, exit 2, nothing written."""
+    out = tmp_path / "x.pth"
+    assert convert(["--to", "auto_avsr", str(micro_model_dir), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("avsr-convert: error: ") and "not auto_avsr's architecture" in err, err
+    assert not out.exists()
+    assert convert(["--to", "auto_avsr", str(tmp_path / "nowhere"), str(out)]) == 2
+    assert "no such model folder" in capsys.readouterr().err
+
+
+@torch.no_grad()
+def test_folders_converted_before_the_one_model_still_load(converted, models, tmp_path) -> None:
+    """A folder written when auto_avsr had its own model class (family auto_avsr, its config,
+    video_frontend.*, the audio trunk directly under audio_frontend, fusion reading (video, audio))
+    loads into the one model and computes the same."""
+    import yaml
+    from safetensors.torch import load_file, save_file
+
+    from avsr.models.io import file_sha256
+
+    source = converted["av"]
+    old = tmp_path / "old"
+    old.mkdir()
+    state = load_file(source / "model.safetensors")
+    legacy = {}
+    for key, value in state.items():
+        if key.startswith("visual_frontend."):
+            key = "video_frontend." + key[len("visual_frontend."):]
+        elif key.startswith("audio_frontend.trunk."):
+            key = "audio_frontend." + key[len("audio_frontend.trunk."):]
+        elif key == "fusion.fc1.weight":
+            half = value.size(1) // 2
+            value = torch.cat([value[:, half:], value[:, :half]], dim=1)
+        legacy[key] = value
+    save_file(legacy, old / "model.safetensors")
+    meta = read_model_yaml(source)
+    meta.update(family="auto_avsr", config=AutoAVSRConfig.tiny("av").to_dict(),
+                weights={"file": "model.safetensors", "sha256": file_sha256(old / "model.safetensors")})
+    (old / "model.yaml").write_text(yaml.safe_dump(meta))
+    loaded = load_model(old)
+    video, audio = parity_inputs()
+    want = models["av"].encode(audio[None], None, video[None], None)[0]
+    torch.testing.assert_close(loaded.encode(audio[None], None, video[None], None)[0], want, atol=0, rtol=0)
 
 
 # ---------------------------------------------------------------------- avsr-decode (conftest's face_video)

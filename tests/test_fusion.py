@@ -115,10 +115,12 @@ def test_gate_learns_to_trust_the_informative_stream_frame_by_frame():
 
 
 def test_concat_is_unchanged():
-    """Existing (concat) models keep their config keys, parameter names and arithmetic: the
-    fusion is LayerNorm per stream, concatenation and one Linear."""
+    """Existing (concat) models keep their config, parameter names and arithmetic: the fusion is
+    LayerNorm per stream, concatenation and one Linear. A fusion section written before the mlp
+    fusion's options existed reads as the same config."""
     config = tiny("concat")
-    assert set(config.to_dict()["fusion"]) == {"kind", "dropout", "projector"}
+    old_section = {"kind": "concat", "dropout": 0.0, "projector": "linear"}
+    assert AVSRConfig.from_dict(config.to_dict() | {"fusion": old_section}) == config
     assert config.to_dict()["fusion"] == AVSRConfig.from_dict(tiny("gated").to_dict() | {"fusion": {"kind": "concat"}}).to_dict()["fusion"]
     torch.manual_seed(0)
     model = AVSRModel(config).eval()

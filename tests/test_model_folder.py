@@ -274,7 +274,8 @@ def av_only_model(tmp_path_factory) -> Path:
     """An auto_avsr audio-visual model folder (it decodes only with both streams), random weights."""
     from avsr.data.tokenizers import Tokenizer
     from avsr.models.io import save_model
-    from avsr.models.pretrained.auto_avsr import AutoAVSRConfig, AutoAVSRModel
+    from avsr.models.avsr_model import AVSRModel
+    from avsr.models.pretrained.auto_avsr import AutoAVSRConfig
 
     tokenizer = Tokenizer.from_sentencepiece(*_shipped_auto_avsr_tokenizer())
     config = AutoAVSRConfig(modalities=("audio", "video"), model_dim=32, heads=2, ffn_dim=64, encoder_layers=1,
@@ -284,7 +285,7 @@ def av_only_model(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("auto_avsr_av") / "model"
     out.mkdir()
     tokenizer.save(out / "tokenizer")
-    save_model(out, AutoAVSRModel(config).eval(), extra={"tokenizer_fingerprint": tokenizer.fingerprint})
+    save_model(out, AVSRModel(config.avsr_config()).eval(), extra={"tokenizer_fingerprint": tokenizer.fingerprint})
     return out
 
 

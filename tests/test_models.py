@@ -426,7 +426,7 @@ def test_audio_front_end_configs_are_a_tagged_union():
     assert tiny(audio={"kind": "fbank", "dim": 48}).audio == FbankAudioConfig(mel_bins=80, dim=48)
     with pytest.raises(ConfigError, match="audio: unknown key.* strides"):
         tiny(audio={"kind": "fbank", "strides": [640]})  # a conv option is not an fbank option
-    with pytest.raises(ConfigError, match="audio.kind: 'sonar' is not one of conv, fbank, wav2vec2"):
+    with pytest.raises(ConfigError, match="audio.kind: 'sonar' is not one of conv, fbank, resnet1d, wav2vec2"):
         tiny(audio={"kind": "sonar"})
     flat = {"channels": [8, 16], "strides": [20, 32], "activation": "relu", "normalize_waveform": True, "mel_bins": 80, "wav2vec2": {}}
     stored = AVSRConfig.tiny(V).to_dict()

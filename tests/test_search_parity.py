@@ -42,8 +42,9 @@ from avsr.decoding.beam_search import BeamSearchConfig, Hypothesis, beam_search
 from avsr.decoding.model_decoder import ModelStepDecoder
 from avsr.decoding.recognizer import DecodeOptions, Recognizer
 from avsr.models.io import load_model, read_model_yaml
-from avsr.models.pretrained.auto_avsr import AutoAVSRConfig, AutoAVSRModel, convert_checkpoint
-from avsr.models.pretrained.auto_avsr_checkpoint import expected_checkpoint_keys, map_state_dict
+from avsr.models.avsr_model import AVSRModel
+from avsr.models.pretrained.auto_avsr import AutoAVSRConfig, convert_checkpoint
+from avsr.models.pretrained.auto_avsr_checkpoint import expected_checkpoint_keys, map_state_dict, model_state
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SCORE_TOLERANCE = 1e-4
@@ -96,7 +97,7 @@ def folder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def converted(folder: Path) -> tuple[AutoAVSRModel, torch.Tensor, torch.Tensor]:
+def converted(folder: Path) -> tuple[AVSRModel, torch.Tensor, torch.Tensor]:
     """The converted model, its encoder output for the reference inputs (one padded batch) and
     their lengths."""
     model = load_model(folder)
@@ -187,8 +188,9 @@ def test_full_size_search_matches_auto_avsr_own_search() -> None:
     state = search_state(module_table(theirs))
     theirs.load_state_dict(state, strict=True)
     _, mapping, _ = map_state_dict({k: tuple(v.shape) for k, v in state.items()}, "reference", SEARCH_MODALITY)
-    ours = AutoAVSRModel(config).eval()
-    ours.load_state_dict({target: state.pop(key) for key, target in mapping.items()}, strict=True)
+    ours = AVSRModel(config.avsr_config()).eval()
+    ours.load_state_dict(model_state(state, mapping), strict=True)
+    state.clear()
     del state
     gc.collect()
     video = search_inputs()[-1]

@@ -20,6 +20,7 @@ Encoders and decoder are fairseq2 0.8.1 blocks (``StandardTransformerEncoder/Dec
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +56,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avsr.models.config import AVSRConfig, ConfigError, DecoderConfig, EncoderConfig
-from avsr.models.frontends import build_audio_frontend, build_visual_frontend, lengths_to_mask
+from avsr.models.espnet import ESPNET_LAYER_NORM_EPS, ESPnetPositionEncoder
+from avsr.models.espnet import ConformerConvolution as ESPnetConformerConvolution
+from avsr.models.frontends import build_audio_frontend, build_visual_frontend
+from avsr.nn.sequence import lengths_to_mask
 from avsr.models.fusion import FUSIONS, ConcatFusion, GatedFusion, SumFusion, register_fusion
 from avsr.nn.frozen import set_trainable
 from avsr.models.loss import ctc_loss_sum, decoder_io, label_smoothed_nll_sum
@@ -86,12 +90,11 @@ def _fs2_kwargs() -> dict[str, Any]:
     layers, so they get single-process fake gangs (tensor-parallel size 1: plain linear layers).
     Data parallelism (DDP/FSDP) is unaffected. The device is given too (else fairseq2 asks its
     runtime for the current device); the model is moved with ``.to()`` afterwards."""
-    cpu = torch.device("cpu")
-    return {"gangs": create_fake_gangs(cpu), "device": cpu}
+    return {"gangs": create_fake_gangs(torch.device("cpu")), "device": torch.get_default_device()}
 
 
-def _layer_norm(dim: int) -> StandardLayerNorm:
-    return StandardLayerNorm(dim, bias=True)
+def _layer_norm(dim: int, eps: float = 1e-5) -> StandardLayerNorm:
+    return StandardLayerNorm(dim, bias=True, eps=eps)
 
 
 # ---------------------------------------------------------------------- encoders
@@ -99,18 +102,21 @@ class SequenceEncoder(nn.Module):
     """[Linear input projection] -> positions -> dropout -> transformer/conformer layers -> norm.
 
     Transformer layers get sinusoidal absolute positions; conformer blocks use relative-position
-    self-attention (Transformer-XL style) and no absolute positions. Padded positions of the
-    output are zero.
+    self-attention (Transformer-XL style) and no absolute positions. ``espnet_conformer`` scales
+    the projected input by sqrt(d) and ends with a LayerNorm (ESPnet's encoder). Padded positions
+    of the output are zero. (B, T, input_dim) -> (B, T, model_dim).
     """
 
     def __init__(self, config: EncoderConfig, input_dim: int | None = None) -> None:
         super().__init__()
         d = config.model_dim
         self.model_dim = d
+        self.max_len = config.max_len
         self.proj = Linear(input_dim, d, bias=True) if input_dim is not None else None
         self.pos_encoder = (
             SinusoidalPositionEncoder(d, config.max_len) if config.kind == "transformer" else None
         )
+        self.input_scale = math.sqrt(d) if config.kind == "espnet_conformer" else None
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else None
         if config.layers == 0:
             self.layers = None
@@ -118,8 +124,12 @@ class SequenceEncoder(nn.Module):
             pre = config.norm_order == "pre"
             layers = [self._transformer_layer(config) for _ in range(config.layers)]
             self.layers = StandardTransformerEncoder(layers, _layer_norm(d) if pre else None)
-        else:
+        elif config.kind == "conformer":
             self.layers = StandardTransformerEncoder([self._conformer_block(config) for _ in range(config.layers)])
+        else:
+            self.layers = StandardTransformerEncoder(
+                [self._espnet_conformer_block(config) for _ in range(config.layers)], _layer_norm(d, ESPNET_LAYER_NORM_EPS)
+            )
 
     @staticmethod
     def _transformer_layer(c: EncoderConfig) -> StandardTransformerEncoderLayer:
@@ -160,10 +170,36 @@ class SequenceEncoder(nn.Module):
             dropout_p=c.dropout,
         )
 
+    @staticmethod
+    def _espnet_conformer_block(c: EncoderConfig) -> ConformerBlock:
+        """ESPnet's ``EncoderLayer`` (auto_avsr): ``x + FFN/2``, ``x + MHA``, ``x + Conv``,
+        ``x + FFN/2``, LayerNorm; ReLU FFNs, LayerNorm eps 1e-12, convolutions with biases."""
+        d = c.model_dim
+
+        def ffn() -> StandardFeedForwardNetwork:
+            return StandardFeedForwardNetwork(d, c.ffn_dim, bias=True, inner_dropout_p=c.dropout, **_fs2_kwargs())
+
+        def norm() -> StandardLayerNorm:
+            return _layer_norm(d, ESPNET_LAYER_NORM_EPS)
+
+        sdpa = RelativePositionSDPA(d, c.heads, RelativePositionalEncoding(d, c.max_len), IdentityBias())
+        return ConformerBlock(
+            norm(), ffn(), norm(), StandardMultiheadAttention(d, c.heads, sdpa, **_fs2_kwargs()),
+            norm(), ESPnetConformerConvolution(d, c.conv_kernel),  # type: ignore[arg-type]  # fairseq2's interface
+            norm(), ffn(), norm(), dropout_p=c.dropout,
+        )
+
     def forward(self, seqs: Tensor, lengths: Tensor) -> Tensor:
+        if self.pos_encoder is None and seqs.size(1) > self.max_len:
+            raise ValueError(
+                f"input of {seqs.size(1)} frames is longer than the model's limit of {self.max_len} "
+                "(config max_len; decode shorter segments)"
+            )
         layout = make_layout(seqs, lengths)
         if self.proj is not None:
             seqs = self.proj(seqs)
+        if self.input_scale is not None:
+            seqs = seqs * self.input_scale
         if self.pos_encoder is not None:
             seqs = self.pos_encoder(seqs, layout)
         if self.dropout is not None:
@@ -229,9 +265,9 @@ class AttentionDecoder(TokenDecoder):
         super().__init__()
         d = model_dim
         embed = StandardEmbedding(vocab_size, d, init_fn=init_scaled_embedding)
-        self.frontend = TransformerEmbeddingFrontend(
-            d, embed, SinusoidalPositionEncoder(d, config.max_len), dropout_p=config.dropout
-        )
+        positions = ESPnetPositionEncoder(d) if config.positions == "espnet" else SinusoidalPositionEncoder(d, config.max_len)
+        self.frontend = TransformerEmbeddingFrontend(d, embed, positions, dropout_p=config.dropout)
+        eps = config.layer_norm_eps
         pre = config.norm_order == "pre"
         order = TransformerNormOrder.PRE if pre else TransformerNormOrder.POST
         layers = []
@@ -253,12 +289,12 @@ class AttentionDecoder(TokenDecoder):
             )
             layers.append(
                 StandardTransformerDecoderLayer(
-                    self_attn, _layer_norm(d), cross_attn, _layer_norm(d), ffn, _layer_norm(d),
+                    self_attn, _layer_norm(d, eps), cross_attn, _layer_norm(d, eps), ffn, _layer_norm(d, eps),
                     norm_order=order, dropout_p=config.dropout,
                 )
             )
-        self.layers = StandardTransformerDecoder(layers, _layer_norm(d) if pre else None)
-        self.final_proj = Linear(d, vocab_size, bias=False, init_fn=_init_final_proj)
+        self.layers = StandardTransformerDecoder(layers, _layer_norm(d, eps) if pre else None)
+        self.final_proj = Linear(d, vocab_size, bias=config.output_bias, init_fn=_init_final_proj)
         self.max_len = config.max_len
 
 
@@ -395,6 +431,14 @@ class EncoderKVState(AttentionState):
         return 2 * self._k.numel() * self._k.dtype.itemsize
 
 
+def _trim(a: Tensor, a_lens: Tensor, v: Tensor, v_lens: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Cut (B, Ta, da) audio and (B, Tv, dv) video to their common frames: both streams and the
+    shared lengths ``min(a_lens, v_lens)`` (B,)."""
+    lens = torch.minimum(a_lens.to(v_lens.device), v_lens)
+    width = min(a.size(1), v.size(1), max(int(lens.max()), 1))
+    return a[:, :width], v[:, :width], lens
+
+
 def _init_final_proj(proj: Linear) -> None:
     nn.init.normal_(proj.weight, std=proj.input_dim**-0.5)
     if proj.bias is not None:
@@ -421,7 +465,7 @@ class AVSRModel(nn.Module):
         self.vocab_size = config.vocab_size
         self.blank_id = config.blank_id
         self.eos_id = int(config.eos_id)  # type: ignore[arg-type]
-        d = config.encoder.model_dim
+        d = config.model_dim
         self.model_dim = d
         dims: list[int] = []
         if config.audio is not None:
@@ -438,7 +482,7 @@ class AVSRModel(nn.Module):
         else:
             self.visual_frontend = None
             self.video_encoder = None
-        if len(dims) == 2:
+        if len(dims) == 2 and config.absent_embeddings:
             self.absent_audio = nn.Parameter(torch.randn(dims[0]) * 0.02)
             self.absent_video = nn.Parameter(torch.randn(dims[1]) * 0.02)
         else:
@@ -449,8 +493,8 @@ class AVSRModel(nn.Module):
         except KeyError:
             raise ConfigError(f"fusion.kind: {config.fusion.kind!r} is not one of {', '.join(FUSIONS)}") from None
         self.fusion = fusion_factory(config.fusion, dims, d)
-        self.encoder = SequenceEncoder(config.encoder, None)
-        self.ctc_head = Linear(d, config.vocab_size, bias=True)
+        self.encoder = SequenceEncoder(config.encoder, None) if config.encoder is not None else None
+        self.ctc_head = Linear(d, config.vocab_size, bias=True) if config.ctc_head else None
         self.decoder = AttentionDecoder(config.decoder, d, config.vocab_size)
         for name in config.freeze:
             module = getattr(self, name)
@@ -497,6 +541,11 @@ class AVSRModel(nn.Module):
         """A state bag for ``decode`` good for up to ``max_len`` tokens (the leading eos included)."""
         return IncrementalStateBag(max_len + 1)
 
+    @property
+    def decodable_modalities(self) -> tuple[str, ...]:
+        """The CLI modalities (a, v, av) this model decodes (see ``AVSRConfig``)."""
+        return self.config.decodable_modalities
+
     # ------------------------------------------------------------------ encoder side
     def encode(
         self,
@@ -519,32 +568,38 @@ class AVSRModel(nn.Module):
         use_video = video is not None and self.visual_frontend is not None
         if not (use_audio or use_video):
             raise ValueError(f"no input for this model's modalities ({', '.join(self.config.modalities)})")
+        if len(self.config.modalities) == 2 and not self.config.absent_embeddings and not (use_audio and use_video):
+            raise ValueError("this model needs audio and video input (it has no absent-modality embeddings)")
         a = v = None
         if use_audio:
             assert audio is not None and self.audio_frontend is not None
             if audio_lens is None:
                 audio_lens = torch.full((audio.size(0),), audio.size(1), dtype=torch.long, device=audio.device)
             a, a_lens = self.audio_frontend(audio, audio_lens.to(audio.device))
-            lens = a_lens.to(torch.long)
+            a_lens = a_lens.to(torch.long)
         if use_video:
             assert video is not None and self.visual_frontend is not None
             if video_lens is None:
                 video_lens = torch.full((video.size(0),), video.size(1), dtype=torch.long, device=video.device)
             v, v_lens = self.visual_frontend(video, video_lens.to(video.device))
-            lens = v_lens.to(torch.long)
+            v_lens = v_lens.to(torch.long)
         if a is not None and v is not None:
             if a.size(0) != v.size(0):
                 raise ValueError(f"audio batch {a.size(0)} != video batch {v.size(0)}")
-            width = min(a.size(1), v.size(1))
-            a, v = a[:, :width], v[:, :width]
-            lens = torch.minimum(a_lens.to(v_lens.device).to(torch.long), v_lens.to(torch.long))
-        lens = lens.clamp(min=1)
-        width = int(lens.max())
-        streams: list[Tensor] = []
+            if self.config.trim_streams == "before_encoders":
+                a, v, a_lens = _trim(a, a_lens, v, v_lens)
+                v_lens = a_lens
         if a is not None:
-            a = self.audio_encoder(a[:, :width], lens)  # type: ignore[misc]
+            a_lens = a_lens.clamp(min=1)
+            a = self.audio_encoder(a[:, : int(a_lens.max())], a_lens)  # type: ignore[misc]
+            lens = a_lens
         if v is not None:
-            v = self.video_encoder(v[:, :width], lens)  # type: ignore[misc]
+            v_lens = v_lens.clamp(min=1)
+            v = self.video_encoder(v[:, : int(v_lens.max())], v_lens)  # type: ignore[misc]
+            lens = v_lens
+        if a is not None and v is not None and self.config.trim_streams == "after_encoders":
+            a, v, lens = _trim(a, a_lens, v, v_lens)
+        width = int(lens.max())
         if self.absent_audio is not None and self.absent_video is not None:
             ref = a if a is not None else v
             assert ref is not None
@@ -555,10 +610,10 @@ class AVSRModel(nn.Module):
                 v = self.absent_video.to(ref.dtype).expand(batch, width, -1)
             elif use_audio and self.training:
                 a, v = self._modality_dropout(a, v, video_corrupted)
-            streams = [a, v]
-        else:
-            streams = [a if a is not None else v]  # type: ignore[list-item]
+        streams = [s for s in (a, v) if s is not None]
         fused = self.fusion(streams)
+        if self.encoder is None:  # the fused streams are the encoder output: padding must be zero
+            return fused * lengths_to_mask(lens, width)[:, :, None].to(fused.dtype), lens
         return self.encoder(fused, lens), lens
 
     def _modality_dropout(self, a: Tensor, v: Tensor, video_corrupted: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -580,6 +635,8 @@ class AVSRModel(nn.Module):
 
     def ctc_log_probs(self, encoded: Tensor) -> Tensor:
         """(B, T, d) -> CTC log-posteriors (B, T, V), float32."""
+        if self.ctc_head is None:
+            raise ValueError("this model has no CTC head (attention-only: decode with --ctc-weight 0)")
         return torch.log_softmax(self.ctc_head(encoded).float(), dim=-1)
 
     # ------------------------------------------------------------------ decoder side

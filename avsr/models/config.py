@@ -33,8 +33,15 @@ class ConfigError(ValueError):
 
 VISUAL_TRUNKS = ("resnet18", "resnet50")
 NORM_KINDS = ("batch", "group")
+NORM_KINDS_1D = ("batch", "layer")
 ACTIVATIONS = ("relu", "prelu", "silu")
-ENCODER_KINDS = ("transformer", "conformer")
+#: ``espnet_conformer`` is ESPnet's conformer as published models (auto_avsr) have it; see EncoderConfig.
+ENCODER_KINDS = ("transformer", "conformer", "espnet_conformer")
+#: the decoder's position table: fairseq2's sinusoids (sines, then cosines) or ESPnet's (interleaved).
+DECODER_POSITIONS = ("sinusoidal", "espnet")
+#: when the audio and video streams are cut to their common length: before the per-modality
+#: encoders (ours) or after them (auto_avsr: each encoder sees its whole stream).
+TRIM_POINTS = ("before_encoders", "after_encoders")
 NORM_ORDERS = ("pre", "post")
 #: Sub-modules of AVSRModel that ``AVSRConfig.freeze`` may name.
 FREEZABLE = (
@@ -132,10 +139,29 @@ class FbankAudioConfig(AudioConfig):
         _check_positive("dim", self.dim)
 
 
+@dataclass(kw_only=True)
+class ResNet1DAudioConfig(AudioConfig):
+    """auto_avsr's 1-D ResNet-18 on the raw waveform (``avsr.models.resnet1d``): 640 samples per
+    frame, ``512 * width`` features, BatchNorm and swish."""
+
+    kind: str = "resnet1d"
+    #: every channel count is (64, 128, 256, 512) * width (auto_avsr: 1.0).
+    width: float = 1.0
+    #: each waveform is normalised over its valid samples with this epsilon (auto_avsr: 1e-8);
+    #: null: not normalised.
+    normalize_eps: float | None = 1e-8
+
+    def __post_init__(self) -> None:
+        _check_positive("width", self.width)
+        if self.normalize_eps is not None:
+            _check_positive("normalize_eps", self.normalize_eps)
+
+
 #: kind -> config class, or "module:Class" imported on first use.
 AUDIO_CONFIGS: dict[str, type[AudioConfig] | str] = {
     "conv": ConvAudioConfig,
     "fbank": FbankAudioConfig,
+    "resnet1d": ResNet1DAudioConfig,
     "wav2vec2": "avsr.models.audio:Wav2Vec2FrontEndConfig",
 }
 
@@ -178,8 +204,10 @@ class VisualConfig:
 
     trunk: str = "resnet18"
     norm: str = "batch"
-    #: activation of the 3-D stem (the ResNet blocks use ReLU, as torchvision's).
+    #: activation of the 3-D stem.
     activation: str = "relu"
+    #: activation inside the ResNet blocks (relu as torchvision's; auto_avsr's use silu).
+    block_activation: str = "relu"
     width: float = 1.0
     #: groups of GroupNorm (reduced to a divisor of the channel count when needed).
     norm_groups: int = 32
@@ -191,6 +219,7 @@ class VisualConfig:
         _check_choice("trunk", self.trunk, VISUAL_TRUNKS)
         _check_choice("norm", self.norm, NORM_KINDS)
         _check_choice("activation", self.activation, ACTIVATIONS)
+        _check_choice("block_activation", self.block_activation, ("relu", "silu"))
         _check_positive("width", self.width)
         _check_positive("norm_groups", self.norm_groups)
         if isinstance(self.downsample, bool) or not isinstance(self.downsample, int) or self.downsample < 1:
@@ -206,6 +235,9 @@ class EncoderConfig:
     ``layers=0`` is allowed for the per-modality encoders (projection + positions only).
     Conformer blocks use relative-position attention and LayerNorm in their convolution module
     (BatchNorm would break CPU DDP); transformer layers use sinusoidal absolute positions.
+    ``espnet_conformer`` is ESPnet's conformer as auto_avsr publishes it: the projected input is
+    scaled by sqrt(model_dim), ReLU macaron FFNs, a convolution module with biases and BatchNorm,
+    LayerNorm epsilon 1e-12 and a LayerNorm after the last block.
     """
 
     kind: str = "transformer"
@@ -229,8 +261,10 @@ class EncoderConfig:
         _check_prob("dropout", self.dropout)
         if self.model_dim % self.heads or self.model_dim % 2:
             raise ConfigError(f"model_dim {self.model_dim} must be even and a multiple of heads {self.heads}")
-        if self.kind == "conformer" and self.norm_order != "pre":
+        if self.kind != "transformer" and self.norm_order != "pre":
             raise ConfigError("conformer blocks are pre-norm; set norm_order: pre")
+        if self.kind == "espnet_conformer" and self.conv_kernel % 2 == 0:
+            raise ConfigError(f"conv_kernel: must be odd for espnet_conformer, got {self.conv_kernel}")
 
 
 @dataclass
@@ -242,6 +276,8 @@ class FusionConfig:
     ``gated``: as ``sum``, mixed per frame by weights a small gate computes from the streams (a
     softmax over them), so the model can turn an unreliable video (or audio) down frame by frame.
     ``projector``: the projection, one of `avsr.nn.projectors` (linear, mlp, gated_mlp, token).
+    ``mlp`` (auto_avsr's): concatenate, Linear to ``hidden_dim``, ``hidden_norm`` (batch or layer),
+    ReLU, Linear to the joint dim. ``identity``: a single stream, passed on as it is.
 
     The gate has no settings of its own (its hidden width is the joint width): ``gated`` adds no
     keys, so the saved configs of existing models, and the resume check against them, are unchanged.
@@ -250,12 +286,17 @@ class FusionConfig:
     kind: str = "concat"
     dropout: float = 0.0
     projector: str = "linear"
+    #: ``mlp`` only: its hidden width and the norm after its first layer.
+    hidden_dim: int = 8192
+    hidden_norm: str = "batch"
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, str) or not self.kind:
             raise ConfigError("kind must be a non-empty string")
         _check_prob("dropout", self.dropout)
         _check_choice("projector", self.projector, PROJECTOR_KINDS)
+        _check_positive("hidden_dim", self.hidden_dim)
+        _check_choice("hidden_norm", self.hidden_norm, NORM_KINDS_1D)
 
 
 @dataclass
@@ -269,9 +310,16 @@ class DecoderConfig:
     norm_order: str = "pre"
     #: longest token sequence (with the leading eos) the positions cover.
     max_len: int = 1024
+    #: position table (see DECODER_POSITIONS); espnet has no length limit.
+    positions: str = "sinusoidal"
+    layer_norm_eps: float = 1e-5
+    #: a bias in the output projection (ESPnet's decoders have one).
+    output_bias: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("norm_order", self.norm_order, NORM_ORDERS)
+        _check_choice("positions", self.positions, DECODER_POSITIONS)
+        _check_positive("layer_norm_eps", self.layer_norm_eps)
         _check_positive("layers", self.layers)
         for key in ("heads", "ffn_dim", "max_len"):
             _check_positive(f"{key}", getattr(self, key))
@@ -319,12 +367,21 @@ class AVSRConfig:
     audio_encoder: EncoderConfig = field(default_factory=EncoderConfig)
     video_encoder: EncoderConfig = field(default_factory=EncoderConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    #: the joint encoder after the fusion; null: none (auto_avsr's models), the fused streams go
+    #: to the CTC head and the decoder as they are.
+    encoder: EncoderConfig | None = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     modality_dropout: ModalityDropoutConfig = field(default_factory=ModalityDropoutConfig)
     #: sub-modules kept frozen (no gradient, eval mode) throughout; see ``FREEZABLE``.
     freeze: tuple[str, ...] = ()
+    #: a two-modality model learns an "absent" embedding for each stream, so it decodes one
+    #: modality alone; false (auto_avsr's AV model): it needs both, and has no modality dropout.
+    absent_embeddings: bool = True
+    #: see TRIM_POINTS.
+    trim_streams: str = "before_encoders"
+    #: a CTC head (false: attention only, as AV-HuBERT's models; loss.ctc_weight must be 0).
+    ctc_head: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, int) or self.vocab_size < 3:
@@ -339,15 +396,38 @@ class AVSRConfig:
             raise ConfigError("blank_id and eos_id must differ")
         if self.audio is None and self.visual is None:
             raise ConfigError("at least one of audio and visual must be configured")
-        if self.encoder.layers < 1:
-            raise ConfigError("encoder.layers must be >= 1")
-        if self.encoder.model_dim % self.decoder.heads:
-            raise ConfigError(
-                f"heads {self.decoder.heads} must divide encoder.model_dim {self.encoder.model_dim}"
-            )
+        if self.encoder is not None and self.encoder.layers < 1:
+            raise ConfigError("encoder.layers must be >= 1 (or encoder: null for none)")
+        if self.encoder is None:
+            dims = {c.model_dim for c, m in ((self.audio_encoder, self.audio), (self.video_encoder, self.visual)) if m is not None}
+            if len(dims) != 1:
+                raise ConfigError(f"without a joint encoder the per-modality encoders need one model_dim, got {sorted(dims)}")
+        if self.model_dim % self.decoder.heads:
+            raise ConfigError(f"heads {self.decoder.heads} must divide the model's width {self.model_dim}")
+        _check_choice("trim_streams", self.trim_streams, TRIM_POINTS)
+        if not self.absent_embeddings and (self.modality_dropout.p_audio_only or self.modality_dropout.p_video_only):
+            raise ConfigError("modality_dropout needs absent_embeddings: true (a dropped stream is replaced by one)")
+        if not self.ctc_head and self.loss.ctc_weight > 0:
+            raise ConfigError("loss.ctc_weight must be 0 for a model without a CTC head (ctc_head: false)")
         self.freeze = tuple(self.freeze)
         for name in self.freeze:
             _check_choice("freeze", name, FREEZABLE)
+
+    @property
+    def model_dim(self) -> int:
+        """The width of the encoder output (the joint encoder's, else the per-modality encoders')."""
+        if self.encoder is not None:
+            return self.encoder.model_dim
+        return (self.video_encoder if self.audio is None else self.audio_encoder).model_dim
+
+    @property
+    def decodable_modalities(self) -> tuple[str, ...]:
+        """The CLI modalities (a, v, av) it can decode: one stream alone needs its branch, and in
+        a two-modality model the other stream's absent embedding."""
+        short = {"audio": "a", "video": "v"}
+        if len(self.modalities) == 1:
+            return (short[self.modalities[0]],)
+        return ("a", "v", "av") if self.absent_embeddings else ("av",)
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -531,6 +611,7 @@ __all__ = [
     "FusionConfig",
     "LossConfig",
     "ModalityDropoutConfig",
+    "ResNet1DAudioConfig",
     "VisualConfig",
     "register_audio_config",
     "stored_config",

@@ -17,30 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avsr.media.constants import SAMPLES_PER_FRAME
-from avsr.models.config import AudioConfig, ConfigError, ConvAudioConfig, FbankAudioConfig, VisualConfig, register_audio_config
+from avsr.models.config import AudioConfig, ConfigError, ConvAudioConfig, FbankAudioConfig, ResNet1DAudioConfig, VisualConfig, register_audio_config
+from avsr.nn.sequence import lengths_to_mask, make_activation, normalize_waveform
 
-def make_activation(name: str, channels: int) -> nn.Module:
-    if name == "relu":
-        return nn.ReLU()
-    if name == "prelu":
-        return nn.PReLU(channels)
-    if name == "silu":
-        return nn.SiLU()
-    raise ConfigError(f"activation: {name!r} is not one of relu, prelu, silu")
-
-
-def lengths_to_mask(lengths: Tensor, width: int) -> Tensor:
-    """(B,) lengths -> (B, width) bool, True on valid positions."""
-    return torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
-
-
-def normalize_waveform(waveform: Tensor, lengths: Tensor, eps: float = 1e-5) -> Tensor:
-    """Zero-mean, unit-variance per utterance over its valid samples; padding is set to zero."""
-    mask = lengths_to_mask(lengths, waveform.size(1)).to(waveform.dtype)
-    n = lengths.clamp(min=1).to(waveform.dtype)[:, None]
-    mean = (waveform * mask).sum(1, keepdim=True) / n
-    var = (((waveform - mean) * mask) ** 2).sum(1, keepdim=True) / n
-    return (waveform - mean) / torch.sqrt(var + eps) * mask
 
 
 class ConvAudioFrontEnd(nn.Module):
@@ -170,9 +149,17 @@ def _build_wav2vec2(config: AudioConfig, pretrained: bool = True) -> nn.Module:
     return build_wav2vec2_frontend(config if pretrained else dataclasses.replace(config, pretrained=None))
 
 
+def _build_resnet1d(config: AudioConfig, pretrained: bool = True) -> nn.Module:
+    from avsr.models.resnet1d import ResNet1DAudioFrontEnd
+
+    assert isinstance(config, ResNet1DAudioConfig)
+    return ResNet1DAudioFrontEnd(config)
+
+
 _AUDIO_BUILDERS: dict[str, AudioBuilder] = {
     "conv": _build_conv,
     "fbank": lambda config, pretrained: MelAudioFrontEnd(config),
+    "resnet1d": _build_resnet1d,
     "wav2vec2": _build_wav2vec2,
 }
 

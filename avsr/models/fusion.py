@@ -12,6 +12,8 @@ every stream.
   thus turn a stream down frame by frame when it looks unreliable: a blurred, occluded, frozen or
   foreign mouth, or a face it never learned to read, while concatenation weighs every stream the
   same whatever its quality.
+- ``mlp`` (auto_avsr's ``MLPHead``): concatenate, Linear -> BatchNorm or LayerNorm -> ReLU -> Linear.
+- ``identity``: one stream, passed on unchanged (a single-modality model without a joint encoder).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 from fairseq2.nn import StandardLayerNorm
 from torch import Tensor, nn
 
-from avsr.models.config import FusionConfig
+from avsr.models.config import ConfigError, FusionConfig
 from avsr.nn.projectors import ProjectorConfig, build_projector
 
 
@@ -100,14 +102,50 @@ class GatedFusion(nn.Module):
         return self.dropout(x) if self.dropout is not None else x
 
 
+class MLPFusion(nn.Module):
+    """auto_avsr's audio-visual fusion: ``fc2(ReLU(norm(fc1([audio; video]))))``, with BatchNorm
+    over the hidden channels (or LayerNorm: ``hidden_norm``). auto_avsr concatenates (video,
+    audio); its converter swaps the halves of ``fc1``'s columns, which is exact."""
+
+    def __init__(self, config: FusionConfig, in_dims: Sequence[int], out_dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(sum(in_dims), config.hidden_dim)
+        self.batch_norm = config.hidden_norm == "batch"
+        self.norm = nn.BatchNorm1d(config.hidden_dim) if self.batch_norm else nn.LayerNorm(config.hidden_dim)
+        self.fc2 = nn.Linear(config.hidden_dim, out_dim)
+        self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else None
+
+    def forward(self, streams: Sequence[Tensor]) -> Tensor:
+        x = self.fc1(torch.cat(list(streams), dim=-1))  # (B, T, hidden)
+        x = self.norm(x.transpose(1, 2)).transpose(1, 2) if self.batch_norm else self.norm(x)
+        x = self.fc2(torch.relu(x))
+        return self.dropout(x) if self.dropout is not None else x
+
+
+class IdentityFusion(nn.Module):
+    """The one stream as it is (its width must be the joint width)."""
+
+    def __init__(self, config: FusionConfig, in_dims: Sequence[int], out_dim: int) -> None:
+        super().__init__()
+        if len(in_dims) != 1 or in_dims[0] != out_dim:
+            raise ConfigError(f"fusion.kind identity: needs one stream of width {out_dim}, got widths {list(in_dims)}")
+
+    def forward(self, streams: Sequence[Tensor]) -> Tensor:
+        return streams[0]
+
+
 FusionFactory = Callable[[FusionConfig, Sequence[int], int], nn.Module]
 #: fusion kind -> factory(config, per-stream dims in (audio, video) order, joint dim) -> module
 #: whose ``forward(list of (B, T, d_i)) -> (B, T, joint dim)``.
-FUSIONS: dict[str, FusionFactory] = {"concat": ConcatFusion, "sum": SumFusion, "gated": GatedFusion}
+FUSIONS: dict[str, FusionFactory] = {
+    "concat": ConcatFusion, "sum": SumFusion, "gated": GatedFusion, "mlp": MLPFusion, "identity": IdentityFusion,
+}
 
 
 def register_fusion(kind: str, factory: FusionFactory) -> None:
     FUSIONS[kind] = factory
 
 
-__all__ = ["ConcatFusion", "FUSIONS", "FusionFactory", "GatedFusion", "SumFusion", "register_fusion"]
+__all__ = [
+    "ConcatFusion", "FUSIONS", "FusionFactory", "GatedFusion", "IdentityFusion", "MLPFusion", "SumFusion", "register_fusion",
+]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,18 +121,25 @@ def _build_avsr(config: dict[str, Any]) -> nn.Module:
     return AVSRModel(AVSRConfig.from_stored(config), pretrained=False)
 
 
-def build_saved_model(meta: dict[str, Any], source: str) -> nn.Module:
-    """An untrained model of the family and config a model.yaml names."""
+def build_saved_model(meta: dict[str, Any], source: str) -> tuple[nn.Module, Callable[[dict[str, Tensor]], dict[str, Tensor]]]:
+    """An untrained model of the family and config a model.yaml names, and what turns the saved
+    weights' names into the model's (the family module's ``stored_state(state, config)``, for
+    folders written before a family became a configuration of the one model; else unchanged)."""
     import importlib
 
     family = meta.get("family", DEFAULT_FAMILY)
     if family not in MODEL_FAMILIES:
         raise WeightsError(f"{source}: unknown model family {family!r} (known: {', '.join(MODEL_FAMILIES)})")
     module_name, function = MODEL_FAMILIES[family].split(":")
+    module = importlib.import_module(module_name)
     try:
-        return getattr(importlib.import_module(module_name), function)(meta["config"])
+        model = getattr(module, function)(meta["config"])
     except (ConfigError, KeyError, TypeError, ValueError) as exc:
         raise WeightsError(f"{source}: bad config: {exc}") from None
+    stored_state = getattr(module, "stored_state", None)
+    if stored_state is None:
+        return model, lambda state: state
+    return model, lambda state: stored_state(state, meta["config"])
 
 
 def load_config(model_dir: str | os.PathLike[str]) -> AVSRConfig:
@@ -159,8 +166,8 @@ def load_model(
     expected = (meta.get("weights") or {}).get("sha256")
     if verify and expected and file_sha256(weights) != expected:
         raise WeightsError(f"{weights}: SHA-256 differs from {CONFIG_FILE} (files from different saves?)")
-    model = build_saved_model(meta, str(model_dir / CONFIG_FILE))
-    state = _read_safetensors(weights)
+    model, migrate = build_saved_model(meta, str(model_dir / CONFIG_FILE))
+    state = migrate(_read_safetensors(weights))
     _load_strict(model, state, str(weights))
     model.metadata = dict(meta.get("extra") or {})  # type: ignore[assignment]
     return model.to(device).eval()

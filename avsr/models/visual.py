@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from avsr.models.config import VisualConfig
-from avsr.models.frontends import make_activation
+from avsr.nn.sequence import make_activation
 
 _LAYERS = {"resnet18": (BasicBlock, (2, 2, 2, 2)), "resnet50": (Bottleneck, (3, 4, 6, 3))}
 
@@ -82,7 +82,7 @@ class ResNetTrunk(nn.Module):
     """torchvision's ResNet ``layer1..layer4`` (names and init as torchvision) + global average pool."""
 
     def __init__(
-        self, trunk: str, in_channels: int, width: float, norm: Callable[[int], nn.Module]
+        self, trunk: str, in_channels: int, width: float, norm: Callable[[int], nn.Module], block_activation: str = "relu"
     ) -> None:
         super().__init__()
         block, counts = _LAYERS[trunk]
@@ -94,6 +94,10 @@ class ResNetTrunk(nn.Module):
         self.layer4 = self._make_layer(block, planes[3], counts[3], 2, norm)
         self.output_dim = planes[3] * block.expansion
         del self.inplanes
+        if block_activation != "relu":  # torchvision's blocks apply their ``relu`` after each norm and the sum
+            for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+                for b in layer:
+                    b.relu = make_activation(block_activation, 0)
 
     def _make_layer(
         self, block: type[nn.Module], planes: int, count: int, stride: int, norm: Callable[[int], nn.Module]
@@ -128,7 +132,7 @@ class VisualFrontEnd(nn.Module):
         norm = make_norm_2d(config.norm, config.norm_groups)
         stem_channels = max(1, round(64 * config.width))
         self.stem = Stem3D(stem_channels, norm, config.activation)
-        self.trunk = ResNetTrunk(config.trunk, stem_channels, config.width, norm)
+        self.trunk = ResNetTrunk(config.trunk, stem_channels, config.width, norm, config.block_activation)
         self.output_dim = self.trunk.output_dim
         self.reset_parameters()
 

@@ -125,8 +125,12 @@ class AVSRModelSection(ModelSection):
     family: str | None = AVSR_FAMILY
     arch: str | None = "tiny"
     """Base size: tiny (CPU toy), seed_paper (Pan et al. 2022), default (AVSRConfig's defaults)."""
+    init: Path | None = None
+    """A model folder to fine-tune (ours, or converted by avsr-convert): its architecture replaces
+    ``arch`` and all its weights start the run. With another tokenizer than the folder's, the
+    output layers keep the rows of the units both share and start fresh for the others."""
     config: dict[str, object] = field(default_factory=dict)
-    """AVSRConfig fields over the arch (nested); vocab_size/blank_id/eos_id come from the tokenizer."""
+    """AVSRConfig fields over the arch or init (nested); vocab_size/blank_id/eos_id come from the tokenizer."""
     pretrained: PretrainedFrontends = field(default_factory=PretrainedFrontends)
     init_from: list[InitFromModel] = field(default_factory=list)
     """Weights of earlier stages (applied after ``pretrained``), only when training starts."""
@@ -213,11 +217,34 @@ def check_train_config(config: AVSRTrainConfig) -> AVSRTrainConfig:
     return config
 
 
+def init_folder_config(path: Path) -> AVSRConfig:
+    """The model config of the folder ``model.init`` names (built on the meta device: no weights read)."""
+    import torch
+
+    from avsr.models.io import build_saved_model, read_model_yaml
+    from avsr.models.weights import WeightsError
+
+    try:
+        meta = read_model_yaml(path)
+        with torch.device("meta"):
+            model, _ = build_saved_model(meta, str(path))
+    except WeightsError as exc:
+        raise TrainConfigError(f"model.init: {exc}") from None
+    config = getattr(model, "config", None)
+    if not isinstance(config, AVSRConfig):
+        family = meta.get("family")
+        raise TrainConfigError(f"model.init: {path} is a {family} model, which avsr decodes but cannot fine-tune yet")
+    return config
+
+
 def resolve_model_config(section: AVSRModelSection, tokenizer: Tokenizer) -> AVSRConfig:
-    """``section.arch`` at the tokenizer's vocabulary, updated by ``section.config``."""
+    """``section.arch`` (or the config of the ``section.init`` folder) at the tokenizer's
+    vocabulary, updated by ``section.config``."""
     arch = section.arch or "default"
     vocab = tokenizer.vocab_size
-    if arch == "tiny":
+    if section.init is not None:
+        base = init_folder_config(Path(section.init))
+    elif arch == "tiny":
         base = AVSRConfig.tiny(vocab)
     elif arch == "seed_paper":
         base = AVSRConfig.seed_paper(vocab)
@@ -538,6 +565,8 @@ def initialise_weights(model: Module, section: AVSRModelSection, tokenizer: Toke
     from avsr.models.weights import WeightsError, load_frontend_weights, read_state_dict
 
     lines: list[str] = []
+    if section.init is not None:
+        lines += init_whole_model(model, Path(section.init), tokenizer)
     pre = section.pretrained
     if pre.visual is not None or pre.audio is not None:
         lines += load_pretrained_frontends(model, visual=pre.visual, visual_format=pre.visual_format, audio=pre.audio)  # type: ignore[arg-type]
@@ -564,6 +593,37 @@ def initialise_weights(model: Module, section: AVSRModelSection, tokenizer: Toke
                 raise TrainConfigError(f"model.init_from: {file} has no weights for {name}")
             report = load_frontend_weights(part, sub, {"": ""})
             lines.append(f"{name} <- {file}: {len(report.loaded)} tensors")
+    return lines
+
+
+def init_whole_model(model: Module, path: Path, tokenizer: Tokenizer | None) -> list[str]:
+    """Every weight of the folder ``path`` into ``model`` (``model.init``). Token layers follow the
+    run's tokenizer (`avsr.models.vocabulary`); parts the run adds (e.g. absent-modality embeddings
+    switched on) keep their initialisation and are reported; a weight with no place, or of another
+    shape, is an error."""
+    from avsr.models.folder import load_model_folder
+    from avsr.models.vocabulary import remap_vocabulary
+    from avsr.models.weights import WeightsError
+    from avsr.nn.state import name_list, state_problems
+
+    try:
+        folder = load_model_folder(path)
+    except (WeightsError, TokenizerError) as exc:
+        raise TrainConfigError(f"model.init: {exc}") from None
+    own = model.state_dict()
+    state = folder.model.state_dict()
+    lines = []
+    if tokenizer is not None and folder.tokenizer.fingerprint != tokenizer.fingerprint:
+        state, kept = remap_vocabulary(state, folder.tokenizer.pieces, tokenizer.pieces, own)
+        lines.append(f"model.init: the output layers follow the run's tokenizer: {kept} of its {tokenizer.vocab_size} "
+                     f"units carried over from {path}'s, the others start fresh")
+    new = [k for k in own if k not in state]
+    problems = state_problems({k: v for k, v in own.items() if k in state}, state,
+                              unexpected="weight(s) the run's model has no place for")
+    if problems:
+        raise TrainConfigError(f"model.init: {path}: " + "; ".join(problems))
+    model.load_state_dict({**own, **state}, strict=True)
+    lines.append(f"model <- {path}: {len(state)} tensors" + (f"; new, at initialisation: {name_list(new)}" if new else ""))
     return lines
 
 

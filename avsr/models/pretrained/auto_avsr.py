@@ -1,14 +1,17 @@
-"""auto_avsr (Ma et al., "Auto-AVSR", ICASSP 2023; github.com/mpc001/auto_avsr) in this toolkit.
+"""auto_avsr (Ma et al., "Auto-AVSR", ICASSP 2023; github.com/mpc001/auto_avsr) as a configuration
+of the one model (`avsr.models.avsr_model.AVSRModel`)::
 
-Its model is rebuilt from our blocks (see ``espnet_blocks`` for what is reused and why):
-
-    video (B,T,88,88) -> 3-D stem + ResNet-18 (swish) -> Linear(512, d) * sqrt(d) -> 12 conformer blocks -+
-    audio (B,S) 16 kHz -> per-utterance normalisation -> 1-D ResNet-18 (640 samples/frame) -> ... same ---+
-        (both: concatenate (video, audio) -> MLP fusion)  ->  CTC head  +  6-layer transformer decoder
+    video (B,T,88,88) -> 3-D stem + ResNet-18 (swish) -> Linear(512, d) * sqrt(d) -> 12 ESPnet conformer blocks -+
+    audio (B,S) 16 kHz -> per-utterance normalisation -> 1-D ResNet-18 (640 samples/frame) -> ... same ---------+
+        (both: cut to the common frames -> MLP fusion; no joint encoder) -> CTC head + 6-layer transformer decoder
 
 d = 768, 12 heads, FFN 3072, convolution kernel 31, relative-position self-attention, macaron
-FFNs; sentencepiece unigram 5000 with blank, <unk> and <sos/eos>: 5,049 outputs. VSR (video),
-ASR (audio) and AV (both) checkpoints are supported, in both published key layouts:
+FFNs; sentencepiece unigram 5000 with blank, <unk> and <sos/eos>: 5,049 outputs. ``AutoAVSRConfig``
+holds the sizes a checkpoint shows and ``avsr_config()`` turns them into the model's config:
+``espnet_conformer`` encoders, the ``resnet1d`` audio front-end, swish ResNet blocks, the ``mlp``
+fusion, ESPnet's decoder positions and LayerNorm epsilon, no absent-modality embeddings (the AV
+model was trained with both streams). VSR (video), ASR (audio) and AV (both) checkpoints convert,
+in both published key layouts (``auto_avsr_checkpoint``):
 
 - ``v1.0.0`` (tag v1.0.0 = 30951b5, the only one with the AV model): ``encoder.frontend.*``,
   ``encoder.embed.0.*`` (input projection), ``encoder.encoders.N.*``, ``aux_encoder.*`` (the
@@ -16,18 +19,11 @@ ASR (audio) and AV (both) checkpoints are supported, in both published key layou
 - ``head`` (182b628, VSR and ASR only): ``frontend.*``, ``proj_encoder.*``, ``encoder.encoders.N.*``,
   ``decoder.*``, ``ctc.ctc_lo.*``.
 
-``convert_checkpoint`` reads a checkpoint with ``torch.load(weights_only=True)`` (a bare state
-dict, or Lightning's ``{"state_dict": {"model.<key>": ...}}``). It maps every key, infers the
-sizes from the shapes, checks every shape and writes our model folder: ``model.safetensors``,
-``model.yaml`` with ``family: auto_avsr`` and the preprocessing, and ``tokenizer/``. Nothing is
-left at random: a key that is not mapped, a weight the model lacks or a wrong shape is an error.
-
 Preprocessing, as auto_avsr's test-time transforms: mouth crops aligned to its mean face (our face
-pipeline, 96 px), a centre crop to 88 px, ``(x / 255 - 0.421) / 0.165``. These are recorded in
-model.yaml ``extra.preprocessing`` and applied by ``avsr-decode``. The audio is normalised to
-zero mean and unit variance over each utterance (``layer_norm(x, x.shape, eps=1e-8)``); the model
-does this itself (``audio_norm_eps``), so every caller gets it. auto_avsr decodes with beam 40 and
-CTC weight 0.1 (``avsr-decode --beam 40 --ctc-weight 0.1``).
+pipeline, 96 px), a centre crop to 88 px, ``(x / 255 - 0.421) / 0.165``; recorded in model.yaml
+``extra.preprocessing`` and applied by ``avsr-decode``. auto_avsr decodes with beam 40 and CTC
+weight 0.1 (``extra.decoding``). Folders converted before the one model (``family: auto_avsr``)
+load through ``build_from_config`` and ``stored_state``.
 """
 
 from __future__ import annotations
@@ -38,19 +34,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from fairseq2.nn import BatchLayout, IncrementalStateBag, Linear
-from torch import Tensor, nn
+from torch import Tensor
 
 from avsr.data.video import Preprocessing
-from avsr.models.config import ConfigError
-from avsr.models.frontends import lengths_to_mask, normalize_waveform
-from avsr.models.pretrained.espnet_blocks import (
-    AudioResNet1D,
-    ConformerEncoder,
-    ESPnetDecoder,
-    MLPFusion,
-    SwishResNetFrontEnd,
+from avsr.models.config import (
+    AVSRConfig,
+    ConfigError,
+    DecoderConfig,
+    EncoderConfig,
+    FusionConfig,
+    LossConfig,
+    ModalityDropoutConfig,
+    ResNet1DAudioConfig,
+    VisualConfig,
 )
+from avsr.models.espnet import ESPNET_LAYER_NORM_EPS
 
 FAMILY = "auto_avsr"
 DATA_DIR = Path(__file__).resolve().parent / "data" / "auto_avsr"
@@ -168,115 +166,65 @@ class AutoAVSRConfig:
             values["modalities"] = tuple(values["modalities"])
         return cls(**values)
 
-
-# ---------------------------------------------------------------------- model
-class AutoAVSRModel(nn.Module):
-    """auto_avsr's hybrid CTC/attention model with the decoding interface of ``AVSRModel``
-    (``encode``, ``ctc_log_probs``, ``new_state_bag``, ``decode``), eval only.
-
-    Sub-modules: ``video_frontend`` + ``video_encoder`` and/or ``audio_frontend`` +
-    ``audio_encoder``; ``fusion`` (AV only); ``ctc_head``; ``decoder``.
-    """
-
-    family = FAMILY
-
-    def __init__(self, config: AutoAVSRConfig, *, device: str | torch.device = "cpu") -> None:
-        super().__init__()
-        device = torch.device(device)
-        self.config = config
-        self.vocab_size = config.vocab_size
-        self.blank_id = config.blank_id
-        self.eos_id = config.eos_id
-        self.metadata: dict[str, Any] = {}
-        c = config
-        d = c.model_dim
-
-        def encoder(input_dim: int) -> ConformerEncoder:
-            return ConformerEncoder(input_dim, d, c.heads, c.ffn_dim, c.encoder_layers, c.conv_kernel, c.max_len, c.dropout, device)
-
-        with torch.device(device):
-            self.video_frontend = SwishResNetFrontEnd(c.frontend_width) if "video" in c.modalities else None
-            self.audio_frontend = AudioResNet1D(c.frontend_width) if "audio" in c.modalities else None
-            self.fusion = MLPFusion(2 * d, c.fusion_hidden_dim, d, c.fusion_norm) if len(c.modalities) == 2 else None
-        self.video_encoder = encoder(self.video_frontend.output_dim) if self.video_frontend is not None else None
-        self.audio_encoder = encoder(self.audio_frontend.output_dim) if self.audio_frontend is not None else None
-        self.ctc_head = Linear(d, c.vocab_size, bias=True, device=device)
-        self.decoder = ESPnetDecoder(c.vocab_size, d, c.decoder_heads, c.decoder_ffn_dim, c.decoder_layers, c.dropout, device)
-
-    @property
-    def decodable_modalities(self) -> tuple[str, ...]:
-        """The CLI modalities it decodes: only its own combination (the AV model was trained
-        without modality dropout, so it cannot decode one stream alone)."""
-        return ({"video": "v", "audio": "a"}.get(self.config.modalities[0], "av"),) if len(self.config.modalities) == 1 else ("av",)
-
-    def new_state_bag(self, max_len: int) -> IncrementalStateBag:
-        """A state bag for ``decode`` good for up to ``max_len`` tokens (the leading eos included)."""
-        return IncrementalStateBag(max_len + 1)
-
-    def encode(
-        self, audio: Tensor | None, audio_lens: Tensor | None, video: Tensor | None, video_lens: Tensor | None
-    ) -> tuple[Tensor, Tensor]:
-        """-> (encoded (B, T, d), lengths (B,)); positions past the lengths are zero.
-
-        ``audio`` (B, S) raw 16 kHz float with ``audio_lens`` in samples (normalised here);
-        ``video`` (B, T, H, W) normalised grey frames with ``video_lens`` in frames. An input the
-        model has no branch for is ignored; the AV model needs both (it was trained with both).
-        """
-        use_audio = audio is not None and self.audio_frontend is not None
-        use_video = video is not None and self.video_frontend is not None
-        needed = " and ".join(self.config.modalities)
-        if not (use_audio or use_video) or (self.fusion is not None and not (use_audio and use_video)):
-            raise ValueError(f"this auto_avsr {self.config.kind.upper()} model needs {needed} input")
-        streams: list[Tensor] = []
-        lengths: list[Tensor] = []
-        if use_video:
-            assert video is not None and self.video_frontend is not None and self.video_encoder is not None
-            if video_lens is None:
-                video_lens = torch.full((video.size(0),), video.size(1), dtype=torch.long)
-            v, v_lens = self.video_frontend(video, video_lens.to(video.device))
-            streams.append(self.video_encoder(v, v_lens))
-            lengths.append(v_lens.long())
-        if use_audio:
-            assert audio is not None and self.audio_frontend is not None and self.audio_encoder is not None
-            if audio_lens is None:
-                audio_lens = torch.full((audio.size(0),), audio.size(1), dtype=torch.long)
-            audio_lens = audio_lens.to(audio.device).clamp(max=audio.size(1))
-            audio = normalize_waveform(audio, audio_lens, eps=self.config.audio_norm_eps)
-            a, a_lens = self.audio_frontend(audio, audio_lens)
-            streams.append(self.audio_encoder(a, a_lens))
-            lengths.append(a_lens.long())
-        if len(streams) == 1:
-            return streams[0], lengths[0]
-        assert self.fusion is not None
-        if streams[0].size(0) != streams[1].size(0):
-            raise ValueError(f"video batch {streams[0].size(0)} != audio batch {streams[1].size(0)}")
-        width = min(s.size(1) for s in streams)
-        lens = torch.minimum(lengths[0], lengths[1].to(lengths[0].device))
-        fused = self.fusion(torch.cat([s[:, :width] for s in streams], dim=-1))  # (video, audio), as auto_avsr
-        return fused * lengths_to_mask(lens, width)[:, :, None].to(fused.dtype), lens
-
-    def ctc_log_probs(self, encoded: Tensor) -> Tensor:
-        """(B, T, d) -> CTC log-posteriors (B, T, V), float32."""
-        return torch.log_softmax(self.ctc_head(encoded).float(), dim=-1)
-
-    def decode(
-        self,
-        tokens: Tensor,
-        encoded: Tensor,
-        encoded_lens: Tensor,
-        state_bag: IncrementalStateBag | None = None,
-        *,
-        token_lens: Tensor | None = None,
-        layouts: tuple[BatchLayout, BatchLayout] | None = None,
-    ) -> Tensor:
-        """Decoder logits (B, L, V) for ``tokens`` (B, L) starting with sos (= eos); the same
-        contract as ``AVSRModel.decode`` (full mode, or incremental with a state bag)."""
-        return self.decoder.decode(tokens, encoded, encoded_lens, state_bag, token_lens=token_lens, layouts=layouts)
+    def avsr_config(self) -> AVSRConfig:
+        """The one model's config for these sizes (auto_avsr's loss: 0.1 CTC, label smoothing 0.1)."""
+        encoder = EncoderConfig(
+            kind="espnet_conformer", layers=self.encoder_layers, model_dim=self.model_dim, heads=self.heads,
+            ffn_dim=self.ffn_dim, dropout=self.dropout, conv_kernel=self.conv_kernel, max_len=self.max_len,
+        )
+        two = len(self.modalities) == 2
+        norm = {"batchnorm": "batch", "layernorm": "layer"}[self.fusion_norm]
+        return AVSRConfig(
+            vocab_size=self.vocab_size,
+            blank_id=self.blank_id,
+            eos_id=self.eos_id,
+            audio=ResNet1DAudioConfig(width=self.frontend_width, normalize_eps=self.audio_norm_eps) if "audio" in self.modalities else None,
+            visual=VisualConfig(trunk="resnet18", norm="batch", activation="silu", block_activation="silu", width=self.frontend_width)
+            if "video" in self.modalities else None,
+            audio_encoder=encoder,
+            video_encoder=encoder,
+            fusion=FusionConfig(kind="mlp", hidden_dim=self.fusion_hidden_dim, hidden_norm=norm) if two else FusionConfig(kind="identity"),
+            encoder=None,
+            decoder=DecoderConfig(
+                layers=self.decoder_layers, heads=self.decoder_heads, ffn_dim=self.decoder_ffn_dim, dropout=self.dropout,
+                positions="espnet", layer_norm_eps=ESPNET_LAYER_NORM_EPS, output_bias=True,
+            ),
+            loss=LossConfig(ctc_weight=0.1, label_smoothing=0.1),
+            modality_dropout=ModalityDropoutConfig(),
+            absent_embeddings=False,
+            trim_streams="after_encoders",
+        )
 
 
-def build_from_config(config: Mapping[str, Any]) -> AutoAVSRModel:
-    """The model (untrained) of a model.yaml ``config`` mapping (``avsr.models.io`` calls this)."""
-    return AutoAVSRModel(AutoAVSRConfig.from_dict(config))
+# ---------------------------------------------------------------------- folders converted before the one model
+def build_from_config(config: Mapping[str, Any]):  # -> AVSRModel
+    """The model (untrained) of a ``family: auto_avsr`` model.yaml's ``config`` (``avsr.models.io``)."""
+    from avsr.models.avsr_model import AVSRModel
+
+    return AVSRModel(AutoAVSRConfig.from_dict(config).avsr_config(), pretrained=False)
+
+
+def fusion_columns_swapped(weight: Tensor) -> Tensor:
+    """``fusion.fc1.weight`` (hidden, 2d) with its two input halves swapped: auto_avsr's
+    (video, audio) order <-> the model's (audio, video). Its own inverse."""
+    half = weight.size(1) // 2
+    return torch.cat([weight[:, half:], weight[:, :half]], dim=1)
+
+
+def stored_state(state: Mapping[str, Tensor], config: Mapping[str, Any]) -> dict[str, Tensor]:
+    """Weights of a folder converted before the one model, under today's names: the visual
+    front-end was ``video_frontend``, the audio trunk sat directly under ``audio_frontend`` and
+    the fusion read (video, audio)."""
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        if key.startswith("video_frontend."):
+            key = "visual_frontend." + key[len("video_frontend."):]
+        elif key.startswith("audio_frontend."):
+            key = "audio_frontend.trunk." + key[len("audio_frontend."):]
+        elif key == "fusion.fc1.weight":
+            value = fusion_columns_swapped(value)
+        out[key] = value
+    return out
 
 
 def convert_checkpoint(
@@ -296,8 +244,9 @@ def convert_checkpoint(
 
 __all__ = [
     "AutoAVSRConfig",
-    "AutoAVSRModel",
     "ConversionError",
     "build_from_config",
     "convert_checkpoint",
+    "fusion_columns_swapped",
+    "stored_state",
 ]

@@ -26,8 +26,8 @@ from avsr.models.pretrained.auto_avsr import (
     SPM_MODEL,
     SPM_UNITS,
     AutoAVSRConfig,
-    AutoAVSRModel,
     ConversionError,
+    fusion_columns_swapped,
 )
 from avsr.nn.state import name_list, state_problems
 
@@ -108,11 +108,11 @@ class KeyMap:
         for b in self.branches:
             m = b.modality
             if m == "video":
-                self.pairs += [(b.frontend + "frontend3D.0.", "video_frontend.stem.conv."),
-                               (b.frontend + "frontend3D.1.", "video_frontend.stem.norm."),
-                               (b.frontend + "trunk.", "video_frontend.trunk.")]
+                self.pairs += [(b.frontend + "frontend3D.0.", "visual_frontend.stem.conv."),
+                               (b.frontend + "frontend3D.1.", "visual_frontend.stem.norm."),
+                               (b.frontend + "trunk.", "visual_frontend.trunk.")]
             else:
-                self.pairs.append((b.frontend + "trunk.", "audio_frontend."))
+                self.pairs.append((b.frontend + "trunk.", "audio_frontend.trunk."))
             self.pairs += [(b.proj, f"{m}_encoder.proj."), (b.root + "after_norm.", f"{m}_encoder.layers.layer_norm.")]
             # ESPnet's own load-time renames (older checkpoints) and its saved position table
             self.aliases += [(b.root + "norm.", f"{m}_encoder.layers.layer_norm.")]
@@ -226,7 +226,7 @@ def infer_config(shapes: Mapping[str, tuple[int, ...]], modalities: tuple[str, .
         f"{enc}0.ffn1.inner_proj.weight": "encoders.0.feed_forward_macaron.w_1.weight",
         f"{enc}0.conv.depthwise_conv.weight": "encoders.0.conv_module.depthwise_conv.weight",
         "decoder.layers.layers.0.ffn.inner_proj.weight": "decoder.decoders.0.feed_forward.w_1.weight",
-        "video_frontend.stem.conv.weight" if first == "video" else "audio_frontend.conv1.weight": "the front-end's first convolution",
+        "visual_frontend.stem.conv.weight" if first == "video" else "audio_frontend.trunk.conv1.weight": "the front-end's first convolution",
     }
     if len(modalities) == 2:
         needed["fusion.fc1.weight"] = "fusion.fc1.weight"
@@ -239,7 +239,7 @@ def infer_config(shapes: Mapping[str, tuple[int, ...]], modalities: tuple[str, .
         return max(found) + 1
 
     vocab, dim = shapes["ctc_head.weight"]
-    stem = shapes["video_frontend.stem.conv.weight" if first == "video" else "audio_frontend.conv1.weight"][0]
+    stem = shapes["visual_frontend.stem.conv.weight" if first == "video" else "audio_frontend.trunk.conv1.weight"][0]
     values: dict[str, Any] = {
         "modalities": modalities,
         "vocab_size": vocab,
@@ -307,7 +307,10 @@ def map_state_dict(
 
 def expected_shapes(config: AutoAVSRConfig) -> dict[str, tuple[int, ...]]:
     """Every model key and shape for ``config``, from a model built on the meta device."""
-    model = AutoAVSRModel(config, device="meta")
+    from avsr.models.avsr_model import AVSRModel
+
+    with torch.device("meta"):
+        model = AVSRModel(config.avsr_config(), pretrained=False)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -315,6 +318,22 @@ def expected_checkpoint_keys(config: AutoAVSRConfig, layout: str) -> dict[str, t
     """The key names and shapes an auto_avsr checkpoint of ``config`` has in ``layout``."""
     keymap = KeyMap.for_layout(layout, config.modalities, config.fusion_norm)
     return {keymap.backward(k): s for k, s in expected_shapes(config).items()}
+
+
+# ---------------------------------------------------------------------- weights both ways
+def model_state(state: Mapping[str, Tensor], mapping: Mapping[str, str]) -> dict[str, Tensor]:
+    """A checkpoint's tensors under the model's names (``mapping`` from ``map_state_dict``);
+    the fusion's input halves are swapped to the model's (audio, video) order."""
+    out = {}
+    for key, target in mapping.items():
+        value = state[key]
+        out[target] = fusion_columns_swapped(value) if target == "fusion.fc1.weight" else value
+    return out
+
+
+def checkpoint_state(state: Mapping[str, Tensor], keymap: KeyMap) -> dict[str, Tensor]:
+    """The inverse of ``model_state``: the model's tensors under the checkpoint's names."""
+    return {keymap.backward(k): fusion_columns_swapped(v) if k == "fusion.fc1.weight" else v for k, v in state.items()}
 
 
 # ---------------------------------------------------------------------- converter
@@ -397,13 +416,14 @@ def convert(
         raise ConversionError(str(exc)) from None
     if tok.vocab_size != config.vocab_size:
         raise ConversionError(f"{tokenizer or SPM_MODEL}: the tokenizer has {tok.vocab_size} classes, the checkpoint {config.vocab_size}")
-    model = AutoAVSRModel(config)
+    from avsr.models.avsr_model import AVSRModel
+
+    model = AVSRModel(config.avsr_config(), pretrained=False)
     own = model.state_dict()
     with torch.no_grad():
-        for key, target in mapping.items():
-            value = state[key]
+        for target, value in model_state(state, mapping).items():
             if value.is_floating_point() != own[target].is_floating_point():
-                raise ConversionError(f"{source}: {key} has dtype {value.dtype}, expected {own[target].dtype}")
+                raise ConversionError(f"{source}: {keymap.backward(target)} has dtype {value.dtype}, expected {own[target].dtype}")
             own[target].copy_(value.to(own[target].dtype))
     model.eval()
     extra = {
@@ -421,9 +441,60 @@ def convert(
     return save_model_folder(out_dir, model, tok, extra)
 
 
+# ---------------------------------------------------------------------- back to auto_avsr
+#: config entries that say how a model trains, not what it computes: a fine-tuned model may
+#: change them and still be an auto_avsr model.
+_TRAINING_ONLY = ("loss", "modality_dropout", "freeze", "dropout")
+
+
+def _architecture(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _architecture(v) for k, v in data.items() if k not in _TRAINING_ONLY}
+    return data
+
+
+def export_checkpoint(model_dir: Path, out: Path, *, layout: str | None = None) -> Path:
+    """Write a model folder of auto_avsr's architecture (converted, or fine-tuned from one) as an
+    auto_avsr checkpoint: a bare state dict in ``layout`` (``v1.0.0`` or ``head``; default: the
+    layout it was converted from, else v1.0.0), which auto_avsr's ``E2E`` loads strictly.
+    ``ConversionError`` (one line) for a model that is not auto_avsr's architecture."""
+    from avsr.media.atomic import atomic_path
+    from avsr.models.io import load_model
+    from avsr.models.weights import WeightsError
+
+    model_dir, out = Path(model_dir), Path(out)
+    try:
+        model = load_model(model_dir)
+    except (WeightsError, OSError) as exc:
+        raise ConversionError(str(exc)) from None
+    if layout is None:  # a converted folder records its source; a fine-tuned one names its run instead
+        source = (getattr(model, "metadata", None) or {}).get("source")
+        layout = str(source.get("layout") or "v1.0.0") if isinstance(source, dict) else "v1.0.0"
+    config = model.config
+    encoders = [c for c, m in ((config.audio_encoder, config.audio), (config.video_encoder, config.visual)) if m is not None]
+    if config.encoder is not None or any(c.kind != "espnet_conformer" for c in encoders):
+        raise ConversionError(f"{model_dir}: not auto_avsr's architecture (it has ESPnet conformer encoders and no joint encoder)")
+    fusion_norm = "layernorm" if config.fusion.hidden_norm == "layer" else "batchnorm"
+    try:
+        keymap = KeyMap.for_layout(layout, config.modalities, fusion_norm)
+    except ValueError as exc:
+        raise ConversionError(f"{model_dir}: {exc}") from None
+    state = checkpoint_state(model.state_dict(), keymap)
+    _, _, sizes = map_state_dict({k: tuple(v.shape) for k, v in state.items()}, f"{model_dir} (as auto_avsr's {layout} layout)")
+    if _architecture(sizes.avsr_config().to_dict()) != _architecture(config.to_dict()):
+        raise ConversionError(f"{model_dir}: not auto_avsr's architecture (its config differs from the one its sizes give)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        torch.save({k: v.detach().cpu().contiguous() for k, v in state.items()}, tmp)
+    return out
+
+
 __all__ = [
+    "export_checkpoint",
     "Branch",
     "KeyMap",
+    "checkpoint_state",
+    "model_state",
     "auto_avsr_tokenizer",
     "convert",
     "detect_layout",

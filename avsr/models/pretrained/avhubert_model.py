@@ -50,7 +50,7 @@ from torch import Tensor, nn
 
 from avsr.models.avsr_model import DecoderSelfAttention, EncoderDecoderAttention, TokenDecoder, _fs2_kwargs, make_layout
 from avsr.models.config import ConfigError
-from avsr.models.frontends import lengths_to_mask
+from avsr.nn.sequence import lengths_to_mask
 from avsr.models.pretrained.avhubert_features import avhubert_audio_features
 from avsr.models.visual import Stem3D
 

@@ -1,0 +1,81 @@
+"""Fine-tuning a published model: ``avsr-train ... model.init=FOLDER`` on a folder converted from
+auto_avsr, with another tokenizer, and the result written back in auto_avsr's layout."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from auto_avsr_helpers import random_state
+from avsr.cli import convert as convert_cli
+from avsr.data.tokenizers import load_tokenizer
+from avsr.models.io import load_model
+from avsr.models.pretrained.auto_avsr import AutoAVSRConfig
+from avsr.models.pretrained.auto_avsr_checkpoint import expected_checkpoint_keys
+from avsr.models.vocabulary import remap_vocabulary
+
+REPO = Path(__file__).resolve().parents[1]
+#: a small auto_avsr VSR model (every layer auto_avsr has, narrow)
+SMALL = AutoAVSRConfig(model_dim=32, heads=2, ffn_dim=64, encoder_layers=1, decoder_layers=1, decoder_heads=2,
+                       decoder_ffn_dim=64, frontend_width=0.125)
+
+
+def test_remap_vocabulary_keeps_the_rows_of_shared_units() -> None:
+    source, target = ["<blank>", "A", "B", "C", "<eos>"], ["<blank>", "C", "X", "A", "<eos>"]
+    trained = {"ctc_head.weight": torch.arange(10.0).reshape(5, 2), "ctc_head.bias": torch.arange(5.0),
+               "encoder.w": torch.ones(3)}
+    fresh = {"ctc_head.weight": -torch.ones(5, 2), "ctc_head.bias": -torch.ones(5), "encoder.w": torch.zeros(3)}
+    state, kept = remap_vocabulary(trained, source, target, fresh)
+    assert kept == 4  # blank, C, A, eos
+    assert state["ctc_head.bias"].tolist() == [0.0, 3.0, -1.0, 1.0, 4.0]
+    assert state["ctc_head.weight"][2].tolist() == [-1.0, -1.0] and state["ctc_head.weight"][1].tolist() == [6.0, 7.0]
+    assert torch.equal(state["encoder.w"], trained["encoder.w"])  # not a token layer: untouched
+
+
+@pytest.fixture(scope="module")
+def converted_small(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
+    root = tmp_path_factory.mktemp("finetune")
+    shapes = expected_checkpoint_keys(SMALL, "v1.0.0")
+    state = random_state({k: (s, torch.int64 if k.endswith("tracked") else torch.float32) for k, s in shapes.items()}, 11)
+    torch.save(state, root / "vsr.pth")
+    assert convert_cli.main(["auto_avsr", str(root / "vsr.pth"), str(root / "auto_avsr_vsr")]) == 0
+    return root / "auto_avsr_vsr", state
+
+
+def test_finetune_a_converted_auto_avsr_model_with_another_tokenizer(converted_small, train_data, tmp_path) -> None:
+    """The whole user path: convert, fine-tune with a character tokenizer (not unigram5000), export,
+    write back as an auto_avsr checkpoint."""
+    folder, original = converted_small
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "avsr.cli.train", str(REPO / "recipes/finetune/auto_avsr_vsr.yaml"), "--output-dir", str(out),
+           "--no-rich", f"model.init={folder}", f"dataset.path={train_data['path']}", f"dataset.tokenizer={train_data['tokenizer']}",
+           "dataset.max_frames_per_batch=240", "dataset.max_frames=240", "dataset.max_batch_size=4", "regime.num_steps=2", "regime.validate_every_n_steps=2",
+           "regime.checkpoint_every_n_steps=2", "regime.publish_metrics_every_n_steps=1", "export.average_last_n=1",
+           "lr_scheduler.config.num_warmup_steps=1", "common.metric_recorders.tensorboard.enabled=false"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    log = (out / "logs" / "rank_0.log").read_text()
+    tokenizer = load_tokenizer(train_data["tokenizer"])
+    assert f"units carried over from {folder}" in log and f"of its {tokenizer.vocab_size} units" in log
+
+    tuned = load_model(out / "model")
+    source = load_model(folder)
+    assert tuned.config.vocab_size == tokenizer.vocab_size and tuned.config.encoder is None  # auto_avsr's architecture
+    # started from the converted weights: two small steps away from them, not from a fresh draw
+    for key in ("visual_frontend.stem.conv.weight", "video_encoder.layers.layers.0.ffn1.inner_proj.weight"):
+        gap = float((tuned.state_dict()[key] - source.state_dict()[key]).abs().max())
+        assert gap < 0.05 * float(source.state_dict()[key].abs().max()), key
+    blank_row = tuned.state_dict()["ctc_head.weight"][0] - source.state_dict()["ctc_head.weight"][0]
+    assert float(blank_row.abs().max()) < 0.05  # the blank's row carried over
+
+    back = tmp_path / "finetuned.pth"
+    assert convert_cli.main(["--to", "auto_avsr", str(out / "model"), str(back)]) == 0
+    state = torch.load(back, weights_only=True)
+    assert state.keys() == original.keys()
+    assert state["ctc.ctc_lo.weight"].shape == (tokenizer.vocab_size, 32)

@@ -105,5 +105,14 @@ def run_jobs(
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-    with pool:
+    try:
         yield from pool.imap_unordered(function, jobs, chunksize=1)
+    except BaseException:  # a failed job, Ctrl-C, or the caller stopped reading: stop the workers now
+        pool.terminate()
+        pool.join()
+        raise
+    # All done: the workers leave on the pool's own end-of-work message. (terminate() here, as
+    # ``with pool`` does, can hang: the pool holds its task queue's lock while it signals the
+    # workers, and a worker that misses the signal waits for that lock forever.)
+    pool.close()
+    pool.join()

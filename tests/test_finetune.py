@@ -4,6 +4,7 @@ auto_avsr, with another tokenizer, and the result written back in auto_avsr's la
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,7 +57,8 @@ def test_finetune_a_converted_auto_avsr_model_with_another_tokenizer(converted_s
            "--no-rich", f"model.init={folder}", f"dataset.path={train_data['path']}", f"dataset.tokenizer={train_data['tokenizer']}",
            "dataset.max_frames_per_batch=240", "dataset.max_frames=240", "dataset.max_batch_size=4", "regime.num_steps=2", "regime.validate_every_n_steps=2",
            "regime.checkpoint_every_n_steps=2", "regime.publish_metrics_every_n_steps=1", "export.average_last_n=1",
-           "lr_scheduler.config.num_warmup_steps=1", "common.metric_recorders.tensorboard.enabled=false"]
+           "lr_scheduler.config.num_warmup_steps=1", "common.metric_recorders.tensorboard.enabled=false",
+           "finetune.freeze=[{modules: [visual_frontend], until_step: 2}]", "finetune.layer_decay=0.8"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -67,8 +69,14 @@ def test_finetune_a_converted_auto_avsr_model_with_another_tokenizer(converted_s
     tuned = load_model(out / "model")
     source = load_model(folder)
     assert tuned.config.vocab_size == tokenizer.vocab_size and tuned.config.encoder is None  # auto_avsr's architecture
-    # started from the converted weights: two small steps away from them, not from a fresh draw
-    for key in ("visual_frontend.stem.conv.weight", "video_encoder.layers.layers.0.ffn1.inner_proj.weight"):
+    # finetune.freeze held the visual front-end for both steps: weights and BatchNorm statistics as converted
+    for key, value in source.state_dict().items():
+        if key.startswith("visual_frontend."):
+            assert torch.equal(tuned.state_dict()[key], value), key
+    assert "frozen by finetune.freeze: visual_frontend" in log
+    assert "Optimizer Parameter Group 7: decoder." in log and "is empty" not in log  # finetune.layer_decay's groups, one per part
+    # the rest started from the converted weights: two small steps away from them, not from a fresh draw
+    for key in ("video_encoder.proj.weight", "video_encoder.layers.layers.0.ffn1.inner_proj.weight"):
         gap = float((tuned.state_dict()[key] - source.state_dict()[key]).abs().max())
         assert gap < 0.05 * float(source.state_dict()[key].abs().max()), key
     blank_row = tuned.state_dict()["ctc_head.weight"][0] - source.state_dict()["ctc_head.weight"][0]
@@ -79,3 +87,40 @@ def test_finetune_a_converted_auto_avsr_model_with_another_tokenizer(converted_s
     state = torch.load(back, weights_only=True)
     assert state.keys() == original.keys()
     assert state["ctc.ctc_lo.weight"].shape == (tokenizer.vocab_size, 32)
+
+
+def test_layer_decay_and_pretrained_scale_give_every_part_its_rate() -> None:
+    from avsr.models.avsr_model import AVSRModel
+    from avsr.training.finetune import FinetuneSection, parameter_groups, rates_by_name
+
+    config = SMALL.avsr_config()
+    names = [n for n, _ in AVSRModel(config).named_parameters()]
+    assert parameter_groups(config, FinetuneSection(), 1.0) == []  # nothing asked: fairseq2's single group
+    groups = parameter_groups(config, FinetuneSection(layer_decay=0.5, pretrained_lr_scale=0.1), 1.0, names)
+    rates = rates_by_name(groups, names, lr=99.0)
+    assert all(any(re.match(str(g["params"]), n) for n in names) for g in groups)  # no empty group
+    assert 99.0 not in rates.values()  # every parameter is in a group
+    # levels: front-end 0, projection 1, layer 0 at 2, final norm 3, fusion 4, top (decoder, CTC) 5
+    assert rates["visual_frontend.stem.conv.weight"] == pytest.approx(0.1 * 0.5**5)
+    assert rates["video_encoder.layers.layers.0.ffn1.inner_proj.weight"] == pytest.approx(0.1 * 0.5**3)
+    assert rates["decoder.layers.layers.0.ffn.inner_proj.weight"] == pytest.approx(0.1)
+    for fresh in ("ctc_head.weight", "decoder.frontend.embed.weight", "decoder.final_proj.weight"):
+        assert rates[fresh] == 1.0, fresh
+    # under DDP the names carry a module. prefix
+    assert rates_by_name(groups, ["module.ctc_head.weight"], lr=99.0)["module.ctc_head.weight"] == 1.0
+
+
+def test_bad_finetune_settings_exit_2_with_one_line(converted_small, train_data, tmp_path, capsys) -> None:
+    from avsr.cli import train as train_cli
+
+    folder, _ = converted_small
+    base = [str(REPO / "recipes/finetune/auto_avsr_vsr.yaml"), "--output-dir", str(tmp_path / "x"), f"model.init={folder}",
+            f"dataset.path={train_data['path']}", f"dataset.tokenizer={train_data['tokenizer']}"]
+    for override, message in (("finetune.layer_decay=1.5", "finetune.layer_decay: must be in (0, 1]"),
+                              ("finetune.freeze=[{modules: [lips], until_step: 3}]", "finetune.freeze: 'lips' is not one of"),
+                              ("finetune.freeze=[{modules: [audio_frontend], until_step: 3}]", "finetune.freeze: this model has no audio_frontend"),
+                              (f"model.init={tmp_path / 'nowhere'}", "model.init:")):
+        with pytest.raises(SystemExit) as exit_info:
+            train_cli.main([*base, override])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1 and message in err, (override, err)

@@ -55,7 +55,7 @@ from fairseq2.gang import create_fake_gangs
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from avsr.models.config import AVSRConfig, ConfigError, DecoderConfig, EncoderConfig
+from avsr.models.config import FREEZABLE, AVSRConfig, ConfigError, DecoderConfig, EncoderConfig
 from avsr.models.espnet import ESPNET_LAYER_NORM_EPS, ESPnetPositionEncoder
 from avsr.models.espnet import ConformerConvolution as ESPnetConformerConvolution
 from avsr.models.frontends import build_audio_frontend, build_visual_frontend
@@ -502,14 +502,34 @@ class AVSRModel(nn.Module):
                 raise ConfigError(f"freeze: the model has no {name}")
             set_trainable(module.parameters(), False)
         self._frozen = tuple(config.freeze)
+        # Parts a training schedule holds frozen for now (`hold_parts`), with what it froze.
+        self._held: dict[str, list[nn.Parameter]] = {}
 
     # ------------------------------------------------------------------ training helpers
     def train(self, mode: bool = True) -> AVSRModel:
         """As ``nn.Module.train``, but frozen parts (``config.freeze``) stay in eval mode."""
         super().train(mode)
-        for name in self._frozen:
+        for name in (*self._frozen, *self._held):
             getattr(self, name).eval()
         return self
+
+    def hold_parts(self, names: frozenset[str] | set[str]) -> None:
+        """Hold exactly ``names`` (sub-module names) frozen for now: no gradient, eval mode. Call
+        before every step (after ``update_freezing``, which it overrides); a released part gets
+        back the gradients it had. Parts in ``config.freeze`` stay frozen whatever this says."""
+        for name in FREEZABLE:
+            module = getattr(self, name, None)
+            if module is None or name in self._frozen:
+                continue
+            if name in names:
+                held = self._held.setdefault(name, [])
+                newly = [p for p in module.parameters() if p.requires_grad]
+                set_trainable(newly, False)
+                held += newly
+                module.eval()
+            elif name in self._held:
+                set_trainable(self._held.pop(name), True)
+                module.train(self.training)
 
     def update_freezing(self, step: int) -> None:
         """Call before every optimiser step (0-based): forwards the step to front-ends with a

@@ -66,6 +66,7 @@ from fairseq2.trainer import Trainer, TrainUnit
 
 from avsr.data.tokenizers import Tokenizer, TokenizerError, load_tokenizer
 from avsr.models.config import FREEZABLE, AVSRConfig, ConfigError, ModalityDropoutConfig
+from avsr.training.finetune import FinetuneConfigError, FinetuneSection, check_finetune, frozen_at, parameter_groups
 from avsr.training.data import MODALITIES, AVBatch, AVDataset, DatasetConfig, DatasetError
 from avsr.training.config_loading import (
     TrainConfigError,
@@ -186,6 +187,9 @@ class AVSRTrainConfig:
     modality_schedule: list[ModalityStage] = field(default_factory=list)
     """Which inputs training steps use, by step (e.g. audio first, then video, then both): the
     seed paper's unimodal-then-fused curriculum inside one run. Empty: ``av`` throughout."""
+    finetune: FinetuneSection = field(default_factory=FinetuneSection)
+    """Parts frozen until a step, layer-wise learning-rate decay, a lower rate for pretrained parts
+    (`avsr.training.finetune`)."""
     export: ExportSection = field(default_factory=ExportSection)
     gang: GangSection = field(default_factory=GangSection)
     trainer: TrainerSection = field(default_factory=default_trainer)
@@ -214,7 +218,31 @@ def check_train_config(config: AVSRTrainConfig) -> AVSRTrainConfig:
         raise TrainConfigError("bad value for export.average_last_n: must be >= 1")
     if config.common.no_sweep_dir is False:
         log.warning("common.no_sweep_dir is false: each config change starts a new sub-directory and does not resume")
+    try:
+        check_finetune(config.finetune)
+    except FinetuneConfigError as exc:
+        raise TrainConfigError(str(exc)) from None
     return config
+
+
+def add_finetune_groups(config: AVSRTrainConfig, model_config: AVSRConfig) -> None:
+    """Turn ``finetune``'s rates into optimizer parameter groups, after the user's own groups
+    (fairseq2 gives a parameter to the first group that matches)."""
+    from fairseq2.recipe.config import AdamWConfig, AdamWGroupConfig
+
+    import torch
+
+    from avsr.models.avsr_model import AVSRModel
+
+    optimizer = config.optimizer.config
+    if not parameter_groups(model_config, config.finetune, 1.0):
+        return
+    with torch.device("meta"):  # the parameter names, without allocating the model
+        names = [n for n, _ in AVSRModel(model_config, pretrained=False).named_parameters()]
+    groups = parameter_groups(model_config, config.finetune, getattr(optimizer, "lr", 0.0), names)
+    if not isinstance(optimizer, AdamWConfig):
+        raise TrainConfigError("finetune.layer_decay and finetune.pretrained_lr_scale need optimizer.name: adamw")
+    optimizer.groups = [*optimizer.groups, *(AdamWGroupConfig(params=str(g["params"]), lr=float(g["lr"])) for g in groups)]  # type: ignore[arg-type]
 
 
 def init_folder_config(path: Path) -> AVSRConfig:
@@ -299,11 +327,15 @@ class AVSRTrainUnit(TrainUnit[AVBatch]):
     trainer divides the gradients by the tokens of the whole step, across ranks and accumulated
     batches). Calls the model's per-step freezing hook (wav2vec 2.0 schedule) before each step."""
 
-    def __init__(self, model: Module, module: Module, schedule: Sequence[ModalityStage] = ()) -> None:
+    def __init__(
+        self, model: Module, module: Module, schedule: Sequence[ModalityStage] = (), finetune: FinetuneSection | None = None
+    ) -> None:
         self._model = model  # possibly DDP-wrapped
         self._module = module  # the AVSRModel itself
         self._schedule = sorted(schedule, key=lambda s: s.until_step)
         self._inputs = "av"
+        self._finetune = finetune or FinetuneSection()
+        self._held: frozenset[str] = frozenset()
 
     def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
         _add_common_metrics(metric_bag)
@@ -314,6 +346,12 @@ class AVSRTrainUnit(TrainUnit[AVBatch]):
         hook = getattr(self._module, "update_freezing", None)
         if callable(hook):
             hook(step_nr)
+        if self._finetune.freeze:
+            held = frozen_at(self._finetune, step_nr)
+            if held != self._held:
+                log.info("Step %d: frozen by finetune.freeze: %s", step_nr, ", ".join(sorted(held)) or "nothing")
+            self._held = held
+            self._module.hold_parts(held)
         if self._schedule:
             stage = next((s for s in self._schedule if step_nr <= s.until_step), self._schedule[-1])
             dropout = stage.modality_dropout or self._module.config.modality_dropout
@@ -490,7 +528,8 @@ class AVSRRecipe(Recipe):
         # So does a modality schedule (a stage leaves one branch out).
         audio = self._inputs.model_config.audio
         unimodal_stage = any(stage.inputs != "av" for stage in self._inputs.config.modality_schedule)
-        return not (audio is not None and audio.kind == "wav2vec2") and not unimodal_stage
+        held_parts = bool(self._inputs.config.finetune.freeze)
+        return not (audio is not None and audio.kind == "wav2vec2") and not unimodal_stage and not held_parts
 
     def setup_model(self, context: RecipeContext, model: Module, newly_initialized: bool) -> Module:
         restore_frozen(model)
@@ -525,7 +564,7 @@ class AVSRRecipe(Recipe):
         if gangs.root.rank == 0:
             _write_run_file(context.output_dir, inputs)
         reader = dataset.create_train_reader(gangs, num_accumulate=config.trainer.grad_accumulation.num_batches)
-        unit = AVSRTrainUnit(data_parallel_model(context), module, config.modality_schedule)
+        unit = AVSRTrainUnit(data_parallel_model(context), module, config.modality_schedule, config.finetune)
         valid_units: list[EvalUnit[AVBatch]] = []
         valid_readers = []
         if dataset.valid is not None and config.regime.validate_every_n_steps:
@@ -727,6 +766,13 @@ def prepare_run(config: AVSRTrainConfig, output_dir: Path, *, load_data: bool = 
     except TokenizerError as exc:
         raise DatasetError(str(exc)) from None
     model_config = resolve_model_config(config.model, tokenizer)
+    for stage in config.finetune.freeze:
+        for name in stage.modules:
+            if name in ("audio_frontend", "audio_encoder") and model_config.audio is None or \
+               name in ("visual_frontend", "video_encoder") and model_config.visual is None or \
+               name == "encoder" and model_config.encoder is None or name == "ctc_head" and not model_config.ctc_head:
+                raise TrainConfigError(f"finetune.freeze: this model has no {name}")
+    add_finetune_groups(config, model_config)
     run_file = output_dir / RUN_FILE
     if run_file.is_file() and checkpoint_model_files(output_dir):
         try:

@@ -8,13 +8,18 @@ Measured in one invocation so that ratios mean something on a shared machine:
 * CUDA (when present): the LRS2-size model in fp32 (baseline) and bf16 autocast, with the model
   FLOPs of one step counted by ``torch.utils.flop_counter.FlopCounterMode`` and the model FLOPs
   utilisation MFU = achieved FLOP/s / peak bf16 FLOP/s (``--peak-tflops``, 989 for H100/H200
-  dense bf16).
+  dense bf16);
+* auto_avsr's VSR architecture as avsr trains it (a configuration of ``AVSRModel``; its test size
+  on the CPU, the published size on a GPU, where bf16 and MFU are reported too) and, with
+  ``--auto-avsr-src CHECKOUT`` (mpc001/auto_avsr v1.0.0), auto_avsr's own ``E2E`` with the same
+  weights on the same batch (the baseline of that ratio).
 
 Throughput is samples (utterances) per second and frames (25 fps video frames = 640 audio
 samples) per second; the step time is the median over the timed steps. Prints JSON.
 
     python benchmarks/train.py            # 8 clips x 100 frames (4 s), 5 timed steps
     python benchmarks/train.py --quick    # fewer steps; the LRS2-size model on 2 clips x 25 frames on CPU
+    python benchmarks/train.py --auto-avsr-src ~/src/auto_avsr     # also auto_avsr's own code
 """
 
 from __future__ import annotations
@@ -59,11 +64,19 @@ def small_recipe_config() -> AVSRConfig:
     return resolve_model_config(load_train_config(recipe).model, seed_char_tokenizer())
 
 
+def auto_avsr_sizes(kind: str):  # -> AutoAVSRConfig
+    from avsr.models.pretrained.auto_avsr import AutoAVSRConfig
+
+    return {"auto_avsr_tiny": AutoAVSRConfig.tiny, "auto_avsr_base": AutoAVSRConfig.base}[kind]("v", VOCAB)
+
+
 def build(kind: str, device: torch.device) -> tuple[AVSRModel, int]:
     if kind == "small":
         config, crop = small_recipe_config(), 88
     elif kind == "lrs2":
         config, crop = AVSRConfig.seed_paper(VOCAB), 112  # the seed feeds 112x112 crops
+    elif kind.startswith("auto_avsr_"):
+        config, crop = auto_avsr_sizes(kind).avsr_config(), 88
     else:
         raise ValueError(kind)
     torch.manual_seed(0)
@@ -92,7 +105,7 @@ def measure(kind: str, batch: int, frames: int, steps: int, device: torch.device
             count_flops: bool = False, peak_tflops: float | None = None) -> dict[str, Any]:
     model, crop = build(kind, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    data = make_batch(batch, frames, crop, device)
+    data = make_batch(batch, frames, crop, device, vocab=model.vocab_size)
     step = step_fn(model, optimizer, data, dtype)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -138,6 +151,46 @@ def measure(kind: str, batch: int, frames: int, steps: int, device: torch.device
     return result
 
 
+def measure_auto_avsr_own(src: str, kind: str, batch: int, frames: int, steps: int, device: torch.device) -> dict[str, Any]:
+    """auto_avsr's own E2E (from a checkout) with the weights ``build(kind)`` draws, one AdamW step
+    per timing on the same batch (its lightning module's call: video (B, T, 1, H, W), lengths,
+    targets padded with -1)."""
+    import sys
+    from pathlib import Path
+
+    from avsr.models.pretrained.auto_avsr_checkpoint import KeyMap, checkpoint_state
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "reference"))
+    import anchors
+
+    ours, crop = build(kind, torch.device("cpu"))
+    sizes = auto_avsr_sizes(kind)
+    state = checkpoint_state(ours.state_dict(), KeyMap.for_layout("v1.0.0", sizes.modalities))
+    model = anchors.build_auto_avsr(src, sizes, state).to(device).train()
+    del ours
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    data = make_batch(batch, frames, crop, device, vocab=sizes.vocab_size)
+
+    def step() -> None:
+        loss = model(data["video"][:, :, None], data["video_lens"], data["targets"])[0]
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()
+    sync(device)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    return {"model": f"{kind} (auto_avsr's own code, {anchors.auto_avsr_source(src)})", "device": device.type, "dtype": "fp32",
+            "batch": batch, "frames_per_clip": frames, "crop": crop, "timed_steps": steps, "step_seconds": round(seconds, 4),
+            "samples_per_second": round(batch / seconds, 3), "frames_per_second": round(batch * frames / seconds, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -147,6 +200,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="peak dense bf16 TFLOP/s of the GPU (H100/H200: 989)")
     parser.add_argument("--no-cpu-lrs2", action="store_true", help="skip the LRS2-size model on the CPU")
+    parser.add_argument("--auto-avsr-src", default=None, help="a checkout of mpc001/auto_avsr (v1.0.0): also time its own code")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -168,6 +222,17 @@ def main() -> None:
         runs += [lrs2_1, lrs2_n]
         comparisons["cpu_lrs2_batch_n_vs_1_samples_per_second"] = round(lrs2_n["samples_per_second"] / lrs2_1["samples_per_second"], 2)
         comparisons["cpu_small_vs_lrs2_frames_per_second"] = round(small_n["frames_per_second"] / lrs2_n["frames_per_second"], 1)
+    # auto_avsr's VSR architecture in avsr (its test size on the CPU), against auto_avsr's own code
+    auto_b, auto_f = (2, 25) if args.quick else (args.batch, args.frames)
+    ours_auto = measure("auto_avsr_tiny", auto_b, auto_f, steps, cpu)
+    runs.append(ours_auto)
+    if args.auto_avsr_src:
+        theirs_auto = measure_auto_avsr_own(args.auto_avsr_src, "auto_avsr_tiny", auto_b, auto_f, steps, cpu)
+        runs.append(theirs_auto)
+        comparisons["cpu_auto_avsr_tiny_avsr_vs_own_code_samples_per_second"] = round(
+            ours_auto["samples_per_second"] / theirs_auto["samples_per_second"], 2)
+    else:
+        comparisons["cpu_auto_avsr_tiny_avsr_vs_own_code_samples_per_second"] = "not measured: no --auto-avsr-src checkout given"
     gpu: dict[str, Any] | None = None
     if torch.cuda.is_available():
         dev = torch.device("cuda")
@@ -179,6 +244,18 @@ def main() -> None:
         gpu = {"name": torch.cuda.get_device_name(dev), "peak_bf16_tflops": args.peak_tflops}
         comparisons["cuda_lrs2_bf16_vs_fp32_samples_per_second"] = round(bf16["samples_per_second"] / fp32["samples_per_second"], 2)
         comparisons["cuda_lrs2_bf16_mfu"] = bf16.get("mfu")
+        auto_fp32 = measure("auto_avsr_base", args.batch, args.frames, steps, dev, None)
+        auto_bf16 = measure("auto_avsr_base", args.batch, args.frames, steps, dev, torch.bfloat16, count_flops=True,
+                            peak_tflops=args.peak_tflops)
+        runs += [auto_fp32, auto_bf16]
+        comparisons["cuda_auto_avsr_base_bf16_mfu"] = auto_bf16.get("mfu")
+        if args.auto_avsr_src:
+            theirs = measure_auto_avsr_own(args.auto_avsr_src, "auto_avsr_base", args.batch, args.frames, steps, dev)
+            runs.append(theirs)
+            comparisons["cuda_auto_avsr_base_avsr_vs_own_code_samples_per_second_fp32"] = round(
+                auto_fp32["samples_per_second"] / theirs["samples_per_second"], 2)
+    if gpu is None:
+        comparisons["gpu"] = "not measured: no CUDA device here (bf16 samples/s and MFU need one)"
     report = {
         "benchmark": "train",
         "what": "one optimizer step (forward + backward + AdamW) of AVSRModel on random audio+video batches; no data loading",

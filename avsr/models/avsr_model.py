@@ -21,6 +21,7 @@ Encoders and decoder are fairseq2 0.8.1 blocks (``StandardTransformerEncoder/Dec
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +99,88 @@ def _layer_norm(dim: int, eps: float = 1e-5) -> StandardLayerNorm:
 
 
 # ---------------------------------------------------------------------- encoders
+def _transformer_layer(c: EncoderConfig) -> StandardTransformerEncoderLayer:
+    sdpa = create_default_sdpa(IdentityBias(), dropout_p=c.dropout)
+    return StandardTransformerEncoderLayer(
+        StandardMultiheadAttention(c.model_dim, c.heads, sdpa, **_fs2_kwargs()),
+        _layer_norm(c.model_dim),
+        StandardFeedForwardNetwork(
+            c.model_dim, c.ffn_dim, bias=True, inner_dropout_p=c.dropout, **_fs2_kwargs()
+        ),
+        _layer_norm(c.model_dim),
+        norm_order=TransformerNormOrder.PRE if c.norm_order == "pre" else TransformerNormOrder.POST,
+        dropout_p=c.dropout,
+    )
+
+
+def _conformer_block(c: EncoderConfig) -> ConformerBlock:
+    d = c.model_dim
+
+    def ffn() -> StandardFeedForwardNetwork:
+        return StandardFeedForwardNetwork(
+            d, c.ffn_dim, bias=True, inner_activation=nn.SiLU(), inner_dropout_p=c.dropout,
+            **_fs2_kwargs(),
+        )
+
+    sdpa = RelativePositionSDPA(d, c.heads, RelativePositionalEncoding(d, c.max_len), IdentityBias())
+    return ConformerBlock(
+        _layer_norm(d),
+        ffn(),
+        _layer_norm(d),
+        StandardMultiheadAttention(d, c.heads, sdpa, **_fs2_kwargs()),
+        _layer_norm(d),
+        # LayerNorm, not BatchNorm: fairseq2's DDP turns BatchNorm into (CUDA-only) SyncBatchNorm.
+        ConformerConvolution(d, c.conv_kernel, norm_type="layer_norm"),
+        _layer_norm(d),
+        ffn(),
+        _layer_norm(d),
+        dropout_p=c.dropout,
+    )
+
+
+def _espnet_conformer_block(c: EncoderConfig) -> ConformerBlock:
+    """ESPnet's ``EncoderLayer`` (auto_avsr): ``x + FFN/2``, ``x + MHA``, ``x + Conv``,
+    ``x + FFN/2``, LayerNorm; ReLU FFNs, LayerNorm eps 1e-12, convolutions with biases."""
+    d = c.model_dim
+
+    def ffn() -> StandardFeedForwardNetwork:
+        return StandardFeedForwardNetwork(d, c.ffn_dim, bias=True, inner_dropout_p=c.dropout, **_fs2_kwargs())
+
+    def norm() -> StandardLayerNorm:
+        return _layer_norm(d, ESPNET_LAYER_NORM_EPS)
+
+    sdpa = RelativePositionSDPA(d, c.heads, RelativePositionalEncoding(d, c.max_len), IdentityBias())
+    return ConformerBlock(
+        norm(), ffn(), norm(), StandardMultiheadAttention(d, c.heads, sdpa, **_fs2_kwargs()),
+        norm(), ESPnetConformerConvolution(d, c.conv_kernel),  # type: ignore[arg-type]  # fairseq2's interface
+        norm(), ffn(), norm(), dropout_p=c.dropout,
+    )
+
+
+@dataclass(frozen=True)
+class EncoderKind:
+    """What ``EncoderConfig.kind`` selects: the layer, the norm after the last one, and whether
+    the input gets sinusoidal absolute positions or is scaled by sqrt(d) (ESPnet's encoder)."""
+
+    block: Callable[[EncoderConfig], nn.Module]
+    final_norm: Callable[[EncoderConfig], nn.Module | None]
+    absolute_positions: bool = False
+    scale_input: bool = False
+
+
+#: EncoderConfig.kind -> its parts (the kinds config.ENCODER_KINDS allows)
+ENCODERS: dict[str, EncoderKind] = {
+    "transformer": EncoderKind(
+        _transformer_layer, lambda c: _layer_norm(c.model_dim) if c.norm_order == "pre" else None, absolute_positions=True
+    ),
+    # no final norm: each conformer block ends with its own LayerNorm
+    "conformer": EncoderKind(_conformer_block, lambda c: None),
+    "espnet_conformer": EncoderKind(
+        _espnet_conformer_block, lambda c: _layer_norm(c.model_dim, ESPNET_LAYER_NORM_EPS), scale_input=True
+    ),
+}
+
+
 class SequenceEncoder(nn.Module):
     """[Linear input projection] -> positions -> dropout -> transformer/conformer layers -> norm.
 
@@ -109,84 +192,17 @@ class SequenceEncoder(nn.Module):
 
     def __init__(self, config: EncoderConfig, input_dim: int | None = None) -> None:
         super().__init__()
+        kind = ENCODERS[config.kind]
         d = config.model_dim
         self.model_dim = d
         self.max_len = config.max_len
         self.proj = Linear(input_dim, d, bias=True) if input_dim is not None else None
-        self.pos_encoder = (
-            SinusoidalPositionEncoder(d, config.max_len) if config.kind == "transformer" else None
-        )
-        self.input_scale = math.sqrt(d) if config.kind == "espnet_conformer" else None
+        self.pos_encoder = SinusoidalPositionEncoder(d, config.max_len) if kind.absolute_positions else None
+        self.input_scale = math.sqrt(d) if kind.scale_input else None
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else None
-        if config.layers == 0:
-            self.layers = None
-        elif config.kind == "transformer":
-            pre = config.norm_order == "pre"
-            layers = [self._transformer_layer(config) for _ in range(config.layers)]
-            self.layers = StandardTransformerEncoder(layers, _layer_norm(d) if pre else None)
-        elif config.kind == "conformer":
-            self.layers = StandardTransformerEncoder([self._conformer_block(config) for _ in range(config.layers)])
-        else:
-            self.layers = StandardTransformerEncoder(
-                [self._espnet_conformer_block(config) for _ in range(config.layers)], _layer_norm(d, ESPNET_LAYER_NORM_EPS)
-            )
-
-    @staticmethod
-    def _transformer_layer(c: EncoderConfig) -> StandardTransformerEncoderLayer:
-        sdpa = create_default_sdpa(IdentityBias(), dropout_p=c.dropout)
-        return StandardTransformerEncoderLayer(
-            StandardMultiheadAttention(c.model_dim, c.heads, sdpa, **_fs2_kwargs()),
-            _layer_norm(c.model_dim),
-            StandardFeedForwardNetwork(
-                c.model_dim, c.ffn_dim, bias=True, inner_dropout_p=c.dropout, **_fs2_kwargs()
-            ),
-            _layer_norm(c.model_dim),
-            norm_order=TransformerNormOrder.PRE if c.norm_order == "pre" else TransformerNormOrder.POST,
-            dropout_p=c.dropout,
-        )
-
-    @staticmethod
-    def _conformer_block(c: EncoderConfig) -> ConformerBlock:
-        d = c.model_dim
-
-        def ffn() -> StandardFeedForwardNetwork:
-            return StandardFeedForwardNetwork(
-                d, c.ffn_dim, bias=True, inner_activation=nn.SiLU(), inner_dropout_p=c.dropout,
-                **_fs2_kwargs(),
-            )
-
-        sdpa = RelativePositionSDPA(d, c.heads, RelativePositionalEncoding(d, c.max_len), IdentityBias())
-        return ConformerBlock(
-            _layer_norm(d),
-            ffn(),
-            _layer_norm(d),
-            StandardMultiheadAttention(d, c.heads, sdpa, **_fs2_kwargs()),
-            _layer_norm(d),
-            # LayerNorm, not BatchNorm: fairseq2's DDP turns BatchNorm into (CUDA-only) SyncBatchNorm.
-            ConformerConvolution(d, c.conv_kernel, norm_type="layer_norm"),
-            _layer_norm(d),
-            ffn(),
-            _layer_norm(d),
-            dropout_p=c.dropout,
-        )
-
-    @staticmethod
-    def _espnet_conformer_block(c: EncoderConfig) -> ConformerBlock:
-        """ESPnet's ``EncoderLayer`` (auto_avsr): ``x + FFN/2``, ``x + MHA``, ``x + Conv``,
-        ``x + FFN/2``, LayerNorm; ReLU FFNs, LayerNorm eps 1e-12, convolutions with biases."""
-        d = c.model_dim
-
-        def ffn() -> StandardFeedForwardNetwork:
-            return StandardFeedForwardNetwork(d, c.ffn_dim, bias=True, inner_dropout_p=c.dropout, **_fs2_kwargs())
-
-        def norm() -> StandardLayerNorm:
-            return _layer_norm(d, ESPNET_LAYER_NORM_EPS)
-
-        sdpa = RelativePositionSDPA(d, c.heads, RelativePositionalEncoding(d, c.max_len), IdentityBias())
-        return ConformerBlock(
-            norm(), ffn(), norm(), StandardMultiheadAttention(d, c.heads, sdpa, **_fs2_kwargs()),
-            norm(), ESPnetConformerConvolution(d, c.conv_kernel),  # type: ignore[arg-type]  # fairseq2's interface
-            norm(), ffn(), norm(), dropout_p=c.dropout,
+        self.layers = (
+            StandardTransformerEncoder([kind.block(config) for _ in range(config.layers)], kind.final_norm(config))
+            if config.layers else None
         )
 
     def forward(self, seqs: Tensor, lengths: Tensor) -> Tensor:

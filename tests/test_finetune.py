@@ -68,6 +68,10 @@ def test_finetune_a_converted_auto_avsr_model_with_another_tokenizer(converted_s
 
     tuned = load_model(out / "model")
     source = load_model(folder)
+    # it decodes and crops mouths as the model it came from (auto_avsr's beam 40, CTC weight 0.1, ESPnet's search)
+    assert tuned.metadata["decoding"] == source.metadata["decoding"] == {"beam": 40, "ctc_weight": 0.1, "semantics": "espnet"}
+    assert tuned.metadata["mouth_crop"] == source.metadata["mouth_crop"]
+    assert tuned.metadata["init"]["source"]["format"] == "auto_avsr"
     assert tuned.config.vocab_size == tokenizer.vocab_size and tuned.config.encoder is None  # auto_avsr's architecture
     # finetune.freeze held the visual front-end for both steps: weights and BatchNorm statistics as converted
     for key, value in source.state_dict().items():

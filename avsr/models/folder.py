@@ -39,6 +39,9 @@ TRAIN_CONFIG_FILE = "train_config.yaml"
 FINGERPRINT_KEY = "tokenizer_fingerprint"
 #: Parts of a model whose weights stand for token ids: they only fit the tokenizer they were trained with.
 TOKEN_MODULES = ("ctc_head", "decoder")
+#: what a model fine-tuned from a folder keeps of that folder's ``extra``: how it is decoded, how
+#: its mouth crops are made, and its licence (a converted published model's terms still apply).
+INHERITED_EXTRA = ("decoding", "mouth_crop", "licence")
 
 
 @dataclass

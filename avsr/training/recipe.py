@@ -666,6 +666,18 @@ def init_whole_model(model: Module, path: Path, tokenizer: Tokenizer | None) -> 
     return lines
 
 
+def inherited_extra(init: Path) -> dict[str, Any]:
+    """What the export of a run fine-tuned from the folder ``init`` keeps of its ``extra``
+    (`avsr.models.folder.INHERITED_EXTRA`), and where it started from."""
+    from avsr.models.folder import INHERITED_EXTRA
+    from avsr.models.io import read_model_yaml
+
+    extra = read_model_yaml(init).get("extra") or {}
+    kept = {key: extra[key] for key in INHERITED_EXTRA if key in extra}
+    kept["init"] = {"path": str(init.resolve()), "source": extra.get("source")}
+    return kept
+
+
 def _write_run_file(output_dir: Path, inputs: RunInputs) -> None:
     from avsr.media.atomic import atomic_path
 
@@ -677,6 +689,8 @@ def _write_run_file(output_dir: Path, inputs: RunInputs) -> None:
     }
     if inputs.dataset is not None:
         data["train_utterance_seconds"] = inputs.dataset.train.length_summary()
+    if inputs.config.model.init is not None:
+        data["inherited_extra"] = inherited_extra(Path(inputs.config.model.init))
     with atomic_path(output_dir / RUN_FILE) as temp:
         Path(temp).write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
@@ -737,6 +751,7 @@ def export_run(output_dir: str | os.PathLike[str], *, last_n: int = 1, best_n: i
     }
     if run.get("train_utterance_seconds"):
         extra["train_utterance_seconds"] = run["train_utterance_seconds"]
+    extra.update(run.get("inherited_extra") or {})
     return write_export(
         out_dir or output_dir / "model",
         model,

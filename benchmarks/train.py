@@ -101,6 +101,19 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def median_step_seconds(step: Any, steps: int, device: torch.device) -> float:
+    """One warm-up call of ``step`` (allocations, kernel selection), then the median of ``steps`` timed calls."""
+    step()
+    sync(device)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def measure(kind: str, batch: int, frames: int, steps: int, device: torch.device, dtype: torch.dtype | None = None,
             count_flops: bool = False, peak_tflops: float | None = None) -> dict[str, Any]:
     model, crop = build(kind, device)
@@ -109,15 +122,7 @@ def measure(kind: str, batch: int, frames: int, steps: int, device: torch.device
     step = step_fn(model, optimizer, data, dtype)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    step()  # warm-up (allocations, kernel selection)
-    sync(device)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    seconds = statistics.median(times)
+    seconds = median_step_seconds(step, steps, device)
     result: dict[str, Any] = {
         "model": kind,
         "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
@@ -177,15 +182,7 @@ def measure_auto_avsr_own(src: str, kind: str, batch: int, frames: int, steps: i
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    step()
-    sync(device)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    seconds = statistics.median(times)
+    seconds = median_step_seconds(step, steps, device)
     return {"model": f"{kind} (auto_avsr's own code, {anchors.auto_avsr_source(src)})", "device": device.type, "dtype": "fp32",
             "batch": batch, "frames_per_clip": frames, "crop": crop, "timed_steps": steps, "step_seconds": round(seconds, 4),
             "samples_per_second": round(batch / seconds, 3), "frames_per_second": round(batch * frames / seconds, 1)}

@@ -43,8 +43,9 @@ from avsr.models.pretrained.avhubert import (
     map_state_dict,
     our_key,
 )
-from avsr.models.pretrained.avhubert_features import avhubert_audio_features, log_filterbank
-from avsr.models.pretrained.avhubert_model import AVHubertConfig, AVHubertModel
+from avsr.models.stacked_fbank import avhubert_audio_features, log_filterbank
+from avsr.models.avsr_model import AVSRModel
+from avsr.models.pretrained.avhubert_config import AVHubertConfig
 
 DATA = Path(__file__).parent / "data"
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
@@ -85,7 +86,7 @@ def test_published_keys_and_shapes_map_onto_our_model(size: str) -> None:
     state = {k: torch.empty(shape, device="meta") for k, shape in table.items()}
     assert config_from_checkpoint(published_cfg(config, ["video"]), state, "x.pt") == getattr(AVHubertConfig, size)(1000, modalities=("video",))
     with torch.device("meta"):
-        ours = AVHubertModel(config).state_dict()
+        ours = AVSRModel(config.avsr_config(), pretrained=False).state_dict()
     mapped = {}
     for key, shape in table.items():
         name = our_key(key)
@@ -102,10 +103,10 @@ def test_published_keys_and_shapes_map_onto_our_model(size: str) -> None:
 
 
 # ---------------------------------------------------------------------- parity with AV-HuBERT's own code
-def reference_model(config: AVHubertConfig, table: str = "base") -> AVHubertModel:
+def reference_model(config: AVHubertConfig, table: str = "base") -> AVSRModel:
     """Our model with ``reference_state``'s weights under AV-HuBERT's names (the published key
     table, trimmed to ``config``'s layers; shapes ours), mapped by the converter."""
-    model = AVHubertModel(config).eval()
+    model = AVSRModel(config.avsr_config(), pretrained=False).eval()
     own = model.state_dict()
     shapes = {}
     for key in read_table(table):
@@ -120,7 +121,7 @@ def reference_model(config: AVHubertConfig, table: str = "base") -> AVHubertMode
 
 
 @torch.no_grad()
-def our_outputs(model: AVHubertModel, waves: list[np.ndarray], videos: list[np.ndarray], prev_tokens: list[list[int]]) -> dict:
+def our_outputs(model: AVSRModel, waves: list[np.ndarray], videos: list[np.ndarray], prev_tokens: list[list[int]]) -> dict:
     """The parity file's entries computed by our model from the raw int16 waves and uint8 crops
     (our own preprocessing: float waveform, log filterbank, stacking, centre crop, normalisation)."""
     recognizer = Recognizer(model, None, Preprocessing(), torch.device("cpu"))
@@ -128,7 +129,7 @@ def our_outputs(model: AVHubertModel, waves: list[np.ndarray], videos: list[np.n
     video, video_lens = recognizer._video_tensor(videos)
     ours_of_fairseq = torch.argsort(torch.tensor(fairseq_order(model.config.vocab_size)))
     lengths = [len(v) for v in videos]
-    feats, _ = model.audio_features(audio, audio_lens)
+    feats, _ = model.audio_frontend(audio, audio_lens)
     out = {"audio_features": [feats[i, :n] for i, n in enumerate(lengths)]}
     for name, (a, v) in {"av": (audio, video), "a": (audio, None), "v": (None, video)}.items():
         enc, lens = model.encode(a, audio_lens, v, video_lens)
@@ -163,7 +164,7 @@ def test_outputs_match_avhubert_own_code() -> None:
     in either branch or in the fusion shows."""
     ref = json.loads(PARITY_FILE.read_text())
     assert ref["size"] == "tiny" and ref["sizes"] == SIZES["tiny"] and ref["lengths"] == LENGTHS and ref["prev_tokens"] == PREV_TOKENS
-    config = AVHubertConfig.tiny(vocab_size=VOCAB["tiny"], resnet_channels=(64, 64, 128, 256, 512))  # AV-HuBERT's fixed ResNet
+    config = AVHubertConfig.tiny(vocab_size=VOCAB["tiny"], resnet_width=1.0)  # AV-HuBERT's fixed ResNet
     model = reference_model(config)
     waves, videos = reference_inputs(LENGTHS)
     ours = our_outputs(model, waves, videos, PREV_TOKENS)
@@ -296,7 +297,7 @@ def tiny_state(seed: int = 0) -> dict[str, torch.Tensor]:
     TINY's shapes; BatchNorm statistics random too."""
     g = torch.Generator().manual_seed(seed)
     with torch.device("meta"):
-        ours = AVHubertModel(TINY).state_dict()
+        ours = AVSRModel(TINY.avsr_config(), pretrained=False).state_dict()
     state = {}
     for key in read_table("base"):
         layer = re.search(r"\blayers\.(\d+)\.", key)
@@ -358,7 +359,7 @@ def test_every_key_lands_and_the_folder_records_what_decoding_needs(converted, s
         expected = tensor[order] if key == "decoder.embed_tokens.weight" else tensor
         assert torch.equal(ours[name], expected.to(ours[name].dtype)), key
     meta = read_model_yaml(out)
-    assert meta["family"] == "avhubert" and meta["config"] == TINY.to_dict()
+    assert meta["family"] == "avsr" and meta["config"] == TINY.avsr_config().to_dict()
     assert meta["extra"]["licence"] == LICENCE and "non-commercial" in LICENCE
     assert meta["extra"]["preprocessing"] == {"crop_size": 88, "video_mean": 0.421, "video_std": 0.165}
     assert sorted(meta["extra"]["source"]["dropped_keys"]) == ["decoder.embed_positions._float_tensor", "encoder.w2v_model.mask_emb"]
@@ -378,6 +379,54 @@ def test_every_key_lands_and_the_folder_records_what_decoding_needs(converted, s
     assert [int(order[i]) for i in ids] == processor.encode("the cat sat")  # lower-cased; spm ids = fairseq ids
     assert tokenizer.decode(ids) == "the cat sat"
     assert tokenizer.id_to_piece(tokenizer.eos_id) == "<sos/eos>" and int(order[tokenizer.eos_id]) == 2
+
+
+#: today's names -> the names of folders converted before the one model (AVHubertModel's)
+LEGACY_NAMES = [
+    (r"^audio_encoder\.proj\.", "audio_proj."),
+    (r"^video_encoder\.proj\.", "video_proj."),
+    (r"^visual_frontend\.", "video_frontend."),
+    (r"^encoder\.input_norm\.", "encoder_frontend.post_extract_layer_norm."),
+    (r"^encoder\.proj\.", "encoder_frontend.model_dim_proj."),
+    (r"^encoder\.pos_encoder\.", "encoder_frontend.pos_encoder."),
+    (r"^encoder\.layers\.layers\.(\d+)\.", r"encoder.layers.\1."),
+    (r"^encoder\.layers\.layer_norm\.", "encoder.layer_norm."),
+]
+
+
+@torch.no_grad()
+def test_folders_converted_before_the_one_model_still_load(converted, tmp_path) -> None:
+    """A folder written when AV-HuBERT had its own model class (family avhubert, its config with
+    ResNet channels, its parameter names) loads into the one model and computes the same."""
+    from safetensors.torch import load_file, save_file
+
+    from avsr.models.io import file_sha256
+
+    source = converted[0]
+    old = tmp_path / "old"
+    old.mkdir()
+    legacy = {}
+    for key, value in load_file(source / "model.safetensors").items():
+        for pattern, replacement in LEGACY_NAMES:
+            if re.search(pattern, key):
+                key = re.sub(pattern, replacement, key, count=1)
+                break
+        legacy[key] = value
+    assert "encoder.layers.0.ffn.inner_proj.weight" in legacy and "video_frontend.stem.act.weight" in legacy
+    save_file(legacy, old / "model.safetensors")
+    meta = read_model_yaml(source)
+    config = {k: v for k, v in TINY.to_dict().items() if k not in ("resnet_width", "dropout", "decoder_dropout")}
+    meta.update(family="avhubert", config={**config, "resnet_channels": [8, 8, 16, 32, 64]},
+                weights={"file": "model.safetensors", "sha256": file_sha256(old / "model.safetensors")})
+    (old / "model.yaml").write_text(yaml.safe_dump(meta))
+    loaded, new = load_model(old), load_model(source)
+    g = torch.Generator().manual_seed(5)
+    audio, video = torch.randn(2, 6 * 640, generator=g) * 0.1, torch.randn(2, 6, 88, 88, generator=g)
+    for a, v in ((audio, video), (audio, None), (None, video)):
+        want, lens = new.encode(a, None, v, None)
+        torch.testing.assert_close(loaded.encode(a, None, v, None)[0], want, atol=0, rtol=0)
+        tokens = torch.tensor([[TINY.vocab_size - 1, 4, 7]] * 2)
+        torch.testing.assert_close(loaded.decode(tokens, want, lens), new.decode(tokens, want, lens), atol=0, rtol=0)
 
 
 def test_converter_refuses_what_does_not_fit(spm_model, tmp_path) -> None:
@@ -425,7 +474,7 @@ def test_encoder_is_batch_invariant_and_incremental_decoding_matches_full(conver
             assert lens.tolist() == [12, 7] and not enc[1, 7:].any()
             alone, _ = model.encode(None if a is None else a[1:, : 640 * 7], a_lens[1:], None if v is None else v[1:, :7], v_lens[1:])
             torch.testing.assert_close(enc[1:, :7], alone, atol=2e-5, rtol=1e-4)
-        tokens = torch.tensor([[TINY.eos_id, 5, 9, 4, 11]] * 2)
+        tokens = torch.tensor([[model.eos_id, 5, 9, 4, 11]] * 2)
         full = model.decode(tokens, enc, lens)
         bag = model.new_state_bag(8)
         steps = [model.decode(tokens[:, i : i + 1], enc, lens, bag) for i in range(tokens.size(1))]
@@ -439,22 +488,22 @@ def test_attention_only_beam_search_without_ctc(converted) -> None:
     with torch.no_grad():
         enc, lens = model.encode(None, None, video, lens)
         config = BeamSearchConfig(beam=1, ctc_weight=0.5)  # the weight is moot without CTC scores
-        best = beam_search(None, lens, ModelStepDecoder(model, enc, lens, 12), config, TINY.blank_id, TINY.eos_id)
+        best = beam_search(None, lens, ModelStepDecoder(model, enc, lens, 12), config, model.blank_id, model.eos_id)
         for i in range(3):  # beam 1 = greedy decoding of the attention decoder alone
-            tokens = [TINY.eos_id]
+            tokens = [model.eos_id]
             while len(tokens) <= int(lens[i]):
                 logits = model.decode(torch.tensor([tokens]), enc[i : i + 1, : int(lens[i])], lens[i : i + 1])[0, -1]
-                logits[TINY.blank_id] = float("-inf")
+                logits[model.blank_id] = float("-inf")
                 tokens.append(int(logits.argmax()))
-                if tokens[-1] == TINY.eos_id:
+                if tokens[-1] == model.eos_id:
                     break
-            want = [t for t in tokens[1:] if t != TINY.eos_id]
+            want = [t for t in tokens[1:] if t != model.eos_id]
             assert best[i][0].tokens == want and best[i][0].ctc_score == 0.0
-        beams = beam_search(None, lens, ModelStepDecoder(model, enc, lens, 12), BeamSearchConfig(beam=4), 0, TINY.eos_id)
-        alone = beam_search(None, lens[1:2], ModelStepDecoder(model, enc[1:2, :6], lens[1:2], 12), BeamSearchConfig(beam=4), 0, TINY.eos_id)
+        beams = beam_search(None, lens, ModelStepDecoder(model, enc, lens, 12), BeamSearchConfig(beam=4), 0, model.eos_id)
+        alone = beam_search(None, lens[1:2], ModelStepDecoder(model, enc[1:2, :6], lens[1:2], 12), BeamSearchConfig(beam=4), 0, model.eos_id)
         assert [h.tokens for h in beams[1]] == [h.tokens for h in alone[0]]
     with pytest.raises(ValueError, match="attention decoder is needed"):
-        beam_search(None, lens, None, BeamSearchConfig(beam=2), 0, TINY.eos_id)
+        beam_search(None, lens, None, BeamSearchConfig(beam=2), 0, model.eos_id)
     recognizer = Recognizer.load(converted[0])
     assert not recognizer.has_ctc and recognizer.modalities == ("a", "v", "av")
     crops = [np.random.default_rng(0).integers(0, 255, (9, 96, 96), dtype=np.uint8)]

@@ -10,7 +10,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from avsr.models.avsr_model import AVSRModel
+from avsr.models.avsr_model import AVSRModel, make_layout
 from avsr.models.config import AVSRConfig, ConfigError, VisualConfig
 from avsr.models.frontends import ConvAudioFrontEnd
 from avsr.models.io import CONFIG_FILE, WEIGHTS_FILE, load_model, read_model_yaml, save_model
@@ -159,10 +159,11 @@ def test_audio_video_off_by_one_is_trimmed(model):
     assert enc.shape[1] == 9 and lens.tolist() == [9, 6]
 
 
-@pytest.mark.parametrize("kind", ["transformer", "conformer"])
+@pytest.mark.parametrize("kind", ["transformer", "conformer", "wav2vec2", "wav2vec2_post_norm"])
 def test_encode_padding_invariance(kind):
     torch.manual_seed(1)
-    m = AVSRModel(tiny(**{"encoder.kind": kind})).eval()
+    post = kind.endswith("_post_norm")
+    m = AVSRModel(tiny(**{"encoder.kind": kind.removesuffix("_post_norm"), **({"encoder.norm_order": "post"} if post else {})})).eval()
     audio, alens, video, vlens, *_ = batch((10, 6))
     with torch.no_grad():
         for a, v in ((True, True), (True, False), (False, True)):
@@ -176,25 +177,27 @@ def test_encode_padding_invariance(kind):
             assert enc[1, 6:].abs().max() == 0
 
 
-def test_modality_dropout_train_vs_eval():
+@pytest.mark.parametrize("absent", ["learned", "zeros"])
+def test_modality_dropout_train_vs_eval(absent):
     torch.manual_seed(2)
     audio, alens, video, vlens, *_ = batch()
-    drop_video = AVSRModel(tiny(**{"modality_dropout.p_audio_only": 1.0}))
+    drop_video = AVSRModel(tiny(**{"modality_dropout.p_audio_only": 1.0, "absent_modality": absent}))
+    assert (drop_video.absent_audio is None) == (absent == "zeros")
     with torch.no_grad():
         drop_video.train()
         av_train = drop_video.encode(audio, alens, video, vlens)[0]
         a_only = drop_video.encode(audio, alens, None, None)[0]
         drop_video.eval()
         av_eval = drop_video.encode(audio, alens, video, vlens)[0]
-    torch.testing.assert_close(av_train, a_only)  # training: video replaced by the absent embedding
+    torch.testing.assert_close(av_train, a_only)  # training: video replaced by what stands for it
     assert not torch.allclose(av_eval, a_only)  # eval: no dropout
-    drop_audio = AVSRModel(tiny(**{"modality_dropout.p_video_only": 1.0})).train()
+    drop_audio = AVSRModel(tiny(**{"modality_dropout.p_video_only": 1.0, "absent_modality": absent})).train()
     with torch.no_grad():
         torch.testing.assert_close(
             drop_audio.encode(audio, alens, video, vlens)[0], drop_audio.encode(None, None, video, vlens)[0]
         )
     # p = 0.5/0.5: every utterance loses exactly one modality
-    half = AVSRModel(tiny(**{"modality_dropout.p_audio_only": 0.5, "modality_dropout.p_video_only": 0.5})).train()
+    half = AVSRModel(tiny(**{"modality_dropout.p_audio_only": 0.5, "modality_dropout.p_video_only": 0.5, "absent_modality": absent})).train()
     with torch.no_grad():
         av = half.encode(audio, alens, video, vlens)[0]
         ao = half.encode(audio, alens, None, None)[0]
@@ -426,7 +429,7 @@ def test_audio_front_end_configs_are_a_tagged_union():
     assert tiny(audio={"kind": "fbank", "dim": 48}).audio == FbankAudioConfig(mel_bins=80, dim=48)
     with pytest.raises(ConfigError, match="audio: unknown key.* strides"):
         tiny(audio={"kind": "fbank", "strides": [640]})  # a conv option is not an fbank option
-    with pytest.raises(ConfigError, match="audio.kind: 'sonar' is not one of conv, fbank, resnet1d, wav2vec2"):
+    with pytest.raises(ConfigError, match="audio.kind: 'sonar' is not one of conv, fbank, resnet1d, stacked_fbank, wav2vec2"):
         tiny(audio={"kind": "sonar"})
     flat = {"channels": [8, 16], "strides": [20, 32], "activation": "relu", "normalize_waveform": True, "mel_bins": 80, "wav2vec2": {}}
     stored = AVSRConfig.tiny(V).to_dict()
@@ -473,3 +476,69 @@ def test_a_registered_audio_front_end_kind_is_read_and_built(monkeypatch):
     audio, alens, video, vlens, *_ = batch()
     with torch.no_grad():
         assert model.encode(audio, alens, video, vlens)[0].shape[:2] == (2, 10)
+
+
+# ---------------------------------------------------------------------- options the published families need
+def test_absent_modality_and_what_a_model_decodes():
+    assert tiny().decodable_modalities == ("a", "v", "av") == tiny(absent_modality="zeros").decodable_modalities
+    refused = tiny(absent_modality="refused")
+    assert refused.decodable_modalities == ("av",)
+    with pytest.raises(ValueError, match="needs audio and video"):
+        AVSRModel(refused).eval().encode(None, None, *batch()[2:4])
+    assert tiny(decode_modalities=["v"]).decodable_modalities == ("v",)
+    with pytest.raises(ConfigError, match="decode_modalities"):
+        tiny(absent_modality="refused", decode_modalities=["a"])  # it cannot decode audio alone at all
+    with pytest.raises(ConfigError, match="modality_dropout needs absent_modality"):
+        tiny(absent_modality="refused", **{"modality_dropout.p_audio_only": 0.5})
+    # configs written before absent_modality (a boolean absent_embeddings) read as the same model
+    stored = tiny().to_dict()
+    del stored["absent_modality"]
+    assert AVSRConfig.from_stored({**stored, "absent_embeddings": True}) == tiny()
+    assert AVSRConfig.from_stored({**stored, "absent_embeddings": False}) == tiny(absent_modality="refused")
+
+
+def test_audio_fitted_to_the_video_frames():
+    """trim_streams audio_to_video (AV-HuBERT): the audio's frames are cut or zero-padded to the
+    video's, which sets the lengths; the default cuts both to the shorter one."""
+    torch.manual_seed(3)
+    audio, alens, video, vlens, *_ = batch()
+    fitted = AVSRModel(tiny(trim_streams="audio_to_video", **{"audio_encoder.kind": "projection", "audio_encoder.layers": 0})).eval()
+    with torch.no_grad():
+        for extra in (-2, 0, 3):  # audio shorter, equal, longer than the video
+            wave = torch.nn.functional.pad(audio, (0, 640 * extra)) if extra > 0 else audio[:, : audio.size(1) + 640 * extra]
+            enc, lens = fitted.encode(wave, alens + 640 * extra, video, vlens)
+            assert enc.shape[1] == 10 and lens.tolist() == [10, 7], extra
+        cut, lens = AVSRModel(tiny()).eval().encode(audio[:, :-1280], alens - 1280, video, vlens)
+    assert cut.shape[1] == 8 and lens.tolist() == [8, 5]
+
+
+def test_decoder_variants_tied_unscaled_fairseq_positions():
+    torch.manual_seed(4)
+    config = tiny(**{"decoder.tie_embeddings": True, "decoder.scale_embeddings": False, "decoder.positions": "fairseq"})
+    m = AVSRModel(config).eval()
+    assert not any(k.startswith("decoder.final_proj") for k in m.state_dict())
+    enc, lens = m.encode(*batch()[:4])
+    tokens = torch.tensor([[V - 1, 3, 5]] * 2)
+    with torch.no_grad():
+        logits = m.decode(tokens, enc, lens)
+        hidden, layout = m.decoder.frontend(tokens, make_layout(tokens, torch.tensor([3, 3])))
+        hidden = m.decoder.layers(hidden, layout, enc, make_layout(enc, lens))
+    torch.testing.assert_close(logits, hidden @ m.decoder.frontend.embed.weight.T)  # the output layer is the embedding
+    untied = AVSRModel(tiny()).eval()
+    assert untied.decoder.frontend.scale != 1.0 and m.decoder.frontend.scale == 1.0
+    with pytest.raises(ConfigError, match="tied embeddings have no output bias"):
+        tiny(**{"decoder.tie_embeddings": True, "decoder.output_bias": True})
+
+
+def test_prelu_resnet_blocks_and_raw_fusions():
+    frontend = VisualFrontEnd(VisualConfig(width=0.125, activation="prelu", block_activation="prelu"))
+    names = [n for n, _ in frontend.named_parameters()]
+    assert "trunk.layer1.0.relu1.weight" in names and "trunk.layer4.1.relu2.weight" in names  # two PReLUs per block
+    assert frontend(torch.randn(1, 3, 32, 32), torch.tensor([3]))[0].shape == (1, 3, frontend.output_dim)
+    with pytest.raises(ConfigError, match="only for resnet18"):
+        VisualConfig(trunk="resnet50", block_activation="prelu")
+    raw = AVSRModel(tiny(**{"fusion.kind": "raw_concat", "encoder.kind": "wav2vec2"})).eval()
+    assert raw.encoder.input_norm.weight.shape == (256,) and raw.encoder.proj.weight.shape == (128, 256)  # LN + proj of the concatenation
+    assert raw.encode(*batch()[:4])[0].shape == (2, 10, 128)
+    with pytest.raises(ConfigError, match="needs a joint encoder"):
+        tiny(**{"fusion.kind": "raw_concat"}, encoder=None)

@@ -51,3 +51,17 @@ class ModelStepDecoder:
         assert self.rows is not None and self.bag is not None
         self.bag.reorder(index)
         self.rows = self.rows[index]
+
+
+def best_paths(model: AVSRModel, encoded: Tensor, encoded_lens: Tensor) -> list[list[int]]:
+    """Each utterance's quick best guess, as token ids (training's validation WER): greedy CTC, or
+    for a model without a CTC head the attention decoder's greedy path (beam 1, at most one token
+    per encoder frame). ``model`` in eval mode; ``encoded`` (B, T, d), ``encoded_lens`` (B,)."""
+    from avsr.decoding.beam_search import BeamSearchConfig, beam_search
+    from avsr.decoding.ctc import greedy_ctc
+
+    if model.has_ctc:
+        return greedy_ctc(model.ctc_log_probs(encoded), encoded_lens, model.blank_id)
+    decoder = ModelStepDecoder(model, encoded, encoded_lens, max(int(encoded_lens.max()), 1))
+    nbest = beam_search(None, encoded_lens, decoder, BeamSearchConfig(beam=1), model.blank_id, model.eos_id)
+    return [hyps[0].tokens if hyps else [] for hyps in nbest]

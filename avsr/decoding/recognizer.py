@@ -145,16 +145,13 @@ class Recognizer:
     def has_ctc(self) -> bool:
         """False for models without a CTC head (AV-HuBERT): attention-only beam search, no greedy
         CTC decoding and no word times."""
-        return bool(getattr(self.model, "has_ctc", True))
+        return self.model.has_ctc
 
     @property
     def modalities(self) -> tuple[str, ...]:
-        """The CLI modality names this model can decode (``a``, ``v``, ``av``). A model may narrow
-        them with ``decodable_modalities`` (auto_avsr's AV model needs both streams)."""
-        have = set(self.model.config.modalities)
-        names = tuple(name for name, inputs in MODALITY_INPUTS.items() if set(inputs) <= have)
-        narrowed = getattr(self.model, "decodable_modalities", None)
-        return names if narrowed is None else tuple(n for n in names if n in narrowed)
+        """The CLI modality names this model decodes (``a``, ``v``, ``av``): those its branches
+        allow, which its config may narrow (auto_avsr's AV model needs both streams)."""
+        return self.model.decodable_modalities
 
     def check_modality(self, modality: str) -> tuple[str, ...]:
         if modality not in MODALITY_INPUTS:

@@ -7,12 +7,18 @@
     video (B,T,H,W) --3-D stem+ResNet--> (B,Tv,Dv) --Linear--> video encoder -+        |               |
                                                                                    CTC head     attention decoder
 
-The fusion is one of `avsr.models.fusion.FUSIONS` (``fusion.kind``: concat, sum, gated).
+The fusion is one of `avsr.models.fusion.FUSIONS` (``fusion.kind``: concat, sum, gated, ...).
 
 Audio and video are aligned at 25 frames per second: when both are given the streams are trimmed
-to the shorter one (per batch and per utterance: ``lengths = min(audio frames, video frames)``).
-A modality that is not given (``None``) or dropped by modality dropout is replaced, after its
-per-modality encoder, by a learned "absent" embedding, so one model decodes A, V and AV.
+to the shorter one (per batch and per utterance: ``lengths = min(audio frames, video frames)``;
+``trim_streams`` says where, or fits the audio to the video). A modality that is not given
+(``None``) or dropped by modality dropout is replaced, after its per-modality encoder, by a
+learned "absent" embedding (or zeros: ``absent_modality``), so one model decodes A, V and AV.
+
+The published families are configurations of this model (`avsr.models.pretrained`): auto_avsr's
+(ESPnet conformers, no joint encoder, an MLP fusion) and AV-HuBERT's (projection-only
+per-modality encoders, a raw concatenation, a wav2vec 2.0 joint encoder, tied embeddings, no CTC
+head).
 
 Encoders and decoder are fairseq2 0.8.1 blocks (``StandardTransformerEncoder/Decoder``,
 ``ConformerBlock`` with LayerNorm convolution norm), with ``BatchLayout`` built from the lengths.
@@ -43,6 +49,7 @@ from fairseq2.models.transformer import (
 )
 from fairseq2.models.transformer.multihead_attention import AttentionState, FullAttentionState
 from fairseq2.models.transformer.sdpa.relative import RelativePositionalEncoding, RelativePositionSDPA
+from fairseq2.models.wav2vec2.position_encoder import Wav2Vec2PositionEncoder
 from fairseq2.nn import (
     BatchLayout,
     IncrementalStateBag,
@@ -99,13 +106,13 @@ def _layer_norm(dim: int, eps: float = 1e-5) -> StandardLayerNorm:
 
 
 # ---------------------------------------------------------------------- encoders
-def _transformer_layer(c: EncoderConfig) -> StandardTransformerEncoderLayer:
+def _transformer_layer(c: EncoderConfig, activation: nn.Module | None = None) -> StandardTransformerEncoderLayer:
     sdpa = create_default_sdpa(IdentityBias(), dropout_p=c.dropout)
     return StandardTransformerEncoderLayer(
         StandardMultiheadAttention(c.model_dim, c.heads, sdpa, **_fs2_kwargs()),
         _layer_norm(c.model_dim),
         StandardFeedForwardNetwork(
-            c.model_dim, c.ffn_dim, bias=True, inner_dropout_p=c.dropout, **_fs2_kwargs()
+            c.model_dim, c.ffn_dim, bias=True, inner_activation=activation, inner_dropout_p=c.dropout, **_fs2_kwargs()
         ),
         _layer_norm(c.model_dim),
         norm_order=TransformerNormOrder.PRE if c.norm_order == "pre" else TransformerNormOrder.POST,
@@ -157,37 +164,66 @@ def _espnet_conformer_block(c: EncoderConfig) -> ConformerBlock:
     )
 
 
+def _pre_norm_only(c: EncoderConfig) -> nn.Module | None:
+    """A LayerNorm after the last layer of a pre-norm stack (post-norm layers end normalised)."""
+    return _layer_norm(c.model_dim) if c.norm_order == "pre" else None
+
+
+def _post_norm_only(c: EncoderConfig) -> nn.Module | None:
+    """wav2vec 2.0's LayerNorm after the positions, in its post-norm variant."""
+    return _layer_norm(c.model_dim) if c.norm_order == "post" else None
+
+
+def _none(c: EncoderConfig) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class EncoderKind:
-    """What ``EncoderConfig.kind`` selects: the layer, the norm after the last one, and whether
-    the input gets sinusoidal absolute positions or is scaled by sqrt(d) (ESPnet's encoder)."""
+    """What ``EncoderConfig.kind`` selects: the layer (None: no layers), the norm after the last
+    one, the positions added to the projected input (None: the layers encode them, or none),
+    the norm after the positions, whether the input gets a LayerNorm before the projection
+    (wav2vec 2.0) or is scaled by sqrt(d) after it (ESPnet), and whether the layers' relative
+    position table limits the length (``max_len``)."""
 
-    block: Callable[[EncoderConfig], nn.Module]
-    final_norm: Callable[[EncoderConfig], nn.Module | None]
-    absolute_positions: bool = False
+    block: Callable[[EncoderConfig], nn.Module] | None
+    final_norm: Callable[[EncoderConfig], nn.Module | None] = _none
+    positions: Callable[[EncoderConfig], nn.Module | None] = _none
+    position_norm: Callable[[EncoderConfig], nn.Module | None] = _none
+    input_norm: bool = False
     scale_input: bool = False
+    length_limited: bool = False
 
 
 #: EncoderConfig.kind -> its parts (the kinds config.ENCODER_KINDS allows)
 ENCODERS: dict[str, EncoderKind] = {
     "transformer": EncoderKind(
-        _transformer_layer, lambda c: _layer_norm(c.model_dim) if c.norm_order == "pre" else None, absolute_positions=True
+        _transformer_layer, _pre_norm_only, positions=lambda c: SinusoidalPositionEncoder(c.model_dim, c.max_len)
     ),
     # no final norm: each conformer block ends with its own LayerNorm
-    "conformer": EncoderKind(_conformer_block, lambda c: None),
+    "conformer": EncoderKind(_conformer_block, length_limited=True),
     "espnet_conformer": EncoderKind(
-        _espnet_conformer_block, lambda c: _layer_norm(c.model_dim, ESPNET_LAYER_NORM_EPS), scale_input=True
+        _espnet_conformer_block, lambda c: _layer_norm(c.model_dim, ESPNET_LAYER_NORM_EPS), scale_input=True,
+        length_limited=True,
     ),
+    "wav2vec2": EncoderKind(
+        lambda c: _transformer_layer(c, nn.GELU()), _pre_norm_only,
+        positions=lambda c: Wav2Vec2PositionEncoder(c.model_dim, c.pos_conv_kernel, c.pos_conv_groups),
+        position_norm=_post_norm_only, input_norm=True,
+    ),
+    "projection": EncoderKind(None),
 }
 
 
 class SequenceEncoder(nn.Module):
-    """[Linear input projection] -> positions -> dropout -> transformer/conformer layers -> norm.
+    """[LayerNorm] -> [Linear input projection] -> positions -> dropout -> layers -> norm.
 
     Transformer layers get sinusoidal absolute positions; conformer blocks use relative-position
     self-attention (Transformer-XL style) and no absolute positions. ``espnet_conformer`` scales
-    the projected input by sqrt(d) and ends with a LayerNorm (ESPnet's encoder). Padded positions
-    of the output are zero. (B, T, input_dim) -> (B, T, model_dim).
+    the projected input by sqrt(d) and ends with a LayerNorm (ESPnet's encoder); ``wav2vec2``
+    normalises the input first and adds convolutional positions; ``projection`` is the Linear
+    alone. Padded positions of the output are zero. (B, T, input_dim) -> (B, T, model_dim);
+    ``input_dim=None``: the input is already (B, T, model_dim), no projection.
     """
 
     def __init__(self, config: EncoderConfig, input_dim: int | None = None) -> None:
@@ -195,29 +231,35 @@ class SequenceEncoder(nn.Module):
         kind = ENCODERS[config.kind]
         d = config.model_dim
         self.model_dim = d
-        self.max_len = config.max_len
+        self.max_len = config.max_len if kind.length_limited else None
+        self.input_norm = _layer_norm(input_dim or d) if kind.input_norm else None
         self.proj = Linear(input_dim, d, bias=True) if input_dim is not None else None
-        self.pos_encoder = SinusoidalPositionEncoder(d, config.max_len) if kind.absolute_positions else None
+        self.pos_encoder = kind.positions(config)
+        self.pos_norm = kind.position_norm(config)
         self.input_scale = math.sqrt(d) if kind.scale_input else None
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else None
         self.layers = (
             StandardTransformerEncoder([kind.block(config) for _ in range(config.layers)], kind.final_norm(config))
-            if config.layers else None
+            if config.layers and kind.block is not None else None
         )
 
     def forward(self, seqs: Tensor, lengths: Tensor) -> Tensor:
-        if self.pos_encoder is None and seqs.size(1) > self.max_len:
+        if self.max_len is not None and seqs.size(1) > self.max_len:
             raise ValueError(
                 f"input of {seqs.size(1)} frames is longer than the model's limit of {self.max_len} "
                 "(config max_len; decode shorter segments)"
             )
         layout = make_layout(seqs, lengths)
+        if self.input_norm is not None:
+            seqs = self.input_norm(seqs)
         if self.proj is not None:
             seqs = self.proj(seqs)
         if self.input_scale is not None:
             seqs = seqs * self.input_scale
         if self.pos_encoder is not None:
             seqs = self.pos_encoder(seqs, layout)
+        if self.pos_norm is not None:
+            seqs = self.pos_norm(seqs)
         if self.dropout is not None:
             seqs = self.dropout(seqs)
         if self.layers is not None:
@@ -226,63 +268,20 @@ class SequenceEncoder(nn.Module):
 
 
 # ---------------------------------------------------------------------- decoder
-class TokenDecoder(nn.Module):
-    """Token frontend -> fairseq2 decoder layers -> vocabulary: the forward pass every decoder
-    family shares (ours, auto_avsr's, AV-HuBERT's), full or one incremental step with a state bag.
-    Subclasses set ``frontend`` and ``layers`` and define ``output`` (the last projection)."""
-
-    frontend: nn.Module
-    layers: nn.Module
-
-    def output(self, seqs: Tensor) -> Tensor:
-        return self.final_proj(seqs)
-
-    def forward(
-        self,
-        tokens: Tensor,
-        token_layout: BatchLayout,
-        encoded: Tensor,
-        encoded_layout: BatchLayout,
-        state_bag: IncrementalStateBag | None = None,
-    ) -> Tensor:
-        seqs, token_layout = self.frontend(tokens, token_layout, state_bag=state_bag)
-        seqs = self.layers(seqs, token_layout, encoded, encoded_layout, state_bag=state_bag)
-        return self.output(seqs)
-
-    def decode(
-        self,
-        tokens: Tensor,
-        encoded: Tensor,
-        encoded_lens: Tensor,
-        state_bag: IncrementalStateBag | None = None,
-        *,
-        token_lens: Tensor | None = None,
-        layouts: tuple[BatchLayout, BatchLayout] | None = None,
-    ) -> Tensor:
-        """What every model family's ``decode`` does (see :meth:`AVSRModel.decode`): check the
-        mode, build the batch layouts unless given, run, and advance the bag's step counter."""
-        if state_bag is not None:
-            if self.training:
-                raise RuntimeError("incremental decoding needs eval mode (call model.eval())")
-            if token_lens is not None:
-                raise ValueError("token_lens (padding) is not supported in incremental decoding")
-        if layouts is None:
-            layouts = (make_layout(tokens, token_lens) if token_lens is not None else BatchLayout.of(tokens), make_layout(encoded, encoded_lens))
-        logits = self(tokens, layouts[0], encoded, layouts[1], state_bag)
-        if state_bag is not None:
-            state_bag.increment_step_nr(tokens.size(1))
-        return logits
-
-
-class AttentionDecoder(TokenDecoder):
-    """Token embedding (scaled) + sinusoidal positions -> fairseq2 decoder layers -> vocabulary."""
+class AttentionDecoder(nn.Module):
+    """Token embedding + positions -> fairseq2 decoder layers -> vocabulary; full or one
+    incremental step with a state bag. ``DecoderConfig`` chooses the published variants: the
+    position table (ours, ESPnet's, fairseq1's), scaled or unscaled embeddings, an output bias
+    (ESPnet) or an output projection tied to the embeddings (AV-HuBERT)."""
 
     def __init__(self, config: DecoderConfig, model_dim: int, vocab_size: int) -> None:
         super().__init__()
         d = model_dim
         embed = StandardEmbedding(vocab_size, d, init_fn=init_scaled_embedding)
-        positions = ESPnetPositionEncoder(d) if config.positions == "espnet" else SinusoidalPositionEncoder(d, config.max_len)
-        self.frontend = TransformerEmbeddingFrontend(d, embed, positions, dropout_p=config.dropout)
+        self.frontend = TransformerEmbeddingFrontend(
+            d, embed, POSITION_ENCODERS[config.positions](d, config.max_len), no_scale=not config.scale_embeddings,
+            dropout_p=config.dropout,
+        )
         eps = config.layer_norm_eps
         pre = config.norm_order == "pre"
         order = TransformerNormOrder.PRE if pre else TransformerNormOrder.POST
@@ -310,9 +309,61 @@ class AttentionDecoder(TokenDecoder):
                 )
             )
         self.layers = StandardTransformerDecoder(layers, _layer_norm(d, eps) if pre else None)
-        self.final_proj = Linear(d, vocab_size, bias=config.output_bias, init_fn=_init_final_proj)
+        self.final_proj = (
+            None if config.tie_embeddings else Linear(d, vocab_size, bias=config.output_bias, init_fn=_init_final_proj)
+        )
         self.max_len = config.max_len
 
+    def output(self, seqs: Tensor) -> Tensor:
+        """(B, L, d) -> logits (B, L, V)."""
+        if self.final_proj is None:
+            return F.linear(seqs, self.frontend.embed.weight)
+        return self.final_proj(seqs)
+
+    def forward(
+        self,
+        tokens: Tensor,
+        token_layout: BatchLayout,
+        encoded: Tensor,
+        encoded_layout: BatchLayout,
+        state_bag: IncrementalStateBag | None = None,
+    ) -> Tensor:
+        seqs, token_layout = self.frontend(tokens, token_layout, state_bag=state_bag)
+        seqs = self.layers(seqs, token_layout, encoded, encoded_layout, state_bag=state_bag)
+        return self.output(seqs)
+
+    def decode(
+        self,
+        tokens: Tensor,
+        encoded: Tensor,
+        encoded_lens: Tensor,
+        state_bag: IncrementalStateBag | None = None,
+        *,
+        token_lens: Tensor | None = None,
+        layouts: tuple[BatchLayout, BatchLayout] | None = None,
+    ) -> Tensor:
+        """See :meth:`AVSRModel.decode`: check the mode, build the batch layouts unless given,
+        run, and advance the bag's step counter."""
+        if state_bag is not None:
+            if self.training:
+                raise RuntimeError("incremental decoding needs eval mode (call model.eval())")
+            if token_lens is not None:
+                raise ValueError("token_lens (padding) is not supported in incremental decoding")
+        if layouts is None:
+            layouts = (make_layout(tokens, token_lens) if token_lens is not None else BatchLayout.of(tokens), make_layout(encoded, encoded_lens))
+        logits = self(tokens, layouts[0], encoded, layouts[1], state_bag)
+        if state_bag is not None:
+            state_bag.increment_step_nr(tokens.size(1))
+        return logits
+
+
+#: DecoderConfig.positions -> the position encoder for (model_dim, max_len): fairseq2's sinusoids,
+#: ESPnet's interleaved table (no limit), fairseq1's (positions from 2, after its padding index 1).
+POSITION_ENCODERS: dict[str, Callable[[int, int], nn.Module]] = {
+    "sinusoidal": lambda d, max_len: SinusoidalPositionEncoder(d, max_len),
+    "espnet": lambda d, max_len: ESPnetPositionEncoder(d),
+    "fairseq": lambda d, max_len: SinusoidalPositionEncoder(d, max_len, _legacy_pad_idx=1),
+}
 
 
 class DecoderSelfAttention(StandardMultiheadAttention):
@@ -455,6 +506,11 @@ def _trim(a: Tensor, a_lens: Tensor, v: Tensor, v_lens: Tensor) -> tuple[Tensor,
     return a[:, :width], v[:, :width], lens
 
 
+def _fit_frames(a: Tensor, width: int) -> Tensor:
+    """(B, T, d) cut or zero-padded to (B, width, d) (AV-HuBERT fits the audio to the video)."""
+    return a[:, :width] if a.size(1) >= width else F.pad(a, (0, 0, 0, width - a.size(1)))
+
+
 def _init_final_proj(proj: Linear) -> None:
     nn.init.normal_(proj.weight, std=proj.input_dim**-0.5)
     if proj.bias is not None:
@@ -498,7 +554,8 @@ class AVSRModel(nn.Module):
         else:
             self.visual_frontend = None
             self.video_encoder = None
-        if len(dims) == 2 and config.absent_embeddings:
+        self._stream_dims = dims
+        if len(dims) == 2 and config.absent_modality == "learned":
             self.absent_audio = nn.Parameter(torch.randn(dims[0]) * 0.02)
             self.absent_video = nn.Parameter(torch.randn(dims[1]) * 0.02)
         else:
@@ -509,7 +566,10 @@ class AVSRModel(nn.Module):
         except KeyError:
             raise ConfigError(f"fusion.kind: {config.fusion.kind!r} is not one of {', '.join(FUSIONS)}") from None
         self.fusion = fusion_factory(config.fusion, dims, d)
-        self.encoder = SequenceEncoder(config.encoder, None) if config.encoder is not None else None
+        fused_dim = int(getattr(self.fusion, "output_dim", d))
+        self.encoder = (
+            SequenceEncoder(config.encoder, fused_dim if fused_dim != d else None) if config.encoder is not None else None
+        )
         self.ctc_head = Linear(d, config.vocab_size, bias=True) if config.ctc_head else None
         self.decoder = AttentionDecoder(config.decoder, d, config.vocab_size)
         for name in config.freeze:
@@ -578,6 +638,11 @@ class AVSRModel(nn.Module):
         return IncrementalStateBag(max_len + 1)
 
     @property
+    def has_ctc(self) -> bool:
+        """Whether it has a CTC head (AV-HuBERT's models decode attention-only)."""
+        return self.ctc_head is not None
+
+    @property
     def decodable_modalities(self) -> tuple[str, ...]:
         """The CLI modalities (a, v, av) this model decodes (see ``AVSRConfig``)."""
         return self.config.decodable_modalities
@@ -604,8 +669,9 @@ class AVSRModel(nn.Module):
         use_video = video is not None and self.visual_frontend is not None
         if not (use_audio or use_video):
             raise ValueError(f"no input for this model's modalities ({', '.join(self.config.modalities)})")
-        if len(self.config.modalities) == 2 and not self.config.absent_embeddings and not (use_audio and use_video):
-            raise ValueError("this model needs audio and video input (it has no absent-modality embeddings)")
+        two = len(self.config.modalities) == 2
+        if two and self.config.absent_modality == "refused" and not (use_audio and use_video):
+            raise ValueError("this model needs audio and video input (it has nothing to stand for a missing one)")
         a = v = None
         if use_audio:
             assert audio is not None and self.audio_frontend is not None
@@ -625,6 +691,8 @@ class AVSRModel(nn.Module):
             if self.config.trim_streams == "before_encoders":
                 a, v, a_lens = _trim(a, a_lens, v, v_lens)
                 v_lens = a_lens
+            elif self.config.trim_streams == "audio_to_video":
+                a, a_lens = _fit_frames(a, v.size(1)), v_lens
         if a is not None:
             a_lens = a_lens.clamp(min=1)
             a = self.audio_encoder(a[:, : int(a_lens.max())], a_lens)  # type: ignore[misc]
@@ -636,14 +704,13 @@ class AVSRModel(nn.Module):
         if a is not None and v is not None and self.config.trim_streams == "after_encoders":
             a, v, lens = _trim(a, a_lens, v, v_lens)
         width = int(lens.max())
-        if self.absent_audio is not None and self.absent_video is not None:
+        if two and self.config.absent_modality != "refused":
             ref = a if a is not None else v
             assert ref is not None
-            batch = ref.size(0)
             if a is None:
-                a = self.absent_audio.to(ref.dtype).expand(batch, width, -1)
+                a = self._absent(0, ref, width)
             if v is None:
-                v = self.absent_video.to(ref.dtype).expand(batch, width, -1)
+                v = self._absent(1, ref, width)
             elif use_audio and self.training:
                 a, v = self._modality_dropout(a, v, video_corrupted)
         streams = [s for s in (a, v) if s is not None]
@@ -653,7 +720,7 @@ class AVSRModel(nn.Module):
         return self.encoder(fused, lens), lens
 
     def _modality_dropout(self, a: Tensor, v: Tensor, video_corrupted: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        # Always through torch.where (even with p = 0): the absent embeddings then take part in
+        # Always through torch.where (even with p = 0): learned absent embeddings then take part in
         # every training step, so DDP needs no find_unused_parameters for them.
         # A corrupted video keeps its audio: alone, it would teach the lip reader wrong words.
         p_a = self.modality_dropout.p_audio_only
@@ -664,10 +731,17 @@ class AVSRModel(nn.Module):
         if video_corrupted is not None:
             drop_audio = drop_audio & ~video_corrupted.to(device=a.device, dtype=torch.bool)
         drop_audio = drop_audio[:, None, None]
-        assert self.absent_audio is not None and self.absent_video is not None
-        a = torch.where(drop_audio, self.absent_audio.to(a.dtype).expand_as(a), a)
-        v = torch.where(drop_video, self.absent_video.to(v.dtype).expand_as(v), v)
+        a = torch.where(drop_audio, self._absent(0, a, a.size(1)), a)
+        v = torch.where(drop_video, self._absent(1, v, v.size(1)), v)
         return a, v
+
+    def _absent(self, stream: int, like: Tensor, width: int) -> Tensor:
+        """What stands for stream 0 (audio) or 1 (video) when it is missing: (B, width, d_i) of
+        the learned embedding, or zeros (``absent_modality``); batch, dtype and device of ``like``."""
+        learned = (self.absent_audio, self.absent_video)[stream]
+        if learned is None:
+            return like.new_zeros(like.size(0), width, self._stream_dims[stream])
+        return learned.to(like.dtype).expand(like.size(0), width, -1)
 
     def ctc_log_probs(self, encoded: Tensor) -> Tensor:
         """(B, T, d) -> CTC log-posteriors (B, T, V), float32."""

@@ -35,13 +35,20 @@ VISUAL_TRUNKS = ("resnet18", "resnet50")
 NORM_KINDS = ("batch", "group")
 NORM_KINDS_1D = ("batch", "layer")
 ACTIVATIONS = ("relu", "prelu", "silu")
-#: ``espnet_conformer`` is ESPnet's conformer as published models (auto_avsr) have it; see EncoderConfig.
-ENCODER_KINDS = ("transformer", "conformer", "espnet_conformer")
-#: the decoder's position table: fairseq2's sinusoids (sines, then cosines) or ESPnet's (interleaved).
-DECODER_POSITIONS = ("sinusoidal", "espnet")
-#: when the audio and video streams are cut to their common length: before the per-modality
-#: encoders (ours) or after them (auto_avsr: each encoder sees its whole stream).
-TRIM_POINTS = ("before_encoders", "after_encoders")
+#: ``espnet_conformer`` is ESPnet's conformer as auto_avsr publishes it, ``wav2vec2`` the encoder
+#: of wav2vec 2.0 / HuBERT / AV-HuBERT, ``projection`` a Linear alone; see EncoderConfig.
+ENCODER_KINDS = ("transformer", "conformer", "espnet_conformer", "wav2vec2", "projection")
+#: the decoder's position table: fairseq2's sinusoids (sines, then cosines), ESPnet's
+#: (interleaved) or fairseq1's (sines then cosines, positions counted from 2 as its padding index 1).
+DECODER_POSITIONS = ("sinusoidal", "espnet", "fairseq")
+#: how the audio and video streams are brought to the same frames: cut to the shorter one before
+#: the per-modality encoders (ours) or after them (auto_avsr: each encoder sees its whole
+#: stream), or the audio cut or zero-padded to the video's frames (AV-HuBERT's ``load_feature``).
+TRIM_POINTS = ("before_encoders", "after_encoders", "audio_to_video")
+#: what stands for a modality that is not given (or dropped by modality dropout) in a
+#: two-modality model: a learned embedding (ours), zeros (AV-HuBERT), or nothing (refused:
+#: auto_avsr's AV model needs both).
+ABSENT_MODALITY = ("learned", "zeros", "refused")
 NORM_ORDERS = ("pre", "post")
 #: Sub-modules of AVSRModel that ``AVSRConfig.freeze`` may name.
 FREEZABLE = (
@@ -157,11 +164,30 @@ class ResNet1DAudioConfig(AudioConfig):
             _check_positive("normalize_eps", self.normalize_eps)
 
 
+@dataclass(kw_only=True)
+class StackedFbankAudioConfig(AudioConfig):
+    """AV-HuBERT's audio input (``avsr.models.stacked_fbank``): log filterbanks at 100 Hz,
+    ``stack`` frames concatenated (25 Hz, ``filters * stack`` features), each row normalised."""
+
+    kind: str = "stacked_fbank"
+    filters: int = 26
+    #: 100 Hz frames per output frame (4: 25 Hz, the video rate).
+    stack: int = 4
+    #: normalise each stacked row to zero mean and unit variance (AV-HuBERT's ``normalize``).
+    normalize: bool = True
+
+    def __post_init__(self) -> None:
+        _check_positive("filters", self.filters)
+        if self.stack != 4:
+            raise ConfigError(f"stack: must be 4 (100 Hz filterbanks -> 25 Hz, the video rate), got {self.stack!r}")
+
+
 #: kind -> config class, or "module:Class" imported on first use.
 AUDIO_CONFIGS: dict[str, type[AudioConfig] | str] = {
     "conv": ConvAudioConfig,
     "fbank": FbankAudioConfig,
     "resnet1d": ResNet1DAudioConfig,
+    "stacked_fbank": StackedFbankAudioConfig,
     "wav2vec2": "avsr.models.audio:Wav2Vec2FrontEndConfig",
 }
 
@@ -187,9 +213,14 @@ def _stored_audio(data: dict[str, Any]) -> dict[str, Any]:
 
 def stored_config(data: dict[str, Any]) -> dict[str, Any]:
     """A model config as read from a file avsr wrote (model.yaml, a run file), in today's layout:
-    sections whose layout changed since are rewritten (the audio front-end's tagged union)."""
-    audio = data.get("audio")
-    return {**data, "audio": _stored_audio(audio)} if isinstance(audio, dict) else data
+    sections whose layout changed since are rewritten (the audio front-end's tagged union, the
+    boolean ``absent_embeddings`` that ``absent_modality`` replaced)."""
+    data = dict(data)
+    if isinstance(data.get("audio"), dict):
+        data["audio"] = _stored_audio(data["audio"])
+    if isinstance(data.get("absent_embeddings"), bool) and "absent_modality" not in data:
+        data["absent_modality"] = "learned" if data.pop("absent_embeddings") else "refused"
+    return data
 
 
 @dataclass
@@ -206,7 +237,8 @@ class VisualConfig:
     norm: str = "batch"
     #: activation of the 3-D stem.
     activation: str = "relu"
-    #: activation inside the ResNet blocks (relu as torchvision's; auto_avsr's use silu).
+    #: activation inside the ResNet blocks (relu as torchvision's; auto_avsr's use silu;
+    #: AV-HuBERT's prelu, one per channel after each convolution: ``relu1``, ``relu2``).
     block_activation: str = "relu"
     width: float = 1.0
     #: groups of GroupNorm (reduced to a divisor of the channel count when needed).
@@ -219,7 +251,9 @@ class VisualConfig:
         _check_choice("trunk", self.trunk, VISUAL_TRUNKS)
         _check_choice("norm", self.norm, NORM_KINDS)
         _check_choice("activation", self.activation, ACTIVATIONS)
-        _check_choice("block_activation", self.block_activation, ("relu", "silu"))
+        _check_choice("block_activation", self.block_activation, ACTIVATIONS)
+        if self.block_activation == "prelu" and self.trunk != "resnet18":
+            raise ConfigError(f"block_activation prelu: only for resnet18's basic blocks, not {self.trunk}")
         _check_positive("width", self.width)
         _check_positive("norm_groups", self.norm_groups)
         if isinstance(self.downsample, bool) or not isinstance(self.downsample, int) or self.downsample < 1:
@@ -230,7 +264,7 @@ class VisualConfig:
 
 @dataclass
 class EncoderConfig:
-    """A stack of transformer or conformer layers (fairseq2 blocks).
+    """A stack of transformer or conformer layers (fairseq2 blocks), after a projection of the input.
 
     ``layers=0`` is allowed for the per-modality encoders (projection + positions only).
     Conformer blocks use relative-position attention and LayerNorm in their convolution module
@@ -238,6 +272,11 @@ class EncoderConfig:
     ``espnet_conformer`` is ESPnet's conformer as auto_avsr publishes it: the projected input is
     scaled by sqrt(model_dim), ReLU macaron FFNs, a convolution module with biases and BatchNorm,
     LayerNorm epsilon 1e-12 and a LayerNorm after the last block.
+    ``wav2vec2`` is the encoder of wav2vec 2.0 / AV-HuBERT: a LayerNorm on the input, the
+    projection, convolutional positions (``pos_conv_kernel``, ``pos_conv_groups``), GELU
+    transformer layers (pre-norm with a final LayerNorm, or post-norm with a LayerNorm after the
+    positions). ``projection`` is the input projection alone (``layers: 0``; AV-HuBERT's
+    per-modality ``proj``).
     """
 
     kind: str = "transformer"
@@ -251,17 +290,24 @@ class EncoderConfig:
     norm_order: str = "pre"
     #: longest input in frames (25 per second) the position encodings cover.
     max_len: int = 6000
+    #: ``wav2vec2`` only: the kernel and groups of the convolution that encodes positions.
+    pos_conv_kernel: int = 128
+    pos_conv_groups: int = 16
 
     def __post_init__(self) -> None:
         _check_choice("kind", self.kind, ENCODER_KINDS)
         _check_choice("norm_order", self.norm_order, NORM_ORDERS)
         _check_positive("layers", self.layers, allow_zero=True)
-        for key in ("model_dim", "heads", "ffn_dim", "conv_kernel", "max_len"):
+        for key in ("model_dim", "heads", "ffn_dim", "conv_kernel", "max_len", "pos_conv_kernel", "pos_conv_groups"):
             _check_positive(key, getattr(self, key))
+        if self.kind == "projection" and self.layers:
+            raise ConfigError(f"layers: a projection encoder has none, got {self.layers}")
+        if self.kind == "wav2vec2" and self.model_dim % self.pos_conv_groups:
+            raise ConfigError(f"pos_conv_groups: {self.pos_conv_groups} does not divide model_dim {self.model_dim}")
         _check_prob("dropout", self.dropout)
         if self.model_dim % self.heads or self.model_dim % 2:
             raise ConfigError(f"model_dim {self.model_dim} must be even and a multiple of heads {self.heads}")
-        if self.kind != "transformer" and self.norm_order != "pre":
+        if self.kind in ("conformer", "espnet_conformer") and self.norm_order != "pre":
             raise ConfigError("conformer blocks are pre-norm; set norm_order: pre")
         if self.kind == "espnet_conformer" and self.conv_kernel % 2 == 0:
             raise ConfigError(f"conv_kernel: must be odd for espnet_conformer, got {self.conv_kernel}")
@@ -278,6 +324,8 @@ class FusionConfig:
     ``projector``: the projection, one of `avsr.nn.projectors` (linear, mlp, gated_mlp, token).
     ``mlp`` (auto_avsr's): concatenate, Linear to ``hidden_dim``, ``hidden_norm`` (batch or layer),
     ReLU, Linear to the joint dim. ``identity``: a single stream, passed on as it is.
+    ``raw_concat`` and ``raw_sum`` (AV-HuBERT's ``modality_fuse``): the streams concatenated or
+    added as they are; the joint encoder's input projection (and, ``wav2vec2``, its LayerNorm) follows.
 
     The gate has no settings of its own (its hidden width is the joint width): ``gated`` adds no
     keys, so the saved configs of existing models, and the resume check against them, are unchanged.
@@ -315,6 +363,10 @@ class DecoderConfig:
     layer_norm_eps: float = 1e-5
     #: a bias in the output projection (ESPnet's decoders have one).
     output_bias: bool = False
+    #: multiply the token embeddings by sqrt(model_dim) (fairseq's default; AV-HuBERT: false).
+    scale_embeddings: bool = True
+    #: the output projection is the token embedding matrix (AV-HuBERT's shared embeddings).
+    tie_embeddings: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("norm_order", self.norm_order, NORM_ORDERS)
@@ -324,6 +376,8 @@ class DecoderConfig:
         for key in ("heads", "ffn_dim", "max_len"):
             _check_positive(f"{key}", getattr(self, key))
         _check_prob("dropout", self.dropout)
+        if self.tie_embeddings and self.output_bias:
+            raise ConfigError("output_bias: tied embeddings have no output bias")
 
 
 @dataclass
@@ -375,13 +429,16 @@ class AVSRConfig:
     modality_dropout: ModalityDropoutConfig = field(default_factory=ModalityDropoutConfig)
     #: sub-modules kept frozen (no gradient, eval mode) throughout; see ``FREEZABLE``.
     freeze: tuple[str, ...] = ()
-    #: a two-modality model learns an "absent" embedding for each stream, so it decodes one
-    #: modality alone; false (auto_avsr's AV model): it needs both, and has no modality dropout.
-    absent_embeddings: bool = True
+    #: see ABSENT_MODALITY: ``learned`` and ``zeros`` decode one modality alone and allow modality
+    #: dropout; ``refused`` needs both streams.
+    absent_modality: str = "learned"
     #: see TRIM_POINTS.
     trim_streams: str = "before_encoders"
     #: a CTC head (false: attention only, as AV-HuBERT's models; loss.ctc_weight must be 0).
     ctc_head: bool = True
+    #: the CLI modalities (a, v, av) it was trained to decode, when fewer than it can (an AV-HuBERT
+    #: model fine-tuned for lip reading has an audio branch, untrained for this task); null: all.
+    decode_modalities: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, int) or self.vocab_size < 3:
@@ -398,6 +455,8 @@ class AVSRConfig:
             raise ConfigError("at least one of audio and visual must be configured")
         if self.encoder is not None and self.encoder.layers < 1:
             raise ConfigError("encoder.layers must be >= 1 (or encoder: null for none)")
+        if self.encoder is None and self.fusion.kind in ("raw_concat", "raw_sum"):
+            raise ConfigError(f"fusion.kind {self.fusion.kind} needs a joint encoder (its input projection)")
         if self.encoder is None:
             dims = {c.model_dim for c, m in ((self.audio_encoder, self.audio), (self.video_encoder, self.visual)) if m is not None}
             if len(dims) != 1:
@@ -405,10 +464,17 @@ class AVSRConfig:
         if self.model_dim % self.decoder.heads:
             raise ConfigError(f"heads {self.decoder.heads} must divide the model's width {self.model_dim}")
         _check_choice("trim_streams", self.trim_streams, TRIM_POINTS)
-        if not self.absent_embeddings and (self.modality_dropout.p_audio_only or self.modality_dropout.p_video_only):
-            raise ConfigError("modality_dropout needs absent_embeddings: true (a dropped stream is replaced by one)")
+        _check_choice("absent_modality", self.absent_modality, ABSENT_MODALITY)
+        if self.absent_modality == "refused" and (self.modality_dropout.p_audio_only or self.modality_dropout.p_video_only):
+            raise ConfigError("modality_dropout needs absent_modality learned or zeros (something stands for a dropped stream)")
         if not self.ctc_head and self.loss.ctc_weight > 0:
             raise ConfigError("loss.ctc_weight must be 0 for a model without a CTC head (ctc_head: false)")
+        if self.decode_modalities is not None:
+            self.decode_modalities = tuple(self.decode_modalities)
+            possible = self._possible_modalities()
+            wrong = [m for m in self.decode_modalities if m not in possible]
+            if wrong or not self.decode_modalities:
+                raise ConfigError(f"decode_modalities: {list(self.decode_modalities)} is not a non-empty subset of {list(possible)}")
         self.freeze = tuple(self.freeze)
         for name in self.freeze:
             _check_choice("freeze", name, FREEZABLE)
@@ -422,12 +488,17 @@ class AVSRConfig:
 
     @property
     def decodable_modalities(self) -> tuple[str, ...]:
-        """The CLI modalities (a, v, av) it can decode: one stream alone needs its branch, and in
-        a two-modality model the other stream's absent embedding."""
+        """The CLI modalities (a, v, av) it decodes: one stream alone needs its branch, and in a
+        two-modality model something that stands for the other stream (``absent_modality``);
+        ``decode_modalities`` narrows them."""
+        possible = self._possible_modalities()
+        return possible if self.decode_modalities is None else tuple(m for m in possible if m in self.decode_modalities)
+
+    def _possible_modalities(self) -> tuple[str, ...]:
         short = {"audio": "a", "video": "v"}
         if len(self.modalities) == 1:
             return (short[self.modalities[0]],)
-        return ("a", "v", "av") if self.absent_embeddings else ("av",)
+        return ("a", "v", "av") if self.absent_modality != "refused" else ("av",)
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -612,6 +683,7 @@ __all__ = [
     "LossConfig",
     "ModalityDropoutConfig",
     "ResNet1DAudioConfig",
+    "StackedFbankAudioConfig",
     "VisualConfig",
     "register_audio_config",
     "stored_config",

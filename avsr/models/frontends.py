@@ -17,7 +17,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avsr.media.constants import SAMPLES_PER_FRAME
-from avsr.models.config import AudioConfig, ConfigError, ConvAudioConfig, FbankAudioConfig, ResNet1DAudioConfig, VisualConfig, register_audio_config
+from avsr.models.config import (
+    AudioConfig,
+    ConfigError,
+    ConvAudioConfig,
+    FbankAudioConfig,
+    ResNet1DAudioConfig,
+    StackedFbankAudioConfig,
+    VisualConfig,
+    register_audio_config,
+)
 from avsr.nn.sequence import lengths_to_mask, make_activation, normalize_waveform
 
 
@@ -156,10 +165,18 @@ def _build_resnet1d(config: AudioConfig, pretrained: bool = True) -> nn.Module:
     return ResNet1DAudioFrontEnd(config)
 
 
+def _build_stacked_fbank(config: AudioConfig, pretrained: bool = True) -> nn.Module:
+    from avsr.models.stacked_fbank import StackedFbankAudioFrontEnd
+
+    assert isinstance(config, StackedFbankAudioConfig)
+    return StackedFbankAudioFrontEnd(config)
+
+
 _AUDIO_BUILDERS: dict[str, AudioBuilder] = {
     "conv": _build_conv,
     "fbank": lambda config, pretrained: MelAudioFrontEnd(config),
     "resnet1d": _build_resnet1d,
+    "stacked_fbank": _build_stacked_fbank,
     "wav2vec2": _build_wav2vec2,
 }
 

@@ -14,6 +14,11 @@ every stream.
   same whatever its quality.
 - ``mlp`` (auto_avsr's ``MLPHead``): concatenate, Linear -> BatchNorm or LayerNorm -> ReLU -> Linear.
 - ``identity``: one stream, passed on unchanged (a single-modality model without a joint encoder).
+- ``raw_concat``, ``raw_sum`` (AV-HuBERT's ``modality_fuse``): the streams concatenated or added
+  as they are, with no parameters; their width (``output_dim``) is what the joint encoder's input
+  projection takes.
+
+A fusion module's ``output_dim`` is its output width: the joint width unless it says otherwise.
 """
 
 from __future__ import annotations
@@ -134,11 +139,40 @@ class IdentityFusion(nn.Module):
         return streams[0]
 
 
+class RawConcatFusion(nn.Module):
+    """The streams concatenated as they are: (B, T, sum d_i)."""
+
+    def __init__(self, config: FusionConfig, in_dims: Sequence[int], out_dim: int) -> None:
+        super().__init__()
+        self.output_dim = sum(in_dims)
+        self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else None
+
+    def forward(self, streams: Sequence[Tensor]) -> Tensor:
+        x = torch.cat(list(streams), dim=-1)
+        return self.dropout(x) if self.dropout is not None else x
+
+
+class RawSumFusion(nn.Module):
+    """The streams added as they are (all of one width): (B, T, d)."""
+
+    def __init__(self, config: FusionConfig, in_dims: Sequence[int], out_dim: int) -> None:
+        super().__init__()
+        if len(set(in_dims)) != 1:
+            raise ConfigError(f"fusion.kind raw_sum: the streams need one width, got {list(in_dims)}")
+        self.output_dim = in_dims[0]
+        self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else None
+
+    def forward(self, streams: Sequence[Tensor]) -> Tensor:
+        x = sum(streams[1:], streams[0])
+        return self.dropout(x) if self.dropout is not None else x
+
+
 FusionFactory = Callable[[FusionConfig, Sequence[int], int], nn.Module]
 #: fusion kind -> factory(config, per-stream dims in (audio, video) order, joint dim) -> module
 #: whose ``forward(list of (B, T, d_i)) -> (B, T, joint dim)``.
 FUSIONS: dict[str, FusionFactory] = {
     "concat": ConcatFusion, "sum": SumFusion, "gated": GatedFusion, "mlp": MLPFusion, "identity": IdentityFusion,
+    "raw_concat": RawConcatFusion, "raw_sum": RawSumFusion,
 }
 
 
@@ -147,5 +181,6 @@ def register_fusion(kind: str, factory: FusionFactory) -> None:
 
 
 __all__ = [
-    "ConcatFusion", "FUSIONS", "FusionFactory", "GatedFusion", "IdentityFusion", "MLPFusion", "SumFusion", "register_fusion",
+    "ConcatFusion", "FUSIONS", "FusionFactory", "GatedFusion", "IdentityFusion", "MLPFusion", "RawConcatFusion", "RawSumFusion",
+    "SumFusion", "register_fusion",
 ]

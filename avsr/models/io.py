@@ -111,7 +111,7 @@ DEFAULT_FAMILY = "avsr"
 MODEL_FAMILIES = {
     "avsr": "avsr.models.io:_build_avsr",
     "auto_avsr": "avsr.models.pretrained.auto_avsr:build_from_config",
-    "avhubert": "avsr.models.pretrained.avhubert:build_from_config",
+    "avhubert": "avsr.models.pretrained.avhubert_config:build_from_config",
 }
 
 

@@ -78,6 +78,23 @@ class Stem3D(nn.Module):
         return self.pool(self.act(self.norm(x)))
 
 
+class PReLUBasicBlock(BasicBlock):
+    """torchvision's BasicBlock with two PReLUs of one slope per channel, after the first
+    convolution (``relu1``) and after the sum (``relu2``), as AV-HuBERT's ResNet-18 has them."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        planes = self.bn2.num_features
+        del self.relu
+        self.relu1 = nn.PReLU(planes)
+        self.relu2 = nn.PReLU(planes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+        return self.relu2(out + identity)
+
+
 class ResNetTrunk(nn.Module):
     """torchvision's ResNet ``layer1..layer4`` (names and init as torchvision) + global average pool."""
 
@@ -86,6 +103,10 @@ class ResNetTrunk(nn.Module):
     ) -> None:
         super().__init__()
         block, counts = _LAYERS[trunk]
+        if block_activation == "prelu":
+            if block is not BasicBlock:
+                raise ValueError(f"block_activation prelu: only for resnet18's basic blocks, not {trunk}")
+            block = PReLUBasicBlock
         self.inplanes = in_channels
         planes = [max(1, round(p * width)) for p in (64, 128, 256, 512)]
         self.layer1 = self._make_layer(block, planes[0], counts[0], 1, norm)
@@ -94,7 +115,7 @@ class ResNetTrunk(nn.Module):
         self.layer4 = self._make_layer(block, planes[3], counts[3], 2, norm)
         self.output_dim = planes[3] * block.expansion
         del self.inplanes
-        if block_activation != "relu":  # torchvision's blocks apply their ``relu`` after each norm and the sum
+        if block_activation not in ("relu", "prelu"):  # torchvision's blocks apply their ``relu`` after each norm and the sum
             for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
                 for b in layer:
                     b.relu = make_activation(block_activation, 0)
@@ -214,6 +235,7 @@ def load_visual_frontend(frontend: VisualFrontEnd, path: str | os.PathLike[str],
 
 __all__ = [
     "MOCO_UNUSED_REASONS",
+    "PReLUBasicBlock",
     "ResNetTrunk",
     "Stem3D",
     "VisualFrontEnd",

@@ -379,7 +379,8 @@ class AVSRTrainUnit(TrainUnit[AVBatch]):
 
 @final
 class AVSREvalUnit(EvalUnit[AVBatch]):
-    """Validation loss (teacher forced) and greedy-CTC WER/CER on the tokenizer's normalised text."""
+    """Validation loss (teacher forced) and WER/CER of greedy decoding (CTC, or the attention
+    decoder for a model without a CTC head) on the tokenizer's normalised text."""
 
     def __init__(self, module: Module, tokenizer: Tokenizer, inputs: str, *, name: str | None, wer: bool) -> None:
         self._module = module
@@ -408,11 +409,11 @@ class AVSREvalUnit(EvalUnit[AVBatch]):
         _update_common_metrics(metric_bag, batch, out)
         if not self._wer:
             return
-        from avsr.decoding.ctc import greedy_ctc
         from avsr.data.wer import error_rates
+        from avsr.decoding.model_decoder import best_paths
 
         encoded, lens = self._module.encode(audio, audio_lens, video, video_lens)
-        hyps = [self._tokenizer.decode(ids) for ids in greedy_ctc(self._module.ctc_log_probs(encoded), lens, self._tokenizer.blank_id)]
+        hyps = [self._tokenizer.decode(ids) for ids in best_paths(self._module, encoded, lens)]
         rates = error_rates(batch.texts, hyps, self._tokenizer.normalize)
         metric_bag.get("word_errors", Sum).update(rates.words.errors)
         metric_bag.get("words", Sum).update(rates.words.reference_length)

@@ -191,7 +191,7 @@ class AutoAVSRConfig:
             ),
             loss=LossConfig(ctc_weight=0.1, label_smoothing=0.1),
             modality_dropout=ModalityDropoutConfig(),
-            absent_embeddings=False,
+            absent_modality="refused",
             trim_streams="after_encoders",
         )
 

@@ -36,7 +36,7 @@ from torch import Tensor
 from avsr.data.video import CROP_SIZE, PIXEL_MEAN, PIXEL_STD
 from avsr.face.align import MouthCropConfig
 from avsr.models.convert.common import CheckpointError, _InertPickleStub, safe_torch_load, to_plain
-from avsr.models.pretrained.avhubert_model import AVHubertConfig, AVHubertModel, build_from_config
+from avsr.models.pretrained.avhubert_config import AVHubertConfig, build_from_config, resnet_width, stored_state
 from avsr.nn.state import name_list, state_problems
 
 LICENCE = (
@@ -60,23 +60,23 @@ DROPPED = {
 }
 
 _RULES = [
-    (r"^encoder\.w2v_model\.feature_extractor_audio\.proj\.", "audio_proj."),
-    (r"^encoder\.w2v_model\.feature_extractor_video\.proj\.", "video_proj."),
-    (r"^encoder\.w2v_model\.feature_extractor_video\.resnet\.frontend3D\.0\.", "video_frontend.stem.conv."),
-    (r"^encoder\.w2v_model\.feature_extractor_video\.resnet\.frontend3D\.1\.", "video_frontend.stem.norm."),
-    (r"^encoder\.w2v_model\.feature_extractor_video\.resnet\.frontend3D\.2\.", "video_frontend.stem.act."),
-    (r"^encoder\.w2v_model\.feature_extractor_video\.resnet\.trunk\.(layer[1-4]\.[01]\.(?:conv[12]|bn[12]|relu[12]|downsample\.[01])\.)", r"video_frontend.trunk.\1"),
-    (r"^encoder\.w2v_model\.layer_norm\.", "encoder_frontend.post_extract_layer_norm."),
-    (r"^encoder\.w2v_model\.post_extract_proj\.", "encoder_frontend.model_dim_proj."),
-    (r"^encoder\.w2v_model\.encoder\.pos_conv\.0\.parametrizations\.weight\.original0$", "encoder_frontend.pos_encoder.conv.weight_g"),
-    (r"^encoder\.w2v_model\.encoder\.pos_conv\.0\.parametrizations\.weight\.original1$", "encoder_frontend.pos_encoder.conv.weight_v"),
-    (r"^encoder\.w2v_model\.encoder\.pos_conv\.0\.(weight_g|weight_v|bias)$", r"encoder_frontend.pos_encoder.conv.\1"),
-    (r"^encoder\.w2v_model\.encoder\.layers\.(\d+)\.self_attn\.([qkv])_proj\.", r"encoder.layers.\1.self_attn.\2_proj."),
-    (r"^encoder\.w2v_model\.encoder\.layers\.(\d+)\.self_attn\.out_proj\.", r"encoder.layers.\1.self_attn.output_proj."),
-    (r"^encoder\.w2v_model\.encoder\.layers\.(\d+)\.self_attn_layer_norm\.", r"encoder.layers.\1.self_attn_layer_norm."),
-    (r"^encoder\.w2v_model\.encoder\.layers\.(\d+)\.fc1\.", r"encoder.layers.\1.ffn.inner_proj."),
-    (r"^encoder\.w2v_model\.encoder\.layers\.(\d+)\.fc2\.", r"encoder.layers.\1.ffn.output_proj."),
-    (r"^encoder\.w2v_model\.encoder\.layers\.(\d+)\.final_layer_norm\.", r"encoder.layers.\1.ffn_layer_norm."),
+    (r"^encoder\.w2v_model\.feature_extractor_audio\.proj\.", "audio_encoder.proj."),
+    (r"^encoder\.w2v_model\.feature_extractor_video\.proj\.", "video_encoder.proj."),
+    (r"^encoder\.w2v_model\.feature_extractor_video\.resnet\.frontend3D\.0\.", "visual_frontend.stem.conv."),
+    (r"^encoder\.w2v_model\.feature_extractor_video\.resnet\.frontend3D\.1\.", "visual_frontend.stem.norm."),
+    (r"^encoder\.w2v_model\.feature_extractor_video\.resnet\.frontend3D\.2\.", "visual_frontend.stem.act."),
+    (r"^encoder\.w2v_model\.feature_extractor_video\.resnet\.trunk\.(layer[1-4]\.[01]\.(?:conv[12]|bn[12]|relu[12]|downsample\.[01])\.)", r"visual_frontend.trunk.\1"),
+    (r"^encoder\.w2v_model\.layer_norm\.", "encoder.input_norm."),
+    (r"^encoder\.w2v_model\.post_extract_proj\.", "encoder.proj."),
+    (r"^encoder\.w2v_model\.encoder\.pos_conv\.0\.parametrizations\.weight\.original0$", "encoder.pos_encoder.conv.weight_g"),
+    (r"^encoder\.w2v_model\.encoder\.pos_conv\.0\.parametrizations\.weight\.original1$", "encoder.pos_encoder.conv.weight_v"),
+    (r"^encoder\.w2v_model\.encoder\.pos_conv\.0\.(weight_g|weight_v|bias)$", r"encoder.pos_encoder.conv.\1"),
+    (r"^encoder\.w2v_model\.encoder\.layers\.(\d+)\.self_attn\.([qkv])_proj\.", r"encoder.layers.layers.\1.self_attn.\2_proj."),
+    (r"^encoder\.w2v_model\.encoder\.layers\.(\d+)\.self_attn\.out_proj\.", r"encoder.layers.layers.\1.self_attn.output_proj."),
+    (r"^encoder\.w2v_model\.encoder\.layers\.(\d+)\.self_attn_layer_norm\.", r"encoder.layers.layers.\1.self_attn_layer_norm."),
+    (r"^encoder\.w2v_model\.encoder\.layers\.(\d+)\.fc1\.", r"encoder.layers.layers.\1.ffn.inner_proj."),
+    (r"^encoder\.w2v_model\.encoder\.layers\.(\d+)\.fc2\.", r"encoder.layers.layers.\1.ffn.output_proj."),
+    (r"^encoder\.w2v_model\.encoder\.layers\.(\d+)\.final_layer_norm\.", r"encoder.layers.layers.\1.ffn_layer_norm."),
     (r"^decoder\.embed_tokens\.weight$", "decoder.frontend.embed.weight"),
     (r"^decoder\.embed_out$", "decoder.final_proj.weight"),
     (r"^decoder\.layers\.(\d+)\.self_attn\.([qkv])_proj\.", r"decoder.layers.layers.\1.self_attn.\2_proj."),
@@ -112,7 +112,7 @@ def our_key(key: str, *, encoder_norm_first: bool = True) -> str | None:
         if pattern.search(key):
             return None
     if key.startswith(ENCODER + "encoder.layer_norm."):
-        where = "encoder.layer_norm." if encoder_norm_first else "encoder_frontend.layer_norm."
+        where = "encoder.layers.layer_norm." if encoder_norm_first else "encoder.pos_norm."
         return where + key[len(ENCODER + "encoder.layer_norm."):]
     for pattern, replacement in _COMPILED:
         if pattern.search(key):
@@ -228,6 +228,9 @@ def config_from_checkpoint(cfg: Mapping[str, Any], state: Mapping[str, Tensor], 
     trunk = ENCODER + "feature_extractor_video.resnet."
     channels = (shape(trunk + "frontend3D.0.weight")[0],
                 *(shape(f"{trunk}trunk.layer{i}.0.conv1.weight")[0] for i in range(1, 5)))
+    width = resnet_width(channels)
+    if width is None:
+        raise CheckpointError(f"{source}: ResNet channels {list(channels)} are not AV-HuBERT's ResNet-18 (64, 64, 128, 256, 512) at some width")
     prelu = trunk + "frontend3D.2.weight" in state
     if get(encoder, "resnet_relu_type", "prelu") != ("prelu" if prelu else "relu"):
         raise CheckpointError(f"{source}: resnet_relu_type {encoder.get('resnet_relu_type')!r} does not match the weights")
@@ -239,7 +242,7 @@ def config_from_checkpoint(cfg: Mapping[str, Any], state: Mapping[str, Tensor], 
             audio_filters=audio_dim // stack,
             audio_stack=stack,
             normalize_audio=bool(get(task, "normalize", True)),
-            resnet_channels=channels,
+            resnet_width=width,
             resnet_relu="prelu" if prelu else "relu",
             modality_fuse=get(encoder, "modality_fuse", "concat"),
             encoder_dim=dim,
@@ -249,6 +252,8 @@ def config_from_checkpoint(cfg: Mapping[str, Any], state: Mapping[str, Tensor], 
             encoder_norm_first=bool(get(encoder, "layer_norm_first", False)),
             conv_pos=int(get(encoder, "conv_pos", 128)),
             conv_pos_groups=int(get(encoder, "conv_pos_groups", 16)),
+            dropout=float(get(model, "dropout", 0.0)),
+            decoder_dropout=float(get(model, "decoder_dropout", 0.0)),
             decoder_layers=int(get(model, "decoder_layers", 6)),
             decoder_heads=int(get(model, "decoder_attention_heads", 4)),
             decoder_ffn_dim=int(get(model, "decoder_ffn_embed_dim", 3072)),
@@ -377,7 +382,9 @@ def convert_checkpoint(checkpoint: Path, out_dir: Path, *, tokenizer: Path | Non
     except TokenizerError as exc:
         raise CheckpointError(str(exc)) from None
 
-    model = AVHubertModel(config)
+    from avsr.models.avsr_model import AVSRModel
+
+    model = AVSRModel(config.avsr_config(), pretrained=False)
     mapped, dropped = map_state_dict(state, model.state_dict(), source, encoder_norm_first=config.encoder_norm_first)
     model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in mapped.items()}, strict=True)
 
@@ -409,7 +416,6 @@ def convert_checkpoint(checkpoint: Path, out_dir: Path, *, tokenizer: Path | Non
 
 __all__ = [
     "AVHubertConfig",
-    "AVHubertModel",
     "LICENCE",
     "build_from_config",
     "build_tokenizer",
@@ -419,4 +425,5 @@ __all__ = [
     "map_state_dict",
     "our_key",
     "read_checkpoint",
+    "stored_state",
 ]

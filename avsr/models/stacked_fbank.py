@@ -20,7 +20,8 @@ until the log, as numpy does there), batched over padded waveforms:
    to zero mean and unit variance (eps 1e-5, no affine) - per frame, over its features (task
    ``normalize: true``, as in every published fine-tuning config).
 
-Rows past an item's length are zero.
+Rows past an item's length are zero. ``StackedFbankAudioFrontEnd`` is this as the one model's
+audio front-end (``audio.kind: stacked_fbank``); it has no parameters.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from avsr.media.constants import AUDIO_RATE
+from avsr.models.config import StackedFbankAudioConfig
 
 FRAME_LENGTH = 400  # 25 ms
 FRAME_STEP = 160  # 10 ms
@@ -120,4 +122,22 @@ def avhubert_audio_features(
     return feats * valid[:, :, None], out_lengths
 
 
-__all__ = ["avhubert_audio_features", "log_filterbank", "mel_filterbank", "num_fbank_frames", "stack_frames"]
+class StackedFbankAudioFrontEnd(nn.Module):
+    """(waveform (B, S) in [-1, 1] at 16 kHz, lengths (B,) samples) -> (features (B, T,
+    filters * stack) at 25 Hz, frames (B,)); float32 whatever the autocast (the log of energies
+    needs it), zero past each item's frames."""
+
+    def __init__(self, config: StackedFbankAudioConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.output_dim = config.filters * config.stack
+
+    def forward(self, waveform: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        if waveform.dim() != 2:
+            raise ValueError(f"waveform must be (B, S), got shape {tuple(waveform.shape)}")
+        c = self.config
+        with torch.autocast(waveform.device.type, enabled=False):
+            return avhubert_audio_features(waveform, lengths, num_filters=c.filters, stack=c.stack, normalize=c.normalize)
+
+
+__all__ = ["StackedFbankAudioFrontEnd", "avhubert_audio_features", "log_filterbank", "mel_filterbank", "num_fbank_frames", "stack_frames"]

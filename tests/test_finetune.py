@@ -1,5 +1,6 @@
 """Fine-tuning a published model: ``avsr-train ... model.init=FOLDER`` on a folder converted from
-auto_avsr, with another tokenizer, and the result written back in auto_avsr's layout."""
+auto_avsr, with another tokenizer, and the result written back in auto_avsr's layout; and on a
+folder converted from AV-HuBERT (no CTC head: attention-only, or with a new CTC head)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 from auto_avsr_helpers import random_state
+from avhubert_checkpoints import TINY, published_cfg, save_checkpoint, tiny_state, train_spm
 from avsr.cli import convert as convert_cli
 from avsr.data.tokenizers import load_tokenizer
 from avsr.models.io import load_model
@@ -48,21 +50,26 @@ def converted_small(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
     return root / "auto_avsr_vsr", state
 
 
+def finetune(recipe: str, folder: Path, train_data: dict[str, Path], out: Path, *overrides: str) -> str:
+    """Two steps of ``avsr-train RECIPE model.init=FOLDER`` on the test corpus; returns the log."""
+    cmd = [sys.executable, "-m", "avsr.cli.train", str(REPO / recipe), "--output-dir", str(out),
+           "--no-rich", f"model.init={folder}", f"dataset.path={train_data['path']}", f"dataset.tokenizer={train_data['tokenizer']}",
+           "dataset.max_frames_per_batch=240", "dataset.max_frames=240", "dataset.max_batch_size=4", "regime.num_steps=2", "regime.validate_every_n_steps=2",
+           "regime.checkpoint_every_n_steps=2", "regime.publish_metrics_every_n_steps=1", "export.average_last_n=1",
+           "common.metric_recorders.tensorboard.enabled=false", *overrides]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return (out / "logs" / "rank_0.log").read_text()
+
+
 def test_finetune_a_converted_auto_avsr_model_with_another_tokenizer(converted_small, train_data, tmp_path) -> None:
     """The whole user path: convert, fine-tune with a character tokenizer (not unigram5000), export,
     write back as an auto_avsr checkpoint."""
     folder, original = converted_small
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "avsr.cli.train", str(REPO / "recipes/finetune/auto_avsr_vsr.yaml"), "--output-dir", str(out),
-           "--no-rich", f"model.init={folder}", f"dataset.path={train_data['path']}", f"dataset.tokenizer={train_data['tokenizer']}",
-           "dataset.max_frames_per_batch=240", "dataset.max_frames=240", "dataset.max_batch_size=4", "regime.num_steps=2", "regime.validate_every_n_steps=2",
-           "regime.checkpoint_every_n_steps=2", "regime.publish_metrics_every_n_steps=1", "export.average_last_n=1",
-           "lr_scheduler.config.num_warmup_steps=1", "common.metric_recorders.tensorboard.enabled=false",
-           "finetune.freeze=[{modules: [visual_frontend], until_step: 2}]", "finetune.layer_decay=0.8"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    log = (out / "logs" / "rank_0.log").read_text()
+    log = finetune("recipes/finetune/auto_avsr_vsr.yaml", folder, train_data, out, "lr_scheduler.config.num_warmup_steps=1",
+                   "finetune.freeze=[{modules: [visual_frontend], until_step: 2}]", "finetune.layer_decay=0.8")
     tokenizer = load_tokenizer(train_data["tokenizer"])
     assert f"units carried over from {folder}" in log and f"of its {tokenizer.vocab_size} units" in log
 
@@ -128,3 +135,39 @@ def test_bad_finetune_settings_exit_2_with_one_line(converted_small, train_data,
             train_cli.main([*base, override])
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1 and message in err, (override, err)
+
+
+@pytest.fixture(scope="module")
+def converted_avhubert(tmp_path_factory) -> Path:
+    """A tiny AV-HuBERT checkpoint fine-tuned for lip reading (modalities [video]), converted."""
+    root = tmp_path_factory.mktemp("avhubert_finetune")
+    checkpoint = save_checkpoint(root / "tiny.pt", tiny_state(), published_cfg(TINY, ["video"]), train_spm(root))
+    assert convert_cli.main(["avhubert", str(checkpoint), str(root / "avhubert")]) == 0
+    return root / "avhubert"
+
+
+def test_finetune_a_converted_avhubert_model_attention_only(converted_avhubert, train_data, tmp_path) -> None:
+    """AV-HuBERT's recipe: attention-only with the encoder side frozen; validation decodes with the
+    attention decoder (there is no CTC head); the export decodes as the source (beam 50, its crops)."""
+    out = tmp_path / "run"
+    log = finetune("recipes/finetune/avhubert.yaml", converted_avhubert, train_data, out)
+    tokenizer = load_tokenizer(train_data["tokenizer"])
+    assert f"units carried over from {converted_avhubert}" in log
+    assert re.search(r"Validation Metrics \(step 2\) - .*CTC Loss: 0 \|.*Word Error Rate \(WER\): [\d.]+", log)  # attention decoding
+    tuned, source = load_model(out / "model"), load_model(converted_avhubert)
+    assert not tuned.has_ctc and tuned.decodable_modalities == ("v",) and tuned.config.vocab_size == tokenizer.vocab_size
+    assert tuned.metadata["decoding"] == source.metadata["decoding"] and tuned.metadata["mouth_crop"]["style"] == "avhubert"
+    assert tuned.metadata["licence"] == source.metadata["licence"]
+    before, after = source.state_dict(), tuned.state_dict()
+    for key in ("encoder.layers.layers.0.ffn.inner_proj.weight", "visual_frontend.stem.conv.weight", "video_encoder.proj.weight"):
+        assert torch.equal(after[key], before[key]), key  # frozen for the first 80% of the steps
+    assert not torch.equal(after["decoder.layers.layers.0.ffn.inner_proj.weight"], before["decoder.layers.layers.0.ffn.inner_proj.weight"])
+
+
+def test_finetune_an_avhubert_model_with_a_new_ctc_head(converted_avhubert, train_data, tmp_path) -> None:
+    out = tmp_path / "run"
+    log = finetune("recipes/finetune/avhubert.yaml", converted_avhubert, train_data, out, "model.config.ctc_head=true",
+                   "model.config.loss.ctc_weight=0.3", "finetune.freeze=[]")
+    assert re.search(r"new, at initialisation: ctc_head\.bias, ctc_head\.weight", log), log[-2000:]
+    tuned = load_model(out / "model")
+    assert tuned.has_ctc and tuned.config.loss.ctc_weight == 0.3

@@ -392,3 +392,19 @@ def test_disk_full_stops_in_one_line_and_the_rerun_completes(lrs2_corpus: Path, 
     assert runs[-1]["rc"] == 0, runs[-1]["stderr"]
     final = json.loads(runs[-1]["stdout"])
     assert final["prepared"] + final["already_done"] == final["items"] == 2 and final["manifests"] == {"train": 2}
+
+
+def test_mouth_crop_style_follows_the_chosen_alignment(lrs2_corpus: Path):
+    """--mouth-crop avhubert crops as AV-HuBERT's align_mouth.py (for fine-tuning its models on
+    what they were trained on); the default is auto_avsr's alignment."""
+    from avsr.face import MouthCropConfig, MouthCropper
+
+    item = next(i for i in list_corpus("lrs2", lrs2_corpus) if i.split == "test")
+    default = ClipPreparer(ClipSettings()).load(item)
+    avhubert = ClipPreparer(ClipSettings(mouth_crop="avhubert")).load(item)
+    np.testing.assert_array_equal(default.landmarks, avhubert.landmarks)
+    assert default.crops.shape == avhubert.crops.shape and not np.array_equal(default.crops, avhubert.crops)
+    want = MouthCropper(MouthCropConfig.for_style("avhubert")).crop(avhubert.frames, avhubert.landmarks).crops
+    np.testing.assert_array_equal(avhubert.crops, want)
+    with pytest.raises(SystemExit):
+        prepare_cli.main(["lrs2", str(lrs2_corpus), "/nonexistent/out", "--mouth-crop", "seed"])

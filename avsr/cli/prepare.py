@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from avsr.console import fail, progress_bar
+from avsr.face.align import STYLES as MOUTH_CROP_STYLES
 
 PROGRAM = "avsr-prepare"
 
@@ -34,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("source", type=Path, help="corpus root as distributed (never written to)")
         sub.add_argument("output", type=Path, help="prepared corpus root (a rerun resumes)")
         sub.add_argument("--crop-size", type=int, default=96, help="mouth crop side in pixels (96 as auto_avsr; 120 as the seed paper)")
+        sub.add_argument("--mouth-crop", choices=sorted(MOUTH_CROP_STYLES), default="auto_avsr",
+                         help="whose mouth alignment the crops follow: auto_avsr's (default) or avhubert's (to fine-tune "
+                         "AV-HuBERT models on the crops they were trained on)")
         sub.add_argument("--landmarks", type=Path, default=None, metavar="DIR",
                          help="precomputed landmarks (auto_avsr's per-video pickles, or .npy) instead of dlib")
         sub.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
@@ -77,7 +81,8 @@ def run_corpus(args: argparse.Namespace) -> int:
             raise ValueError("--detect-every must be at least 1")
         if args.landmarks is not None and not args.landmarks.is_dir():
             raise ValueError(f"{args.landmarks}: no such landmarks directory")
-        clip = ClipSettings(crop_size=args.crop_size, landmarks_dir=args.landmarks, crf=args.crf, detect_every=args.detect_every)
+        clip = ClipSettings(crop_size=args.crop_size, landmarks_dir=args.landmarks, crf=args.crf, detect_every=args.detect_every,
+                            mouth_crop=args.mouth_crop)
         config = PrepareConfig(
             corpus=args.command,
             source=args.source,

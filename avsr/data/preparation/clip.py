@@ -32,6 +32,7 @@ class ClipSettings:
     max_av_mismatch: float = 0.2  # seconds the audio and video streams may differ in length
     crf: int = 0  # x264 quality of the crop videos: 0 lossless
     detect_every: int = 10  # dlib backend: detector every N frames, tracking between (1: no tracking)
+    mouth_crop: str = "auto_avsr"  # whose mouth alignment: auto_avsr's or avhubert's (MouthCropConfig.for_style)
 
 
 @dataclass
@@ -53,7 +54,7 @@ class ClipPreparer:
         from avsr.face import DlibVideoLandmarker
 
         self.settings = settings
-        self.cropper = MouthCropper(MouthCropConfig(crop_size=settings.crop_size))
+        self.cropper = MouthCropper(MouthCropConfig.for_style(settings.mouth_crop, crop_size=settings.crop_size))
         self.precomputed = PrecomputedLandmarks(settings.landmarks_dir) if settings.landmarks_dir else None
         # detect_every=1 means "detect on every frame, no tracking": the slow, simple baseline.
         tracking = settings.detect_every > 1

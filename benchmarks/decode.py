@@ -51,7 +51,7 @@ from avsr.decoding.beam_search import BeamSearchConfig, beam_search
 from avsr.decoding.model_decoder import ModelStepDecoder
 from avsr.decoding.recognizer import DecodeOptions, Recognizer
 from avsr.decoding.stages import StageTimes
-from avsr.decoding.transcribe import FaceChain, load_input, segmenting_for, transcribe_files
+from avsr.decoding.transcribe import face_chain, load_input, segmenting_for, transcribe_files
 from avsr.eval.bench import load_utterances
 from avsr.data.wer import error_rates
 from avsr.media import read_video
@@ -235,7 +235,7 @@ def bench_avsr_decode(recognizer: Recognizer, video: Path, truth: str, seconds: 
     out: dict[str, Any] = {"video_seconds": round(seconds, 1), "modality": "av"}
     for decoder in ("beam", "greedy"):
         times = StageTimes()
-        chain = FaceChain()
+        chain = face_chain()
         start = time.perf_counter()
         loaded = load_input(video, "av", lambda: chain, times)
         results = transcribe_files(recognizer, [loaded], "av", DecodeOptions(decoder=decoder, beam=beam), segmenting_for(recognizer), times=times)

@@ -76,7 +76,7 @@ def make_clip(face: TalkingFace, frames: int, seed: int) -> tuple[np.ndarray, np
     return clip, truth
 
 
-def run(clips: list[np.ndarray], landmarker: DlibVideoLandmarker, cropper: MouthCropper, repeats: int) -> dict:
+def run(clips: list[np.ndarray], chain: FaceChain, repeats: int) -> dict:
     """Best of ``repeats`` timings over all clips, with the landmarks of the last repeat."""
     best_total, best_landmarks = float("inf"), float("inf")
     for _ in range(repeats):
@@ -84,14 +84,14 @@ def run(clips: list[np.ndarray], landmarker: DlibVideoLandmarker, cropper: Mouth
         landmark_seconds = total_seconds = 0.0
         for clip in clips:
             start = time.perf_counter()
-            landmarks = landmarker.landmarks(clip)
+            landmarks = chain.landmarks(clip)
             middle = time.perf_counter()
-            cropper.crop(clip, landmarks)
+            chain.crop(clip, landmarks)
             end = time.perf_counter()
             landmark_seconds += middle - start
             total_seconds += end - start
             found.append(landmarks)
-            stats.append(landmarker.last_stats.as_dict())
+            stats.append(chain.landmarker.last_stats.as_dict())
         best_total = min(best_total, total_seconds)
         best_landmarks = min(best_landmarks, landmark_seconds)
     frames = sum(len(c) for c in clips)
@@ -203,7 +203,7 @@ def main() -> None:
     if args.mediapipe_child is not None:
         return mediapipe_child(args.mediapipe_child, args.auto_avsr_src, args.repeats or 1)
     from avsr.data.synth.face import TalkingFace  # here, not at the top: the child process imports no avsr
-    from avsr.face import DlibVideoLandmarker, MouthCropConfig, MouthCropper
+    from avsr.face import DlibVideoLandmarker, FaceChain, MouthCropConfig
     clips_count = args.clips or (1 if args.quick else 2)
     frames = args.frames or (50 if args.quick else 100)
     repeats = args.repeats or (2 if args.quick else 3)
@@ -212,9 +212,9 @@ def main() -> None:
     face = TalkingFace(size=HEIGHT)
     made = [make_clip(face, frames, seed) for seed in range(clips_count)]
     clips, truth = [c for c, _ in made], [t for _, t in made]
-    cropper = MouthCropper(MouthCropConfig(crop_size=args.crop_size))
-    tracking = run(clips, DlibVideoLandmarker(track=True), cropper, repeats)
-    every_frame = run(clips, DlibVideoLandmarker(track=False), cropper, repeats)
+    crop = MouthCropConfig(crop_size=args.crop_size)
+    tracking = run(clips, FaceChain(DlibVideoLandmarker(track=True), crop), repeats)
+    every_frame = run(clips, FaceChain(DlibVideoLandmarker(track=False), crop), repeats)
 
     tracked, detected = tracking.pop("_landmarks"), every_frame.pop("_landmarks")
     differences = [

@@ -20,13 +20,13 @@ from avsr.face import (
     MOUTH,
     DlibVideoLandmarker,
     FaceAlignmentError,
+    FaceChain,
     LandmarksFileError,
     MouthCropConfig,
     MouthCropper,
     NoFaceError,
     PrecomputedLandmarks,
     VideoLandmarker,
-    crop_mouths,
     default_mean_face,
     fill_missing,
     fill_with_mask,
@@ -162,7 +162,7 @@ def test_smoothing_is_a_shrinking_centred_mean_that_keeps_each_frames_centroid()
 @pytest.mark.parametrize("size", [96, 120])
 def test_crop_is_centred_on_the_mouth(clip, tracked, size):
     frames, truth = clip
-    crops = crop_mouths(frames, tracked[0], MouthCropConfig(crop_size=size))
+    crops = FaceChain(None, MouthCropConfig(crop_size=size))(frames, tracked[0])
     assert crops.crops.shape == (FRAMES, size, size) and crops.crops.dtype == np.uint8
     assert crops.transforms.shape == (FRAMES, 2, 3) and crops.mouth_points.shape == (FRAMES, 20, 2)
     assert crops.detected.all()
@@ -197,7 +197,7 @@ def test_a_video_with_no_face_raises_no_face_error(clip):
     frames, truth = clip
     blank = np.stack([_black_out_face(f, t) for f, t in zip(frames[:12], truth[:12])])
     with pytest.raises(NoFaceError) as caught:
-        crop_mouths(blank, DlibVideoLandmarker(), source="clip.mp4")
+        FaceChain(DlibVideoLandmarker())(blank, source="clip.mp4")
     message = str(caught.value)
     assert isinstance(caught.value, ValueError) and "\n" not in message
     assert message.startswith("clip.mp4: ") and "no face" in message
@@ -205,7 +205,7 @@ def test_a_video_with_no_face_raises_no_face_error(clip):
 
 def test_frames_without_a_face_are_interpolated_and_reported(partial_clip, clip):
     _, truth = clip
-    crops = crop_mouths(partial_clip, DlibVideoLandmarker())
+    crops = FaceChain(DlibVideoLandmarker())(partial_clip)
     assert crops.crops.shape == (FRAMES, 96, 96)
     assert np.flatnonzero(~crops.detected).tolist() == list(BLACKED)
     true_mouth = _map(truth[:, MOUTH], crops.transforms)
@@ -355,7 +355,7 @@ def test_precomputed_reads_auto_avsr_pickles(tmp_path, clip, protocol):
     source = PrecomputedLandmarks(tmp_path)
     assert source.path_for("main/5535415699068794046/00001.mp4") == path
     assert source.landmarks_for("main/5535415699068794046/00002") is None
-    crops = crop_mouths(frames[:6], source.for_video("main/5535415699068794046/00001"))
+    crops = FaceChain(source.for_video("main/5535415699068794046/00001"))(frames[:6])
     assert crops.detected.tolist() == [f is not None for f in stored]
     with pytest.raises(LandmarksFileError, match="no landmarks file"):
         source.for_video("main/5535415699068794046/00002")
@@ -470,11 +470,11 @@ def test_landmarks_lookup_stays_inside_its_folder(tmp_path, clip):
 
 def test_stored_landmarks_may_differ_from_the_video_by_a_few_frames(clip):
     frames, truth = clip
-    crops = crop_mouths(frames[:10], list(truth[:8]))
+    crops = FaceChain()(frames[:10], list(truth[:8]))
     assert crops.crops.shape[0] == 10 and crops.detected.tolist() == [True] * 8 + [False] * 2
-    assert len(crop_mouths(frames[:10], truth[:12])) == 10
+    assert len(FaceChain()(frames[:10], truth[:12])) == 10
     with pytest.raises(ValueError, match="clip.mp4: landmarks for 20 frames, but the video has 10"):
-        crop_mouths(frames[:10], truth[:20], source="clip.mp4")
+        FaceChain()(frames[:10], truth[:20], source="clip.mp4")
 
 
 def test_synthetic_corpus_video_end_to_end(lrs2_corpus):
@@ -483,5 +483,5 @@ def test_synthetic_corpus_video_end_to_end(lrs2_corpus):
 
     path = sorted((lrs2_corpus / "main").rglob("*.mp4"))[0]
     frames = read_video(path).frames
-    crops = crop_mouths(frames, DlibVideoLandmarker(), source=str(path))
+    crops = FaceChain(DlibVideoLandmarker())(frames, source=str(path))
     assert crops.crops.shape == (len(frames), 96, 96) and crops.detected.all()

@@ -408,3 +408,15 @@ def test_mouth_crop_style_follows_the_chosen_alignment(lrs2_corpus: Path):
     np.testing.assert_array_equal(avhubert.crops, want)
     with pytest.raises(SystemExit):
         prepare_cli.main(["lrs2", str(lrs2_corpus), "/nonexistent/out", "--mouth-crop", "seed"])
+
+
+def test_decoding_crops_a_clip_as_preparation_did(lrs2_corpus: Path):
+    """avsr-decode's face chain and avsr-prepare's are one: the same video gives the same crops,
+    so a model decodes what it was trained on."""
+    from avsr.decoding.transcribe import face_chain, mouth_crops
+
+    item = next(i for i in list_corpus("lrs2", lrs2_corpus) if i.split == "test")
+    prepared = ClipPreparer(ClipSettings()).load(item)
+    crops, found = mouth_crops(face_chain(), read_video(item.video, with_audio=False).frames)
+    np.testing.assert_array_equal(crops, prepared.crops)
+    np.testing.assert_array_equal(found, prepared.detected)

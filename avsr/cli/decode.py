@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     from avsr.decoding.recognizer import Recognizer, RecognizerError
     from avsr.decoding.stages import StageTimes
     from avsr.decoding.subtitles import write_subtitles
-    from avsr.decoding.transcribe import FaceChain, TranscribeError, load_input, segmenting_for, transcribe_files
+    from avsr.decoding.transcribe import TranscribeError, face_chain, load_input, segmenting_for, transcribe_files
+    from avsr.face import FaceChain
     from avsr.models.weights import WeightsError
 
     model_dir = args.model or default_model()
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def faces() -> FaceChain:
         if not chain:
-            chain.append(FaceChain(detect_every=args.detect_every, crop_config=crop_config))
+            chain.append(face_chain(args.detect_every, crop_config))
         return chain[0]
 
     times = StageTimes() if args.timings else None

@@ -25,7 +25,7 @@ from avsr.media import MediaError, probe, read_audio, read_video
 from avsr.media.constants import AUDIO_RATE, SAMPLES_PER_FRAME, VIDEO_FPS
 
 if TYPE_CHECKING:
-    from avsr.face import MouthCropConfig
+    from avsr.face import FaceChain, MouthCropConfig
 
 CROP_SIZE = 96
 #: A segment is decoded from the audio alone when the face is missing in more than this share of it.
@@ -94,26 +94,23 @@ class FileResult:
         }
 
 
-class FaceChain:
-    """dlib landmarks (tracking) -> filled gaps -> aligned mouth crops; built once.
+def face_chain(detect_every: int = 10, crop_config: MouthCropConfig | None = None) -> FaceChain:
+    """avsr-prepare's face chain for decoding: dlib with tracking, crops made as the model's
+    training crops were (``crop_config``: :attr:`Recognizer.mouth_crop`; default: avsr-prepare's,
+    auto_avsr's alignment at 96 px)."""
+    from avsr.face import FaceChain, MouthCropConfig
 
-    ``crop_config``: how the model's training crops were made (:attr:`Recognizer.mouth_crop`);
-    default: avsr-prepare's (auto_avsr's alignment, 96 px)."""
+    return FaceChain.dlib(detect_every, crop_config or MouthCropConfig(crop_size=CROP_SIZE))
 
-    def __init__(self, detect_every: int = 10, crop_config: MouthCropConfig | None = None) -> None:
-        from avsr.face import DlibVideoLandmarker, MouthCropConfig, MouthCropper
 
-        self.landmarker = DlibVideoLandmarker(track=detect_every > 1, detect_every=detect_every)
-        self.cropper = MouthCropper(crop_config or MouthCropConfig(crop_size=CROP_SIZE))
-
-    def crops(self, frames: np.ndarray, times: StageTimes | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(crops (T, 96, 96) uint8, face_found (T,) bool); NoFaceError if no frame has a face."""
-        from avsr.face import fill_with_mask
-
-        with timed(times, "face"):
-            landmarks, detected = fill_with_mask(self.landmarker.landmarks(frames))
-        with timed(times, "crop"):
-            return self.cropper.crop(frames, landmarks).crops, np.asarray(detected, dtype=bool)
+def mouth_crops(chain: FaceChain, frames: np.ndarray, times: StageTimes | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(crops (T, S, S) uint8, face_found (T,) bool), timing the landmarks ("face") and the crops
+    ("crop") apart; NoFaceError if no frame has a face."""
+    with timed(times, "face"):
+        landmarks = chain.landmarks(frames)
+    with timed(times, "crop"):
+        crops = chain.crop(frames, landmarks)
+    return crops.crops, np.asarray(crops.detected, dtype=bool)
 
 
 #: In ``av`` mode, the modality left when one stream is missing (or the face is).
@@ -165,7 +162,7 @@ def load_input(
     except MediaError as exc:
         raise TranscribeError(str(exc)) from None
     try:
-        loaded.crops, loaded.face_found = faces().crops(clip.frames, times)
+        loaded.crops, loaded.face_found = mouth_crops(faces(), clip.frames, times)
     except (NoFaceError, FaceAlignmentError) as exc:
         if loaded.modality == "v":
             reason = f"{exc}: cannot lip-read it" if modality == "v" else f"no audio stream, and {exc}: nothing to decode"
@@ -279,4 +276,4 @@ def _own(job: _Job, transcript) -> SegmentResult:
     return SegmentResult(seg.keep_start / VIDEO_FPS, seg.keep_end / VIDEO_FPS, job.modality, text, transcript.score, words)
 
 
-__all__ = ["FaceChain", "FileResult", "LoadedInput", "SegmentResult", "TranscribeError", "load_input", "segmenting_for", "transcribe_files"]
+__all__ = ["FileResult", "LoadedInput", "SegmentResult", "TranscribeError", "load_input", "face_chain", "mouth_crops", "segmenting_for", "transcribe_files"]

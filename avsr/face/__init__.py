@@ -3,9 +3,9 @@
 Landmarks come from a :class:`VideoLandmarker` backend: :class:`DlibVideoLandmarker` (dlib's HOG
 detector and 68-point predictor, tracking between sparse detections) or landmark files computed
 elsewhere (:class:`PrecomputedLandmarks`: auto_avsr's LRS2/LRS3 pickles, loaded safely, or our
-``.npy``). :func:`crop_mouths` turns frames plus landmarks into :class:`MouthCrops` the way
-auto_avsr's preprocessing does (gap filling, smoothing, similarity alignment, square crop), or AV-HuBERT's
-(``MouthCropConfig.for_style("avhubert")``).
+``.npy``). :class:`FaceChain` turns frames (and a landmarker, or landmarks) into :class:`MouthCrops`
+the way auto_avsr's preprocessing does (gap filling, smoothing, similarity alignment, square crop),
+or AV-HuBERT's (``MouthCropConfig.for_style("avhubert")``): the one chain preparation and decoding use.
 
 Every problem with one video is a ``ValueError`` subclass with a one-line message
 (:class:`NoFaceError`, :class:`FaceAlignmentError`, :class:`LandmarksFileError`).
@@ -16,7 +16,7 @@ from avsr.face.dlib_landmarker import DlibLandmarker, shape_predictor_path
 from avsr.face.dlib_video import DlibVideoLandmarker, TrackingStats
 from avsr.face.errors import FaceAlignmentError, LandmarksFileError, NoFaceError
 from avsr.face.landmarker import VideoLandmarker
-from avsr.face.pipeline import crop_mouths
+from avsr.face.pipeline import FaceChain
 from avsr.face.precomputed import (
     PrecomputedLandmarks,
     SafeUnpickler,
@@ -33,6 +33,7 @@ __all__ = [
     "DlibLandmarker",
     "DlibVideoLandmarker",
     "FaceAlignmentError",
+    "FaceChain",
     "LandmarksFileError",
     "MouthCropConfig",
     "MouthCropper",
@@ -43,7 +44,6 @@ __all__ = [
     "StoredLandmarks",
     "TrackingStats",
     "VideoLandmarker",
-    "crop_mouths",
     "default_mean_face",
     "fill_missing",
     "fill_with_mask",

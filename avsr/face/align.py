@@ -162,12 +162,14 @@ class MouthCrops:
     ``mouth_points``: (T, 20, 2) float32, each frame's own (unsmoothed) mouth landmarks 48-67 in
     crop pixels. ``transforms``: (T, 2, 3) float64, source frame pixels -> crop pixels.
     ``detected``: (T,) bool, False where the landmarks were interpolated or held.
+    ``landmarks``: (T, 68, 2) float64 source-frame landmarks after gap filling, before smoothing.
     """
 
     crops: np.ndarray
     mouth_points: np.ndarray
     transforms: np.ndarray
     detected: np.ndarray
+    landmarks: np.ndarray
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -211,7 +213,7 @@ class MouthCropper:
             crops[index] = cv2.warpAffine(frame, transform, (size, size), flags=cv2.INTER_LINEAR, borderMode=self._border, borderValue=0)
         mouth = raw[:, MOUTH].astype(np.float64)
         mouth_points = np.einsum("tij,tpj->tpi", transforms[:, :, :2], mouth) + transforms[:, None, :, 2]
-        return MouthCrops(crops, mouth_points.astype(np.float32), transforms, detected)
+        return MouthCrops(crops, mouth_points.astype(np.float32), transforms, detected, raw)
 
     def align_transform(self, landmarks: np.ndarray, index: int = 0) -> np.ndarray:
         """(2, 3) similarity transform, frame pixels -> aligned canvas pixels, from (68, 2) landmarks."""

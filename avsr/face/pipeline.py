@@ -1,4 +1,5 @@
-"""Frames in, mouth crops out: landmarks from any backend, then gap filling, smoothing, alignment."""
+"""Frames in, mouth crops out (`FaceChain`): landmarks from any backend, then gap filling,
+smoothing, alignment and the crop."""
 
 from __future__ import annotations
 
@@ -16,40 +17,65 @@ from avsr.face.temporal import LandmarkSequence
 LENGTH_TOLERANCE = 3
 
 
-def crop_mouths(
-    frames: Sequence[np.ndarray] | np.ndarray,
-    landmarker: VideoLandmarker | LandmarkSequence,
-    config: MouthCropConfig | MouthCropper | None = None,
-    *,
-    source: str | None = None,
-) -> MouthCrops:
-    """Mouth crops of a video's frames ((T, H, W, 3) RGB uint8, or a list of such frames).
+class FaceChain:
+    """Frames in, mouth crops out, the one way every command makes them: landmarks from a
+    :class:`VideoLandmarker` (dlib with tracking, stored landmark files) or given, then gap
+    filling, smoothing, alignment to the mean face and the square crop (:class:`MouthCropper`).
 
-    ``landmarker`` is a :class:`VideoLandmarker` (dlib, stored landmarks...) or the landmarks
-    themselves (per frame (68, 2) or None, or (T, 68, 2) with NaN). Stored landmarks may differ
-    from the frame count by up to ``LENGTH_TOLERANCE`` frames: extra ones are dropped, missing
-    ones count as undetected (held from the last frame). ``MouthCrops.detected`` says which frames
-    had landmarks of their own. Raises :class:`NoFaceError` when no frame has a face; ``source``
-    (e.g. the video's path) prefixes the one-line messages of the errors raised here.
+    Built once and reused (dlib's models load once per chain). ``avsr-prepare`` makes its
+    training crops with it and ``avsr-decode`` its test crops, so a model sees the same crops.
+    The two steps are apart (``landmarks``, ``crop``) for callers that time them; ``__call__``
+    does both. ``source`` (e.g. the video's path) prefixes the one-line messages of the errors.
     """
-    cropper = config if isinstance(config, MouthCropper) else MouthCropper(config)
-    try:
-        if isinstance(landmarker, VideoLandmarker):
-            landmarks = landmarker.landmarks(frames)
-        else:
-            landmarks = landmarker
-        landmarks = _match_length(landmarks, len(frames))
-        return cropper.crop(frames, landmarks)
-    except LandmarksFileError:
-        raise  # already names its file
-    except (NoFaceError, FaceAlignmentError) as exc:
-        if source is None:
-            raise
-        raise type(exc)(f"{source}: {exc}") from None
-    except ValueError as exc:
-        if source is None:
-            raise
-        raise ValueError(f"{source}: {exc}") from None
+
+    def __init__(self, landmarker: VideoLandmarker | None = None, config: MouthCropConfig | MouthCropper | None = None) -> None:
+        self.landmarker = landmarker
+        self.cropper = config if isinstance(config, MouthCropper) else MouthCropper(config)
+
+    @classmethod
+    def dlib(cls, detect_every: int = 10, config: MouthCropConfig | MouthCropper | None = None) -> FaceChain:
+        """dlib's detector every ``detect_every`` frames, tracking in between (1: detect on every frame)."""
+        from avsr.face.dlib_video import DlibVideoLandmarker
+
+        return cls(DlibVideoLandmarker(track=detect_every > 1, detect_every=detect_every), config)
+
+    def landmarks(self, frames: Sequence[np.ndarray] | np.ndarray) -> LandmarkSequence:
+        """The landmarker's landmarks of ``frames``: per frame (68, 2) or None."""
+        if self.landmarker is None:
+            raise ValueError("this face chain has no landmarker: give the landmarks")
+        return self.landmarker.landmarks(frames)
+
+    def crop(self, frames: Sequence[np.ndarray] | np.ndarray, landmarks: LandmarkSequence, *, source: str | None = None) -> MouthCrops:
+        """Mouth crops of ``frames`` ((T, H, W, 3) RGB uint8, or a list of such frames) from
+        ``landmarks`` (per frame (68, 2) or None, or (T, 68, 2) with NaN). Stored landmarks may
+        differ from the frame count by up to ``LENGTH_TOLERANCE`` frames: extra ones are dropped,
+        missing ones count as undetected (held from the last frame). ``MouthCrops.detected`` says
+        which frames had landmarks of their own. Raises :class:`NoFaceError` when no frame has a face."""
+        try:
+            return self.cropper.crop(frames, _match_length(landmarks, len(frames)))
+        except LandmarksFileError:
+            raise  # already names its file
+        except (NoFaceError, FaceAlignmentError) as exc:
+            if source is None:
+                raise
+            raise type(exc)(f"{source}: {exc}") from None
+        except ValueError as exc:
+            if source is None:
+                raise
+            raise ValueError(f"{source}: {exc}") from None
+
+    def __call__(
+        self, frames: Sequence[np.ndarray] | np.ndarray, landmarks: LandmarkSequence | None = None, *, source: str | None = None
+    ) -> MouthCrops:
+        """``crop(frames, landmarks or self.landmarks(frames))``."""
+        if landmarks is None:
+            try:
+                landmarks = self.landmarks(frames)
+            except (NoFaceError, FaceAlignmentError, ValueError) as exc:
+                if source is None or isinstance(exc, LandmarksFileError):
+                    raise
+                raise type(exc)(f"{source}: {exc}") from None
+        return self.crop(frames, landmarks, source=source)
 
 
 def _match_length(landmarks: LandmarkSequence, count: int) -> LandmarkSequence:

@@ -13,7 +13,7 @@ import numpy as np
 
 from avsr.data.corpora import CorpusItem
 from avsr.data.manifest import ManifestRow
-from avsr.face import FaceAlignmentError, LandmarksFileError, MouthCropConfig, MouthCropper, NoFaceError, PrecomputedLandmarks, fill_with_mask
+from avsr.face import FaceAlignmentError, FaceChain, LandmarksFileError, MouthCropConfig, NoFaceError, PrecomputedLandmarks
 from avsr.media import MediaError, OutsideRootError, inside, read_audio, read_video, write_mp4, write_wav
 from avsr.media.constants import AUDIO_RATE, SAMPLES_PER_FRAME, VIDEO_FPS
 
@@ -48,17 +48,14 @@ class PreparedClip:
 
 
 class ClipPreparer:
-    """Per-process state (landmarker, cropper), built once per worker."""
+    """Per-process state (the face chain), built once per worker."""
 
     def __init__(self, settings: ClipSettings) -> None:
-        from avsr.face import DlibVideoLandmarker
-
         self.settings = settings
-        self.cropper = MouthCropper(MouthCropConfig.for_style(settings.mouth_crop, crop_size=settings.crop_size))
+        crop = MouthCropConfig.for_style(settings.mouth_crop, crop_size=settings.crop_size)
         self.precomputed = PrecomputedLandmarks(settings.landmarks_dir) if settings.landmarks_dir else None
         # detect_every=1 means "detect on every frame, no tracking": the slow, simple baseline.
-        tracking = settings.detect_every > 1
-        self.detector = None if self.precomputed else DlibVideoLandmarker(track=tracking, detect_every=settings.detect_every)
+        self.faces = FaceChain(None, crop) if self.precomputed else FaceChain.dlib(settings.detect_every, crop)
 
     def load(self, item: CorpusItem) -> PreparedClip:
         if item.problem:
@@ -77,19 +74,18 @@ class ClipPreparer:
         if abs(video_seconds - audio_seconds) > self.settings.max_av_mismatch:
             raise SkipItem(f"audio/video length mismatch (video {video_seconds:.2f} s, audio {audio_seconds:.2f} s)")
         audio = np.pad(audio, (0, max(0, len(frames) * SAMPLES_PER_FRAME - len(audio))))[: len(frames) * SAMPLES_PER_FRAME]
-        raw = self._landmarks(item, frames)
         try:
-            landmarks, detected = fill_with_mask(raw)
-            crops = self.cropper.crop(frames, landmarks)
+            crops = self.faces(frames, self._stored_landmarks(item, frames))
         except NoFaceError:
             raise SkipItem("no face found in any frame") from None
         except FaceAlignmentError as error:
             raise SkipItem(f"face alignment failed ({error})") from None
-        return PreparedClip(frames, landmarks, detected, crops.crops, crops.mouth_points, audio.astype(np.float32))
+        return PreparedClip(frames, crops.landmarks, crops.detected, crops.crops, crops.mouth_points, audio.astype(np.float32))
 
-    def _landmarks(self, item: CorpusItem, frames: np.ndarray) -> list[np.ndarray | None]:
+    def _stored_landmarks(self, item: CorpusItem, frames: np.ndarray) -> list[np.ndarray | None] | None:
+        """The clip's window of the precomputed landmarks; None: the chain's detector finds them."""
         if self.precomputed is None:
-            return self.detector.landmarks(frames)
+            return None
         try:
             whole = self.precomputed.landmarks_for(item.source)
         except LandmarksFileError as error:

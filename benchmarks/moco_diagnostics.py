@@ -30,7 +30,7 @@ from safetensors.torch import load_file
 
 from avsr.data.manifest import read_manifest
 from avsr.models.moco import MoCo, clip_embedding
-from avsr.training.frontend_recipe import MoCoModelConfig
+from avsr.training.moco_task import MoCoModelConfig
 from avsr.training.lip_views import LipViewConfig, pad_views, two_views
 from avsr.training.media import read_mouth_video
 

@@ -177,7 +177,7 @@ class AVSRTrainConfig:
     """Checked by AVSRConfig.from_dict when the model config is resolved."""
 
     task: Literal["avsr"] = "avsr"
-    """What is trained: ``avsr`` (this config), ``lrw`` or ``moco`` (`avsr.training.frontend_recipe`)."""
+    """What is trained: ``avsr`` (this config); ``lrw``, ``moco``, ``wav2vec2``: `avsr.training.tasks`."""
 
     output_dir: Path | None = None
     """Where checkpoints, logs, metrics and model/ go (default: runs/<config file name>)."""
@@ -206,7 +206,12 @@ def load_train_config(path: str | os.PathLike[str] | None, overrides: Sequence[s
     Relative paths in values (``dataset.path`` ...) are relative to the working directory.
     Every problem raises a one-line `TrainConfigError`.
     """
-    return check_train_config(load_config(AVSRTrainConfig, read_user_tree(path, overrides)))
+    return load_task_config(read_user_tree(path, overrides))
+
+
+def load_task_config(tree: dict[str, Any]) -> AVSRTrainConfig:
+    """The config of a user's tree (`avsr.training.tasks`'s interface)."""
+    return check_train_config(load_config(AVSRTrainConfig, tree))
 
 
 def check_train_config(config: AVSRTrainConfig) -> AVSRTrainConfig:

@@ -1,4 +1,4 @@
-"""Shared by tests/test_auto_avsr.py and scripts/reference/make_auto_avsr_parity.py.
+"""Shared by tests/avsr/models/pretrained/test_auto_avsr.py and scripts/reference/make_auto_avsr_parity.py.
 
 The reference outputs in ``auto_avsr_parity.json`` are computed by that script with auto_avsr's
 own model code (a checkout of mpc001/auto_avsr, tag v1.0.0 = 30951b5) on the weights

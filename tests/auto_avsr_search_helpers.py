@@ -1,4 +1,4 @@
-"""Shared by tests/test_search_parity.py and scripts/reference/make_auto_avsr_search_parity.py.
+"""Shared by tests/avsr/decoding/test_search_parity.py and scripts/reference/make_auto_avsr_search_parity.py.
 
 The search parity file holds the n-best lists that auto_avsr's own ``BatchBeamSearch`` (ESPnet's,
 from a checkout of mpc001/auto_avsr) finds with its VSR model at the sizes of

@@ -1,4 +1,4 @@
-"""Fake published AV-HuBERT checkpoints for the tests (tests/test_avhubert.py, tests/test_finetune.py).
+"""Fake published AV-HuBERT checkpoints for the tests (tests/avsr/models/pretrained/test_avhubert.py, tests/avsr/training/test_finetune.py).
 
 Random tensors under the published names (``tests/data/avhubert_{base,large}_keys.tsv``, listed
 from AV-HuBERT's own modules), in fairseq1's file layout: ``cfg`` with the fine-tuning and

@@ -1,4 +1,4 @@
-"""Shared by tests/test_avhubert.py and scripts/reference/make_avhubert_parity.py.
+"""Shared by tests/avsr/models/pretrained/test_avhubert.py and scripts/reference/make_avhubert_parity.py.
 
 The reference outputs in ``avhubert_parity.json`` are computed by that script with AV-HuBERT's
 own code (a checkout of facebookresearch/av_hubert 258fb50 with fairseq afc77bd) on the weights

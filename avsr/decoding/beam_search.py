@@ -22,7 +22,7 @@ Two semantics (``BeamSearchConfig.semantics``, rules in ``SEMANTICS``):
   ESPnet's end detection (the best hypotheses that ended 2, 3 and 4 tokens ago are all e^-10 below
   the best ended) when the maximum length is the encoder frames (ESPnet's maxlenratio = 0; a
   ``max_length`` is its maxlenratio < 0, which turns end detection off). Checked against
-  auto_avsr's own search by tests/test_search_parity.py. Not reproduced, on purpose: ESPnet's
+  auto_avsr's own search by tests/avsr/decoding/test_search_parity.py. Not reproduced, on purpose: ESPnet's
   -1e10 for "impossible" (we use -inf, so such hypotheses die instead of trailing the n-best), a
   maximum length above the encoder frames (clamped to them), and the blank as an output token of
   a search without CTC (never emitted here).

@@ -10,7 +10,7 @@ block itself, relative-position self-attention: the same mirrored sinusoid table
   (sin on even channels) with ``10000^(-2i/d)``, positions from 0. A table is not a weight, so it
   cannot be converted: it has to be the one the model was trained with.
 
-Parity with auto_avsr's own code: ``tests/test_auto_avsr.py``.
+Parity with auto_avsr's own code: ``tests/avsr/models/pretrained/test_auto_avsr.py``.
 """
 
 from __future__ import annotations

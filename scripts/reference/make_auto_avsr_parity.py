@@ -9,7 +9,7 @@ For each model kind (VSR 'v', ASR 'a', audio-visual 'av') it builds auto_avsr's 
 sizes of ``AutoAVSRConfig.tiny``, fills it with ``random_state`` of its own state's names and
 shapes (``tests/auto_avsr_helpers.py``), runs it in float32 on ``parity_inputs`` and keeps the
 first 16 encoder columns, and the CTC log-probs and decoder logits at ``PARITY_COLUMNS``.
-``tests/test_auto_avsr.py`` compares our converted models with the file.
+``tests/avsr/models/pretrained/test_auto_avsr.py`` compares our converted models with the file.
 """
 
 from __future__ import annotations

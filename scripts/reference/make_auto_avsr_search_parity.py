@@ -10,7 +10,7 @@ the checkout's ``espnet`` package is imported from ``--auto-avsr-src``
 encodes each of ``search_inputs`` with it, and runs ESPnet's ``BatchBeamSearch`` as auto_avsr sets
 it up under each of ``SEARCH_SETTINGS``, one utterance at a time as auto_avsr decodes. For every
 (setting, input) it keeps the ``beam`` best ended hypotheses (their tokens without <sos>/<eos>, and
-their scores) and the number of search steps. ``tests/test_search_parity.py`` decodes the same
+their scores) and the number of search steps. ``tests/avsr/decoding/test_search_parity.py`` decodes the same
 with our converted model and our search (``semantics="espnet"``).
 """
 

@@ -17,7 +17,7 @@ It builds AV-HuBERT's fine-tuned seq2seq model (``AVHubertSeq2Seq``) at the widt
 lossless FFV1 video) and read back through AV-HuBERT's own ``AVHubertDataset`` (logfbank,
 stacking, per-frame layer norm, centre crop, normalisation, padding). It writes the stacked audio
 features, the encoder output (valid frames) and the decoder logits (fairseq ids) for audio-visual
-('av'), audio-only ('a') and video-only ('v') input; ``tests/test_avhubert.py`` compares ours.
+('av'), audio-only ('a') and video-only ('v') input; ``tests/avsr/models/pretrained/test_avhubert.py`` compares ours.
 """
 
 from __future__ import annotations

@@ -23,9 +23,9 @@ from avsr.data.video import crop, normalize_pixels
 from avsr.training import augment
 from avsr.training.batching import make_batches, padded_frames, rng_for
 from avsr.training.export import average_state_dicts
-from conftest import write_micro_recipe
+from micro_models import write_micro_recipe
+from repo_paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 RUN_STEPS = 12  # steps of the killed-and-resumed run (killed at its first checkpoint, step 2 or soon after)
 
 

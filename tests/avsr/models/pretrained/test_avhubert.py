@@ -46,6 +46,7 @@ from avsr.models.pretrained.avhubert import (
 from avsr.models.stacked_fbank import avhubert_audio_features, log_filterbank
 from avsr.models.avsr_model import AVSRModel
 from avsr.models.pretrained.avhubert_config import AVHubertConfig
+from repo_paths import REPO
 
 # ---------------------------------------------------------------------- the published architecture
 @pytest.mark.parametrize("size", ["base", "large"])
@@ -150,7 +151,7 @@ def test_outputs_match_avhubert_own_code() -> None:
 AV_HUBERT_SRC = os.environ.get("AVSR_AV_HUBERT_SRC")
 AV_HUBERT_PYTHON = os.environ.get("AVSR_AV_HUBERT_PYTHON", sys.executable)
 FAIRSEQ_SRC = os.environ.get("AVSR_FAIRSEQ_SRC")
-MAKE_PARITY = Path(__file__).resolve().parents[1] / "scripts" / "reference" / "make_avhubert_parity.py"
+MAKE_PARITY = REPO / "scripts" / "reference" / "make_avhubert_parity.py"
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ from avsr.decoding.recognizer import DecodeOptions, Recognizer
 from avsr.eval.bench import BenchError, noise_for, parse_snrs
 from avsr.training import augment
 from avsr.training.media import read_mouth_video, read_wav
-from conftest import export_micro_model
+from micro_models import export_micro_model
 
 @pytest.fixture(scope="module")
 def test_manifest(train_data) -> Path:

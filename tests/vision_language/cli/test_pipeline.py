@@ -16,6 +16,7 @@ import torchvision
 import yaml
 
 from vision_language.cache import CacheError, EmbeddingCache, build_cache
+from repo_paths import REPO
 
 TINY_VIT = {"patch_size": 8, "num_layers": 2, "num_heads": 2, "hidden_dim": 32, "mlp_dim": 64}
 
@@ -32,7 +33,7 @@ def vl_setup(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert done.returncode == 0, done.stderr
     torch.manual_seed(0)
     torch.save(torchvision.models.VisionTransformer(image_size=32, **TINY_VIT).state_dict(), root / "vit.pth")
-    config = yaml.safe_load((Path(__file__).parents[1] / "recipes/vl/synth.yaml").read_text())
+    config = yaml.safe_load((REPO / "recipes/vl/synth.yaml").read_text())
     config["encoders"]["image"] = {"source": "torchvision", "name": "VisionTransformer", "path": "vit.pth", "image_size": 32,
                                    "features": "concat", "model_kwargs": TINY_VIT}
     config["data"].update({"cache_dir": "cache", "batch_size": 64})

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from avsr.cli import train as train_cli
-from conftest import write_micro_recipe
+from micro_models import write_micro_recipe
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

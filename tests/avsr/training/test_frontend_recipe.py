@@ -16,8 +16,9 @@ from avsr.data.manifest import read_manifest
 from avsr.models.avsr_model import AVSRModel
 from avsr.models.config import AVSRConfig, VisualConfig
 from avsr.models.io import load_pretrained_frontends
+from repo_paths import REPO
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "lrw"
+RECIPES = REPO / "recipes" / "lrw"
 SMALL = [
     "dataset.batch_size=4", "regime.num_steps=6", "regime.validate_every_n_steps=3", "regime.checkpoint_every_n_steps=3",
     "regime.publish_metrics_every_n_steps=3", "lr_scheduler.config.num_warmup_steps=2", "--no-rich",

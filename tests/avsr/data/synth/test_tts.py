@@ -7,10 +7,10 @@ import os
 import pickle
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from repo_paths import REPO
 
 from avsr.data.synth.tts import (
     SPEAKER_VOICES,
@@ -147,7 +147,7 @@ def test_identical_samples_in_another_process(synth):
         "a = Synthesizer().speak('Seven fish shops sell fresh food.', Voice('en-us', 'm1')).audio; "
         "print(hashlib.sha1(a.tobytes()).hexdigest())"
     )
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(REPO)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     here = synth.speak("Seven fish shops sell fresh food.", Voice("en-us", "m1")).audio

@@ -35,6 +35,7 @@ from avsr.media import (
     write_wav,
 )
 from avsr.media.timing import as_fraction, resample_by_time
+from repo_paths import REPO
 
 W, H = 64, 48  # small frames keep encoding fast; 8 stripes of 8 px code the frame index
 
@@ -636,7 +637,7 @@ def test_killed_writer_never_leaves_the_final_name(media_dir):
         "        yield np.full((16, 16), i % 256, np.uint8)\n"
         f"write_mp4({str(target)!r}, frames())\n"
     )
-    repo = str(Path(__file__).resolve().parents[1])
+    repo = str(REPO)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env)
     try:

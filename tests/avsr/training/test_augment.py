@@ -4,12 +4,12 @@ loader applies them (the wrong face is another clip's video) and leaves everythi
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from avsr.training import augment
+from repo_paths import REPO
 
 
 def moving_video(frames: int = 40, size: int = 48, seed: int = 0) -> np.ndarray:
@@ -165,7 +165,7 @@ def test_recipe_config_accepts_the_corruption_section():
     with pytest.raises(TrainConfigError, match="prob"):
         load_train_config(None, ["dataset.video.corruption.prob=2"])
     # the synthetic recipe trains with it, from its audio-visual stage on, and with gated fusion
-    synth = load_train_config(Path(__file__).resolve().parents[1] / "recipes" / "synth" / "conf.yaml")
+    synth = load_train_config(REPO / "recipes" / "synth" / "conf.yaml")
     corruption = synth.dataset.video.corruption
     assert corruption.prob > 0 and corruption.start_step == synth.modality_schedule[0].until_step
     assert synth.model.config["fusion"] == {"kind": "gated"}

@@ -21,8 +21,8 @@ from avsr.models.io import load_model
 from avsr.models.pretrained.auto_avsr import AutoAVSRConfig
 from avsr.models.pretrained.auto_avsr_checkpoint import expected_checkpoint_keys
 from avsr.models.vocabulary import remap_vocabulary
+from repo_paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 #: a small auto_avsr VSR model (every layer auto_avsr has, narrow)
 SMALL = AutoAVSRConfig(model_dim=32, heads=2, ffn_dim=64, encoder_layers=1, decoder_layers=1, decoder_heads=2,
                        decoder_ffn_dim=64, frontend_width=0.125)

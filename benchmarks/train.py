@@ -58,7 +58,7 @@ def small_recipe_config() -> AVSRConfig:
     from pathlib import Path
 
     from avsr.data.tokenizers.char import seed_char_tokenizer
-    from avsr.training.recipe import load_train_config, resolve_model_config
+    from avsr.training.avsr_config import load_train_config, resolve_model_config
 
     recipe = Path(__file__).resolve().parents[1] / "recipes" / "synth" / "conf.yaml"
     return resolve_model_config(load_train_config(recipe).model, seed_char_tokenizer())

@@ -86,7 +86,8 @@ class AudioConfig:
 
     A tagged union: ``kind`` chooses the config class (``AUDIO_CONFIGS``, extended by
     `avsr.models.frontends.register_audio_frontend`), and each class holds only its own options:
-    ``conv`` (`ConvAudioConfig`), ``fbank`` (`FbankAudioConfig`), ``wav2vec2``
+    ``conv`` (`ConvAudioConfig`), ``fbank`` (`FbankAudioConfig`), ``resnet1d`` (auto_avsr's,
+    `ResNet1DAudioConfig`), ``stacked_fbank`` (AV-HuBERT's, `StackedFbankAudioConfig`), ``wav2vec2``
     (`avsr.models.audio.Wav2Vec2FrontEndConfig`). Read from a mapping by its ``kind`` (default conv).
     """
 

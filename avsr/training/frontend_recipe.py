@@ -16,7 +16,7 @@ task ``OUTPUT_DIR/model/wav2vec2.safetensors`` (fairseq2 naming with the archite
 metadata: what ``model.pretrained.audio`` takes, like a converted fairseq1 or Hugging Face
 checkpoint); both also write ``model.safetensors`` (the whole trained model) and ``model.yaml``.
 Checkpointing, resume, DDP, mixed precision and metrics are fairseq2's, as for the AVSR recipe
-(`avsr.training.recipe`, whose config loader, export averaging and task wrapper this reuses).
+(`avsr.training.recipe`), on the same kit (`avsr.training.kit`).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ from avsr.training.data import DatasetError
 from avsr.training.ddp import data_parallel_model
 from avsr.training.export import ExportError
 from avsr.training.lip_views import LipViewConfig
-from avsr.training.recipe import ExportSection, TrainThenExport, install_secret_filter, share_log_files
+from avsr.training.kit import ExportSection, TrainThenExport, install_secret_filter, share_log_files
 from avsr.training.runs import RUN_FILE, averaged_checkpoints, read_run_file, recorded_config_differs
 
 log = logging.getLogger("avsr.training")
@@ -152,6 +152,22 @@ def update_loss_metrics(bag: MetricBag, batch: ClipBatch, loss: Tensor, accuracy
     bag.get("accuracy", Mean).update(100.0 * accuracy.detach().float(), weight=n)
     bag.get("num_examples", Sum).update(n)
     bag.get("num_elements", Sum).update(batch.num_elements)
+
+
+class MeanLossObjective(ABC):
+    """An objective with one mean loss and one accuracy per batch of clips (the visual tasks)."""
+
+    def add_metrics(self, bag: MetricBag) -> None:
+        add_loss_metrics(bag)
+
+    @abstractmethod
+    def loss_and_accuracy(self, model: Module, batch: ClipBatch) -> tuple[Tensor, Tensor]:
+        """(mean loss, accuracy) of the batch."""
+
+    def __call__(self, model: Module, batch: ClipBatch, bag: MetricBag) -> tuple[Tensor, int]:
+        loss, accuracy = self.loss_and_accuracy(model, batch)
+        update_loss_metrics(bag, batch, loss, accuracy)
+        return loss * batch.batch_size, batch.batch_size
 
 
 class FrontendTask(ABC):
@@ -464,6 +480,7 @@ __all__ = [
     "FrontendRecipe",
     "FrontendTask",
     "FrontendTrainConfig",
+    "MeanLossObjective",
     "VisualTask",
     "export_run",
     "frontend_task",

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch.nn.functional as F
-from fairseq2.metrics import MetricBag
 from torch import Tensor
 from torch.nn import Module
 
@@ -18,10 +17,9 @@ from avsr.training.config_loading import TrainConfigError
 from avsr.training.frontend_recipe import (
     FrontendModelSection,
     FrontendTrainConfig,
+    MeanLossObjective,
     VisualTask,
-    add_loss_metrics,
     resolve_visual_model,
-    update_loss_metrics,
 )
 
 WORD_FAMILY = "avsr_word"
@@ -46,18 +44,13 @@ def word_model_config(arch: str, overrides: dict[str, object], num_classes: int)
     return resolve_visual_model(WordClassifierConfig, arch, base, overrides)
 
 
-class WordObjective:
+class WordObjective(MeanLossObjective):
     """Cross-entropy over the words, and top-1 accuracy."""
 
-    def add_metrics(self, bag: MetricBag) -> None:
-        add_loss_metrics(bag)
-
-    def __call__(self, model: Module, batch: ClipBatch, bag: MetricBag) -> tuple[Tensor, int]:
+    def loss_and_accuracy(self, model: Module, batch: ClipBatch) -> tuple[Tensor, Tensor]:
         assert batch.labels is not None
         logits = model(batch.inputs, batch.lengths)
-        loss = F.cross_entropy(logits.float(), batch.labels)
-        update_loss_metrics(bag, batch, loss, (logits.argmax(-1) == batch.labels).float().mean())
-        return loss * batch.batch_size, batch.batch_size
+        return F.cross_entropy(logits.float(), batch.labels), (logits.argmax(-1) == batch.labels).float().mean()
 
 
 class LRWTask(VisualTask):

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from fairseq2.metrics import MetricBag
 from torch import Tensor
 from torch.nn import Module
 
@@ -16,10 +15,9 @@ from avsr.training.clips import ClipBatch, ClipDataset
 from avsr.training.frontend_recipe import (
     FrontendModelSection,
     FrontendTrainConfig,
+    MeanLossObjective,
     VisualTask,
-    add_loss_metrics,
     resolve_visual_model,
-    update_loss_metrics,
 )
 from avsr.training.lip_views import LipViewConfig
 
@@ -54,16 +52,11 @@ def moco_model_config(arch: str, overrides: dict[str, object]) -> MoCoModelConfi
     return resolve_visual_model(MoCoModelConfig, arch, {"moco": to_plain(MoCoConfig())}, overrides)
 
 
-class InfoNCEObjective:
+class InfoNCEObjective(MeanLossObjective):
     """MoCo's InfoNCE loss of two views of each clip, and how often the own key wins over the queue."""
 
-    def add_metrics(self, bag: MetricBag) -> None:
-        add_loss_metrics(bag)
-
-    def __call__(self, model: Module, batch: ClipBatch, bag: MetricBag) -> tuple[Tensor, int]:
-        loss, accuracy = model(batch.inputs, batch.key_inputs, batch.lengths, batch.key_lengths)
-        update_loss_metrics(bag, batch, loss, accuracy)
-        return loss * batch.batch_size, batch.batch_size
+    def loss_and_accuracy(self, model: Module, batch: ClipBatch) -> tuple[Tensor, Tensor]:
+        return model(batch.inputs, batch.key_inputs, batch.lengths, batch.key_lengths)
 
 
 class MoCoTask(VisualTask):

@@ -50,7 +50,7 @@ from avsr.training.config_loading import (
 )
 from avsr.training.ddp import data_parallel_model
 from avsr.training.export import ExportError
-from avsr.training.recipe import ExportSection, TrainThenExport, install_secret_filter, share_log_files
+from avsr.training.kit import ExportSection, TrainThenExport, install_secret_filter, share_log_files
 from avsr.training.runs import RUN_FILE, averaged_checkpoints, read_run_file
 from vision_language.encoders import ImageEncoderConfig, TextEncoderConfig
 from vision_language.features import EncodeOptions, PairFeatures, pair_features

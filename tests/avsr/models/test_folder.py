@@ -195,7 +195,8 @@ def test_fine_tuning_from_a_folder_checks_its_tokenizer(micro_model_dir, swapped
     may only start a run that uses the same tokenizer."""
     from avsr.models.io import load_config
     from avsr.training.config_loading import TrainConfigError
-    from avsr.training.recipe import AVSRModelSection, InitFromModel, _create_model, initialise_weights
+    from avsr.training.avsr_config import AVSRModelSection, InitFromModel
+    from avsr.training.recipe import _create_model, initialise_weights
 
     run_tokenizer = load_tokenizer(train_data["tokenizer"])
     other_tokenizer = load_tokenizer(swapped_model / "tokenizer")

@@ -155,7 +155,7 @@ def test_loader_corruption_is_seeded_scheduled_and_off_by_default(train_data):
 
 
 def test_recipe_config_accepts_the_corruption_section():
-    from avsr.training.recipe import TrainConfigError, load_train_config
+    from avsr.training.avsr_config import TrainConfigError, load_train_config
 
     config = load_train_config(None, ["dataset.video.corruption.prob=0.3", "dataset.video.corruption.kinds=[blur,frozen]"])
     assert config.dataset.video.corruption.prob == 0.3 and config.dataset.video.corruption.kinds == ["blur", "frozen"]

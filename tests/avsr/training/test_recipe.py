@@ -149,7 +149,7 @@ def test_curriculum_keeps_short_utterances_first(train_data):
 def test_labelled_fraction_trains_on_a_seeded_share(train_data):
     from avsr.data.tokenizers import load_tokenizer
     from avsr.training.data import AVDataset, DatasetConfig
-    from avsr.training.recipe import TrainConfigError, load_train_config
+    from avsr.training.avsr_config import TrainConfigError, load_train_config
 
     tokenizer = load_tokenizer(train_data["tokenizer"])
 
@@ -241,7 +241,7 @@ def test_average_state_dicts():
 
 def test_overrides_and_bad_keys(micro_config, tmp_path, capsys):
     from avsr.cli import train as train_cli
-    from avsr.training.recipe import load_train_config
+    from avsr.training.avsr_config import load_train_config
 
     config = load_train_config(micro_config, ["regime.num_steps=20", "regime.checkpoint_every_n_steps=10", "model.config.encoder.layers=2", "dataset.path=/elsewhere"])
     assert config.regime.num_steps == 20 and config.regime.checkpoint_every_n_steps == 10
@@ -271,7 +271,7 @@ def test_overrides_and_bad_keys(micro_config, tmp_path, capsys):
 
 
 def test_lrs2_and_synth_recipes_load():
-    from avsr.training.recipe import load_train_config
+    from avsr.training.avsr_config import load_train_config
 
     for name in ("synth/conf.yaml", "lrs2/conf.yaml", "lrs2/audio_only.yaml", "lrs2/video_only.yaml", "lrs2/audio_visual.yaml"):
         config = load_train_config(REPO / "recipes" / name)
@@ -391,7 +391,8 @@ def test_a_different_model_config_does_not_resume_silently(killed_and_resumed, c
 def test_a_run_recorded_before_a_new_model_option_resumes(killed_and_resumed, tmp_path):
     """A run file written before a model option existed (its key absent, the default meant) still
     resumes; a recorded value that differs from the config is still refused."""
-    from avsr.training.recipe import TrainConfigError, prepare_run
+    from avsr.training.config_loading import TrainConfigError
+    from avsr.training.recipe import prepare_run
     from avsr.training.runs import RUN_FILE
     from avsr.training.tasks import load_task_config
 
@@ -436,7 +437,8 @@ def test_two_process_ddp_on_cpu(micro_config, tmp_path):
 
 def test_stage_initialisation_and_frozen_parts(killed_and_resumed):
     from avsr.models.io import load_config, load_model
-    from avsr.training.recipe import AVSRModelSection, InitFromModel, _create_model, initialise_weights, restore_frozen
+    from avsr.training.avsr_config import AVSRModelSection, InitFromModel
+    from avsr.training.recipe import _create_model, initialise_weights, restore_frozen
 
     source = load_model(killed_and_resumed["out"] / "model")
     config = load_config(killed_and_resumed["out"] / "model")
@@ -489,7 +491,8 @@ def test_a_schedule_stage_sets_its_own_modality_dropout(micro_config, tmp_path, 
     from avsr.cli import train as train_cli
     from avsr.models.avsr_model import AVSRModel
     from avsr.models.config import AVSRConfig, ModalityDropoutConfig
-    from avsr.training.recipe import AVSRTrainUnit, ModalityStage
+    from avsr.training.avsr_config import ModalityStage
+    from avsr.training.avsr_units import AVSRTrainUnit
 
     d = AVSRConfig.tiny(12).to_dict()
     for key in ("audio_encoder", "video_encoder", "encoder", "decoder"):

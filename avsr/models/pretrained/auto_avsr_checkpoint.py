@@ -444,13 +444,25 @@ def convert(
 # ---------------------------------------------------------------------- back to auto_avsr
 #: config entries that say how a model trains, not what it computes: a fine-tuned model may
 #: change them and still be an auto_avsr model.
-_TRAINING_ONLY = ("loss", "modality_dropout", "freeze", "dropout")
+#: config fields no checkpoint tensor fixes: training settings and length limits
+_NOT_IN_CHECKPOINT = ("loss", "modality_dropout", "freeze", "dropout", "max_len")
 
 
 def _architecture(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {k: _architecture(v) for k, v in data.items() if k not in _TRAINING_ONLY}
-    return data
+    """What of a model config (a plain dict) the checkpoint's tensors fix: neither training
+    settings nor length limits, nor the settings of a branch the model does not have (a model
+    trained from scratch from another base config may carry any there)."""
+    if not isinstance(data, dict):
+        return data
+    out = {k: _architecture(v) for k, v in data.items() if k not in _NOT_IN_CHECKPOINT}
+    if "audio" in data and "visual" in data:  # the whole model's config
+        for branch, encoder in (("audio", "audio_encoder"), ("visual", "video_encoder")):
+            if data[branch] is None:
+                out.pop(encoder, None)
+        if (data["audio"] is None) != (data["visual"] is None):  # one stream: nothing to stand in for or to cut
+            out.pop("absent_modality", None)
+            out.pop("trim_streams", None)
+    return out
 
 
 def export_checkpoint(model_dir: Path, out: Path, *, layout: str | None = None) -> Path:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -370,3 +371,26 @@ def test_avsr_decode_runs_a_converted_model(converted, face_video, modality: str
     captured = capsys.readouterr()
     result = json.loads(captured.out)["files"][0]
     assert result["modality"] == modality and result["notes"] == [] and result["segments"], captured.err
+
+
+def test_export_takes_a_model_trained_from_another_base_config(converted, tmp_path, capsys) -> None:
+    """A model of auto_avsr's architecture trained with avsr-train carries the settings of the base
+    config it was merged over where no tensor fixes them (length limits, the encoder of a branch
+    it has not got, what stands for a missing stream): it still writes out; a setting that changes
+    a tensor does not."""
+    import yaml
+
+    for name, change, ok in (("merged", lambda c: c.update(absent_modality="learned", trim_streams="before_encoders"), True),
+                             ("eps", lambda c: c["decoder"].update(layer_norm_eps=1e-5), False)):
+        folder = tmp_path / name
+        shutil.copytree(converted["a"], folder)
+        meta = read_model_yaml(folder)
+        config = meta["config"]
+        config["decoder"]["max_len"], config["audio_encoder"]["max_len"] = 512, 1000
+        config["video_encoder"] = {**config["video_encoder"], "kind": "transformer", "layers": 1}
+        change(config)
+        (folder / "model.yaml").write_text(yaml.safe_dump(meta))
+        code = convert(["--to", "auto_avsr", str(folder), str(tmp_path / f"{name}.pth")])
+        err = capsys.readouterr().err
+        assert code == (0 if ok else 2), err
+        assert ok or "not auto_avsr's architecture" in err

@@ -66,7 +66,7 @@ for i in 0 1 2; do
     --noise babble --snr clean,0 --beam 10 --ctc-weight 0.3 --search-semantics exact --out "$out/bench_${names[$i]}" > /dev/null
 done
 "$python" -m avsr.eval.curves "$out/${p}b_scratch" "$out/${p}b_finetuned" --labels "random init" "fine-tuned from A" \
-  --metric "Word Error Rate (WER)" --category valid/audio --out "$out/${p}finetune_curves.png"
+  --metric "Word Error Rate (WER)" --category valid --out "$out/${p}finetune_curves.png"
 for name in "${names[@]}"; do
   echo "== $name: WER (CER) on corpus B's test split ($out/bench_$name/results.md)"
   cat "$out/bench_$name/results.md"

@@ -87,7 +87,8 @@ class ValidationSection:
     modalities: list[Literal["av", "audio", "video"]] = field(default_factory=list)
     """Inputs to validate with (one validation pass each); empty: the model's own modalities."""
     wer: bool = True
-    """Also decode greedily with the CTC head and report WER/CER (%)."""
+    """Also decode greedily (the CTC head, or the attention decoder of a model without one) and
+    report WER/CER (%)."""
 
 
 @dataclass(kw_only=True)

@@ -3,12 +3,13 @@ smoothing, alignment and the crop."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 
 from avsr.face.align import MouthCropConfig, MouthCropper, MouthCrops
-from avsr.face.errors import FaceAlignmentError, LandmarksFileError, NoFaceError
+from avsr.face.errors import LandmarksFileError
 from avsr.face.landmarker import VideoLandmarker
 from avsr.face.temporal import LandmarkSequence
 
@@ -51,31 +52,30 @@ class FaceChain:
         differ from the frame count by up to ``LENGTH_TOLERANCE`` frames: extra ones are dropped,
         missing ones count as undetected (held from the last frame). ``MouthCrops.detected`` says
         which frames had landmarks of their own. Raises :class:`NoFaceError` when no frame has a face."""
-        try:
+        with _named(source):
             return self.cropper.crop(frames, _match_length(landmarks, len(frames)))
-        except LandmarksFileError:
-            raise  # already names its file
-        except (NoFaceError, FaceAlignmentError) as exc:
-            if source is None:
-                raise
-            raise type(exc)(f"{source}: {exc}") from None
-        except ValueError as exc:
-            if source is None:
-                raise
-            raise ValueError(f"{source}: {exc}") from None
 
     def __call__(
         self, frames: Sequence[np.ndarray] | np.ndarray, landmarks: LandmarkSequence | None = None, *, source: str | None = None
     ) -> MouthCrops:
         """``crop(frames, landmarks or self.landmarks(frames))``."""
         if landmarks is None:
-            try:
+            with _named(source):
                 landmarks = self.landmarks(frames)
-            except (NoFaceError, FaceAlignmentError, ValueError) as exc:
-                if source is None or isinstance(exc, LandmarksFileError):
-                    raise
-                raise type(exc)(f"{source}: {exc}") from None
         return self.crop(frames, landmarks, source=source)
+
+
+@contextmanager
+def _named(source: str | None) -> Iterator[None]:
+    """One-line errors about one video prefixed with ``source`` (a landmarks file's error already names its file)."""
+    try:
+        yield
+    except LandmarksFileError:
+        raise
+    except ValueError as exc:  # NoFaceError and FaceAlignmentError are ValueErrors
+        if source is None:
+            raise
+        raise type(exc)(f"{source}: {exc}") from None
 
 
 def _match_length(landmarks: LandmarkSequence, count: int) -> LandmarkSequence:

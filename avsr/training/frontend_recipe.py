@@ -216,7 +216,7 @@ class FrontendTask(ABC):
 
 
 def frontend_task(name: str) -> FrontendTask:
-    """The `FrontendTask` of ``name`` (ExportError-free KeyError for an unknown one)."""
+    """The `FrontendTask` of ``name`` (KeyError for a name not in ``FRONTEND_TASKS``)."""
     module, _, attr = FRONTEND_TASKS[name].partition(":")
     return getattr(importlib.import_module(module), attr)
 

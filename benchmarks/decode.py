@@ -47,13 +47,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from avsr.data.wer import error_rates
 from avsr.decoding.beam_search import BeamSearchConfig, beam_search
 from avsr.decoding.model_decoder import ModelStepDecoder
 from avsr.decoding.recognizer import DecodeOptions, Recognizer
 from avsr.decoding.stages import StageTimes
 from avsr.decoding.transcribe import face_chain, load_input, segmenting_for, transcribe_files
 from avsr.eval.bench import load_utterances
-from avsr.data.wer import error_rates
 from avsr.media import read_video
 from avsr.media.writer import write_mp4
 from avsr.models.pretrained.auto_avsr import AutoAVSRConfig, AutoAVSRModel
@@ -98,10 +98,16 @@ def bench_batched(recognizer: Recognizer, manifest: Path, count: int, beam: int)
         "media_seconds": round(media_seconds, 1),
         "beam": beam,
         "modality": "av",
-        "one_at_a_time": {"seconds": round(alone_seconds, 3), "search_seconds": round(alone_times.seconds["search"], 3),
-                          "utterances_per_s": round(len(utterances) / alone_seconds, 2)},
-        "batched": {"seconds": round(batched_seconds, 3), "search_seconds": round(batch_times.seconds["search"], 3),
-                    "utterances_per_s": round(len(utterances) / batched_seconds, 2)},
+        "one_at_a_time": {
+            "seconds": round(alone_seconds, 3),
+            "search_seconds": round(alone_times.seconds["search"], 3),
+            "utterances_per_s": round(len(utterances) / alone_seconds, 2),
+        },
+        "batched": {
+            "seconds": round(batched_seconds, 3),
+            "search_seconds": round(batch_times.seconds["search"], 3),
+            "utterances_per_s": round(len(utterances) / batched_seconds, 2),
+        },
         "speedup": round(alone_seconds / batched_seconds, 2),
         "search_speedup": round(alone_times.seconds["search"] / batch_times.seconds["search"], 2),
         "same_hypotheses": same,
@@ -145,7 +151,11 @@ def auto_avsr_scale_models(src: Path | None, seed: int = 0) -> tuple[AutoAVSRMod
     state = theirs.state_dict()
     _, mapping, _ = map_state_dict({k: tuple(v.shape) for k, v in state.items()}, "auto_avsr", "v")
     ours.load_state_dict({target: state[key] for key, target in mapping.items()}, strict=True)
-    return ours, theirs, f"random (auto_avsr's own initialisation of its E2E, {anchors.auto_avsr_source(src)}), converted"
+    return (
+        ours,
+        theirs,
+        f"random (auto_avsr's own initialisation of its E2E, {anchors.auto_avsr_source(src)}), converted",
+    )
 
 
 def bench_auto_avsr_scale(clips: int, beam: int, tokens: int, frames: int, src: Path | None) -> dict[str, Any]:
@@ -163,7 +173,9 @@ def bench_auto_avsr_scale(clips: int, beam: int, tokens: int, frames: int, src: 
         with torch.inference_mode():
             log_probs = model.ctc_log_probs(encoded[rows])
             decoder = ModelStepDecoder(model, encoded[rows], lengths[rows], frames)
-            nbest, wall, cpu = timed(lambda: beam_search(log_probs, lengths[rows], decoder, replace(config, max_length=cap), blank, eos))
+            nbest, wall, cpu = timed(
+                lambda: beam_search(log_probs, lengths[rows], decoder, replace(config, max_length=cap), blank, eos)
+            )
             return nbest, wall / n, cpu / n
 
     ours(slice(0, 1), cap=2)  # warm-up
@@ -172,7 +184,9 @@ def bench_auto_avsr_scale(clips: int, beam: int, tokens: int, frames: int, src: 
     out: dict[str, Any] = {
         "model": "auto_avsr's VSR model at the published size (decoder: 6 layers, width 768, 12 heads, FFN 3072)",
         "weights": weights,
-        "decoder_and_ctc_head_parameters_millions": round(sum(p.numel() for m in (model.decoder, model.ctc_head) for p in m.parameters()) / 1e6, 1),
+        "decoder_and_ctc_head_parameters_millions": round(
+            sum(p.numel() for m in (model.decoder, model.ctc_head) for p in m.parameters()) / 1e6, 1
+        ),
         "vocab": model.config.vocab_size,
         "beam": beam,
         "ctc_weight": 0.1,
@@ -198,8 +212,12 @@ def bench_auto_avsr_scale(clips: int, beam: int, tokens: int, frames: int, src: 
     theirs_nbest = [([t for t in h.yseq.tolist()[1:] if t != eos], float(h.score)) for h in hyps]
     same = [h.tokens for h in one[0]] == [t for t, _ in theirs_nbest]
     gap = max(abs(h.score - score) for h, (_, score) in zip(one[0], theirs_nbest))
-    out["auto_avsr"] = {"source": anchors.auto_avsr_source(src), "search": "BatchBeamSearch, as its get_beam_search_decoder sets it up",
-                        "one_clip_search_seconds": round(their_seconds, 3), "one_clip_search_cpu_seconds": round(their_cpu, 3)}
+    out["auto_avsr"] = {
+        "source": anchors.auto_avsr_source(src),
+        "search": "BatchBeamSearch, as its get_beam_search_decoder sets it up",
+        "one_clip_search_seconds": round(their_seconds, 3),
+        "one_clip_search_cpu_seconds": round(their_cpu, 3),
+    }
     out["same_nbest"] = bool(same and gap <= 1e-3)
     out["max_score_difference"] = gap
     out["times_faster_than_auto_avsr"] = round(their_seconds / one_seconds, 1)
@@ -238,7 +256,14 @@ def bench_avsr_decode(recognizer: Recognizer, video: Path, truth: str, seconds: 
         chain = face_chain()
         start = time.perf_counter()
         loaded = load_input(video, "av", lambda: chain, times)
-        results = transcribe_files(recognizer, [loaded], "av", DecodeOptions(decoder=decoder, beam=beam), segmenting_for(recognizer), times=times)
+        results = transcribe_files(
+            recognizer,
+            [loaded],
+            "av",
+            DecodeOptions(decoder=decoder, beam=beam),
+            segmenting_for(recognizer),
+            times=times,
+        )
         wall = time.perf_counter() - start
         rates = error_rates([truth], [results[0].text], recognizer.tokenizer.normalize)
         out[decoder] = {
@@ -259,11 +284,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=ROOT / "runs/demo/train/model")
     parser.add_argument("--manifest", type=Path, default=ROOT / "runs/demo/prepared/test.tsv")
-    parser.add_argument("--corpus", type=Path, default=ROOT / "runs/demo/corpus", help="the synthetic corpus root (for the 60 s video)")
-    parser.add_argument("--quick", action="store_true", help="8 utterances, a 20 s video, the auto_avsr-scale search on 12 tokens")
-    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections to run (default: all of {', '.join(SECTIONS)})")
-    parser.add_argument("--auto-avsr-src", type=Path, default=None,
-                        help="a checkout of mpc001/auto_avsr: also time its own search on the same weights and input")
+    parser.add_argument(
+        "--corpus", type=Path, default=ROOT / "runs/demo/corpus", help="the synthetic corpus root (for the 60 s video)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="8 utterances, a 20 s video, the auto_avsr-scale search on 12 tokens"
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections to run (default: all of {', '.join(SECTIONS)})",
+    )
+    parser.add_argument(
+        "--auto-avsr-src",
+        type=Path,
+        default=None,
+        help="a checkout of mpc001/auto_avsr: also time its own search on the same weights and input",
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
     sections = [name.strip() for name in args.only.split(",") if name.strip()]
@@ -271,14 +308,26 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)} (expected {', '.join(SECTIONS)})")
     needs_model = {"batched", "avsr_decode"} & set(sections)
-    for path, what in ((args.model / "model.yaml", "model"), (args.manifest, "test manifest"), (args.corpus / "test.txt", "corpus")):
+    for path, what in (
+        (args.model / "model.yaml", "model"),
+        (args.manifest, "test manifest"),
+        (args.corpus / "test.txt", "corpus"),
+    ):
         if needs_model and not path.is_file():
-            print(f"decode benchmark: no {what} at {path}: run 'bash scripts/demo.sh' first or pass its path "
-                  "(or --only auto_avsr_scale, which needs none)", file=sys.stderr)
+            print(
+                f"decode benchmark: no {what} at {path}: run 'bash scripts/demo.sh' first or pass its path "
+                "(or --only auto_avsr_scale, which needs none)",
+                file=sys.stderr,
+            )
             return 2
     torch.manual_seed(0)
     report: dict[str, Any] = {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
     }
     recognizer = None
     if needs_model:
@@ -290,7 +339,10 @@ def main(argv: list[str] | None = None) -> int:
         anchor_error = import_anchors().AnchorError
         try:
             report["auto_avsr_scale"] = bench_auto_avsr_scale(
-                clips=2 if args.quick else 8, beam=40, tokens=12 if args.quick else 42, frames=75 if args.quick else 250,
+                clips=2 if args.quick else 8,
+                beam=40,
+                tokens=12 if args.quick else 42,
+                frames=75 if args.quick else 250,
                 src=args.auto_avsr_src,
             )
         except anchor_error as exc:

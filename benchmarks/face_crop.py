@@ -39,9 +39,14 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+
+if TYPE_CHECKING:  # imported in main(), not here: the child process imports no avsr
+    from avsr.data.synth.face import TalkingFace
+    from avsr.face import FaceChain
 
 WIDTH, HEIGHT = 640, 480
 ANCHORS = Path(__file__).resolve().parents[1] / "scripts" / "reference"
@@ -71,7 +76,12 @@ def make_clip(face: TalkingFace, frames: int, seed: int) -> tuple[np.ndarray, np
     )
     square = face.render(track, appearance)
     pad = (WIDTH - face.size) // 2
-    clip = np.stack([cv2.copyMakeBorder(f, 0, HEIGHT - face.size, pad, WIDTH - face.size - pad, cv2.BORDER_REFLECT_101) for f in square])
+    clip = np.stack(
+        [
+            cv2.copyMakeBorder(f, 0, HEIGHT - face.size, pad, WIDTH - face.size - pad, cv2.BORDER_REFLECT_101)
+            for f in square
+        ]
+    )
     truth = face.posed_landmarks(track, appearance) + (pad, 0)
     return clip, truth
 
@@ -144,7 +154,9 @@ def mediapipe_child(clips_file: Path, auto_avsr_src: Path, repeats: int) -> None
 
     prep = Path(auto_avsr_src) / "preparation"
     detector = anchors.import_from_checkout(prep, "detectors.mediapipe.detector", "detectors/mediapipe/detector.py")
-    process = anchors.import_from_checkout(prep, "detectors.mediapipe.video_process", "detectors/mediapipe/video_process.py")
+    process = anchors.import_from_checkout(
+        prep, "detectors.mediapipe.video_process", "detectors/mediapipe/video_process.py"
+    )
     landmarker, cropper = detector.LandmarksDetector(), process.VideoProcess(convert_gray=True)
     clips = np.load(clips_file)
     best_total = best_landmarks = float("inf")
@@ -162,14 +174,24 @@ def mediapipe_child(clips_file: Path, auto_avsr_src: Path, repeats: int) -> None
             assert crops is not None and crops.shape[1:] == (96, 96)
         best_total, best_landmarks = min(best_total, total_seconds), min(best_landmarks, landmark_seconds)
     frames = int(clips.shape[0] * clips.shape[1])
-    print(json.dumps({"source": f"mpc001/auto_avsr {anchors.checkout_commit(Path(auto_avsr_src))}, preparation/detectors/mediapipe",
-                      "frames": frames, "faces_found": found, "seconds": round(best_total, 3),
-                      "frames_per_second": round(frames / best_total, 1),
-                      "landmark_frames_per_second": round(frames / best_landmarks, 1),
-                      "crop_ms_per_frame": round(1000 * (best_total - best_landmarks) / frames, 3)}))
+    print(
+        json.dumps(
+            {
+                "source": f"mpc001/auto_avsr {anchors.checkout_commit(Path(auto_avsr_src))}, preparation/detectors/mediapipe",
+                "frames": frames,
+                "faces_found": found,
+                "seconds": round(best_total, 3),
+                "frames_per_second": round(frames / best_total, 1),
+                "landmark_frames_per_second": round(frames / best_landmarks, 1),
+                "crop_ms_per_frame": round(1000 * (best_total - best_landmarks) / frames, 3),
+            }
+        )
+    )
 
 
-def measure_auto_avsr(clips: list[np.ndarray], auto_avsr_src: Path | None, mediapipe_path: Path | None, repeats: int) -> dict:
+def measure_auto_avsr(
+    clips: list[np.ndarray], auto_avsr_src: Path | None, mediapipe_path: Path | None, repeats: int
+) -> dict:
     """auto_avsr's MediaPipe path on ``clips``, measured in a child process, or why not."""
     if auto_avsr_src is None:
         return {"not measured": "no --auto-avsr-src (a checkout of mpc001/auto_avsr) given"}
@@ -178,8 +200,16 @@ def measure_auto_avsr(clips: list[np.ndarray], auto_avsr_src: Path | None, media
         env["PYTHONPATH"] = os.pathsep.join([str(mediapipe_path), *filter(None, [env.get("PYTHONPATH")])])
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "clips.npy", np.stack(clips))
-        command = [sys.executable, __file__, "--mediapipe-child", str(Path(tmp) / "clips.npy"),
-                   "--auto-avsr-src", str(auto_avsr_src), "--repeats", str(repeats)]
+        command = [
+            sys.executable,
+            __file__,
+            "--mediapipe-child",
+            str(Path(tmp) / "clips.npy"),
+            "--auto-avsr-src",
+            str(auto_avsr_src),
+            "--repeats",
+            str(repeats),
+        ]
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=3600)
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
@@ -194,16 +224,25 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=None, help="frames per clip")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--crop-size", type=int, default=96)
-    parser.add_argument("--auto-avsr-src", type=Path, default=os.environ.get("AVSR_AUTO_AVSR_SRC") or None,
-                        help="a checkout of mpc001/auto_avsr: also time its MediaPipe path (default: $AVSR_AUTO_AVSR_SRC)")
-    parser.add_argument("--mediapipe-path", type=Path, default=None,
-                        help="a folder with mediapipe 0.10.21 and numpy < 2 (pip install --target), for auto_avsr's path only")
+    parser.add_argument(
+        "--auto-avsr-src",
+        type=Path,
+        default=os.environ.get("AVSR_AUTO_AVSR_SRC") or None,
+        help="a checkout of mpc001/auto_avsr: also time its MediaPipe path (default: $AVSR_AUTO_AVSR_SRC)",
+    )
+    parser.add_argument(
+        "--mediapipe-path",
+        type=Path,
+        default=None,
+        help="a folder with mediapipe 0.10.21 and numpy < 2 (pip install --target), for auto_avsr's path only",
+    )
     parser.add_argument("--mediapipe-child", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mediapipe_child is not None:
         return mediapipe_child(args.mediapipe_child, args.auto_avsr_src, args.repeats or 1)
     from avsr.data.synth.face import TalkingFace  # here, not at the top: the child process imports no avsr
     from avsr.face import DlibVideoLandmarker, FaceChain, MouthCropConfig
+
     clips_count = args.clips or (1 if args.quick else 2)
     frames = args.frames or (50 if args.quick else 100)
     repeats = args.repeats or (2 if args.quick else 3)
@@ -246,7 +285,9 @@ def main() -> None:
     }
     report["auto_avsr_mediapipe"] = measure_auto_avsr(clips, args.auto_avsr_src, args.mediapipe_path, repeats)
     if "frames_per_second" in report["auto_avsr_mediapipe"]:
-        report["speedup_tracking_vs_auto_avsr_mediapipe"] = round(tracking["frames_per_second"] / report["auto_avsr_mediapipe"]["frames_per_second"], 2)
+        report["speedup_tracking_vs_auto_avsr_mediapipe"] = round(
+            tracking["frames_per_second"] / report["auto_avsr_mediapipe"]["frames_per_second"], 2
+        )
     print(json.dumps(report, indent=1))
 
 

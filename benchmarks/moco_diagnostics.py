@@ -30,9 +30,9 @@ from safetensors.torch import load_file
 
 from avsr.data.manifest import read_manifest
 from avsr.models.moco import MoCo, clip_embedding
-from avsr.training.moco_task import MoCoModelConfig
 from avsr.training.lip_views import LipViewConfig, pad_views, two_views
 from avsr.training.media import read_mouth_video
+from avsr.training.moco_task import MoCoModelConfig
 
 
 def load_run(run: Path) -> tuple[MoCo, LipViewConfig]:
@@ -43,7 +43,11 @@ def load_run(run: Path) -> tuple[MoCo, LipViewConfig]:
     config = MoCoModelConfig.from_dict(meta["config"])
     model = MoCo(config.visual, config.moco)
     model.load_state_dict(load_file(run / "model" / "model.safetensors"), strict=True)
-    views = (yaml.safe_load((run / "config.yaml").read_text()) or {}).get("views", {}) if (run / "config.yaml").is_file() else {}
+    views = (
+        (yaml.safe_load((run / "config.yaml").read_text()) or {}).get("views", {})
+        if (run / "config.yaml").is_file()
+        else {}
+    )
     return model.eval(), LipViewConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in views.items()})
 
 
@@ -83,13 +87,18 @@ def diagnose(model: MoCo, views: LipViewConfig, videos: list[np.ndarray], seed: 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="the output folder of a MoCo run (model/, config.yaml)")
-    parser.add_argument("--prepared", type=Path, required=True, help="the prepared LRW corpus (train.tsv, val.tsv, test.tsv)")
+    parser.add_argument(
+        "--prepared", type=Path, required=True, help="the prepared LRW corpus (train.tsv, val.tsv, test.tsv)"
+    )
     parser.add_argument("--clips", type=int, default=32)
     parser.add_argument("--held-out", default="test", help="the split of unseen speakers (default: test)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if not (args.run / "model" / "model.yaml").is_file():
-        print(f"moco diagnostics: no model at {args.run / 'model'}: train one with avsr-train recipes/lrw/moco.yaml", file=sys.stderr)
+        print(
+            f"moco diagnostics: no model at {args.run / 'model'}: train one with avsr-train recipes/lrw/moco.yaml",
+            file=sys.stderr,
+        )
         return 2
     torch.manual_seed(args.seed)
     model, views = load_run(args.run)

@@ -51,7 +51,11 @@ def main() -> None:
     clips = args.clips or (8 if args.quick else 24)
     with tempfile.TemporaryDirectory() as scratch:
         source = Path(scratch) / "corpus"
-        generate(source, SynthConfig(layout="lrs2", utterances=clips, speakers=4, seed=2, pretrain_fraction=0.0), workers=args.workers)
+        generate(
+            source,
+            SynthConfig(layout="lrs2", utterances=clips, speakers=4, seed=2, pretrain_fraction=0.0),
+            workers=args.workers,
+        )
         baseline = timed_prepare(source, Path(scratch) / "every", workers=1, detect_every=1)
         tracking = timed_prepare(source, Path(scratch) / "track", workers=1, detect_every=10)
         parallel = timed_prepare(source, Path(scratch) / "all", workers=args.workers, detect_every=10)

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from avsr.data.wer import error_rates
 from avsr.decoding.recognizer import DecodeOptions, Recognizer
 from avsr.decoding.transcribe import FaceChain, load_input, segmenting_for, transcribe_files
-from avsr.data.wer import error_rates
 from avsr.media import read_video
 from avsr.media.writer import write_mp4
 
@@ -50,7 +50,9 @@ def decode(recognizer: Recognizer, paths: list[Path], segment: float | None, bea
     """The joined transcript of ``paths`` decoded audio-visually, and the number of pieces."""
     chain = FaceChain()
     loaded = [load_input(path, "av", lambda: chain, None) for path in paths]
-    results = transcribe_files(recognizer, loaded, "av", DecodeOptions(decoder="beam", beam=beam), segmenting_for(recognizer, segment))
+    results = transcribe_files(
+        recognizer, loaded, "av", DecodeOptions(decoder="beam", beam=beam), segmenting_for(recognizer, segment)
+    )
     return " ".join(r.text for r in results), sum(len(r.segments) for r in results)
 
 
@@ -58,18 +60,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=ROOT / "runs/demo/train/model")
     parser.add_argument("--corpus", type=Path, default=ROOT / "runs/demo/corpus")
-    parser.add_argument("--seconds", type=float, default=None, help="length of the joined recording (default 60, --quick 20)")
+    parser.add_argument(
+        "--seconds", type=float, default=None, help="length of the joined recording (default 60, --quick 20)"
+    )
     parser.add_argument("--beam", type=int, default=10)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     for path, what in ((args.model / "model.yaml", "model"), (args.corpus / "test.txt", "corpus")):
         if not path.is_file():
-            print(f"segments benchmark: no {what} at {path}: run 'bash scripts/demo.sh' first or pass its path", file=sys.stderr)
+            print(
+                f"segments benchmark: no {what} at {path}: run 'bash scripts/demo.sh' first or pass its path",
+                file=sys.stderr,
+            )
             return 2
     recognizer = Recognizer.load(args.model)
     clips = held_out_clips(args.corpus, args.seconds or (20.0 if args.quick else 60.0))
     truth = " ".join(text for _, text in clips)
-    report = {"model": str(args.model), "corpus": str(args.corpus), "clips": len(clips), "words": len(truth.split()), "beam": args.beam}
+    report = {
+        "model": str(args.model),
+        "corpus": str(args.corpus),
+        "clips": len(clips),
+        "words": len(truth.split()),
+        "beam": args.beam,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         videos = [read_video(path) for path, _ in clips]
         joined = Path(tmp) / "joined.mp4"

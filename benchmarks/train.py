@@ -83,12 +83,25 @@ def build(kind: str, device: torch.device) -> tuple[AVSRModel, int]:
     return AVSRModel(config).to(device).train(), crop
 
 
-def step_fn(model: AVSRModel, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], dtype: torch.dtype | None):
+def step_fn(
+    model: AVSRModel, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], dtype: torch.dtype | None
+):
     def step() -> None:
         device_type = batch["audio"].device.type
-        ctx = torch.autocast(device_type=device_type, dtype=dtype) if dtype is not None else torch.autocast(device_type, enabled=False)
+        ctx = (
+            torch.autocast(device_type=device_type, dtype=dtype)
+            if dtype is not None
+            else torch.autocast(device_type, enabled=False)
+        )
         with ctx:
-            out = model(batch["audio"], batch["audio_lens"], batch["video"], batch["video_lens"], batch["targets"], batch["target_lens"])
+            out = model(
+                batch["audio"],
+                batch["audio_lens"],
+                batch["video"],
+                batch["video_lens"],
+                batch["targets"],
+                batch["target_lens"],
+            )
         out.loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -114,8 +127,16 @@ def median_step_seconds(step: Any, steps: int, device: torch.device) -> float:
     return statistics.median(times)
 
 
-def measure(kind: str, batch: int, frames: int, steps: int, device: torch.device, dtype: torch.dtype | None = None,
-            count_flops: bool = False, peak_tflops: float | None = None) -> dict[str, Any]:
+def measure(
+    kind: str,
+    batch: int,
+    frames: int,
+    steps: int,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+    count_flops: bool = False,
+    peak_tflops: float | None = None,
+) -> dict[str, Any]:
     model, crop = build(kind, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     data = make_batch(batch, frames, crop, device, vocab=model.vocab_size)
@@ -156,7 +177,9 @@ def measure(kind: str, batch: int, frames: int, steps: int, device: torch.device
     return result
 
 
-def measure_auto_avsr_own(src: str, kind: str, batch: int, frames: int, steps: int, device: torch.device) -> dict[str, Any]:
+def measure_auto_avsr_own(
+    src: str, kind: str, batch: int, frames: int, steps: int, device: torch.device
+) -> dict[str, Any]:
     """auto_avsr's own E2E (from a checkout) with the weights ``build(kind)`` draws, one AdamW step
     per timing on the same batch (its lightning module's call: video (B, T, 1, H, W), lengths,
     targets padded with -1)."""
@@ -183,9 +206,18 @@ def measure_auto_avsr_own(src: str, kind: str, batch: int, frames: int, steps: i
         optimizer.zero_grad(set_to_none=True)
 
     seconds = median_step_seconds(step, steps, device)
-    return {"model": f"{kind} (auto_avsr's own code, {anchors.auto_avsr_source(src)})", "device": device.type, "dtype": "fp32",
-            "batch": batch, "frames_per_clip": frames, "crop": crop, "timed_steps": steps, "step_seconds": round(seconds, 4),
-            "samples_per_second": round(batch / seconds, 3), "frames_per_second": round(batch * frames / seconds, 1)}
+    return {
+        "model": f"{kind} (auto_avsr's own code, {anchors.auto_avsr_source(src)})",
+        "device": device.type,
+        "dtype": "fp32",
+        "batch": batch,
+        "frames_per_clip": frames,
+        "crop": crop,
+        "timed_steps": steps,
+        "step_seconds": round(seconds, 4),
+        "samples_per_second": round(batch / seconds, 3),
+        "frames_per_second": round(batch * frames / seconds, 1),
+    }
 
 
 def main() -> None:
@@ -195,9 +227,13 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=100, help="frames per clip (default 100 = 4 s)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default 5, --quick 2)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
-    parser.add_argument("--peak-tflops", type=float, default=989.0, help="peak dense bf16 TFLOP/s of the GPU (H100/H200: 989)")
+    parser.add_argument(
+        "--peak-tflops", type=float, default=989.0, help="peak dense bf16 TFLOP/s of the GPU (H100/H200: 989)"
+    )
     parser.add_argument("--no-cpu-lrs2", action="store_true", help="skip the LRS2-size model on the CPU")
-    parser.add_argument("--auto-avsr-src", default=None, help="a checkout of mpc001/auto_avsr (v1.0.0): also time its own code")
+    parser.add_argument(
+        "--auto-avsr-src", default=None, help="a checkout of mpc001/auto_avsr (v1.0.0): also time its own code"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -209,7 +245,9 @@ def main() -> None:
     small_n = measure("small", args.batch, args.frames, steps, cpu)
     runs += [small_1, small_n]
     comparisons: dict[str, Any] = {
-        "cpu_small_batch_n_vs_1_samples_per_second": round(small_n["samples_per_second"] / small_1["samples_per_second"], 2),
+        "cpu_small_batch_n_vs_1_samples_per_second": round(
+            small_n["samples_per_second"] / small_1["samples_per_second"], 2
+        ),
     }
     if not args.no_cpu_lrs2:
         # The LRS2-size model is slow on a few cores: --quick measures it on 2 clips x 25 frames.
@@ -217,8 +255,12 @@ def main() -> None:
         lrs2_1 = measure("lrs2", 1, f, max(1, steps // 2), cpu)
         lrs2_n = measure("lrs2", b, f, max(1, steps // 2), cpu)
         runs += [lrs2_1, lrs2_n]
-        comparisons["cpu_lrs2_batch_n_vs_1_samples_per_second"] = round(lrs2_n["samples_per_second"] / lrs2_1["samples_per_second"], 2)
-        comparisons["cpu_small_vs_lrs2_frames_per_second"] = round(small_n["frames_per_second"] / lrs2_n["frames_per_second"], 1)
+        comparisons["cpu_lrs2_batch_n_vs_1_samples_per_second"] = round(
+            lrs2_n["samples_per_second"] / lrs2_1["samples_per_second"], 2
+        )
+        comparisons["cpu_small_vs_lrs2_frames_per_second"] = round(
+            small_n["frames_per_second"] / lrs2_n["frames_per_second"], 1
+        )
     # auto_avsr's VSR architecture in avsr (its test size on the CPU), against auto_avsr's own code
     auto_b, auto_f = (2, 25) if args.quick else (args.batch, args.frames)
     ours_auto = measure("auto_avsr_tiny", auto_b, auto_f, steps, cpu)
@@ -227,37 +269,58 @@ def main() -> None:
         theirs_auto = measure_auto_avsr_own(args.auto_avsr_src, "auto_avsr_tiny", auto_b, auto_f, steps, cpu)
         runs.append(theirs_auto)
         comparisons["cpu_auto_avsr_tiny_avsr_vs_own_code_samples_per_second"] = round(
-            ours_auto["samples_per_second"] / theirs_auto["samples_per_second"], 2)
+            ours_auto["samples_per_second"] / theirs_auto["samples_per_second"], 2
+        )
     else:
-        comparisons["cpu_auto_avsr_tiny_avsr_vs_own_code_samples_per_second"] = "not measured: no --auto-avsr-src checkout given"
+        comparisons["cpu_auto_avsr_tiny_avsr_vs_own_code_samples_per_second"] = (
+            "not measured: no --auto-avsr-src checkout given"
+        )
     gpu: dict[str, Any] | None = None
     if torch.cuda.is_available():
         dev = torch.device("cuda")
         torch.backends.cuda.matmul.allow_tf32 = False  # a true fp32 baseline
         torch.backends.cudnn.allow_tf32 = False
         fp32 = measure("lrs2", args.batch, args.frames, steps, dev, None, count_flops=True)
-        bf16 = measure("lrs2", args.batch, args.frames, steps, dev, torch.bfloat16, count_flops=True, peak_tflops=args.peak_tflops)
+        bf16 = measure(
+            "lrs2", args.batch, args.frames, steps, dev, torch.bfloat16, count_flops=True, peak_tflops=args.peak_tflops
+        )
         runs += [fp32, bf16]
         gpu = {"name": torch.cuda.get_device_name(dev), "peak_bf16_tflops": args.peak_tflops}
-        comparisons["cuda_lrs2_bf16_vs_fp32_samples_per_second"] = round(bf16["samples_per_second"] / fp32["samples_per_second"], 2)
+        comparisons["cuda_lrs2_bf16_vs_fp32_samples_per_second"] = round(
+            bf16["samples_per_second"] / fp32["samples_per_second"], 2
+        )
         comparisons["cuda_lrs2_bf16_mfu"] = bf16.get("mfu")
         auto_fp32 = measure("auto_avsr_base", args.batch, args.frames, steps, dev, None)
-        auto_bf16 = measure("auto_avsr_base", args.batch, args.frames, steps, dev, torch.bfloat16, count_flops=True,
-                            peak_tflops=args.peak_tflops)
+        auto_bf16 = measure(
+            "auto_avsr_base",
+            args.batch,
+            args.frames,
+            steps,
+            dev,
+            torch.bfloat16,
+            count_flops=True,
+            peak_tflops=args.peak_tflops,
+        )
         runs += [auto_fp32, auto_bf16]
         comparisons["cuda_auto_avsr_base_bf16_mfu"] = auto_bf16.get("mfu")
         if args.auto_avsr_src:
             theirs = measure_auto_avsr_own(args.auto_avsr_src, "auto_avsr_base", args.batch, args.frames, steps, dev)
             runs.append(theirs)
             comparisons["cuda_auto_avsr_base_avsr_vs_own_code_samples_per_second_fp32"] = round(
-                auto_fp32["samples_per_second"] / theirs["samples_per_second"], 2)
+                auto_fp32["samples_per_second"] / theirs["samples_per_second"], 2
+            )
     if gpu is None:
         comparisons["gpu"] = "not measured: no CUDA device here (bf16 samples/s and MFU need one)"
     report = {
         "benchmark": "train",
         "what": "one optimizer step (forward + backward + AdamW) of AVSRModel on random audio+video batches; no data loading",
-        "machine": {"cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-                    "torch": torch.__version__, "gpu": gpu},
+        "machine": {
+            "cpu_cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "gpu": gpu,
+        },
         "runs": runs,
         "ratios": comparisons,
     }

@@ -32,7 +32,13 @@ import numpy as np
 import torch
 
 from vision_language.data import load_image, make_world, read_pairs
-from vision_language.encoders import ImageEncoderConfig, TextEncoderConfig, build_image_encoder, build_text_encoder, minilm_path
+from vision_language.encoders import (
+    ImageEncoderConfig,
+    TextEncoderConfig,
+    build_image_encoder,
+    build_text_encoder,
+    minilm_path,
+)
 from vision_language.features import EncodeOptions, pair_features
 from vision_language.model import Aligner, AlignerConfig, EncodedAligner
 
@@ -44,6 +50,7 @@ def _sync(device: torch.device) -> None:
 
 def _train_steps(step_fn, optimizer: torch.optim.Optimizer, batches: list[Any], device: torch.device) -> float:
     """Seconds for one optimiser step per batch (after one warm-up step)."""
+
     def one(batch: Any) -> None:
         loss = step_fn(batch)
         optimizer.zero_grad(set_to_none=True)
@@ -63,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps and a smaller world")
     parser.add_argument("--world", type=Path, default=None, help="a vl-synth output folder (default: make one)")
-    parser.add_argument("--image-weights", type=Path, default=None, help="MobileNetV2 ImageNet weights (.pth); default random")
+    parser.add_argument(
+        "--image-weights", type=Path, default=None, help="MobileNetV2 ImageNet weights (.pth); default random"
+    )
     parser.add_argument("--image-size", type=int, default=160)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="cpu")
@@ -78,15 +87,21 @@ def main(argv: list[str] | None = None) -> int:
         if world is None:
             world = Path(tmp) / "world"
             make_world(world, images=600 if args.quick else 1500, size=64, seed=0)
-        image_config = ImageEncoderConfig(source="torchvision", name="mobilenet_v2",
-                                          path=str(args.image_weights) if args.image_weights else None, image_size=args.image_size)
+        image_config = ImageEncoderConfig(
+            source="torchvision",
+            name="mobilenet_v2",
+            path=str(args.image_weights) if args.image_weights else None,
+            image_size=args.image_size,
+        )
         text_config = TextEncoderConfig(path=str(minilm_path()))
         options = EncodeOptions(Path(tmp) / "cache", batch_size=64, show_progress=False)
         start = time.perf_counter()
         pairs = pair_features(world / "train.tsv", image_config, text_config, options)
         cache_seconds = time.perf_counter() - start
         n = len(pairs)
-        config = AlignerConfig(image_dim=pairs.images.item_shape[-1], text_dim=pairs.texts.item_shape[-1], embed_dim=256)
+        config = AlignerConfig(
+            image_dim=pairs.images.item_shape[-1], text_dim=pairs.texts.item_shape[-1], embed_dim=256
+        )
 
         # cached: gather rows of the caches, project, loss
         aligner = Aligner(config).to(device)
@@ -103,16 +118,23 @@ def main(argv: list[str] | None = None) -> int:
 
         # baseline: decode, preprocess and run both frozen encoders at every step
         raw = read_pairs(world / "train.tsv")
-        encoded = EncodedAligner(build_image_encoder(image_config), build_text_encoder(text_config), Aligner(config)).to(device)
+        encoded = EncodedAligner(
+            build_image_encoder(image_config), build_text_encoder(text_config), Aligner(config)
+        ).to(device)
         encoded.train()
         optimizer = torch.optim.AdamW(encoded.aligner.parameters(), lr=1e-3)
-        raw_batches = [[raw[i] for i in rng.choice(len(raw), args.batch_size, replace=False)] for _ in range(steps_encoded)]
+        raw_batches = [
+            [raw[i] for i in rng.choice(len(raw), args.batch_size, replace=False)] for _ in range(steps_encoded)
+        ]
 
         def encoded_step(batch: list[Any]) -> torch.Tensor:
             images = [load_image(p) for p in batch]
             image_inputs = encoded.image_encoder.preprocess(images)
             text_inputs = encoded.text_encoder.preprocess([p.caption for p in batch])
-            move = (lambda x: {k: v.to(device) for k, v in x.items()} if isinstance(x, dict) else x.to(device))
+
+            def move(x):
+                return {k: v.to(device) for k, v in x.items()} if isinstance(x, dict) else x.to(device)
+
             image = encoded.image_encoder(move(image_inputs))
             text = encoded.text_encoder(move(text_inputs))
             return encoded.aligner(image, text)[0]
@@ -131,8 +153,16 @@ def main(argv: list[str] | None = None) -> int:
         "image_encoder": f"mobilenet_v2 @ {args.image_size}px ({'ImageNet' if args.image_weights else 'random'} weights)",
         "text_encoder": "all-MiniLM-L6-v2",
         "cache_build_seconds": round(cache_seconds, 2),
-        "cached": {"steps": steps_cached, "seconds": round(cached_seconds, 3), "pairs_per_second": round(cached_rate, 1)},
-        "frozen_encoders_every_step": {"steps": steps_encoded, "seconds": round(encoded_seconds, 3), "pairs_per_second": round(encoded_rate, 1)},
+        "cached": {
+            "steps": steps_cached,
+            "seconds": round(cached_seconds, 3),
+            "pairs_per_second": round(cached_rate, 1),
+        },
+        "frozen_encoders_every_step": {
+            "steps": steps_encoded,
+            "seconds": round(encoded_seconds, 3),
+            "pairs_per_second": round(encoded_rate, 1),
+        },
         "speedup": round(cached_rate / encoded_rate, 1),
         "cache_pays_off_after_epochs": round(cache_seconds / (n / encoded_rate - n / cached_rate), 2),
     }

@@ -61,8 +61,12 @@ def search_state(table: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> dict[
 
 def search_videos() -> list[np.ndarray]:
     """The input mouth videos: (T, 88, 88) uint8 grey frames each (what avsr-decode crops)."""
-    return [torch.randint(0, 256, (frames, 88, 88), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8).numpy()
-            for frames, seed in SEARCH_INPUTS]
+    return [
+        torch.randint(
+            0, 256, (frames, 88, 88), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8
+        ).numpy()
+        for frames, seed in SEARCH_INPUTS
+    ]
 
 
 def search_inputs() -> list[Tensor]:
@@ -86,8 +90,9 @@ def auto_avsr_search(anchors, src, model, encoded: Tensor, setting: dict) -> dic
     """auto_avsr's own search (``anchors.auto_avsr_beam_search`` on its ``E2E`` ``model``) on one
     encoder output (T, D) under a setting: ``{"steps", "ended", "nbest": [{"tokens", "score"}]}``
     (the ``beam`` best of the ``ended`` hypotheses; ``steps``: the search's iterations)."""
-    search = anchors.auto_avsr_beam_search(src, model, beam=setting["beam"], ctc_weight=setting["ctc_weight"],
-                                           length_bonus=setting["length_bonus"])
+    search = anchors.auto_avsr_beam_search(
+        src, model, beam=setting["beam"], ctc_weight=setting["ctc_weight"], length_bonus=setting["length_bonus"]
+    )
     steps = 0
     step = search.search
 
@@ -99,5 +104,7 @@ def auto_avsr_search(anchors, src, model, encoded: Tensor, setting: dict) -> dic
     search.search = counted
     max_length = setting["max_length"]
     hyps = search(encoded, maxlenratio=0.0 if max_length is None else -float(max_length))
-    nbest = [{"tokens": output_tokens(h.yseq.tolist()), "score": round(float(h.score), 6)} for h in hyps[: setting["beam"]]]
+    nbest = [
+        {"tokens": output_tokens(h.yseq.tolist()), "score": round(float(h.score), 6)} for h in hyps[: setting["beam"]]
+    ]
     return {"steps": steps, "ended": len(hyps), "nbest": nbest}

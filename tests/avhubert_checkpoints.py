@@ -35,19 +35,49 @@ def read_table(size: str) -> dict[str, tuple[int, ...]]:
 
 def published_cfg(config: AVHubertConfig, modalities=("video", "audio")) -> dict:
     """``cfg`` as a fine-tuning run records it (conf/finetune/*.yaml, conf/pretrain/*_iter5.yaml)."""
-    encoder = {"_name": "av_hubert", "encoder_layers": config.encoder_layers, "encoder_embed_dim": config.encoder_dim,
-               "encoder_ffn_embed_dim": config.encoder_ffn_dim, "encoder_attention_heads": config.encoder_heads,
-               "layer_norm_first": True, "audio_feat_dim": 104, "modality_fuse": "concat", "final_dim": 256,
-               "untie_final_proj": True, "conv_pos": config.conv_pos, "conv_pos_groups": config.conv_pos_groups,
-               "resnet_relu_type": "prelu", "sub_encoder_layers": 0, "activation_fn": "gelu", "masking_type": "input"}
-    model = {"_name": "av_hubert_seq2seq", "decoder_layers": config.decoder_layers, "decoder_embed_dim": config.encoder_dim,
-             "decoder_ffn_embed_dim": config.decoder_ffn_dim, "decoder_attention_heads": config.decoder_heads,
-             "share_decoder_input_output_embed": True, "decoder_normalize_before": True, "no_scale_embedding": True,
-             "decoder_learned_pos": False, "max_target_positions": config.max_target_positions,
-             "w2v_args": {"model": encoder, "task": {"_name": "av_hubert_pretraining", "normalize": True}}}
-    task = {"_name": "av_hubert_pretraining", "is_s2s": True, "normalize": True, "stack_order_audio": 4, "fine_tuning": True,
-            "modalities": list(modalities), "image_crop_size": 88, "image_mean": 0.421, "image_std": 0.165,
-            "tokenizer_bpe_name": "sentencepiece"}
+    encoder = {
+        "_name": "av_hubert",
+        "encoder_layers": config.encoder_layers,
+        "encoder_embed_dim": config.encoder_dim,
+        "encoder_ffn_embed_dim": config.encoder_ffn_dim,
+        "encoder_attention_heads": config.encoder_heads,
+        "layer_norm_first": True,
+        "audio_feat_dim": 104,
+        "modality_fuse": "concat",
+        "final_dim": 256,
+        "untie_final_proj": True,
+        "conv_pos": config.conv_pos,
+        "conv_pos_groups": config.conv_pos_groups,
+        "resnet_relu_type": "prelu",
+        "sub_encoder_layers": 0,
+        "activation_fn": "gelu",
+        "masking_type": "input",
+    }
+    model = {
+        "_name": "av_hubert_seq2seq",
+        "decoder_layers": config.decoder_layers,
+        "decoder_embed_dim": config.encoder_dim,
+        "decoder_ffn_embed_dim": config.decoder_ffn_dim,
+        "decoder_attention_heads": config.decoder_heads,
+        "share_decoder_input_output_embed": True,
+        "decoder_normalize_before": True,
+        "no_scale_embedding": True,
+        "decoder_learned_pos": False,
+        "max_target_positions": config.max_target_positions,
+        "w2v_args": {"model": encoder, "task": {"_name": "av_hubert_pretraining", "normalize": True}},
+    }
+    task = {
+        "_name": "av_hubert_pretraining",
+        "is_s2s": True,
+        "normalize": True,
+        "stack_order_audio": 4,
+        "fine_tuning": True,
+        "modalities": list(modalities),
+        "image_crop_size": 88,
+        "image_mean": 0.421,
+        "image_std": 0.165,
+        "tokenizer_bpe_name": "sentencepiece",
+    }
     return {"model": model, "task": task}
 
 
@@ -57,8 +87,16 @@ TINY = AVHubertConfig.tiny(vocab_size=24)
 def _fake_fairseq() -> dict[str, types.ModuleType]:
     """Stand-ins for fairseq's Dictionary and SentencepieceBPE with their module paths (fairseq is
     not installed): pickled like the real ones (their ``__dict__``)."""
-    mods = {name: types.ModuleType(name) for name in ("fairseq", "fairseq.data", "fairseq.data.dictionary",
-                                                      "fairseq.data.encoders", "fairseq.data.encoders.sentencepiece_bpe")}
+    mods = {
+        name: types.ModuleType(name)
+        for name in (
+            "fairseq",
+            "fairseq.data",
+            "fairseq.data.dictionary",
+            "fairseq.data.encoders",
+            "fairseq.data.encoders.sentencepiece_bpe",
+        )
+    }
 
     class Dictionary:
         def __init__(self, symbols):
@@ -71,7 +109,10 @@ def _fake_fairseq() -> dict[str, types.ModuleType]:
         def __init__(self, sp):
             self.sp = sp
 
-    for cls, mod in ((Dictionary, "fairseq.data.dictionary"), (SentencepieceBPE, "fairseq.data.encoders.sentencepiece_bpe")):
+    for cls, mod in (
+        (Dictionary, "fairseq.data.dictionary"),
+        (SentencepieceBPE, "fairseq.data.encoders.sentencepiece_bpe"),
+    ):
         cls.__module__, cls.__qualname__ = mod, cls.__name__
         setattr(mods[mod], cls.__name__, cls)
     return mods
@@ -86,7 +127,8 @@ def train_spm(root: Path) -> Path:
     (root / "text.txt").write_text("\n".join(" ".join(rng.choice(words, 8)) for _ in range(200)))
     sentencepiece.SentencePieceTrainer.Train(
         f"--input={root / 'text.txt'} --model_prefix={root / 'spm'} --model_type=unigram --vocab_size={TINY.vocab_size} "
-        "--character_coverage=1.0 --bos_id=0 --pad_id=1 --eos_id=2 --unk_id=3 --minloglevel=2")
+        "--character_coverage=1.0 --bos_id=0 --pad_id=1 --eos_id=2 --unk_id=3 --minloglevel=2"
+    )
     return root / "spm.model"
 
 
@@ -102,13 +144,17 @@ def tiny_state(seed: int = 0) -> dict[str, torch.Tensor]:
         if layer and int(layer.group(1)) >= 2:
             continue
         name = our_key(key)
-        shape = (104,) if key.endswith("mask_emb") else (1,) if key.endswith("_float_tensor") else tuple(ours[name].shape)
+        shape = (
+            (104,) if key.endswith("mask_emb") else (1,) if key.endswith("_float_tensor") else tuple(ours[name].shape)
+        )
         if key.endswith("num_batches_tracked"):
             state[key] = torch.tensor(7)
         elif key.endswith("running_var"):
             state[key] = torch.rand(shape, generator=g) + 0.5
         else:
-            state[key] = torch.randn(shape, generator=g) * (0.5 if "embed_tokens" in key else 0.1) + (1.0 if key.endswith("norm.weight") or ".bn" in key and key.endswith("weight") else 0.0)
+            state[key] = torch.randn(shape, generator=g) * (0.5 if "embed_tokens" in key else 0.1) + (
+                1.0 if key.endswith("norm.weight") or ".bn" in key and key.endswith("weight") else 0.0
+            )
     return state
 
 

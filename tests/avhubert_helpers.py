@@ -25,15 +25,42 @@ PARITY_FILE = DATA / "avhubert_parity.json"
 #: the architectures' widths in fairseq's option names (tiny: the parity file's; base and large:
 #: the published fine-tuned models, conf/finetune/*.yaml with conf/pretrain/*_iter5.yaml)
 SIZES = {
-    "tiny": dict(encoder_layers=2, encoder_embed_dim=32, encoder_ffn_embed_dim=64, encoder_attention_heads=4,
-                 conv_pos=8, conv_pos_groups=4, decoder_layers=2, decoder_embed_dim=32, decoder_ffn_embed_dim=64,
-                 decoder_attention_heads=4),
-    "base": dict(encoder_layers=12, encoder_embed_dim=768, encoder_ffn_embed_dim=3072, encoder_attention_heads=12,
-                 conv_pos=128, conv_pos_groups=16, decoder_layers=6, decoder_embed_dim=768, decoder_ffn_embed_dim=3072,
-                 decoder_attention_heads=4),
-    "large": dict(encoder_layers=24, encoder_embed_dim=1024, encoder_ffn_embed_dim=4096, encoder_attention_heads=16,
-                  conv_pos=128, conv_pos_groups=16, decoder_layers=9, decoder_embed_dim=1024, decoder_ffn_embed_dim=4096,
-                  decoder_attention_heads=8),
+    "tiny": dict(
+        encoder_layers=2,
+        encoder_embed_dim=32,
+        encoder_ffn_embed_dim=64,
+        encoder_attention_heads=4,
+        conv_pos=8,
+        conv_pos_groups=4,
+        decoder_layers=2,
+        decoder_embed_dim=32,
+        decoder_ffn_embed_dim=64,
+        decoder_attention_heads=4,
+    ),
+    "base": dict(
+        encoder_layers=12,
+        encoder_embed_dim=768,
+        encoder_ffn_embed_dim=3072,
+        encoder_attention_heads=12,
+        conv_pos=128,
+        conv_pos_groups=16,
+        decoder_layers=6,
+        decoder_embed_dim=768,
+        decoder_ffn_embed_dim=3072,
+        decoder_attention_heads=4,
+    ),
+    "large": dict(
+        encoder_layers=24,
+        encoder_embed_dim=1024,
+        encoder_ffn_embed_dim=4096,
+        encoder_attention_heads=16,
+        conv_pos=128,
+        conv_pos_groups=16,
+        decoder_layers=9,
+        decoder_embed_dim=1024,
+        decoder_ffn_embed_dim=4096,
+        decoder_attention_heads=8,
+    ),
 }
 VOCAB = {"tiny": 24, "base": 1000, "large": 1000}
 #: frames (25 fps) of the two utterances, and the decoder's input tokens (fairseq ids, <s>=0,
@@ -72,7 +99,9 @@ def reference_inputs(lengths: list[int] = LENGTHS, seed: int = 7) -> tuple[list[
     waves, videos = [], []
     for i, n in enumerate(lengths):
         t = torch.arange(n * 640, dtype=torch.float64) / 16000
-        wave = 3000 * torch.sin(2 * torch.pi * (200 + 150 * i) * t) + 300 * torch.randn(n * 640, generator=g, dtype=torch.float64)
+        wave = 3000 * torch.sin(2 * torch.pi * (200 + 150 * i) * t) + 300 * torch.randn(
+            n * 640, generator=g, dtype=torch.float64
+        )
         waves.append(wave.round().numpy().astype(np.int16))
         videos.append(torch.randint(0, 256, (n, 96, 96), generator=g, dtype=torch.uint8).numpy())
     return waves, videos

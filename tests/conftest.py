@@ -12,9 +12,35 @@ from avsr.cli import synth as synth_cli
 from micro_models import export_micro_model
 
 LRS2_ARGS = [
-    "--layout", "lrs2", "--utterances", "12", "--speakers", "4", "--seed", "3", "--pretrain-fraction", "0.5", "--workers", "2", "--quiet",
+    "--layout",
+    "lrs2",
+    "--utterances",
+    "12",
+    "--speakers",
+    "4",
+    "--seed",
+    "3",
+    "--pretrain-fraction",
+    "0.5",
+    "--workers",
+    "2",
+    "--quiet",
 ]
-LRW_ARGS = ["--layout", "lrw", "--utterances", "10", "--words", "3", "--speakers", "3", "--seed", "5", "--workers", "2", "--quiet"]
+LRW_ARGS = [
+    "--layout",
+    "lrw",
+    "--utterances",
+    "10",
+    "--words",
+    "3",
+    "--speakers",
+    "3",
+    "--seed",
+    "5",
+    "--workers",
+    "2",
+    "--quiet",
+]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -49,7 +75,12 @@ def train_data(lrs2_corpus: Path, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("train_data")
     prepared, tokenizer = root / "prepared", root / "tokenizer"
     assert prepare_cli.main(["lrs2", str(lrs2_corpus), str(prepared), "--workers", "2", "--quiet"]) == 0
-    assert prepare_cli.main(["tokenizer", str(prepared / "train.tsv"), str(prepared / "pretrain.tsv"), str(tokenizer), "--kind", "char"]) == 0
+    assert (
+        prepare_cli.main(
+            ["tokenizer", str(prepared / "train.tsv"), str(prepared / "pretrain.tsv"), str(tokenizer), "--kind", "char"]
+        )
+        == 0
+    )
     return {"path": prepared, "tokenizer": tokenizer}
 
 

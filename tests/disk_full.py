@@ -12,7 +12,6 @@ stderr, and the temporary files found after it.
 from __future__ import annotations
 
 import json
-import os
 import resource
 import shutil
 import subprocess
@@ -28,7 +27,13 @@ def can_mount() -> bool:
     if shutil.which("unshare") is None:
         return False
     probe = subprocess.run(
-        ["unshare", "--mount", "sh", "-c", "d=$(mktemp -d) && mount -t tmpfs -o size=64k tmpfs $d && umount $d; s=$?; rmdir $d; exit $s"],
+        [
+            "unshare",
+            "--mount",
+            "sh",
+            "-c",
+            "d=$(mktemp -d) && mount -t tmpfs -o size=64k tmpfs $d && umount $d; s=$?; rmdir $d; exit $s",
+        ],
         capture_output=True,
     )
     return probe.returncode == 0
@@ -56,7 +61,13 @@ def _run(mode: str, folder: Path, size: int | None, command: list[str]) -> dict:
         room = f"size={size}" if size is not None else "size=1g"
         subprocess.run(["mount", "-o", f"remount,{room}", str(folder)], check=True)
     done = subprocess.run(command, capture_output=True, text=True, preexec_fn=limit)
-    return {"size": size, "rc": done.returncode, "stderr": done.stderr, "stdout": done.stdout, "temporary": _temporary_files(folder)}
+    return {
+        "size": size,
+        "rc": done.returncode,
+        "stderr": done.stderr,
+        "stdout": done.stdout,
+        "temporary": _temporary_files(folder),
+    }
 
 
 def main(argv: list[str]) -> None:

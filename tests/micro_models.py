@@ -13,7 +13,6 @@ from avsr.models.avsr_model import AVSRModel
 from avsr.models.config import AVSRConfig
 from avsr.training.export import write_export
 
-
 MICRO = {
     "audio": {"kind": "fbank", "dim": 32},
     "visual": {"width": 0.125, "norm_groups": 4, "downsample": 2},
@@ -39,8 +38,15 @@ def write_micro_recipe(path: Path, train_data: dict[str, Path], **sections: dict
     """An avsr-train recipe for MICRO_TRAIN_MODEL on the test corpus; each of ``sections``
     (dataset, regime, ...) updates that section's keys."""
     tree: dict[str, dict] = {
-        "dataset": {"path": str(train_data["path"]), "tokenizer": str(train_data["tokenizer"]), "train_splits": ["train", "pretrain"],
-                    "valid_split": "val", "max_frames_per_batch": 240, "max_batch_size": 4, "num_prefetch": 2},
+        "dataset": {
+            "path": str(train_data["path"]),
+            "tokenizer": str(train_data["tokenizer"]),
+            "train_splits": ["train", "pretrain"],
+            "valid_split": "val",
+            "max_frames_per_batch": 240,
+            "max_batch_size": 4,
+            "num_prefetch": 2,
+        },
         "model": {"arch": "tiny", "config": MICRO_TRAIN_MODEL},
         "common": {"metric_recorders": {"tensorboard": {"enabled": False}}},
     }
@@ -61,5 +67,3 @@ def export_micro_model(tmp: Path, tokenizer_dir: Path, *, drop: str | None = Non
     model = AVSRModel(AVSRConfig.from_dict(config)).eval()
     train_config = {"dataset": {"video": {"crop_size": 88, "mean": 0.42, "std": 0.17}}}
     return write_export(tmp, model, tokenizer_dir=tokenizer_dir, train_config=train_config, extra={"step": 0})
-
-

@@ -28,7 +28,9 @@ def _check_paired(x: Tensor, y: Tensor, min_rows: int = 2) -> None:
     if x.dim() != 2 or y.dim() != 2:
         raise ValueError(f"features must be 2-D (samples, dim), got shapes {tuple(x.shape)} and {tuple(y.shape)}")
     if x.size(0) != y.size(0):
-        raise ValueError(f"mismatched pair counts: {x.size(0)} image rows but {y.size(0)} text rows (row i of each must be the same sample)")
+        raise ValueError(
+            f"mismatched pair counts: {x.size(0)} image rows but {y.size(0)} text rows (row i of each must be the same sample)"
+        )
     if x.size(0) < min_rows:
         raise ValueError(f"need at least {min_rows} paired samples, got {x.size(0)}")
 
@@ -153,7 +155,9 @@ def alignment_probe(
         losses.append(float(value.detach()))
 
     with torch.no_grad():
-        recalls = retrieval_recall(image_head(images[eval_idx]), text_head(texts[eval_idx]), torch.arange(n_eval), ks=(1, 10))
+        recalls = retrieval_recall(
+            image_head(images[eval_idx]), text_head(texts[eval_idx]), torch.arange(n_eval), ks=(1, 10)
+        )
     return ProbeResult(
         recall_at_10=0.5 * (recalls["i2t_R@10"] + recalls["t2i_R@10"]),
         recall_at_1=0.5 * (recalls["i2t_R@1"] + recalls["t2i_R@1"]),
@@ -184,7 +188,9 @@ class AlignmentReport:
         return asdict(self)
 
 
-def assess_pair(image_feats: Tensor, text_feats: Tensor, *, k: int = 10, probe: bool = True, **probe_options: Any) -> AlignmentReport:
+def assess_pair(
+    image_feats: Tensor, text_feats: Tensor, *, k: int = 10, probe: bool = True, **probe_options: Any
+) -> AlignmentReport:
     """CKA, mutual kNN and (with ``probe``) SAIL's probe for paired features of one encoder pair;
     ``probe_options`` go to :func:`alignment_probe`."""
     _check_paired(image_feats, text_feats)

@@ -101,12 +101,20 @@ def build_cache(
     batch with the number of items done in it."""
     folder = Path(folder)
     if len(items) != len(keys) or not items:
-        raise CacheError(f"{folder}: need one key per item and at least one item (got {len(items)} items, {len(keys)} keys)")
+        raise CacheError(
+            f"{folder}: need one key per item and at least one item (got {len(items)} items, {len(keys)} keys)"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     index: CacheIndex | None = None
     if (folder / INDEX_FILE).is_file():
         index = _read_index(folder)
-        if (index.modality, index.encoder, index.source, index.num_items, index.shard_size) != (modality, encoder, source, len(items), shard_size):
+        if (index.modality, index.encoder, index.source, index.num_items, index.shard_size) != (
+            modality,
+            encoder,
+            source,
+            len(items),
+            shard_size,
+        ):
             raise CacheError(f"{folder}: holds a cache of another encoder or dataset; remove it or use another folder")
         existing = (folder / KEYS_FILE).read_text(encoding="utf-8").splitlines()
         if existing != list(keys):
@@ -148,11 +156,15 @@ class EmbeddingCache:
         self.folder = Path(folder)
         self.index = _read_index(self.folder)
         if not self.index.complete:
-            raise CacheError(f"{self.folder}: unfinished cache ({self.index.complete_shards} of {self.index.num_shards} shards); rerun vl-embed to finish it")
+            raise CacheError(
+                f"{self.folder}: unfinished cache ({self.index.complete_shards} of {self.index.num_shards} shards); rerun vl-embed to finish it"
+            )
         self.keys = (self.folder / KEYS_FILE).read_text(encoding="utf-8").splitlines()
         if len(self.keys) != self.index.num_items:
             raise CacheError(f"{self.folder / KEYS_FILE}: {len(self.keys)} keys for {self.index.num_items} items")
-        self._shards = [np.load(self.folder / self.index.shard_file(s), mmap_mode="r") for s in range(self.index.num_shards)]
+        self._shards = [
+            np.load(self.folder / self.index.shard_file(s), mmap_mode="r") for s in range(self.index.num_shards)
+        ]
         size = self.index.num_items * int(np.prod(self.index.item_shape)) * 2
         if in_memory is None:
             in_memory = size <= IN_MEMORY_BYTES

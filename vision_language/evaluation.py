@@ -32,7 +32,9 @@ def _as_matrix(x: Tensor, name: str) -> Tensor:
 
 def _check_dims(a: Tensor, b: Tensor, a_name: str, b_name: str) -> None:
     if a.size(1) != b.size(1):
-        raise ValueError(f"{a_name} has dimension {a.size(1)} but {b_name} has {b.size(1)}: project both into one space first")
+        raise ValueError(
+            f"{a_name} has dimension {a.size(1)} but {b_name} has {b.size(1)}: project both into one space first"
+        )
 
 
 def class_text_embeddings(per_class_prompt_embeddings: list[Tensor]) -> Tensor:
@@ -108,15 +110,23 @@ def zero_shot_accuracy(
     return result
 
 
-def _caption_owner(caption_image: Sequence[int] | Tensor, num_texts: int, num_images: int, device: torch.device) -> Tensor:
+def _caption_owner(
+    caption_image: Sequence[int] | Tensor, num_texts: int, num_images: int, device: torch.device
+) -> Tensor:
     owner = torch.as_tensor(caption_image, dtype=torch.long, device=device).flatten()
     if owner.numel() != num_texts:
-        raise ValueError(f"caption_image has {owner.numel()} entries for {num_texts} text embeddings (one image index per caption)")
+        raise ValueError(
+            f"caption_image has {owner.numel()} entries for {num_texts} text embeddings (one image index per caption)"
+        )
     if int(owner.min()) < 0 or int(owner.max()) >= num_images:
-        raise ValueError(f"caption_image must index the {num_images} images, got range [{int(owner.min())}, {int(owner.max())}]")
+        raise ValueError(
+            f"caption_image must index the {num_images} images, got range [{int(owner.min())}, {int(owner.max())}]"
+        )
     missing = torch.bincount(owner, minlength=num_images) == 0
     if bool(missing.any()):
-        raise ValueError(f"{int(missing.sum())} image(s) have no caption (first: {int(missing.nonzero()[0])}): image->text recall is undefined for them")
+        raise ValueError(
+            f"{int(missing.sum())} image(s) have no caption (first: {int(missing.nonzero()[0])}): image->text recall is undefined for them"
+        )
     return owner
 
 

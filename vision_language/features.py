@@ -33,7 +33,9 @@ def encoder_identity(config: ImageEncoderConfig | TextEncoderConfig) -> dict[str
     if path and Path(path).exists():
         target = Path(path)
         files = [target] if target.is_file() else sorted(p for p in target.rglob("*") if p.is_file())
-        data["weights_stamp"] = [sum(p.stat().st_size for p in files), int(max(p.stat().st_mtime for p in files))] if files else None
+        data["weights_stamp"] = (
+            [sum(p.stat().st_size for p in files), int(max(p.stat().st_mtime for p in files))] if files else None
+        )
     return data
 
 
@@ -88,8 +90,18 @@ def cached_features(
 
     log.info("caching %s features of %d items from %s in %s", modality, len(items), source, folder)
     with _progress(f"{modality} features", len(items), options.show_progress) as advance:
-        return build_cache(folder, items, keys, encode, modality=modality, encoder=identity, source=source,
-                           batch_size=options.batch_size, shard_size=options.shard_size, progress=advance)
+        return build_cache(
+            folder,
+            items,
+            keys,
+            encode,
+            modality=modality,
+            encoder=identity,
+            source=source,
+            batch_size=options.batch_size,
+            shard_size=options.shard_size,
+            progress=advance,
+        )
 
 
 @dataclass
@@ -105,7 +117,9 @@ class PairFeatures:
         return len(self.image_rows)
 
 
-def pair_features(source: str | os.PathLike[str], image: ImageEncoderConfig, text: TextEncoderConfig, options: EncodeOptions) -> PairFeatures:
+def pair_features(
+    source: str | os.PathLike[str], image: ImageEncoderConfig, text: TextEncoderConfig, options: EncodeOptions
+) -> PairFeatures:
     """Features of an image-caption pairs file (TSV/CSV or WebDataset shards): every distinct image
     once, every caption once."""
     from vision_language.data import load_image, read_pairs
@@ -115,7 +129,9 @@ def pair_features(source: str | os.PathLike[str], image: ImageEncoderConfig, tex
     name = source_name(source)
     image_cache = cached_features(images, image_keys, image, name, options, loader=load_image)
     texts = cached_features([p.caption for p in pairs], [p.key for p in pairs], text, name, options)
-    return PairFeatures(image_cache, texts, np.array(caption_image, dtype=np.int64), np.arange(len(pairs), dtype=np.int64))
+    return PairFeatures(
+        image_cache, texts, np.array(caption_image, dtype=np.int64), np.arange(len(pairs), dtype=np.int64)
+    )
 
 
 def distinct_images(pairs: Sequence[Any]) -> tuple[list[Any], list[str], list[int]]:
@@ -138,4 +154,13 @@ def source_name(source: str | os.PathLike[str]) -> str:
     return os.fspath(Path(source).resolve()) if Path(source).exists() else os.fspath(source)
 
 
-__all__ = ["EncodeOptions", "EncoderError", "PairFeatures", "cached_features", "distinct_images", "encoder_identity", "pair_features", "source_name"]
+__all__ = [
+    "EncodeOptions",
+    "EncoderError",
+    "PairFeatures",
+    "cached_features",
+    "distinct_images",
+    "encoder_identity",
+    "pair_features",
+    "source_name",
+]

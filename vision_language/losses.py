@@ -35,9 +35,13 @@ __all__ = ["InfoNCELoss", "SigmoidLoss", "build_loss", "gather_across_ranks"]
 
 def _check_pair(image_emb: Tensor, text_emb: Tensor, name: str = "text_emb") -> None:
     if image_emb.dim() != 2 or text_emb.dim() != 2:
-        raise ValueError(f"embeddings must be 2-D (batch, dim), got image_emb {tuple(image_emb.shape)} and {name} {tuple(text_emb.shape)}")
+        raise ValueError(
+            f"embeddings must be 2-D (batch, dim), got image_emb {tuple(image_emb.shape)} and {name} {tuple(text_emb.shape)}"
+        )
     if image_emb.shape != text_emb.shape:
-        raise ValueError(f"image_emb {tuple(image_emb.shape)} and {name} {tuple(text_emb.shape)} must have the same shape (one {name} row per image)")
+        raise ValueError(
+            f"image_emb {tuple(image_emb.shape)} and {name} {tuple(text_emb.shape)} must have the same shape (one {name} row per image)"
+        )
     if image_emb.size(0) == 0:
         raise ValueError("empty batch")
 
@@ -48,7 +52,9 @@ def _positive_columns(local: int, gathered: int, device: torch.device) -> Tensor
         return torch.arange(local, device=device)
     rank, world = rank_and_world()
     if gathered != world * local:
-        raise ValueError(f"gathered {gathered} rows from {world} ranks with a local batch of {local}: every rank needs the same batch size")
+        raise ValueError(
+            f"gathered {gathered} rows from {world} ranks with a local batch of {local}: every rank needs the same batch size"
+        )
     return torch.arange(local, device=device) + rank * local
 
 
@@ -68,7 +74,9 @@ class InfoNCELoss(nn.Module):
     ) -> None:
         super().__init__()
         if not 0 < min_temperature <= init_temperature <= max_temperature:
-            raise ValueError(f"need 0 < min_temperature <= init_temperature <= max_temperature, got {min_temperature}, {init_temperature}, {max_temperature}")
+            raise ValueError(
+                f"need 0 < min_temperature <= init_temperature <= max_temperature, got {min_temperature}, {init_temperature}, {max_temperature}"
+            )
         self.temperature = nn.Parameter(torch.tensor(float(init_temperature)), requires_grad=learnable)
         self.min_temperature, self.max_temperature = float(min_temperature), float(max_temperature)
         self.gather = gather
@@ -112,7 +120,9 @@ class SigmoidLoss(nn.Module):
     ) -> None:
         super().__init__()
         if not 1.0 <= init_scale <= max_scale:
-            raise ValueError(f"need 1 <= init_scale <= max_scale (the log scale lives in [0, ln max_scale]), got {init_scale}, {max_scale}")
+            raise ValueError(
+                f"need 1 <= init_scale <= max_scale (the log scale lives in [0, ln max_scale]), got {init_scale}, {max_scale}"
+            )
         if reduction not in ("mean", "sum_over_batch"):
             raise ValueError(f"reduction must be 'mean' or 'sum_over_batch', got {reduction!r}")
         self.log_scale = nn.Parameter(torch.tensor(math.log(init_scale)), requires_grad=learnable)
@@ -152,7 +162,9 @@ class SigmoidLoss(nn.Module):
         return loss
 
     def extra_repr(self) -> str:
-        return f"scale={self.scale:.4g}, bias={self.bias.item():.4g}, reduction={self.reduction!r}, gather={self.gather}"
+        return (
+            f"scale={self.scale:.4g}, bias={self.bias.item():.4g}, reduction={self.reduction!r}, gather={self.gather}"
+        )
 
 
 def build_loss(kind: Literal["infonce", "sigmoid"], **options: Any) -> InfoNCELoss | SigmoidLoss:

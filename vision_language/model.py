@@ -53,8 +53,13 @@ class AlignerConfig:
     loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self) -> None:
-        for name, kls in (("image_projector", ProjectorConfig), ("text_projector", ProjectorConfig),
-                          ("image_manager", LayerManagerConfig), ("text_manager", LayerManagerConfig), ("loss", LossConfig)):
+        for name, kls in (
+            ("image_projector", ProjectorConfig),
+            ("text_projector", ProjectorConfig),
+            ("image_manager", LayerManagerConfig),
+            ("text_manager", LayerManagerConfig),
+            ("loss", LossConfig),
+        ):
             value = getattr(self, name)
             if isinstance(value, dict):
                 try:
@@ -86,8 +91,11 @@ class ContrastiveLoss(nn.Module):
         from vision_language.losses import InfoNCELoss, SigmoidLoss
 
         self.config = config
-        self.inner = (InfoNCELoss(init_temperature=config.temperature) if config.kind == "infonce"
-                      else SigmoidLoss(init_scale=config.scale, init_bias=config.bias))
+        self.inner = (
+            InfoNCELoss(init_temperature=config.temperature)
+            if config.kind == "infonce"
+            else SigmoidLoss(init_scale=config.scale, init_bias=config.bias)
+        )
 
     def forward(self, image_emb: Tensor, text_emb: Tensor) -> Tensor:
         return self.inner(image_emb, text_emb)
@@ -101,8 +109,14 @@ class Aligner(nn.Module):
         if config.image_dim < 1 or config.text_dim < 1:
             raise ValueError("aligner: image_dim and text_dim must be set (from the encoders or their caches)")
         self.config = config
-        self.image_manager = LayerManager(config.image_manager, config.image_layers, config.image_dim) if config.image_layers > 1 else None
-        self.text_manager = LayerManager(config.text_manager, config.text_layers, config.text_dim) if config.text_layers > 1 else None
+        self.image_manager = (
+            LayerManager(config.image_manager, config.image_layers, config.image_dim)
+            if config.image_layers > 1
+            else None
+        )
+        self.text_manager = (
+            LayerManager(config.text_manager, config.text_layers, config.text_dim) if config.text_layers > 1 else None
+        )
         self.image_proj = build_projector(config.image_projector, config.image_dim, config.embed_dim)
         self.text_proj = build_projector(config.text_projector, config.text_dim, config.embed_dim)
         self.loss = ContrastiveLoss(config.loss)

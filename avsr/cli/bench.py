@@ -34,24 +34,37 @@ def build_parser() -> argparse.ArgumentParser:
         "manifest, with seeded (repeatable) noise; writes results.json, results.md, wer_vs_snr.png.",
     )
     parser.add_argument("--model", type=Path, required=True, help="model folder (avsr-train's OUTPUT_DIR/model)")
-    parser.add_argument("--manifest", type=Path, action="append", required=True,
-                        help="test manifest (avsr-prepare's test.tsv); give it more than once to score several "
-                             "(e.g. test.tsv and test_seen.tsv), each labelled by its file's stem")
+    parser.add_argument(
+        "--manifest",
+        type=Path,
+        action="append",
+        required=True,
+        help="test manifest (avsr-prepare's test.tsv); give it more than once to score several "
+        "(e.g. test.tsv and test_seen.tsv), each labelled by its file's stem",
+    )
     parser.add_argument("--modalities", default="a,v,av", help="comma list of a, v, av (default: a,v,av)")
     parser.add_argument("--noise", default="babble", help="comma list of babble, white (default: babble)")
     parser.add_argument("--snr", default="clean,20,10,5,0,-5", help="comma list of dB values and 'clean'")
-    parser.add_argument("--video-corruption", default="none",
-                        help="comma list of none, blur, occlusion, frozen, wrong_face, noise: the mouth crops as they "
-                             "are and/or deliberately corrupted, seeded per utterance (default: none)")
+    parser.add_argument(
+        "--video-corruption",
+        default="none",
+        help="comma list of none, blur, occlusion, frozen, wrong_face, noise: the mouth crops as they "
+        "are and/or deliberately corrupted, seeded per utterance (default: none)",
+    )
     add_search_arguments(parser)
-    parser.add_argument("--babble-manifest", type=Path, default=None,
-                        help="utterances to make babble from (default: the test manifest's own)")
+    parser.add_argument(
+        "--babble-manifest",
+        type=Path,
+        default=None,
+        help="utterances to make babble from (default: the test manifest's own)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="only the first N utterances (of each manifest)")
     parser.add_argument("--batch-frames", type=int, default=3000, help="padded frames per decoding batch")
     parser.add_argument("--seed", type=int, default=0, help="noise and video-corruption seed (default 0)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default: MODEL/../bench/<first manifest's name>)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: MODEL/../bench/<first manifest's name>)"
+    )
     parser.add_argument("--json", action="store_true", help="print results.json instead of the table")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -59,9 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from avsr.decoding.recognizer import Recognizer, RecognizerError
-    from avsr.eval.bench import BenchConfig, BenchError, load_utterances, parse_snrs, run_bench, total_batches, write_outputs
     from avsr.data.tokenizers.base import TokenizerError
+    from avsr.decoding.recognizer import Recognizer, RecognizerError
+    from avsr.eval.bench import (
+        BenchConfig,
+        BenchError,
+        load_utterances,
+        parse_snrs,
+        run_bench,
+        total_batches,
+        write_outputs,
+    )
     from avsr.models.weights import WeightsError
 
     try:

@@ -44,11 +44,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("family", choices=sorted(CONVERTERS), help="whose checkpoint it is")
     parser.add_argument("checkpoint", type=Path, help="the checkpoint file (e.g. auto_avsr's vsr_trlrs3_base.pth)")
     parser.add_argument("out_dir", type=Path, help="model folder to write")
-    parser.add_argument("--tokenizer", type=Path, default=None,
-                        help="tokenizer: a tokenizer folder, or (auto_avsr) a sentencepiece .model with <name>_units.txt "
-                        "beside it (default for auto_avsr: its unigram5000, shipped)")
-    parser.add_argument("--modality", choices=("v", "a", "av"), default=None,
-                        help="auto_avsr: the kind of model the checkpoint must hold (checked; it is read from the keys)")
+    parser.add_argument(
+        "--tokenizer",
+        type=Path,
+        default=None,
+        help="tokenizer: a tokenizer folder, or (auto_avsr) a sentencepiece .model with <name>_units.txt "
+        "beside it (default for auto_avsr: its unigram5000, shipped)",
+    )
+    parser.add_argument(
+        "--modality",
+        choices=("v", "a", "av"),
+        default=None,
+        help="auto_avsr: the kind of model the checkpoint must hold (checked; it is read from the keys)",
+    )
     return parser
 
 
@@ -57,10 +65,16 @@ def build_export_parser() -> argparse.ArgumentParser:
         prog=f"{PROGRAM} --to", description="Write an avsr model folder as a published toolkit's own checkpoint."
     )
     parser.add_argument("--to", choices=sorted(EXPORTERS), required=True, help="whose checkpoint layout to write")
-    parser.add_argument("model", type=Path, help="the model folder (converted from, or fine-tuned from, that toolkit's model)")
+    parser.add_argument(
+        "model", type=Path, help="the model folder (converted from, or fine-tuned from, that toolkit's model)"
+    )
     parser.add_argument("out", type=Path, help="checkpoint file to write (e.g. model.pth)")
-    parser.add_argument("--layout", choices=("v1.0.0", "head"), default=None,
-                        help="auto_avsr key layout (default: the one the model was converted from, else v1.0.0)")
+    parser.add_argument(
+        "--layout",
+        choices=("v1.0.0", "head"),
+        default=None,
+        help="auto_avsr key layout (default: the one the model was converted from, else v1.0.0)",
+    )
     return parser
 
 
@@ -104,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, RuntimeError, OSError, KeyError) as exc:
         message = str(exc).strip().splitlines()
         fail(PROGRAM, message[0] if message else f"{args.checkpoint}: {type(exc).__name__}")
-    print(f"{PROGRAM}: wrote {out} ({args.family} model from {args.checkpoint}); decode with: avsr-decode --model {out} VIDEO",
-          file=sys.stderr)
+    print(
+        f"{PROGRAM}: wrote {out} ({args.family} model from {args.checkpoint}); decode with: avsr-decode --model {out} VIDEO",
+        file=sys.stderr,
+    )
     return 0
 
 

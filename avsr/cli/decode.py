@@ -1,8 +1,8 @@
 """avsr-decode: transcribe video or audio files with a trained model, with word times.
 
-    avsr-decode talk.mp4                                   # audio-visual, the demo's model
-    avsr-decode --model runs/synth2k/train/model --modality v silent.mp4 --srt silent.srt
-    avsr-decode --modality a *.wav --json
+avsr-decode talk.mp4                                   # audio-visual, the demo's model
+avsr-decode --model runs/synth2k/train/model --modality v silent.mp4 --srt silent.srt
+avsr-decode --modality a *.wav --json
 """
 
 from __future__ import annotations
@@ -34,24 +34,41 @@ def build_parser() -> argparse.ArgumentParser:
         "split at pauses, hybrid CTC/attention beam search, word times from a CTC forced alignment.",
     )
     parser.add_argument("inputs", nargs="+", type=Path, metavar="VIDEO_OR_AUDIO")
-    parser.add_argument("--model", type=Path, default=None,
-                        help=f"model folder (default: {DEFAULT_MODEL}, or $AVSR_DEMO_DIR/train/model: what bash scripts/demo.sh trains)")
-    parser.add_argument("--modality", choices=("av", "a", "v"), default=None,
-                        help="av: audio and lips (default; or the model's only modality when it has one): a silent "
-                        "video, an audio file or a video without a face is decoded from what it has, when the model "
-                        "can, and stderr says so; a: audio only (audio files too); v: lip reading")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help=f"model folder (default: {DEFAULT_MODEL}, or $AVSR_DEMO_DIR/train/model: what bash scripts/demo.sh trains)",
+    )
+    parser.add_argument(
+        "--modality",
+        choices=("av", "a", "v"),
+        default=None,
+        help="av: audio and lips (default; or the model's only modality when it has one): a silent "
+        "video, an audio file or a video without a face is decoded from what it has, when the model "
+        "can, and stderr says so; a: audio only (audio files too); v: lip reading",
+    )
     add_search_arguments(parser)
-    parser.add_argument("--segment", type=float, default=None,
-                        help="long inputs are cut at pauses into pieces of about this many seconds (default: the median "
-                        f"length of the model's training utterances, or {SegmentConfig.target_seconds:g} when not recorded)")
-    parser.add_argument("--max-segment", type=float, default=12.0, help="longest piece decoded at once, seconds (default 12)")
+    parser.add_argument(
+        "--segment",
+        type=float,
+        default=None,
+        help="long inputs are cut at pauses into pieces of about this many seconds (default: the median "
+        f"length of the model's training utterances, or {SegmentConfig.target_seconds:g} when not recorded)",
+    )
+    parser.add_argument(
+        "--max-segment", type=float, default=12.0, help="longest piece decoded at once, seconds (default 12)"
+    )
     parser.add_argument("--srt", type=Path, default=None, help="write SubRip subtitles (a folder when several inputs)")
     parser.add_argument("--vtt", type=Path, default=None, help="write WebVTT subtitles (a folder when several inputs)")
     parser.add_argument("--json", action="store_true", help="print segments, words, times and scores as JSON")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--detect-every", type=int, default=10, help="face detector every N frames, tracking between")
-    parser.add_argument("--timings", action="store_true",
-                        help="print the seconds and real-time factor of each stage (media, face, crop, model, search, align)")
+    parser.add_argument(
+        "--timings",
+        action="store_true",
+        help="print the seconds and real-time factor of each stage (media, face, crop, model, search, align)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -68,24 +85,35 @@ def main(argv: list[str] | None = None) -> int:
 
     model_dir = args.model or default_model()
     if args.model is None and not (model_dir / "model.yaml").is_file():
-        fail(PROGRAM, f"no model at {model_dir}: train one with 'bash scripts/demo.sh' or pass --model DIR (avsr-train's OUTPUT_DIR/model)")
+        fail(
+            PROGRAM,
+            f"no model at {model_dir}: train one with 'bash scripts/demo.sh' or pass --model DIR (avsr-train's OUTPUT_DIR/model)",
+        )
     try:
         options = decode_options(args)
         recognizer = Recognizer.load(model_dir, args.device)
         options = recognizer.resolve(options)  # the model's recommended search settings where no flag is given
         segmenting = segmenting_for(recognizer, args.segment, args.max_segment)
         if args.modality is None:  # av, unless the model decodes only one modality (e.g. auto_avsr's VSR)
-            args.modality = "av" if "av" in recognizer.modalities or not recognizer.modalities else recognizer.modalities[0]
+            args.modality = (
+                "av" if "av" in recognizer.modalities or not recognizer.modalities else recognizer.modalities[0]
+            )
         recognizer.check_modality(args.modality)
         crop_config = recognizer.mouth_crop  # unusable settings are refused before any input is read
     except (RecognizerError, WeightsError, TokenizerError, ValueError) as exc:
         fail(PROGRAM, str(exc))
     if not recognizer.has_ctc:
         if args.decoder == "greedy":
-            fail(PROGRAM, f"{model_dir}: this model has no CTC head, so there is no greedy CTC decoding: use --decoder beam")
+            fail(
+                PROGRAM,
+                f"{model_dir}: this model has no CTC head, so there is no greedy CTC decoding: use --decoder beam",
+            )
         if args.srt or args.vtt or args.json:
-            print(f"{PROGRAM}: warning: {model_dir} has no CTC head: attention-only beam search (--ctc-weight unused), "
-                  "no word times (subtitles get one cue per segment)", file=sys.stderr)
+            print(
+                f"{PROGRAM}: warning: {model_dir} has no CTC head: attention-only beam search (--ctc-weight unused), "
+                "no word times (subtitles get one cue per segment)",
+                file=sys.stderr,
+            )
 
     chain: list[FaceChain] = []
 

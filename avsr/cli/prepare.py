@@ -34,31 +34,82 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(corpus, help=f"prepare a {corpus.upper()} corpus")
         sub.add_argument("source", type=Path, help="corpus root as distributed (never written to)")
         sub.add_argument("output", type=Path, help="prepared corpus root (a rerun resumes)")
-        sub.add_argument("--crop-size", type=int, default=96, help="mouth crop side in pixels (96 as auto_avsr; 120 as the seed paper)")
-        sub.add_argument("--mouth-crop", choices=sorted(MOUTH_CROP_STYLES), default="auto_avsr",
-                         help="whose mouth alignment the crops follow: auto_avsr's (default) or avhubert's (to fine-tune "
-                         "AV-HuBERT models on the crops they were trained on)")
-        sub.add_argument("--landmarks", type=Path, default=None, metavar="DIR",
-                         help="precomputed landmarks (auto_avsr's per-video pickles, or .npy) instead of dlib")
-        sub.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
-        sub.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N", help="prepare only shard I of N (0 <= I < N)")
-        sub.add_argument("--max-duration", type=float, default=24.0, metavar="SECONDS",
-                         help="cut pretrain clips longer than this at word boundaries (default 24)")
-        sub.add_argument("--detect-every", type=int, default=10, metavar="N",
-                         help="dlib: detect the face every N frames and track in between (1: every frame)")
+        sub.add_argument(
+            "--crop-size",
+            type=int,
+            default=96,
+            help="mouth crop side in pixels (96 as auto_avsr; 120 as the seed paper)",
+        )
+        sub.add_argument(
+            "--mouth-crop",
+            choices=sorted(MOUTH_CROP_STYLES),
+            default="auto_avsr",
+            help="whose mouth alignment the crops follow: auto_avsr's (default) or avhubert's (to fine-tune "
+            "AV-HuBERT models on the crops they were trained on)",
+        )
+        sub.add_argument(
+            "--landmarks",
+            type=Path,
+            default=None,
+            metavar="DIR",
+            help="precomputed landmarks (auto_avsr's per-video pickles, or .npy) instead of dlib",
+        )
+        sub.add_argument(
+            "--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)"
+        )
+        sub.add_argument(
+            "--shard", type=_shard, default=(0, 1), metavar="I/N", help="prepare only shard I of N (0 <= I < N)"
+        )
+        sub.add_argument(
+            "--max-duration",
+            type=float,
+            default=24.0,
+            metavar="SECONDS",
+            help="cut pretrain clips longer than this at word boundaries (default 24)",
+        )
+        sub.add_argument(
+            "--detect-every",
+            type=int,
+            default=10,
+            metavar="N",
+            help="dlib: detect the face every N frames and track in between (1: every frame)",
+        )
         sub.add_argument("--crf", type=int, default=0, help="x264 quality of the crop videos (0 lossless)")
         sub.add_argument("--retry-skipped", action="store_true", help="retry items an earlier run skipped")
-        sub.add_argument("--preview", type=int, default=0, metavar="N",
-                         help="write preview.png and preview.mp4 of N random prepared items")
+        sub.add_argument(
+            "--preview",
+            type=int,
+            default=0,
+            metavar="N",
+            help="write preview.png and preview.mp4 of N random prepared items",
+        )
         sub.add_argument("--json", action="store_true", help="print the summary as JSON")
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
     tok = commands.add_parser("tokenizer", help="train a tokenizer from manifests")
-    tok.add_argument("paths", type=Path, nargs="+", metavar="MANIFEST... OUT_DIR", help="training manifests, then the output directory")
+    tok.add_argument(
+        "paths",
+        type=Path,
+        nargs="+",
+        metavar="MANIFEST... OUT_DIR",
+        help="training manifests, then the output directory",
+    )
     tok.add_argument("--kind", choices=("char", "unigram", "bpe"), default="unigram")
     tok.add_argument("--vocab-size", type=int, default=None, help="sentencepiece vocabulary size (not for char)")
-    tok.add_argument("--case", choices=("upper", "lower", "keep"), default="upper", help="text normalisation: case (default upper, as LRS2/LRS3/LRW)")
-    tok.add_argument("--no-apostrophes", action="store_true", help="text normalisation: drop apostrophes (YOU'RE -> YOURE)")
-    tok.add_argument("--numbers", choices=("keep", "words"), default="keep", help="text normalisation: keep digits as written, or spell them out")
+    tok.add_argument(
+        "--case",
+        choices=("upper", "lower", "keep"),
+        default="upper",
+        help="text normalisation: case (default upper, as LRS2/LRS3/LRW)",
+    )
+    tok.add_argument(
+        "--no-apostrophes", action="store_true", help="text normalisation: drop apostrophes (YOU'RE -> YOURE)"
+    )
+    tok.add_argument(
+        "--numbers",
+        choices=("keep", "words"),
+        default="keep",
+        help="text normalisation: keep digits as written, or spell them out",
+    )
     return parser
 
 
@@ -81,8 +132,13 @@ def run_corpus(args: argparse.Namespace) -> int:
             raise ValueError("--detect-every must be at least 1")
         if args.landmarks is not None and not args.landmarks.is_dir():
             raise ValueError(f"{args.landmarks}: no such landmarks directory")
-        clip = ClipSettings(crop_size=args.crop_size, landmarks_dir=args.landmarks, crf=args.crf, detect_every=args.detect_every,
-                            mouth_crop=args.mouth_crop)
+        clip = ClipSettings(
+            crop_size=args.crop_size,
+            landmarks_dir=args.landmarks,
+            crf=args.crf,
+            detect_every=args.detect_every,
+            mouth_crop=args.mouth_crop,
+        )
         config = PrepareConfig(
             corpus=args.command,
             source=args.source,
@@ -150,7 +206,9 @@ def format_report(report: dict) -> str:
     manifests = ", ".join(f"{split}.tsv {rows}" for split, rows in report["manifests"].items())
     lines.append(f"  manifests (rows, all shards): {manifests or 'none'}")
     if "preview" in report:
-        lines.append(f"  preview: {report['preview']['png']} and {report['preview']['mp4']} ({report['preview']['items']} items)")
+        lines.append(
+            f"  preview: {report['preview']['png']} and {report['preview']['mp4']} ({report['preview']['items']} items)"
+        )
     return "\n".join(lines)
 
 
@@ -164,10 +222,14 @@ def run_tokenizer(args: argparse.Namespace) -> int:
     *manifests, out_dir = args.paths
     try:
         normalizer = TextNormalizer(case=args.case, keep_apostrophes=not args.no_apostrophes, numbers=args.numbers)
-        tokenizer = train_tokenizer(manifests, out_dir, kind=args.kind, vocab_size=args.vocab_size, normalizer=normalizer)
+        tokenizer = train_tokenizer(
+            manifests, out_dir, kind=args.kind, vocab_size=args.vocab_size, normalizer=normalizer
+        )
     except (ValueError, ManifestError) as error:
         fail(PROGRAM, str(error).splitlines()[0])
-    print(f"{args.kind} tokenizer with {tokenizer.vocab_size} ids -> {out_dir} (fingerprint {tokenizer.fingerprint[:12]})")
+    print(
+        f"{args.kind} tokenizer with {tokenizer.vocab_size} ids -> {out_dir} (fingerprint {tokenizer.fingerprint[:12]})"
+    )
     return 0
 
 

@@ -24,31 +24,71 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--utterances", type=int, default=100, help="number of clips (default 100)")
     parser.add_argument("--speakers", type=int, default=8, help="number of speakers, at least 3 (default 8)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--vocabulary", choices=("grid", "open"), default="grid",
-                        help="lrs2 text: GRID-like 6-word commands (51 words) or open news vocabulary (480 words)")
+    parser.add_argument(
+        "--vocabulary",
+        choices=("grid", "open"),
+        default="grid",
+        help="lrs2 text: GRID-like 6-word commands (51 words) or open news vocabulary (480 words)",
+    )
     parser.add_argument("--words", type=int, default=10, help="lrw: number of target words (default 10)")
-    parser.add_argument("--image-size", type=int, default=None,
-                        help="frame side in pixels (default 160 for lrs2, 256 for lrw, as the real corpora)")
-    parser.add_argument("--pretrain-fraction", type=float, default=0.2,
-                        help="lrs2: share of training speakers' clips put in pretrain/ as longer clips")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="frame side in pixels (default 160 for lrs2, 256 for lrw, as the real corpora)",
+    )
+    parser.add_argument(
+        "--pretrain-fraction",
+        type=float,
+        default=0.2,
+        help="lrs2: share of training speakers' clips put in pretrain/ as longer clips",
+    )
     parser.add_argument("--test-fraction", type=float, default=0.2, help="share of speakers held out for test")
-    parser.add_argument("--identities", type=int, default=None, metavar="N",
-                        help="distinct people to cast, at least --speakers (default: one per speaker); extra ones are "
-                        "recorded as spare faces, distinct from every speaker")
-    parser.add_argument("--faces", type=Path, default=None, metavar="DIR",
-                        help="make the speakers from your own face photographs (every file in DIR one photograph) "
-                        "instead of the built-in public-domain and MIT-licensed ones")
-    parser.add_argument("--distinct-from", type=Path, default=None, metavar="CORPUS",
-                        help="cast people who are not the people of another avsr-synth corpus (by dlib's recogniser): "
-                        "e.g. a word corpus whose lip reader will be tested on CORPUS's test speakers")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
-    parser.add_argument("--check", type=int, default=0, metavar="N",
-                        help="afterwards, measure lip sync on the first N clips with dlib's landmarker, and how "
-                        "distinct the speakers' faces are by dlib's face recogniser")
-    parser.add_argument("--preview", type=Path, default=None, metavar="PNG",
-                        help="write a still strip of the first clip's frames")
-    parser.add_argument("--people", type=Path, default=None, metavar="PNG",
-                        help="write one frame of each of the first 8 speakers side by side")
+    parser.add_argument(
+        "--identities",
+        type=int,
+        default=None,
+        metavar="N",
+        help="distinct people to cast, at least --speakers (default: one per speaker); extra ones are "
+        "recorded as spare faces, distinct from every speaker",
+    )
+    parser.add_argument(
+        "--faces",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="make the speakers from your own face photographs (every file in DIR one photograph) "
+        "instead of the built-in public-domain and MIT-licensed ones",
+    )
+    parser.add_argument(
+        "--distinct-from",
+        type=Path,
+        default=None,
+        metavar="CORPUS",
+        help="cast people who are not the people of another avsr-synth corpus (by dlib's recogniser): "
+        "e.g. a word corpus whose lip reader will be tested on CORPUS's test speakers",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)"
+    )
+    parser.add_argument(
+        "--check",
+        type=int,
+        default=0,
+        metavar="N",
+        help="afterwards, measure lip sync on the first N clips with dlib's landmarker, and how "
+        "distinct the speakers' faces are by dlib's face recogniser",
+    )
+    parser.add_argument(
+        "--preview", type=Path, default=None, metavar="PNG", help="write a still strip of the first clip's frames"
+    )
+    parser.add_argument(
+        "--people",
+        type=Path,
+        default=None,
+        metavar="PNG",
+        help="write one frame of each of the first 8 speakers side by side",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -118,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
 
         people = [s.identity for s in plan.speakers]
         # The other corpus's people were read once, for casting: their distances are in the cast.
-        summary["identities"] = distinctness_report(descriptor_distances(people), [s.split for s in plan.speakers], plan.cast.avoided)
+        summary["identities"] = distinctness_report(
+            descriptor_distances(people), [s.split for s in plan.speakers], plan.cast.avoided
+        )
     if args.json:
         print(json.dumps(summary, indent=1))
     else:

@@ -55,10 +55,17 @@ def build_parser(program: TrainProgram = AVSR_TRAIN) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=program.name, description=program.description, epilog=program.epilog)
     parser.add_argument("config", type=Path, help=f"recipe YAML (e.g. {program.example_config})")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
-    parser.add_argument("--output-dir", type=Path, default=None,
-                        help="run directory (default: output_dir of the config, else runs/<config name>)")
-    parser.add_argument("--export-only", action="store_true",
-                        help="do not train: export OUTPUT_DIR/model/ from the run's checkpoints (export.* settings)")
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        help="run directory (default: output_dir of the config, else runs/<config name>)",
+    )
+    parser.add_argument(
+        "--export-only",
+        action="store_true",
+        help="do not train: export OUTPUT_DIR/model/ from the run's checkpoints (export.* settings)",
+    )
     parser.add_argument("--dump-config", action="store_true", help="print the merged config as YAML and exit")
     parser.add_argument("--no-rich", action="store_true", help="plain log lines, no progress bar (for files and CI)")
     return parser
@@ -91,8 +98,8 @@ def main(argv: list[str] | None = None, program: TrainProgram = AVSR_TRAIN) -> i
     args = build_parser(program).parse_intermixed_args(argv)
     name = program.name
     # fairseq2 is slow to import: the config is checked first, with one-line errors.
-    from avsr.training.export import ExportError
     from avsr.training.config_loading import config_to_dict
+    from avsr.training.export import ExportError
     from avsr.training.runs import default_output_dir
 
     tasks = importlib.import_module(program.tasks_module)

@@ -195,7 +195,9 @@ def list_lrw(root: Path) -> list[CorpusItem]:
         item = _item(confined, video, video.parent.name)
         # LRW's transcript is the folder's word (the .txt's Text: line says the same; it may be absent).
         problem = "" if item.problem == "no transcript file" else item.problem
-        items.append(CorpusItem(item.id, item.split, item.video, item.text or video.parent.parent.name, problem=problem))
+        items.append(
+            CorpusItem(item.id, item.split, item.video, item.text or video.parent.parent.name, problem=problem)
+        )
     return items
 
 

@@ -63,14 +63,18 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestRow]:
     if not lines or not lines[0]:
         raise ManifestError(f"{path}: empty file, expected a manifest with header {' '.join(COLUMNS)}")
     if tuple(lines[0].split("\t")) != COLUMNS:
-        raise ManifestError(f"{path}:1: not a manifest header (expected tab-separated {' '.join(COLUMNS)}, got {lines[0][:80]!r})")
+        raise ManifestError(
+            f"{path}:1: not a manifest header (expected tab-separated {' '.join(COLUMNS)}, got {lines[0][:80]!r})"
+        )
     rows = []
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
         fields = line.split("\t")
         if len(fields) != len(COLUMNS):
-            raise ManifestError(f"{path}:{number}: expected {len(COLUMNS)} tab-separated fields ({', '.join(COLUMNS)}), found {len(fields)}")
+            raise ManifestError(
+                f"{path}:{number}: expected {len(COLUMNS)} tab-separated fields ({', '.join(COLUMNS)}), found {len(fields)}"
+            )
         try:
             frames, samples = int(fields[3]), int(fields[4])
         except ValueError:

@@ -42,7 +42,11 @@ class Preprocessing:
         """From an avsr-train config's ``dataset.video`` (crop_size, mean, std)."""
         video = ((config or {}).get("dataset") or {}).get("video") or {}
         return cls.from_mapping(
-            {k2: video[k1] for k1, k2 in (("crop_size", "crop_size"), ("mean", "video_mean"), ("std", "video_std")) if k1 in video}
+            {
+                k2: video[k1]
+                for k1, k2 in (("crop_size", "crop_size"), ("mean", "video_mean"), ("std", "video_std"))
+                if k1 in video
+            }
         )
 
     def to_dict(self) -> dict[str, Any]:

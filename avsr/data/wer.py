@@ -54,8 +54,13 @@ class ErrorRates:
         return self.characters.rate
 
     def as_dict(self) -> dict:
-        return {"wer": round(self.wer, 4), "cer": round(self.cer, 4), "utterances": self.utterances,
-                "words": self.words.reference_length, "word_errors": self.words.errors}
+        return {
+            "wer": round(self.wer, 4),
+            "cer": round(self.cer, 4),
+            "utterances": self.utterances,
+            "words": self.words.reference_length,
+            "word_errors": self.words.errors,
+        }
 
 
 def _counts(references: list[str], hypotheses: list[str], characters: bool) -> ErrorCounts:
@@ -68,7 +73,9 @@ def _counts(references: list[str], hypotheses: list[str], characters: bool) -> E
             continue
         process = jiwer.process_characters if characters else jiwer.process_words
         out = process(reference, hypothesis)
-        total += ErrorCounts(out.substitutions, out.deletions, out.insertions, out.hits + out.substitutions + out.deletions)
+        total += ErrorCounts(
+            out.substitutions, out.deletions, out.insertions, out.hits + out.substitutions + out.deletions
+        )
     return total
 
 

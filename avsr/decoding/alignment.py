@@ -85,7 +85,9 @@ def forced_align(log_probs: Tensor, tokens: Sequence[int], blank_id: int = 0) ->
     return spans
 
 
-def word_timings(spans: Sequence[TokenSpan], piece_text, frame_seconds: float = 0.04, offset: float = 0.0) -> list[WordTiming]:
+def word_timings(
+    spans: Sequence[TokenSpan], piece_text, frame_seconds: float = 0.04, offset: float = 0.0
+) -> list[WordTiming]:
     """Group aligned tokens into words. ``piece_text(token) -> str`` is the tokenizer's
     :meth:`~avsr.data.tokenizers.base.Tokenizer.piece_text`; times are ``offset + frame * frame_seconds``."""
     words: list[WordTiming] = []
@@ -93,7 +95,14 @@ def word_timings(spans: Sequence[TokenSpan], piece_text, frame_seconds: float = 
 
     def close() -> None:
         if text.strip() and first is not None and last is not None:
-            words.append(WordTiming(text.strip(), offset + first.start * frame_seconds, offset + last.end * frame_seconds, scores / max(frames, 1)))
+            words.append(
+                WordTiming(
+                    text.strip(),
+                    offset + first.start * frame_seconds,
+                    offset + last.end * frame_seconds,
+                    scores / max(frames, 1),
+                )
+            )
 
     for span in spans:
         piece = piece_text(span.token)

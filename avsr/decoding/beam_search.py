@@ -31,7 +31,6 @@ Two semantics (``BeamSearchConfig.semantics``, rules in ``SEMANTICS``):
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, get_args
@@ -138,7 +137,9 @@ def _bound_stop(ended: list[Hypothesis], live_best: float, step: int, limit: int
     return raw < max(h.score for h in ended)
 
 
-def _espnet_end_detect(ended: list[Hypothesis], live_best: float, step: int, limit: int, config: BeamSearchConfig) -> bool:
+def _espnet_end_detect(
+    ended: list[Hypothesis], live_best: float, step: int, limit: int, config: BeamSearchConfig
+) -> bool:
     """ESPnet's end detection (Watanabe et al. 2017, eq. 50) after loop index ``step``: for each of
     the hypotheses that ended 2, 3 and 4 tokens ago, the best is e^-10 below the best ended. Only
     with the default maximum length (ESPnet's maxlenratio = 0)."""
@@ -167,7 +168,9 @@ class SearchRules:
 
 SEMANTICS: dict[str, SearchRules] = {
     "exact": SearchRules(always_offer_eos=False, pre_beam_over_blank=False, score_final_eos=True, stop=_bound_stop),
-    "espnet": SearchRules(always_offer_eos=True, pre_beam_over_blank=True, score_final_eos=False, stop=_espnet_end_detect),
+    "espnet": SearchRules(
+        always_offer_eos=True, pre_beam_over_blank=True, score_final_eos=False, stop=_espnet_end_detect
+    ),
 }
 
 
@@ -180,8 +183,17 @@ def _pre_beam_size(config: BeamSearchConfig, rules: SearchRules, vocab: int, ctc
     return min(vocab - 1, max(config.beam, int(config.pre_beam_ratio * config.beam)))
 
 
-def _candidates(att: Tensor | None, vocab: int, config: BeamSearchConfig, rules: SearchRules,
-                blank_id: int, eos_id: int, ctc_scored: bool, rows: int, device: torch.device) -> tuple[Tensor, Tensor]:
+def _candidates(
+    att: Tensor | None,
+    vocab: int,
+    config: BeamSearchConfig,
+    rules: SearchRules,
+    blank_id: int,
+    eos_id: int,
+    ctc_scored: bool,
+    rows: int,
+    device: torch.device,
+) -> tuple[Tensor, Tensor]:
     """(candidate token ids (N, K), usable (N, K)) of every hypothesis row: the attention pre-beam
     (plus <eos> when the rules offer it and CTC scores it), or every emittable token when ``att``
     is None (CTC-only) or there is no pre-beam. The blank and a repeated <eos> are never usable."""
@@ -261,7 +273,9 @@ def beam_search(
             if weight >= 1.0:
                 att = None
         assert vocab is not None
-        candidates, usable = _candidates(att, vocab, config, rules, blank_id, eos_id, scorer is not None, len(last), device)
+        candidates, usable = _candidates(
+            att, vocab, config, rules, blank_id, eos_id, scorer is not None, len(last), device
+        )
         if att is None:
             att = torch.zeros(len(last), vocab, device=device)
         # Exact: out of room, these rows' hypotheses must end here with a scored <eos> (one
@@ -278,12 +292,7 @@ def beam_search(
         else:
             ctc_increment = torch.zeros(candidates.shape, device=device)
         att_increment = torch.gather(att, 1, candidates)
-        total = (
-            scores[:, None]
-            + (1.0 - weight) * att_increment
-            + weight * ctc_increment
-            + config.length_bonus
-        )
+        total = scores[:, None] + (1.0 - weight) * att_increment + weight * ctc_increment + config.length_bonus
         total = total.masked_fill(~usable | done[rows][:, None], NEG_INF)
         per_utterance = total.view(batch, -1)  # (B, beam * K)
         width = candidates.shape[1]
@@ -304,7 +313,9 @@ def beam_search(
         # utterance whose limit this step reached ends as it is; their rows go dead.
         alive = torch.isfinite(flat_scores)
         is_eos = (flat_tokens == eos_id) & alive
-        at_limit = alive & ~is_eos & (limits[rows] == step + 1) if not rules.score_final_eos else torch.zeros_like(alive)
+        at_limit = (
+            alive & ~is_eos & (limits[rows] == step + 1) if not rules.score_final_eos else torch.zeros_like(alive)
+        )
         for row in torch.nonzero(is_eos | at_limit).flatten().tolist():
             ended_tokens = list(tokens_before[row] if is_eos[row] else tokens[row])
             score = float(flat_scores[row]) / (len(ended_tokens) + 1) ** config.length_normalisation
@@ -324,7 +335,9 @@ def beam_search(
             live = float(live_best[utterance])
             if not ended[utterance] and math.isfinite(live):
                 row = utterance * beam + int(live_arg[utterance])
-                unfinished[utterance] = Hypothesis(list(tokens[row]), float(scores[row]), float(ctc_totals[row]), float(att_totals[row]))
+                unfinished[utterance] = Hypothesis(
+                    list(tokens[row]), float(scores[row]), float(ctc_totals[row]), float(att_totals[row])
+                )
             if not math.isfinite(live) or rules.stop(ended[utterance], live, step, int(limits[utterance]), config):
                 done[utterance] = True
         if bool(done.all()):

@@ -131,8 +131,15 @@ class CTCPrefixScorer:
         return scores, r_nonblank, r_blank
 
     @staticmethod
-    def advance(state: CTCPrefixState, hypothesis: Tensor, candidate_index: Tensor, tokens: Tensor,
-                scores: Tensor, r_nonblank: Tensor, r_blank: Tensor) -> CTCPrefixState:
+    def advance(
+        state: CTCPrefixState,
+        hypothesis: Tensor,
+        candidate_index: Tensor,
+        tokens: Tensor,
+        scores: Tensor,
+        r_nonblank: Tensor,
+        r_blank: Tensor,
+    ) -> CTCPrefixState:
         """The states of the extended hypotheses chosen by the search.
 
         ``hypothesis`` (M,) rows of the previous state, ``candidate_index`` (M,) column in the

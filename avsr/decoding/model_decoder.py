@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
-
 from fairseq2.nn import BatchLayout
+from torch import Tensor
 
 from avsr.models.avsr_model import AVSRModel, block_size, make_layout
 
@@ -36,7 +35,10 @@ class ModelStepDecoder:
         self.bag = self.model.new_state_bag(self.max_length + 1)
         self._layouts = None
         if block_size(rows, self.encoded.size(0)) is not None:  # the search's layout: beams in blocks
-            self._layouts = (BatchLayout((len(rows), 1), None, device=rows.device), make_layout(self.encoded, self.encoded_lens))
+            self._layouts = (
+                BatchLayout((len(rows), 1), None, device=rows.device),
+                make_layout(self.encoded, self.encoded_lens),
+            )
 
     def step(self, tokens: Tensor) -> Tensor:
         assert self.rows is not None and self.bag is not None

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from avsr.data.video import Preprocessing, model_view
 from avsr.decoding.alignment import AlignmentError, WordTiming, forced_align, word_timings
 from avsr.decoding.beam_search import SEARCH_DEFAULTS, BeamSearchConfig, Semantics, beam_search, recommended_settings
 from avsr.decoding.ctc import greedy_ctc
 from avsr.decoding.model_decoder import ModelStepDecoder
 from avsr.decoding.stages import StageTimes, timed
 from avsr.media.constants import AUDIO_RATE, SAMPLES_PER_FRAME
-from avsr.data.video import Preprocessing, model_view
 from avsr.models.folder import load_model_folder, mouth_crop_config
 
 if TYPE_CHECKING:
@@ -101,7 +101,9 @@ class Recognizer:
         and the tokenizer's fingerprint checked)."""
         model_dir = Path(model_dir)
         if not (model_dir / "model.yaml").is_file():
-            raise RecognizerError(f"{model_dir}: not a model folder (no model.yaml; avsr-train writes one under OUTPUT_DIR/model)")
+            raise RecognizerError(
+                f"{model_dir}: not a model folder (no model.yaml; avsr-train writes one under OUTPUT_DIR/model)"
+            )
         folder = load_model_folder(model_dir, device)
         return cls(folder.model, folder.tokenizer, folder.preprocessing, torch.device(device), folder.path)
 
@@ -124,7 +126,9 @@ class Recognizer:
         try:
             return mouth_crop_config(recorded, self.folder)
         except (TypeError, ValueError) as exc:
-            raise RecognizerError(f"the model's mouth_crop settings are not usable ({exc}); convert it again with avsr-convert") from None
+            raise RecognizerError(
+                f"the model's mouth_crop settings are not usable ({exc}); convert it again with avsr-convert"
+            ) from None
 
     @property
     def length_normalisation(self) -> float:
@@ -159,7 +163,9 @@ class Recognizer:
         if modality not in self.modalities:
             if set(MODALITY_INPUTS[modality]) <= set(self.model.config.modalities):  # narrowed by the model
                 raise RecognizerError(f"this model cannot decode {modality!r}; it decodes {', '.join(self.modalities)}")
-            raise RecognizerError(f"this model has no {'/'.join(MODALITY_INPUTS[modality])} branch; it decodes {', '.join(self.modalities)}")
+            raise RecognizerError(
+                f"this model has no {'/'.join(MODALITY_INPUTS[modality])} branch; it decodes {', '.join(self.modalities)}"
+            )
         return MODALITY_INPUTS[modality]
 
     # ------------------------------------------------------------------ inputs
@@ -171,7 +177,9 @@ class Recognizer:
                 raise RecognizerError(f"mouth video must be (T, H, W) grey frames, got shape {video.shape}")
             height, width = video.shape[1:]
             if height < p.crop_size or width < p.crop_size:
-                raise RecognizerError(f"mouth crops of {width}x{height} px are smaller than the model's {p.crop_size} px")
+                raise RecognizerError(
+                    f"mouth crops of {width}x{height} px are smaller than the model's {p.crop_size} px"
+                )
             crops.append(model_view(video, p))
         lengths = [c.shape[0] for c in crops]
         batch = torch.zeros(len(crops), max(lengths), p.crop_size, p.crop_size)
@@ -240,7 +248,9 @@ class Recognizer:
                 continue
             t.words = word_timings(spans, self.tokenizer.piece_text, frame_seconds=SAMPLES_PER_FRAME / AUDIO_RATE)
 
-    def _beam(self, encoded: Tensor, log_probs: Tensor | None, lengths: Tensor, options: DecodeOptions) -> list[Transcript]:
+    def _beam(
+        self, encoded: Tensor, log_probs: Tensor | None, lengths: Tensor, options: DecodeOptions
+    ) -> list[Transcript]:
         settings = self.resolve(options).search_settings()
         if log_probs is None:  # no CTC head: attention only
             settings["ctc_weight"] = 0.0
@@ -249,7 +259,9 @@ class Recognizer:
         step_decoder = None
         if ctc_weight < 1.0:
             step_decoder = ModelStepDecoder(self.model, encoded, lengths, int(lengths.max()))
-        nbest = beam_search(log_probs, lengths, step_decoder, config, self.model.config.blank_id, self.model.config.eos_id)
+        nbest = beam_search(
+            log_probs, lengths, step_decoder, config, self.model.config.blank_id, self.model.config.eos_id
+        )
         out = []
         for hyps in nbest:
             best = hyps[0] if hyps else None

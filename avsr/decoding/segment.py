@@ -22,7 +22,6 @@ import numpy as np
 from avsr.media.constants import SAMPLES_PER_FRAME
 
 
-
 @dataclass(frozen=True)
 class SegmentConfig:
     target_seconds: float = 4.0

@@ -40,7 +40,10 @@ class StageTimes:
         names = [s for s in STAGES if s in self.seconds] + sorted(set(self.seconds) - set(STAGES))
         rows = {name: self.seconds[name] for name in names}
         rows["total"] = self.total
-        return {name: {"seconds": round(s, 4), "rtf": round(s / media_seconds, 5) if media_seconds > 0 else float("nan")} for name, s in rows.items()}
+        return {
+            name: {"seconds": round(s, 4), "rtf": round(s / media_seconds, 5) if media_seconds > 0 else float("nan")}
+            for name, s in rows.items()
+        }
 
 
 @contextmanager

@@ -14,13 +14,17 @@ from avsr.decoding.alignment import WordTiming
 from avsr.media.atomic import atomic_path
 
 
-def _cues(segments: Sequence[Sequence[WordTiming]], max_words: int, max_seconds: float, max_gap: float) -> list[tuple[float, float, str]]:
+def _cues(
+    segments: Sequence[Sequence[WordTiming]], max_words: int, max_seconds: float, max_gap: float
+) -> list[tuple[float, float, str]]:
     cues: list[tuple[float, float, str]] = []
     for words in segments:
         current: list[WordTiming] = []
         for w in words:
             if current and (
-                len(current) >= max_words or w.end - current[0].start > max_seconds or w.start - current[-1].end > max_gap
+                len(current) >= max_words
+                or w.end - current[0].start > max_seconds
+                or w.start - current[-1].end > max_gap
             ):
                 cues.append((current[0].start, current[-1].end, " ".join(x.word for x in current)))
                 current = []
@@ -38,7 +42,14 @@ def _stamp(seconds: float, separator: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{separator}{ms:03d}"
 
 
-def format_subtitles(segments: Sequence[Sequence[WordTiming]], kind: str, *, max_words: int = 7, max_seconds: float = 3.5, max_gap: float = 1.0) -> str:
+def format_subtitles(
+    segments: Sequence[Sequence[WordTiming]],
+    kind: str,
+    *,
+    max_words: int = 7,
+    max_seconds: float = 3.5,
+    max_gap: float = 1.0,
+) -> str:
     """The text of an .srt (``kind="srt"``) or .vtt (``kind="vtt"``) file."""
     cues = _cues(segments, max_words, max_seconds, max_gap)
     if kind == "srt":

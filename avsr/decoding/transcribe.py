@@ -87,7 +87,10 @@ class FileResult:
                     "modality": s.modality,
                     "text": s.text,
                     "score": round(s.score, 4),
-                    "words": [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3), "score": round(w.score, 4)} for w in s.words],
+                    "words": [
+                        {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3), "score": round(w.score, 4)}
+                        for w in s.words
+                    ],
                 }
                 for s in self.segments
             ],
@@ -165,7 +168,9 @@ def load_input(
         loaded.crops, loaded.face_found = mouth_crops(faces(), clip.frames, times)
     except (NoFaceError, FaceAlignmentError) as exc:
         if loaded.modality == "v":
-            reason = f"{exc}: cannot lip-read it" if modality == "v" else f"no audio stream, and {exc}: nothing to decode"
+            reason = (
+                f"{exc}: cannot lip-read it" if modality == "v" else f"no audio stream, and {exc}: nothing to decode"
+            )
             raise TranscribeError(f"{p}: {reason}") from None
         _fall_back(loaded, str(exc), "a", decodable)
         return loaded
@@ -204,7 +209,9 @@ class _Job:
     modality: str
 
 
-def segmenting_for(recognizer: Recognizer, target_seconds: float | None = None, max_seconds: float = 12.0) -> SegmentConfig:
+def segmenting_for(
+    recognizer: Recognizer, target_seconds: float | None = None, max_seconds: float = 12.0
+) -> SegmentConfig:
     """Cut long inputs into pieces of about ``target_seconds``, by default as long as the model's
     training utterances (their median, recorded at export) where known."""
     target = target_seconds or recognizer.typical_input_seconds or SegmentConfig.target_seconds
@@ -233,17 +240,32 @@ def transcribe_files(
                 lost = 1.0 - float(item.face_found[seg.start : seg.end].mean())
                 if lost > MAX_LOST_SHARE:
                     used = "a"
-                    notes[f].append(f"{seg.start / VIDEO_FPS:.2f}-{seg.end / VIDEO_FPS:.2f} s decoded from the audio only (face lost in {100 * lost:.0f}% of the frames)")
+                    notes[f].append(
+                        f"{seg.start / VIDEO_FPS:.2f}-{seg.end / VIDEO_FPS:.2f} s decoded from the audio only (face lost in {100 * lost:.0f}% of the frames)"
+                    )
             if used not in recognizer.modalities:
-                raise RecognizerError(f"{item.path}: needs {used!r} decoding, which this model cannot do ({', '.join(recognizer.modalities)})")
+                raise RecognizerError(
+                    f"{item.path}: needs {used!r} decoding, which this model cannot do ({', '.join(recognizer.modalities)})"
+                )
             jobs.append(_Job(f, seg, used))
     results: dict[int, list[SegmentResult]] = {f: [] for f in range(len(loaded))}
     for used in dict.fromkeys(j.modality for j in jobs):
-        group = sorted((j for j in jobs if j.modality == used), key=lambda j: j.segment.end - j.segment.start, reverse=True)
+        group = sorted(
+            (j for j in jobs if j.modality == used), key=lambda j: j.segment.end - j.segment.start, reverse=True
+        )
         for batch in _batches(group, max_frames_per_batch):
             inputs = MODALITY_INPUTS[used]
-            audios = [loaded[j.file].audio[j.segment.start * SAMPLES_PER_FRAME : j.segment.end * SAMPLES_PER_FRAME] for j in batch] if "audio" in inputs else None
-            videos = [loaded[j.file].crops[j.segment.start : j.segment.end] for j in batch] if "video" in inputs else None
+            audios = (
+                [
+                    loaded[j.file].audio[j.segment.start * SAMPLES_PER_FRAME : j.segment.end * SAMPLES_PER_FRAME]
+                    for j in batch
+                ]
+                if "audio" in inputs
+                else None
+            )
+            videos = (
+                [loaded[j.file].crops[j.segment.start : j.segment.end] for j in batch] if "video" in inputs else None
+            )
             for job, t in zip(batch, recognizer.transcribe(audios, videos, options, timings=True, times=times)):
                 results[job.file].append(_own(job, t))
     return [
@@ -273,7 +295,19 @@ def _own(job: _Job, transcript) -> SegmentResult:
         if keep_all or seg.keep_start / VIDEO_FPS <= mid < seg.keep_end / VIDEO_FPS:
             words.append(WordTiming(w.word, offset + w.start, offset + w.end, w.score))
     text = transcript.text if keep_all or not transcript.words else " ".join(w.word for w in words)
-    return SegmentResult(seg.keep_start / VIDEO_FPS, seg.keep_end / VIDEO_FPS, job.modality, text, transcript.score, words)
+    return SegmentResult(
+        seg.keep_start / VIDEO_FPS, seg.keep_end / VIDEO_FPS, job.modality, text, transcript.score, words
+    )
 
 
-__all__ = ["FileResult", "LoadedInput", "SegmentResult", "TranscribeError", "load_input", "face_chain", "mouth_crops", "segmenting_for", "transcribe_files"]
+__all__ = [
+    "FileResult",
+    "LoadedInput",
+    "SegmentResult",
+    "TranscribeError",
+    "load_input",
+    "face_chain",
+    "mouth_crops",
+    "segmenting_for",
+    "transcribe_files",
+]

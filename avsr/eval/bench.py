@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from avsr.data.manifest import ManifestError, ManifestRow, read_manifest
-from avsr.decoding.recognizer import MODALITY_INPUTS, DecodeOptions, Recognizer
 from avsr.data.wer import error_rates
+from avsr.decoding.recognizer import MODALITY_INPUTS, DecodeOptions, Recognizer
 from avsr.media.atomic import atomic_path
 from avsr.media.constants import AUDIO_RATE
 from avsr.training import augment
@@ -56,7 +56,9 @@ class Condition:
 
     @property
     def name(self) -> str:
-        base = f"{self.modality}_clean" if self.noise is None else f"{self.modality}_{self.noise}_{_snr_text(self.snr_db)}"
+        base = (
+            f"{self.modality}_clean" if self.noise is None else f"{self.modality}_{self.noise}_{_snr_text(self.snr_db)}"
+        )
         return base if self.video_corruption == "none" else f"{base}_{self.video_corruption}"
 
 
@@ -99,7 +101,6 @@ class BenchConfig:
                 raise BenchError(f"unknown noise {kind!r} (expected {', '.join(NOISE_KINDS)})")
         if not self.modalities:
             raise BenchError("no modality given")
-
 
     @property
     def manifest(self) -> Path:
@@ -436,7 +437,9 @@ def results_table(results: Sequence[ConditionResult], noises: Sequence[str], snr
         return "\n".join(lines)
     counts = {r.manifest: (r.utterances, r.words) for r in results}
     sizes = "; ".join(f"{m or 'test'}: {u} utterances, {w} words" for m, (u, w) in counts.items())
-    lines.append(f"WER (CER) in %, {sizes}. Video-only decoding does not hear the noise; audio-only decoding does not see the video.")
+    lines.append(
+        f"WER (CER) in %, {sizes}. Video-only decoding does not hear the noise; audio-only decoding does not see the video."
+    )
     heard = {r.manifest for r in results if r.modality == "a"}
     deltas = []
     for manifest, corruption, modality in _groups(results):
@@ -476,8 +479,14 @@ def write_outputs(
     payload = {
         **meta,
         "manifest": str(config.manifest),
-        **({"manifests": dict(zip(manifest_labels(config.manifests), map(str, config.manifests))),
-            "video_corruptions": list(config.video_corruptions)} if extended else {}),
+        **(
+            {
+                "manifests": dict(zip(manifest_labels(config.manifests), map(str, config.manifests))),
+                "video_corruptions": list(config.video_corruptions),
+            }
+            if extended
+            else {}
+        ),
         "decoder": asdict(config.options),
         "seed": config.seed,
         "real_time_factor": decode_seconds / max(audio_seconds, 1e-9),
@@ -493,7 +502,9 @@ def write_outputs(
     hyp_dir.mkdir(exist_ok=True)
     for name, hyp_rows in transcripts.items():
         with atomic_path(hyp_dir / f"{name}.tsv") as temp:
-            Path(temp).write_text("id\treference\thypothesis\n" + "".join(f"{i}\t{r}\t{h}\n" for i, r, h in hyp_rows), encoding="utf-8")
+            Path(temp).write_text(
+                "id\treference\thypothesis\n" + "".join(f"{i}\t{r}\t{h}\n" for i, r, h in hyp_rows), encoding="utf-8"
+            )
     plot_wer_vs_snr(results, config.noises, paths["plot"])
     return paths
 
@@ -524,7 +535,9 @@ def plot_wer_vs_snr(results: Sequence[ConditionResult], noises: Sequence[str], p
                 xs, ys = zip(*points)
                 label = MODALITY_NAMES.get(modality, modality) + (f" ({kind})" if len(noises) > 1 else "")
                 if extended:
-                    label += " [" + ", ".join(x for x in (manifest, "" if corruption == "none" else corruption) if x) + "]"
+                    label += (
+                        " [" + ", ".join(x for x in (manifest, "" if corruption == "none" else corruption) if x) + "]"
+                    )
                 ax.plot(xs, ys, styles[k % len(styles)], marker="o", label=label)
     ticks = snrs + ([clean_x] if results else [])
     ax.set_xticks(ticks)

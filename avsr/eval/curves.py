@@ -65,12 +65,17 @@ def markdown_table(curves: dict[str, list[tuple[int, float]]], metric: str) -> s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROGRAM, description="Plot validation curves of avsr-train runs side by side.")
+    parser = argparse.ArgumentParser(
+        prog=PROGRAM, description="Plot validation curves of avsr-train runs side by side."
+    )
     parser.add_argument("runs", nargs="+", type=Path, help="avsr-train output directories")
     parser.add_argument("--labels", nargs="+", default=None, help="one name per run (default: the folder names)")
     parser.add_argument("--metric", default="Accuracy", help="column of metrics/valid.jsonl (default Accuracy)")
-    parser.add_argument("--category", default="valid",
-                        help="metrics file under metrics/ (default valid; valid/av, valid/audio, valid/video for AVSR runs)")
+    parser.add_argument(
+        "--category",
+        default="valid",
+        help="metrics file under metrics/ (default valid; valid/av, valid/audio, valid/video for AVSR runs)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="PNG to write")
     args = parser.parse_args(argv)
     labels = args.labels or [r.name for r in args.runs]

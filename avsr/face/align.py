@@ -131,10 +131,17 @@ class MouthCropConfig:
         """Plain values for a model's metadata; the shipped mean face is written by file name."""
         mean_face = MEAN_FACE_FILE if self.mean_face == default_mean_face() else str(self.mean_face)
         return {
-            "crop_size": self.crop_size, "window": self.window, "mean_face": mean_face,
-            "stable_points": list(self.stable_points), "reference_size": self.reference_size,
-            "canvas_size": self.canvas_size, "grayscale": self.grayscale, "border": self.border,
-            "centre_tolerance": self.centre_tolerance, "smoothing": self.smoothing, "fit": self.fit,
+            "crop_size": self.crop_size,
+            "window": self.window,
+            "mean_face": mean_face,
+            "stable_points": list(self.stable_points),
+            "reference_size": self.reference_size,
+            "canvas_size": self.canvas_size,
+            "grayscale": self.grayscale,
+            "border": self.border,
+            "centre_tolerance": self.centre_tolerance,
+            "smoothing": self.smoothing,
+            "fit": self.fit,
             "clamp_to_canvas": self.clamp_to_canvas,
         }
 
@@ -210,7 +217,9 @@ class MouthCropper:
             frame = self._prepare(frames[index])
             transform = self.crop_transform(fit_points[index], index, centre_landmarks=centre_points[index])
             transforms[index] = transform
-            crops[index] = cv2.warpAffine(frame, transform, (size, size), flags=cv2.INTER_LINEAR, borderMode=self._border, borderValue=0)
+            crops[index] = cv2.warpAffine(
+                frame, transform, (size, size), flags=cv2.INTER_LINEAR, borderMode=self._border, borderValue=0
+            )
         mouth = raw[:, MOUTH].astype(np.float64)
         mouth_points = np.einsum("tij,tpj->tpi", transforms[:, :, :2], mouth) + transforms[:, None, :, 2]
         return MouthCrops(crops, mouth_points.astype(np.float32), transforms, detected, raw)
@@ -233,19 +242,27 @@ class MouthCropper:
         tolerance = self.config.centre_tolerance
         canvas = self.config.canvas_size
         if self.config.clamp_to_canvas:  # AV-HuBERT's cut_patch: keep the box inside the canvas
-            if tolerance is not None and (min(centre_x, centre_y) < half - tolerance or max(centre_x, centre_y) > canvas - half + tolerance):
-                raise FaceAlignmentError(f"frame {index}: the aligned mouth ({centre_x:.0f}, {centre_y:.0f}) lies outside the aligned face")
+            if tolerance is not None and (
+                min(centre_x, centre_y) < half - tolerance or max(centre_x, centre_y) > canvas - half + tolerance
+            ):
+                raise FaceAlignmentError(
+                    f"frame {index}: the aligned mouth ({centre_x:.0f}, {centre_y:.0f}) lies outside the aligned face"
+                )
             centre_x, centre_y = np.clip((centre_x, centre_y), half, canvas - half)
             return int(round(centre_x - half)), int(round(centre_y - half))
         middle = canvas / 2
-        if tolerance is not None and (abs(centre_x - middle) > half + tolerance or abs(centre_y - middle) > half + tolerance):
+        if tolerance is not None and (
+            abs(centre_x - middle) > half + tolerance or abs(centre_y - middle) > half + tolerance
+        ):
             raise FaceAlignmentError(
                 f"frame {index}: the aligned mouth centre ({centre_x:.0f}, {centre_y:.0f}) is too far from the"
                 f" aligned face's centre ({middle:.0f}, {middle:.0f}); the landmarks look wrong"
             )
         return int(round(centre_x - half)), int(round(centre_y - half))
 
-    def crop_transform(self, landmarks: np.ndarray, index: int = 0, centre_landmarks: np.ndarray | None = None) -> np.ndarray:
+    def crop_transform(
+        self, landmarks: np.ndarray, index: int = 0, centre_landmarks: np.ndarray | None = None
+    ) -> np.ndarray:
         """(2, 3) transform, frame pixels -> crop pixels: the alignment (fitted to ``landmarks``)
         followed by the crop's shift (centred on ``centre_landmarks``' mouth, default ``landmarks``)."""
         transform = self.align_transform(landmarks, index)
@@ -262,7 +279,14 @@ class MouthCropper:
         canvas = self.config.canvas_size
         transform = self.align_transform(landmarks)
         x, y = self.crop_origin(transform, landmarks)
-        aligned = cv2.warpAffine(self._prepare(frame), transform, (canvas, canvas), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        aligned = cv2.warpAffine(
+            self._prepare(frame),
+            transform,
+            (canvas, canvas),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
         size = self.config.crop_size
         return aligned[max(y, 0) : max(y + size, 0), max(x, 0) : max(x + size, 0)].copy()
 

@@ -165,7 +165,11 @@ class DlibVideoLandmarker:
         """The face box in a grayscale frame: the one overlapping ``near`` most, else the largest."""
         height, width = gray.shape
         scale = min(1.0, self.detect_width / width)
-        small = gray if scale == 1.0 else cv2.resize(gray, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+        small = (
+            gray
+            if scale == 1.0
+            else cv2.resize(gray, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+        )
         for upsample in range(self.upsample + 1):
             rects = self._detector(small, upsample)
             if len(rects):
@@ -182,7 +186,9 @@ class DlibVideoLandmarker:
 
     # -- tracking -------------------------------------------------------------------------------
 
-    def _acquire(self, gray: np.ndarray, near: Box | None, stats: TrackingStats, box: Box | None = None) -> _Track | None:
+    def _acquire(
+        self, gray: np.ndarray, near: Box | None, stats: TrackingStats, box: Box | None = None
+    ) -> _Track | None:
         """Start a track from a detection (searching the whole frame unless ``box`` is given)."""
         if box is None:
             stats.full_detections += 1
@@ -227,7 +233,10 @@ class DlibVideoLandmarker:
         previous_centre, previous_radius = _rigid_frame(track.points)
         centre, radius = _rigid_frame(points)
         step = radius / max(previous_radius, 1e-3)
-        plausible = 1 / MAX_SCALE_STEP <= step <= MAX_SCALE_STEP and np.linalg.norm(centre - previous_centre) <= MAX_SHIFT * previous_radius
+        plausible = (
+            1 / MAX_SCALE_STEP <= step <= MAX_SCALE_STEP
+            and np.linalg.norm(centre - previous_centre) <= MAX_SHIFT * previous_radius
+        )
         thumbnail = _thumbnail(gray, box) if plausible else None
         if thumbnail is None or float(thumbnail @ track.template) < self.min_similarity:
             stats.lost += 1

@@ -29,7 +29,9 @@ class FaceChain:
     does both. ``source`` (e.g. the video's path) prefixes the one-line messages of the errors.
     """
 
-    def __init__(self, landmarker: VideoLandmarker | None = None, config: MouthCropConfig | MouthCropper | None = None) -> None:
+    def __init__(
+        self, landmarker: VideoLandmarker | None = None, config: MouthCropConfig | MouthCropper | None = None
+    ) -> None:
         self.landmarker = landmarker
         self.cropper = config if isinstance(config, MouthCropper) else MouthCropper(config)
 
@@ -46,7 +48,9 @@ class FaceChain:
             raise ValueError("this face chain has no landmarker: give the landmarks")
         return self.landmarker.landmarks(frames)
 
-    def crop(self, frames: Sequence[np.ndarray] | np.ndarray, landmarks: LandmarkSequence, *, source: str | None = None) -> MouthCrops:
+    def crop(
+        self, frames: Sequence[np.ndarray] | np.ndarray, landmarks: LandmarkSequence, *, source: str | None = None
+    ) -> MouthCrops:
         """Mouth crops of ``frames`` ((T, H, W, 3) RGB uint8, or a list of such frames) from
         ``landmarks`` (per frame (68, 2) or None, or (T, 68, 2) with NaN). Stored landmarks may
         differ from the frame count by up to ``LENGTH_TOLERANCE`` frames: extra ones are dropped,
@@ -56,7 +60,11 @@ class FaceChain:
             return self.cropper.crop(frames, _match_length(landmarks, len(frames)))
 
     def __call__(
-        self, frames: Sequence[np.ndarray] | np.ndarray, landmarks: LandmarkSequence | None = None, *, source: str | None = None
+        self,
+        frames: Sequence[np.ndarray] | np.ndarray,
+        landmarks: LandmarkSequence | None = None,
+        *,
+        source: str | None = None,
     ) -> MouthCrops:
         """``crop(frames, landmarks or self.landmarks(frames))``."""
         if landmarks is None:

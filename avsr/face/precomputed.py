@@ -126,7 +126,9 @@ class SafeUnpickler(pickle.Unpickler):
 
     def _reconstruct(self, real, cls, shape, dtype):  # noqa: ANN001, ANN202
         if cls is not np.ndarray:
-            raise UnsafePickleError(f"refused to rebuild {getattr(cls, '__name__', cls)} (only numpy arrays are allowed)")
+            raise UnsafePickleError(
+                f"refused to rebuild {getattr(cls, '__name__', cls)} (only numpy arrays are allowed)"
+            )
         self.budget.take(shape, dtype if not isinstance(dtype, bytes) else dtype.decode("latin1"))
         array = real(_CheckedArray, shape, dtype)
         array._budget = self.budget
@@ -160,7 +162,9 @@ def _read_npy(path: Path, handle: io.IOBase, size: int) -> np.ndarray:
         raise LandmarksFileError(path, "holds Python objects, not numbers (refused: loading them would unpickle)")
     nbytes = _Budget().take(shape, dtype)
     if nbytes > size - handle.tell():
-        raise LandmarksFileError(path, f"truncated (the header promises {nbytes:,} bytes of data, {size - handle.tell():,} follow)")
+        raise LandmarksFileError(
+            path, f"truncated (the header promises {nbytes:,} bytes of data, {size - handle.tell():,} follow)"
+        )
     handle.seek(0)
     return np.lib.format.read_array(handle, allow_pickle=False)
 
@@ -202,7 +206,19 @@ def load_landmarks_file(path: str | os.PathLike[str]) -> list[np.ndarray | None]
         raise LandmarksFileError(path, f"unsafe pickle: {exc}") from None
     except TooLargeError as exc:
         raise LandmarksFileError(path, f"too large: {exc}") from None
-    except (OSError, EOFError, ValueError, TypeError, OverflowError, pickle.UnpicklingError, zipfile.BadZipFile, AttributeError, ImportError, IndexError, KeyError) as exc:
+    except (
+        OSError,
+        EOFError,
+        ValueError,
+        TypeError,
+        OverflowError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        AttributeError,
+        ImportError,
+        IndexError,
+        KeyError,
+    ) as exc:
         raise LandmarksFileError(path, f"cannot read ({type(exc).__name__}: {exc})") from None
     return _as_frame_list(path, content)
 
@@ -210,7 +226,11 @@ def load_landmarks_file(path: str | os.PathLike[str]) -> list[np.ndarray | None]
 def _is_point(value: object) -> bool:
     if isinstance(value, np.ndarray):
         return value.shape == (2,)
-    return isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (int, float, np.generic)) for v in value)
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, (int, float, np.generic)) for v in value)
+    )
 
 
 def _frame_points(path: Path, index: int, frame: object) -> np.ndarray:

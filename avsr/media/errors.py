@@ -106,9 +106,7 @@ def translate(path: str | os.PathLike[str], exc: BaseException, *, writing: bool
         return MediaError(path, f"cannot write ({reason})")
     if isinstance(exc, (av.error.InvalidDataError, av.error.EOFError, EOFError)):
         if _mp4_without_moov(path):
-            return MediaError(
-                path, "truncated or corrupt (mp4 index 'moov' missing: the file was not finished)"
-            )
+            return MediaError(path, "truncated or corrupt (mp4 index 'moov' missing: the file was not finished)")
         if looks_like_media(path):
             return MediaError(path, f"truncated or corrupt ({reason})")
         return MediaError(path, f"not a media file ({reason})")

@@ -295,9 +295,7 @@ def iter_audio(
     rate = _check_sample_rate(sample_rate)
     start_q, end_q = _check_window(start, end)
     container = _open_audio(p)
-    return _sample_generator(
-        p, container, rate, round(start_q * rate), None if end_q is None else round(end_q * rate)
-    )
+    return _sample_generator(p, container, rate, round(start_q * rate), None if end_q is None else round(end_q * rate))
 
 
 def _check_sample_rate(sample_rate: int) -> int:

@@ -48,9 +48,7 @@ def _frames_of(path: str, frames: np.ndarray | Iterable[np.ndarray]) -> Iterator
         if frame.dtype != np.uint8:
             raise MediaError(path, f"frames must be uint8, got {frame.dtype}")
         if not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 3)) or 0 in frame.shape:
-            raise MediaError(
-                path, f"each frame must be (H, W, 3) RGB or (H, W) gray, got shape {frame.shape}"
-            )
+            raise MediaError(path, f"each frame must be (H, W, 3) RGB or (H, W) gray, got shape {frame.shape}")
         if shape is None:
             shape = frame.shape
         elif frame.shape != shape:

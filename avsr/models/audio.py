@@ -69,17 +69,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-
 from fairseq2.models.transformer import AttentionBiasCache, TransformerNormOrder
 from fairseq2.models.wav2vec2 import Wav2Vec2EncoderConfig
 from fairseq2.models.wav2vec2.factory import Wav2Vec2EncoderFactory
 from fairseq2.models.wav2vec2.masker import Wav2Vec2Masker
 from fairseq2.nn import BatchLayout
+from torch import Tensor, nn
 
 from avsr.media.constants import SAMPLES_PER_FRAME
-from avsr.nn.frozen import FreezeSchedule, set_trainable
-from avsr.nn.state import state_problems
 from avsr.models.config import AudioConfig
 from avsr.models.convert import CheckpointError, ConvertedWav2Vec2, convert_checkpoint
 from avsr.models.convert.common import (
@@ -89,6 +86,8 @@ from avsr.models.convert.common import (
     encoder_config_to_dict,
     structural_differences,
 )
+from avsr.nn.frozen import FreezeSchedule, set_trainable
+from avsr.nn.state import state_problems
 
 #: Samples per 25 Hz output frame (one video frame at 25 fps).
 #: Samples per wav2vec 2.0 frame (50 Hz); the CNN's total stride.
@@ -409,9 +408,7 @@ class Wav2Vec2FrontEnd(nn.Module):
         )
         self.model_dim = enc_cfg.model_dim
         self.output_dim = int(config.output_dim or enc_cfg.model_dim)
-        self.downsample = nn.Conv1d(
-            enc_cfg.model_dim, self.output_dim, config.downsample_kernel_size, stride=2
-        )
+        self.downsample = nn.Conv1d(enc_cfg.model_dim, self.output_dim, config.downsample_kernel_size, stride=2)
 
         # The CNN never trains; layers above the selected one are never run.
         set_trainable(self._cnn_parameters(), False)
@@ -476,7 +473,9 @@ class Wav2Vec2FrontEnd(nn.Module):
         if waveform.dim() != 2:
             raise ValueError(f"wav2vec2 front-end: waveform must be (B, S), got shape {tuple(waveform.shape)}")
         if lengths.dim() != 1 or lengths.numel() != waveform.size(0):
-            raise ValueError(f"wav2vec2 front-end: lengths must be (B,) = ({waveform.size(0)},), got {tuple(lengths.shape)}")
+            raise ValueError(
+                f"wav2vec2 front-end: lengths must be (B,) = ({waveform.size(0)},), got {tuple(lengths.shape)}"
+            )
         lens = [int(x) for x in lengths.tolist()]
         width = waveform.size(1)
         for n in lens:

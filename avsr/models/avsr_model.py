@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from fairseq2.gang import create_fake_gangs
 from fairseq2.models.conformer import ConformerBlock, ConformerConvolution
 from fairseq2.models.transformer import (
     AttentionBiasCache,
@@ -59,18 +61,16 @@ from fairseq2.nn import (
     StandardLayerNorm,
     init_scaled_embedding,
 )
-from fairseq2.gang import create_fake_gangs
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avsr.models.config import FREEZABLE, AVSRConfig, ConfigError, DecoderConfig, EncoderConfig
 from avsr.models.espnet import ESPNET_LAYER_NORM_EPS, ESPnetPositionEncoder
 from avsr.models.espnet import ConformerConvolution as ESPnetConformerConvolution
 from avsr.models.frontends import build_audio_frontend, build_visual_frontend
-from avsr.nn.sequence import lengths_to_mask
 from avsr.models.fusion import FUSIONS, ConcatFusion, GatedFusion, SumFusion, register_fusion
-from avsr.nn.frozen import set_trainable
 from avsr.models.loss import ctc_loss_sum, decoder_io, label_smoothed_nll_sum
+from avsr.nn.frozen import set_trainable
+from avsr.nn.sequence import lengths_to_mask
 
 
 @dataclass
@@ -125,7 +125,11 @@ def _conformer_block(c: EncoderConfig) -> ConformerBlock:
 
     def ffn() -> StandardFeedForwardNetwork:
         return StandardFeedForwardNetwork(
-            d, c.ffn_dim, bias=True, inner_activation=nn.SiLU(), inner_dropout_p=c.dropout,
+            d,
+            c.ffn_dim,
+            bias=True,
+            inner_activation=nn.SiLU(),
+            inner_dropout_p=c.dropout,
             **_fs2_kwargs(),
         )
 
@@ -158,9 +162,16 @@ def _espnet_conformer_block(c: EncoderConfig) -> ConformerBlock:
 
     sdpa = RelativePositionSDPA(d, c.heads, RelativePositionalEncoding(d, c.max_len), IdentityBias())
     return ConformerBlock(
-        norm(), ffn(), norm(), StandardMultiheadAttention(d, c.heads, sdpa, **_fs2_kwargs()),
-        norm(), ESPnetConformerConvolution(d, c.conv_kernel),  # type: ignore[arg-type]  # fairseq2's interface
-        norm(), ffn(), norm(), dropout_p=c.dropout,
+        norm(),
+        ffn(),
+        norm(),
+        StandardMultiheadAttention(d, c.heads, sdpa, **_fs2_kwargs()),
+        norm(),
+        ESPnetConformerConvolution(d, c.conv_kernel),  # type: ignore[arg-type]  # fairseq2's interface
+        norm(),
+        ffn(),
+        norm(),
+        dropout_p=c.dropout,
     )
 
 
@@ -203,13 +214,17 @@ ENCODERS: dict[str, EncoderKind] = {
     # no final norm: each conformer block ends with its own LayerNorm
     "conformer": EncoderKind(_conformer_block, length_limited=True),
     "espnet_conformer": EncoderKind(
-        _espnet_conformer_block, lambda c: _layer_norm(c.model_dim, ESPNET_LAYER_NORM_EPS), scale_input=True,
+        _espnet_conformer_block,
+        lambda c: _layer_norm(c.model_dim, ESPNET_LAYER_NORM_EPS),
+        scale_input=True,
         length_limited=True,
     ),
     "wav2vec2": EncoderKind(
-        lambda c: _transformer_layer(c, nn.GELU()), _pre_norm_only,
+        lambda c: _transformer_layer(c, nn.GELU()),
+        _pre_norm_only,
         positions=lambda c: Wav2Vec2PositionEncoder(c.model_dim, c.pos_conv_kernel, c.pos_conv_groups),
-        position_norm=_post_norm_only, input_norm=True,
+        position_norm=_post_norm_only,
+        input_norm=True,
     ),
     "projection": EncoderKind(None),
 }
@@ -240,7 +255,8 @@ class SequenceEncoder(nn.Module):
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else None
         self.layers = (
             StandardTransformerEncoder([kind.block(config) for _ in range(config.layers)], kind.final_norm(config))
-            if config.layers and kind.block is not None else None
+            if config.layers and kind.block is not None
+            else None
         )
 
     def forward(self, seqs: Tensor, lengths: Tensor) -> Tensor:
@@ -279,7 +295,10 @@ class AttentionDecoder(nn.Module):
         d = model_dim
         embed = StandardEmbedding(vocab_size, d, init_fn=init_scaled_embedding)
         self.frontend = TransformerEmbeddingFrontend(
-            d, embed, POSITION_ENCODERS[config.positions](d, config.max_len), no_scale=not config.scale_embeddings,
+            d,
+            embed,
+            POSITION_ENCODERS[config.positions](d, config.max_len),
+            no_scale=not config.scale_embeddings,
             dropout_p=config.dropout,
         )
         eps = config.layer_norm_eps
@@ -304,8 +323,14 @@ class AttentionDecoder(nn.Module):
             )
             layers.append(
                 StandardTransformerDecoderLayer(
-                    self_attn, _layer_norm(d, eps), cross_attn, _layer_norm(d, eps), ffn, _layer_norm(d, eps),
-                    norm_order=order, dropout_p=config.dropout,
+                    self_attn,
+                    _layer_norm(d, eps),
+                    cross_attn,
+                    _layer_norm(d, eps),
+                    ffn,
+                    _layer_norm(d, eps),
+                    norm_order=order,
+                    dropout_p=config.dropout,
                 )
             )
         self.layers = StandardTransformerDecoder(layers, _layer_norm(d, eps) if pre else None)
@@ -350,7 +375,10 @@ class AttentionDecoder(nn.Module):
             if token_lens is not None:
                 raise ValueError("token_lens (padding) is not supported in incremental decoding")
         if layouts is None:
-            layouts = (make_layout(tokens, token_lens) if token_lens is not None else BatchLayout.of(tokens), make_layout(encoded, encoded_lens))
+            layouts = (
+                make_layout(tokens, token_lens) if token_lens is not None else BatchLayout.of(tokens),
+                make_layout(encoded, encoded_lens),
+            )
         logits = self(tokens, layouts[0], encoded, layouts[1], state_bag)
         if state_bag is not None:
             state_bag.increment_step_nr(tokens.size(1))
@@ -385,7 +413,9 @@ class DecoderSelfAttention(StandardMultiheadAttention):
     ) -> Tensor:
         one_step = state_bag is not None and not self.training and seqs.size(1) == 1 and seqs is keys
         if not one_step or kwargs or self.num_query_groups > 1 or seqs_layout.padded:
-            return super().forward(seqs, seqs_layout, keys, keys_layout, values, bias_cache, state_bag=state_bag, **kwargs)
+            return super().forward(
+                seqs, seqs_layout, keys, keys_layout, values, bias_cache, state_bag=state_bag, **kwargs
+            )
         assert state_bag is not None
         q = self._project_q(seqs, seqs_layout, state_bag)  # (N, 1, H, d)
         k, v = self._project_kv(keys, keys_layout, values, state_bag)
@@ -418,7 +448,9 @@ class EncoderDecoderAttention(StandardMultiheadAttention):
         **kwargs: Any,
     ) -> Tensor:
         if self.training or state_bag is None or kwargs:
-            return super().forward(seqs, seqs_layout, keys, keys_layout, values, bias_cache, state_bag=state_bag, **kwargs)
+            return super().forward(
+                seqs, seqs_layout, keys, keys_layout, values, bias_cache, state_bag=state_bag, **kwargs
+            )
         state = state_bag.maybe_get_state(self, EncoderKVState)
         if state is None:
             k, v = self._project_kv(keys, keys_layout, values)  # (B, T, H, d), one row per utterance
@@ -568,7 +600,9 @@ class AVSRModel(nn.Module):
         self.fusion = fusion_factory(config.fusion, dims, d)
         fused_dim = int(getattr(self.fusion, "output_dim", d))
         self.encoder = (
-            SequenceEncoder(config.encoder, fused_dim if fused_dim != d else None) if config.encoder is not None else None
+            SequenceEncoder(config.encoder, fused_dim if fused_dim != d else None)
+            if config.encoder is not None
+            else None
         )
         self.ctc_head = Linear(d, config.vocab_size, bias=True) if config.ctc_head else None
         self.decoder = AttentionDecoder(config.decoder, d, config.vocab_size)
@@ -813,12 +847,20 @@ class AVSRModel(nn.Module):
         else:
             att, accuracy = zero, zero
         loss = w * ctc + (1 - w) * att
-        return ModelOutput(loss=loss, ctc_loss=ctc.detach(), att_loss=att.detach(), num_targets=num_targets,
-                           accuracy=accuracy.detach(), batch_size=batch)
+        return ModelOutput(
+            loss=loss,
+            ctc_loss=ctc.detach(),
+            att_loss=att.detach(),
+            num_targets=num_targets,
+            accuracy=accuracy.detach(),
+            batch_size=batch,
+        )
 
     def _check_targets(self, targets: Tensor, target_lens: Tensor) -> None:
         if targets.dim() != 2 or target_lens.dim() != 1 or target_lens.size(0) != targets.size(0):
-            raise ValueError(f"targets must be (B, L) with target_lens (B,), got {tuple(targets.shape)} and {tuple(target_lens.shape)}")
+            raise ValueError(
+                f"targets must be (B, L) with target_lens (B,), got {tuple(targets.shape)} and {tuple(target_lens.shape)}"
+            )
         if targets.numel() == 0:
             return
         valid = lengths_to_mask(target_lens, targets.size(1))
@@ -843,4 +885,3 @@ __all__ = [
     "make_layout",
     "register_fusion",
 ]
-

@@ -459,15 +459,25 @@ class AVSRConfig:
         if self.encoder is None and self.fusion.kind in ("raw_concat", "raw_sum"):
             raise ConfigError(f"fusion.kind {self.fusion.kind} needs a joint encoder (its input projection)")
         if self.encoder is None:
-            dims = {c.model_dim for c, m in ((self.audio_encoder, self.audio), (self.video_encoder, self.visual)) if m is not None}
+            dims = {
+                c.model_dim
+                for c, m in ((self.audio_encoder, self.audio), (self.video_encoder, self.visual))
+                if m is not None
+            }
             if len(dims) != 1:
-                raise ConfigError(f"without a joint encoder the per-modality encoders need one model_dim, got {sorted(dims)}")
+                raise ConfigError(
+                    f"without a joint encoder the per-modality encoders need one model_dim, got {sorted(dims)}"
+                )
         if self.model_dim % self.decoder.heads:
             raise ConfigError(f"heads {self.decoder.heads} must divide the model's width {self.model_dim}")
         _check_choice("trim_streams", self.trim_streams, TRIM_POINTS)
         _check_choice("absent_modality", self.absent_modality, ABSENT_MODALITY)
-        if self.absent_modality == "refused" and (self.modality_dropout.p_audio_only or self.modality_dropout.p_video_only):
-            raise ConfigError("modality_dropout needs absent_modality learned or zeros (something stands for a dropped stream)")
+        if self.absent_modality == "refused" and (
+            self.modality_dropout.p_audio_only or self.modality_dropout.p_video_only
+        ):
+            raise ConfigError(
+                "modality_dropout needs absent_modality learned or zeros (something stands for a dropped stream)"
+            )
         if not self.ctc_head and self.loss.ctc_weight > 0:
             raise ConfigError("loss.ctc_weight must be 0 for a model without a CTC head (ctc_head: false)")
         if self.decode_modalities is not None:
@@ -475,7 +485,9 @@ class AVSRConfig:
             possible = self._possible_modalities()
             wrong = [m for m in self.decode_modalities if m not in possible]
             if wrong or not self.decode_modalities:
-                raise ConfigError(f"decode_modalities: {list(self.decode_modalities)} is not a non-empty subset of {list(possible)}")
+                raise ConfigError(
+                    f"decode_modalities: {list(self.decode_modalities)} is not a non-empty subset of {list(possible)}"
+                )
         self.freeze = tuple(self.freeze)
         for name in self.freeze:
             _check_choice("freeze", name, FREEZABLE)

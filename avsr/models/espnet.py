@@ -66,9 +66,7 @@ class ESPnetPositionEncoder(PositionEncoder):
     def table(self, positions: Tensor) -> Tensor:
         """(...,) integer positions -> (..., E) float32 encodings."""
         d = self.encoding_dim
-        div = torch.exp(
-            torch.arange(0, d, 2, dtype=torch.float32, device=positions.device) * -(math.log(10000.0) / d)
-        )
+        div = torch.exp(torch.arange(0, d, 2, dtype=torch.float32, device=positions.device) * -(math.log(10000.0) / d))
         angles = positions.to(torch.float32)[..., None] * div
         return torch.stack((torch.sin(angles), torch.cos(angles)), dim=-1).flatten(-2)
 

@@ -120,7 +120,9 @@ def check_token_modules(folder: ModelFolder, modules: Iterable[str], tokenizer: 
         )
 
 
-def save_model_folder(out_dir: str | os.PathLike[str], model: nn.Module, tokenizer: Tokenizer, extra: Mapping[str, Any]) -> Path:
+def save_model_folder(
+    out_dir: str | os.PathLike[str], model: nn.Module, tokenizer: Tokenizer, extra: Mapping[str, Any]
+) -> Path:
     """Write a model folder: the tokenizer, then the weights and model.yaml (written last, so a
     folder with a model.yaml is complete) recording the tokenizer's fingerprint. An ``extra`` that
     already records another fingerprint (the run was trained with another tokenizer) is refused."""

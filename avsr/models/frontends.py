@@ -30,7 +30,6 @@ from avsr.models.config import (
 from avsr.nn.sequence import lengths_to_mask, make_activation, normalize_waveform
 
 
-
 class ConvAudioFrontEnd(nn.Module):
     """Strided 1-D convolutions on the raw waveform, 640 samples per output frame (25 Hz).
 
@@ -102,12 +101,19 @@ class MelAudioFrontEnd(nn.Module):
         import torchaudio
 
         self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=16000, n_fft=self.WINDOW, win_length=self.WINDOW, hop_length=self.HOP, n_mels=config.mel_bins, center=False
+            sample_rate=16000,
+            n_fft=self.WINDOW,
+            win_length=self.WINDOW,
+            hop_length=self.HOP,
+            n_mels=config.mel_bins,
+            center=False,
         )
         channels = config.dim
         self.subsample = nn.Sequential(
-            nn.Conv2d(1, channels, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(1, channels, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, stride=2, padding=1),
+            nn.ReLU(),
         )
         self.project = nn.Linear(channels * ((config.mel_bins + 3) // 4), channels)
         self.output_dim = channels

@@ -171,8 +171,13 @@ FusionFactory = Callable[[FusionConfig, Sequence[int], int], nn.Module]
 #: fusion kind -> factory(config, per-stream dims in (audio, video) order, joint dim) -> module
 #: whose ``forward(list of (B, T, d_i)) -> (B, T, joint dim)``.
 FUSIONS: dict[str, FusionFactory] = {
-    "concat": ConcatFusion, "sum": SumFusion, "gated": GatedFusion, "mlp": MLPFusion, "identity": IdentityFusion,
-    "raw_concat": RawConcatFusion, "raw_sum": RawSumFusion,
+    "concat": ConcatFusion,
+    "sum": SumFusion,
+    "gated": GatedFusion,
+    "mlp": MLPFusion,
+    "identity": IdentityFusion,
+    "raw_concat": RawConcatFusion,
+    "raw_sum": RawSumFusion,
 }
 
 
@@ -181,6 +186,14 @@ def register_fusion(kind: str, factory: FusionFactory) -> None:
 
 
 __all__ = [
-    "ConcatFusion", "FUSIONS", "FusionFactory", "GatedFusion", "IdentityFusion", "MLPFusion", "RawConcatFusion", "RawSumFusion",
-    "SumFusion", "register_fusion",
+    "ConcatFusion",
+    "FUSIONS",
+    "FusionFactory",
+    "GatedFusion",
+    "IdentityFusion",
+    "MLPFusion",
+    "RawConcatFusion",
+    "RawSumFusion",
+    "SumFusion",
+    "register_fusion",
 ]

@@ -121,7 +121,9 @@ def _build_avsr(config: dict[str, Any]) -> nn.Module:
     return AVSRModel(AVSRConfig.from_stored(config), pretrained=False)
 
 
-def build_saved_model(meta: dict[str, Any], source: str) -> tuple[nn.Module, Callable[[dict[str, Tensor]], dict[str, Tensor]]]:
+def build_saved_model(
+    meta: dict[str, Any], source: str
+) -> tuple[nn.Module, Callable[[dict[str, Tensor]], dict[str, Tensor]]]:
     """An untrained model of the family and config a model.yaml names, and what turns the saved
     weights' names into the model's (the family module's ``stored_state(state, config)``, for
     folders written before a family became a configuration of the one model; else unchanged)."""
@@ -220,8 +222,10 @@ def load_pretrained_frontends(
         if not isinstance(model.audio_frontend, audio_mod.Wav2Vec2FrontEnd):
             raise ValueError(f"{os.fspath(audio)}: the model's audio front-end is not wav2vec 2.0")
         audio_mod.load_pretrained(model.audio_frontend, audio)
-        lines.append(f"{os.fspath(audio)}: wav2vec 2.0 weights loaded into the audio front-end "
-                     "(the 25 Hz downsampling conv keeps its initialisation)")
+        lines.append(
+            f"{os.fspath(audio)}: wav2vec 2.0 weights loaded into the audio front-end "
+            "(the 25 Hz downsampling conv keeps its initialisation)"
+        )
     return lines
 
 

@@ -9,9 +9,7 @@ from torch import Tensor
 PAD = -1  # padding value of target tensors
 
 
-def ctc_loss_sum(
-    log_probs: Tensor, lengths: Tensor, targets: Tensor, target_lens: Tensor, blank: int
-) -> Tensor:
+def ctc_loss_sum(log_probs: Tensor, lengths: Tensor, targets: Tensor, target_lens: Tensor, blank: int) -> Tensor:
     """CTC summed over the batch. log_probs (B, T, V) float, targets (B, L) padded with -1.
 
     Infeasible alignments (input shorter than the target needs) give 0 (``zero_infinity``).

@@ -122,7 +122,9 @@ class MoCo(nn.Module):
     def embed_keys(self, video: Tensor, lengths: Tensor) -> Tensor:
         return F.normalize(self.key_head(clip_embedding(self.key_frontend, video, lengths)), dim=1)
 
-    def forward(self, query_view: Tensor, key_view: Tensor, lengths: Tensor, key_lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, query_view: Tensor, key_view: Tensor, lengths: Tensor, key_lengths: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """One MoCo step on two views of the same B clips: (loss, accuracy of picking the own key).
 
         In training mode the key encoder is first moved towards the query encoder and the new

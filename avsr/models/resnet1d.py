@@ -62,7 +62,9 @@ class ResNet1DTrunk(nn.Module):
         inplanes = planes[0]
         for stage, channels in enumerate(planes):
             stride = 1 if stage == 0 else 2
-            stages.append(nn.ModuleList([BasicBlock1D(inplanes, channels, stride), BasicBlock1D(channels, channels, 1)]))
+            stages.append(
+                nn.ModuleList([BasicBlock1D(inplanes, channels, stride), BasicBlock1D(channels, channels, 1)])
+            )
             inplanes = channels
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.output_dim = planes[-1]

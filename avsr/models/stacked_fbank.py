@@ -137,7 +137,16 @@ class StackedFbankAudioFrontEnd(nn.Module):
             raise ValueError(f"waveform must be (B, S), got shape {tuple(waveform.shape)}")
         c = self.config
         with torch.autocast(waveform.device.type, enabled=False):
-            return avhubert_audio_features(waveform, lengths, num_filters=c.filters, stack=c.stack, normalize=c.normalize)
+            return avhubert_audio_features(
+                waveform, lengths, num_filters=c.filters, stack=c.stack, normalize=c.normalize
+            )
 
 
-__all__ = ["StackedFbankAudioFrontEnd", "avhubert_audio_features", "log_filterbank", "mel_filterbank", "num_fbank_frames", "stack_frames"]
+__all__ = [
+    "StackedFbankAudioFrontEnd",
+    "avhubert_audio_features",
+    "log_filterbank",
+    "mel_filterbank",
+    "num_fbank_frames",
+    "stack_frames",
+]

@@ -99,7 +99,12 @@ class ResNetTrunk(nn.Module):
     """torchvision's ResNet ``layer1..layer4`` (names and init as torchvision) + global average pool."""
 
     def __init__(
-        self, trunk: str, in_channels: int, width: float, norm: Callable[[int], nn.Module], block_activation: str = "relu"
+        self,
+        trunk: str,
+        in_channels: int,
+        width: float,
+        norm: Callable[[int], nn.Module],
+        block_activation: str = "relu",
     ) -> None:
         super().__init__()
         block, counts = _LAYERS[trunk]
@@ -115,7 +120,10 @@ class ResNetTrunk(nn.Module):
         self.layer4 = self._make_layer(block, planes[3], counts[3], 2, norm)
         self.output_dim = planes[3] * block.expansion
         del self.inplanes
-        if block_activation not in ("relu", "prelu"):  # torchvision's blocks apply their ``relu`` after each norm and the sum
+        if block_activation not in (
+            "relu",
+            "prelu",
+        ):  # torchvision's blocks apply their ``relu`` after each norm and the sum
             for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
                 for b in layer:
                     b.relu = make_activation(block_activation, 0)
@@ -176,7 +184,9 @@ class VisualFrontEnd(nn.Module):
         mask = torch.arange(width, device=video.device)[None, :] < lengths[:, None]
         video = video * mask[:, :, None, None].to(video.dtype)
         if self.config.downsample > 1:
-            video = F.avg_pool2d(video, self.config.downsample)  # pools each frame: (B, T) are the batch dims of a 4-D input
+            video = F.avg_pool2d(
+                video, self.config.downsample
+            )  # pools each frame: (B, T) are the batch dims of a 4-D input
         frames = self.trunk(self.stem(video, mask))  # (N_valid, D)
         out = frames.new_zeros(batch, width, self.output_dim)
         out[mask] = frames
@@ -217,7 +227,9 @@ def load_moco_v2(frontend: VisualFrontEnd, path: str | os.PathLike[str]):
         prefix_map,
         allow_missing=("stem.",),
         missing_reason="own 3-D grey stem, not in an image MoCo checkpoint (trained on LRW, as the seed)",
-        unused_reasons={f"{b}{k}": v for b in ("module.encoder_q.", "encoder_q.") for k, v in MOCO_UNUSED_REASONS.items()},
+        unused_reasons={
+            f"{b}{k}": v for b in ("module.encoder_q.", "encoder_q.") for k, v in MOCO_UNUSED_REASONS.items()
+        },
         ignore_prefixes=("module.encoder_k.", "encoder_k.", "queue", "module.queue"),
     )
 

@@ -71,8 +71,11 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(f"{path}: cannot be read as a weights-only PyTorch checkpoint ({first})") from None
     for key in ("state_dict", "model", "module"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict) and obj[key] and all(
-            isinstance(v, Tensor) for v in obj[key].values()
+        if (
+            isinstance(obj, dict)
+            and isinstance(obj.get(key), dict)
+            and obj[key]
+            and all(isinstance(v, Tensor) for v in obj[key].values())
         ):
             obj = obj[key]
             break
@@ -116,7 +119,7 @@ def load_frontend_weights(
     for key, tensor in state.items():
         hit = next((p for p in prefixes if key.startswith(p)), None)
         if hit is not None:
-            mapped[prefix_map[hit] + key[len(hit):]] = tensor
+            mapped[prefix_map[hit] + key[len(hit) :]] = tensor
             continue
         reason = next((r for p, r in unused_reasons.items() if key.startswith(p)), None)
         if reason is not None:
@@ -127,7 +130,9 @@ def load_frontend_weights(
             unexplained.append(key)
     own = model_part.state_dict()
     needed = {k: v for k, v in own.items() if k in mapped or not k.startswith(allow_missing)}
-    problems = state_problems(needed, mapped, missing="key(s) of the model not in the file", unexpected="mapped key(s) the model lacks")
+    problems = state_problems(
+        needed, mapped, missing="key(s) of the model not in the file", unexpected="mapped key(s) the model lacks"
+    )
     if unexplained:
         problems.append(f"{len(unexplained)} key(s) of the file not mapped: {name_list(unexplained)}")
     if problems:

@@ -21,7 +21,9 @@ from avsr.models.config import ConfigError, EncoderConfig, VisualConfig, from_pl
 class WordClassifierConfig:
     num_classes: int
     visual: VisualConfig = field(default_factory=VisualConfig)
-    backend: EncoderConfig = field(default_factory=lambda: EncoderConfig(kind="conformer", layers=2, model_dim=256, heads=4, ffn_dim=1024))
+    backend: EncoderConfig = field(
+        default_factory=lambda: EncoderConfig(kind="conformer", layers=2, model_dim=256, heads=4, ffn_dim=1024)
+    )
     dropout: float = 0.1
     """Dropout before the classifier."""
 

@@ -45,7 +45,9 @@ def state_problems(
     absent = [display(k) for k in expected if k not in given]
     extra = [display(k) for k in given if k not in expected]
     shapes = sorted(
-        (display(k), _shape(given[k]), _shape(expected[k])) for k in expected if k in given and _shape(given[k]) != _shape(expected[k])
+        (display(k), _shape(given[k]), _shape(expected[k]))
+        for k in expected
+        if k in given and _shape(given[k]) != _shape(expected[k])
     )
     if absent:
         problems.append(f"{len(absent)} {missing}: {name_list(absent)}")

@@ -216,7 +216,9 @@ def degrade_video(video: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
-def corrupt_video(video: np.ndarray, kind: str, rng: np.random.Generator, donor: np.ndarray | None = None) -> np.ndarray:
+def corrupt_video(
+    video: np.ndarray, kind: str, rng: np.random.Generator, donor: np.ndarray | None = None
+) -> np.ndarray:
     """``video`` (T, H, W) uint8 with the corruption ``kind`` (one of `VIDEO_CORRUPTIONS`; ``none``
     returns it unchanged); ``wrong_face`` takes its frames from ``donor``. Same shape and dtype."""
     if kind == "none":

@@ -169,9 +169,8 @@ def check_train_config(config: AVSRTrainConfig) -> AVSRTrainConfig:
 def add_finetune_groups(config: AVSRTrainConfig, model_config: AVSRConfig) -> None:
     """Turn ``finetune``'s rates into optimizer parameter groups, after the user's own groups
     (fairseq2 gives a parameter to the first group that matches)."""
-    from fairseq2.recipe.config import AdamWConfig, AdamWGroupConfig
-
     import torch
+    from fairseq2.recipe.config import AdamWConfig, AdamWGroupConfig
 
     from avsr.models.avsr_model import AVSRModel
 
@@ -183,7 +182,10 @@ def add_finetune_groups(config: AVSRTrainConfig, model_config: AVSRConfig) -> No
     groups = parameter_groups(model_config, config.finetune, getattr(optimizer, "lr", 0.0), names)
     if not isinstance(optimizer, AdamWConfig):
         raise TrainConfigError("finetune.layer_decay and finetune.pretrained_lr_scale need optimizer.name: adamw")
-    optimizer.groups = [*optimizer.groups, *(AdamWGroupConfig(params=str(g["params"]), lr=float(g["lr"])) for g in groups)]  # type: ignore[arg-type]
+    optimizer.groups = [
+        *optimizer.groups,
+        *(AdamWGroupConfig(params=str(g["params"]), lr=float(g["lr"])) for g in groups),
+    ]  # type: ignore[arg-type]
 
 
 def init_folder_config(path: Path) -> AVSRConfig:
@@ -230,5 +232,7 @@ def resolve_model_config(section: AVSRModelSection, tokenizer: Tokenizer) -> AVS
     try:
         resolved = AVSRConfig.from_dict(merged)
     except ConfigError as exc:
-        raise TrainConfigError(f"bad model config: model.config.{exc}" if not str(exc).startswith("config") else f"bad model config: {exc}") from None
+        raise TrainConfigError(
+            f"bad model config: model.config.{exc}" if not str(exc).startswith("config") else f"bad model config: {exc}"
+        ) from None
     return resolved

@@ -8,13 +8,12 @@ import logging
 from collections.abc import MutableMapping, Sequence
 from typing import Any, final
 
-from torch import Tensor
-from torch.nn import Module
-
 import fairseq2.recipe  # noqa: F401  (first: importing fairseq2.evaluator first is a circular import in 0.8.1)
 from fairseq2.evaluator import EvalUnit
 from fairseq2.metrics import Mean, MetricBag, Sum
 from fairseq2.trainer import TrainUnit
+from torch import Tensor
+from torch.nn import Module
 
 from avsr.data.tokenizers import Tokenizer
 from avsr.training.avsr_config import ModalityStage
@@ -56,7 +55,11 @@ class AVSRTrainUnit(TrainUnit[AVBatch]):
     batches). Calls the model's per-step freezing hook (wav2vec 2.0 schedule) before each step."""
 
     def __init__(
-        self, model: Module, module: Module, schedule: Sequence[ModalityStage] = (), finetune: FinetuneSection | None = None
+        self,
+        model: Module,
+        module: Module,
+        schedule: Sequence[ModalityStage] = (),
+        finetune: FinetuneSection | None = None,
     ) -> None:
         self._model = model  # possibly DDP-wrapped
         self._module = module  # the AVSRModel itself
@@ -84,7 +87,11 @@ class AVSRTrainUnit(TrainUnit[AVBatch]):
             stage = next((s for s in self._schedule if step_nr <= s.until_step), self._schedule[-1])
             dropout = stage.modality_dropout or self._module.config.modality_dropout
             if stage.inputs != self._inputs or dropout != self._module.modality_dropout:
-                detail = f" (audio-only {dropout.p_audio_only}, video-only {dropout.p_video_only})" if stage.inputs == "av" else ""
+                detail = (
+                    f" (audio-only {dropout.p_audio_only}, video-only {dropout.p_video_only})"
+                    if stage.inputs == "av"
+                    else ""
+                )
                 log.info("Step %d: training on %s input%s", step_nr, stage.inputs, detail)
             self._inputs = stage.inputs
             self._module.modality_dropout = dropout
@@ -96,7 +103,11 @@ class AVSRTrainUnit(TrainUnit[AVBatch]):
         elif self._inputs == "audio" and audio is not None:
             video = video_lens = None
         # Corrupted videos (dataset.video.corruption) keep their audio under modality dropout.
-        extra = {"video_corrupted": batch.video_corrupted} if batch.video_corrupted is not None and video is not None else {}
+        extra = (
+            {"video_corrupted": batch.video_corrupted}
+            if batch.video_corrupted is not None and video is not None
+            else {}
+        )
         out = self._model(audio, audio_lens, video, video_lens, batch.targets, batch.target_lens, **extra)
         _update_common_metrics(metric_bag, batch, out)
         metric_bag.get("total_num_examples", Sum).update(batch.batch_size)

@@ -78,4 +78,3 @@ def labelled_subset(items: Sequence[_T], fraction: float, seed: int) -> list[_T]
         return list(items)
     keep = rng_for(seed, "labelled").permutation(len(items))[: max(1, round(fraction * len(items)))]
     return [items[i] for i in sorted(keep)]
-

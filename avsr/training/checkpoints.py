@@ -30,9 +30,6 @@ from typing import Any, final
 
 import numpy as np
 import torch
-from torch import Tensor
-from typing_extensions import override
-
 from fairseq2.checkpoint import CheckpointDir, StandardCheckpointManager
 from fairseq2.file_system import FileMode, FileSystem
 from fairseq2.io import (
@@ -44,6 +41,8 @@ from fairseq2.io import (
     TensorFileLoadOptions,
 )
 from fairseq2.recipe import RecipeContext
+from torch import Tensor
+from typing_extensions import override
 
 log = logging.getLogger("avsr.training")
 
@@ -83,7 +82,9 @@ def to_plain_state(obj: Any, where: str = "state") -> Any:
         return converted if type(obj) is dict else type(obj)(converted)  # OrderedDict stays one
     if isinstance(obj, (list, tuple)) and type(obj) in (list, tuple):
         return type(obj)(to_plain_state(v, f"{where}[{i}]") for i, v in enumerate(obj))
-    raise CheckpointStateError(f"{where}: a {type(obj).__module__}.{type(obj).__qualname__} cannot be checkpointed (tensors and plain values only)")
+    raise CheckpointStateError(
+        f"{where}: a {type(obj).__module__}.{type(obj).__qualname__} cannot be checkpointed (tensors and plain values only)"
+    )
 
 
 def from_plain_state(obj: Any) -> Any:
@@ -107,7 +108,9 @@ def _refusal(exc: BaseException) -> str | None:
 
 
 def _unsafe(file: Path, reason: str, *, zipped: bool = True) -> UnsafeCheckpointError:
-    if "operand 149" in reason and zipped:  # protocol 4+ framing in torch's format: avsr before it made checkpoints safe
+    if (
+        "operand 149" in reason and zipped
+    ):  # protocol 4+ framing in torch's format: avsr before it made checkpoints safe
         return UnsafeCheckpointError(
             f"{file}: refused: saved with pickle protocol 4 or newer (by an older avsr), which is never unpickled; "
             "export the run's weights with --export-only and train into another --output-dir"
@@ -118,7 +121,9 @@ def _unsafe(file: Path, reason: str, *, zipped: bool = True) -> UnsafeCheckpoint
     )
 
 
-def load_checkpoint_file(source: Path | bytes, file: Path, *, mmap: bool = False, map_location: Any = "cpu") -> dict[str, Any]:
+def load_checkpoint_file(
+    source: Path | bytes, file: Path, *, mmap: bool = False, map_location: Any = "cpu"
+) -> dict[str, Any]:
     """A checkpoint file's state, loaded with ``weights_only=True``.
 
     Raises `UnsafeCheckpointError` when the unpickler refuses what the file asks for, and
@@ -187,7 +192,13 @@ def damage_of(file: Path) -> str | None:
         with open(file, "rb") as f:
             head = f.read(2)
         if head[:1] != b"\x80":  # not a legacy torch file either (a pickle starts with its protocol)
-            return "truncated (a zip archive without its end)" if head == b"PK" else "empty" if not head else "not a checkpoint file"
+            return (
+                "truncated (a zip archive without its end)"
+                if head == b"PK"
+                else "empty"
+                if not head
+                else "not a checkpoint file"
+            )
         bad = None  # a legacy pickle: the weights-only load below says whether it is safe
     except OSError as exc:
         return f"cannot be read ({exc.strerror or exc})"
@@ -197,7 +208,9 @@ def damage_of(file: Path) -> str | None:
         load_checkpoint_file(file, file, mmap=zipfile.is_zipfile(file))
     except CorruptFileError as exc:
         cause = exc.__cause__
-        return f"cannot be loaded ({' '.join(str(cause).split()[:12]) if cause and str(cause) else type(cause).__name__})"
+        return (
+            f"cannot be loaded ({' '.join(str(cause).split()[:12]) if cause and str(cause) else type(cause).__name__})"
+        )
     return None
 
 
@@ -269,9 +282,16 @@ def secure_checkpoints(context: RecipeContext) -> None:
     resolver = context.resolver
     manager = context.get_checkpoint_manager()
     file_system = resolver.resolve(FileSystem)
-    for attr, safe in (("_tensor_file_loader", SafeTensorFileLoader(file_system)), ("_tensor_file_dumper", SafeTensorFileDumper(file_system))):
-        if not isinstance(manager, StandardCheckpointManager) or not isinstance(getattr(manager, attr, None), (TensorFileLoader, TensorFileDumper)):
-            raise RuntimeError(f"{type(manager).__name__} has no {attr}: this fairseq2 cannot load checkpoints safely (avsr needs fairseq2 0.8.1)")
+    for attr, safe in (
+        ("_tensor_file_loader", SafeTensorFileLoader(file_system)),
+        ("_tensor_file_dumper", SafeTensorFileDumper(file_system)),
+    ):
+        if not isinstance(manager, StandardCheckpointManager) or not isinstance(
+            getattr(manager, attr, None), (TensorFileLoader, TensorFileDumper)
+        ):
+            raise RuntimeError(
+                f"{type(manager).__name__} has no {attr}: this fairseq2 cannot load checkpoints safely (avsr needs fairseq2 0.8.1)"
+            )
         setattr(manager, attr, safe)
     gangs = context.gangs
     if gangs.root.rank == 0:

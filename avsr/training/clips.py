@@ -25,12 +25,11 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import Tensor
-
 from fairseq2.data.data_pipeline import DataPipeline, read_sequence
 from fairseq2.datasets import DataPipelineReader, SyncMode
 from fairseq2.device import Device, SupportsDeviceTransfer
 from fairseq2.gang import Gangs
+from torch import Tensor
 
 from avsr.data.manifest import ManifestRow
 from avsr.data.video import crop, normalize_pixels
@@ -123,7 +122,11 @@ def word_classes(rows: Iterable[ManifestRow]) -> list[str]:
 
 
 def load_clips(
-    tables: Sequence[tuple[Path, list[ManifestRow]]], classes: Sequence[str] | None, *, max_frames: int, limit: int | None = None
+    tables: Sequence[tuple[Path, list[ManifestRow]]],
+    classes: Sequence[str] | None,
+    *,
+    max_frames: int,
+    limit: int | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """(clips, skipped counts by reason) from (manifest, its rows) pairs. With ``classes``, each clip
     gets ``label`` (its word's index) and clips of other words are skipped."""
@@ -143,7 +146,12 @@ def load_clips(
             if reason:
                 skipped[reason] = skipped.get(reason, 0) + 1
                 continue
-            clip = {"id": row.id, "video": str(base / row.video), "audio": str(base / row.audio), "frames": int(row.frames)}
+            clip = {
+                "id": row.id,
+                "video": str(base / row.video),
+                "audio": str(base / row.audio),
+                "frames": int(row.frames),
+            }
             if index is not None:
                 clip["label"] = index[_word(row)]
             clips.append(clip)
@@ -158,8 +166,17 @@ class ClipLoader:
     """Loads and augments one batch of clips (see the module docstring for the three modes)."""
 
     def __init__(
-        self, config: ClipDatasetConfig, views: LipViewConfig, mode: ClipMode, *, train: bool, seed: int, rank: int,
-        state: PipelineState, cache_dir: Path | None, min_size: int = 1,
+        self,
+        config: ClipDatasetConfig,
+        views: LipViewConfig,
+        mode: ClipMode,
+        *,
+        train: bool,
+        seed: int,
+        rank: int,
+        state: PipelineState,
+        cache_dir: Path | None,
+        min_size: int = 1,
     ) -> None:
         self.config, self.views, self.mode = config, views, mode
         self.train, self.seed, self.rank, self.state, self.cache_dir = train, seed, rank, state, cache_dir
@@ -210,14 +227,25 @@ class ClipLoader:
             ids.append(clip["id"])
         if len(ids) < max(1, self.min_size):
             if ids:
-                log.warning("skipping a batch left with %d clip(s) (training needs at least %d per batch)", len(ids), self.min_size)
+                log.warning(
+                    "skipping a batch left with %d clip(s) (training needs at least %d per batch)",
+                    len(ids),
+                    self.min_size,
+                )
             return None
         inputs, lengths = pad_views(queries)
         key_inputs = key_lengths = None
         if keys:
             key_inputs, key_lengths = pad_views(keys)
         label_tensor = torch.tensor(labels, dtype=torch.int64) if labels else None
-        return {"inputs": inputs, "lengths": lengths, "labels": label_tensor, "key_inputs": key_inputs, "key_lengths": key_lengths, "ids": ids}
+        return {
+            "inputs": inputs,
+            "lengths": lengths,
+            "labels": label_tensor,
+            "key_inputs": key_inputs,
+            "key_lengths": key_lengths,
+            "ids": ids,
+        }
 
 
 def group_clips(count: int, batch_size: int, min_size: int = 1) -> list[range]:
@@ -231,19 +259,29 @@ def group_clips(count: int, batch_size: int, min_size: int = 1) -> list[range]:
     return groups
 
 
-def _batches_of(bucket: list[dict[str, Any]], batch_size: int, rng: np.random.Generator, min_size: int = 1) -> list[dict[str, Any]]:
+def _batches_of(
+    bucket: list[dict[str, Any]], batch_size: int, rng: np.random.Generator, min_size: int = 1
+) -> list[dict[str, Any]]:
     ordered = sorted(bucket, key=lambda entry: entry["clip"]["frames"])
     groups = [ordered[g.start : g.stop] for g in group_clips(len(ordered), batch_size, min_size)]
     return [
-        {"clips": [e["clip"] for e in groups[j]], "index": min(e["n"] for e in groups[j])} for j in rng.permutation(len(groups))
+        {"clips": [e["clip"] for e in groups[j]], "index": min(e["n"] for e in groups[j])}
+        for j in rng.permutation(len(groups))
     ]
 
 
 class ClipDataset:
     """The clips of one run, with fairseq2 readers for training and validation."""
 
-    def __init__(self, config: ClipDatasetConfig, mode: ClipMode, views: LipViewConfig | None = None, *, seed: int = 2,
-                 cache_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: ClipDatasetConfig,
+        mode: ClipMode,
+        views: LipViewConfig | None = None,
+        *,
+        seed: int = 2,
+        cache_dir: Path | None = None,
+    ) -> None:
         self.config, self.mode, self.views = config, mode, views or LipViewConfig()
         self.seed, self.cache_dir = seed, cache_dir
         self._told_merge = False
@@ -256,33 +294,60 @@ class ClipDataset:
         clips, self.skipped = load_clips(tables, self.classes, max_frames=config.max_frames)
         clips = labelled_subset(clips, config.labelled_fraction, seed)
         if not clips:
-            raise DatasetError(f"no usable training clips in {', '.join(map(str, train_manifests))} (skipped: {self.skipped})")
+            raise DatasetError(
+                f"no usable training clips in {', '.join(map(str, train_manifests))} (skipped: {self.skipped})"
+            )
         self.train = clips
         self.valid: list[dict[str, Any]] | None = None
         if config.valid_split:
-            self.valid, _ = load_clips(_read([resolve_manifest(root, config.valid_split)]), self.classes,
-                                       max_frames=config.max_frames, limit=config.max_valid_clips)
+            self.valid, _ = load_clips(
+                _read([resolve_manifest(root, config.valid_split)]),
+                self.classes,
+                max_frames=config.max_frames,
+                limit=config.max_valid_clips,
+            )
 
     def describe(self) -> str:
         classes = f", {len(self.classes)} words" if self.classes is not None else ""
         skipped = ", ".join(f"{v} {k}" for k, v in self.skipped.items())
-        return (f"train: {len(self.train)} clips{classes}" + (f" (skipped {skipped})" if skipped else "")
-                + f"; valid: {len(self.valid) if self.valid is not None else 'none'}")
+        return (
+            f"train: {len(self.train)} clips{classes}"
+            + (f" (skipped {skipped})" if skipped else "")
+            + f"; valid: {len(self.valid) if self.valid is not None else 'none'}"
+        )
 
     def _loader(self, train: bool, rank: int, state: PipelineState, min_size: int = 1) -> ClipLoader:
         cache = self.cache_dir / "video" if (self.config.cache_video and self.cache_dir is not None) else None
-        return ClipLoader(self.config, self.views, self.mode, train=train, seed=self.seed, rank=rank, state=state, cache_dir=cache, min_size=min_size)
+        return ClipLoader(
+            self.config,
+            self.views,
+            self.mode,
+            train=train,
+            seed=self.seed,
+            rank=rank,
+            state=state,
+            cache_dir=cache,
+            min_size=min_size,
+        )
 
     def _batches(self, bucket: list[dict[str, Any]], rng: np.random.Generator, min_size: int) -> DataPipeline:
         batch_size = self.config.batch_size
         left = len(bucket) % batch_size
         if not self._told_merge and 0 < left < min_size:
             self._told_merge = True
-            log.info("%d clip(s) left at the end of a sort buffer of %d are %s: the model normalises over the batch and needs "
-                     "%d clips per batch (said once)", left, len(bucket), "merged into the batch before it" if len(bucket) > left else "dropped", min_size)
+            log.info(
+                "%d clip(s) left at the end of a sort buffer of %d are %s: the model normalises over the batch and needs "
+                "%d clips per batch (said once)",
+                left,
+                len(bucket),
+                "merged into the batch before it" if len(bucket) > left else "dropped",
+                min_size,
+            )
         return read_sequence(_batches_of(bucket, batch_size, rng, min_size)).and_return()
 
-    def _pipeline(self, clips: list[dict[str, Any]], loader: ClipLoader, *, train: bool, rank: int, world_size: int) -> DataPipeline:
+    def _pipeline(
+        self, clips: list[dict[str, Any]], loader: ClipLoader, *, train: bool, rank: int, world_size: int
+    ) -> DataPipeline:
         state = loader.state
         source = read_sequence(list(clips))
         if world_size > 1:
@@ -293,7 +358,9 @@ class ClipDataset:
         buffer = self.config.sort_buffer_size if train else max(1, len(clips))
         batches = numbered.bucket(buffer).yield_from(
             lambda bucket: self._batches(
-                bucket, rng_for(self.seed, rank, state.epoch if train else 0, "order", min(e["n"] for e in bucket)), loader.min_size
+                bucket,
+                rng_for(self.seed, rank, state.epoch if train else 0, "order", min(e["n"] for e in bucket)),
+                loader.min_size,
             )
         )
         loaded = batches.map(loader).filter(lambda b: b is not None).prefetch(max(1, self.config.num_prefetch))
@@ -305,7 +372,12 @@ class ClipDataset:
         state = PipelineState()
         loader = self._loader(True, gangs.dp.rank, state, min_batch_size)
         pipeline = self._pipeline(self.train, loader, train=True, rank=gangs.dp.rank, world_size=gangs.dp.size)
-        return AVDataReader(DataPipelineReader[ClipBatch](pipeline, gangs, num_accumulate=num_accumulate, sync_mode=SyncMode.UNTIL_FIRST), state)
+        return AVDataReader(
+            DataPipelineReader[ClipBatch](
+                pipeline, gangs, num_accumulate=num_accumulate, sync_mode=SyncMode.UNTIL_FIRST
+            ),
+            state,
+        )
 
     def create_valid_reader(self, gangs: Gangs) -> AVDataReader:
         if not self.valid:

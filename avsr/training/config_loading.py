@@ -18,9 +18,8 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 import fairseq2.recipe  # noqa: F401  (first: importing fairseq2.evaluator first is a circular import in 0.8.1)
+import yaml
 from fairseq2.recipe.config import (
     COSINE_ANNEALING_LR,
     MYLE_LR,
@@ -73,7 +72,9 @@ def default_optimizer(weight_decay: float) -> OptimizerSection:
 
 
 def default_lr_scheduler(num_warmup_steps: int) -> LRSchedulerSection:
-    return LRSchedulerSection(name=COSINE_ANNEALING_LR, config=CosineAnnealingLRConfig(num_warmup_steps=num_warmup_steps, final_lr_scale=0.05))
+    return LRSchedulerSection(
+        name=COSINE_ANNEALING_LR, config=CosineAnnealingLRConfig(num_warmup_steps=num_warmup_steps, final_lr_scale=0.05)
+    )
 
 
 def default_common() -> CommonSection:
@@ -158,7 +159,9 @@ def _dataclass_in(tp: Any) -> type | None:
     return None
 
 
-def _check_keys(tree: Any, kls: type, path: tuple[str, ...], free_form: frozenset[tuple[str, ...]] = frozenset()) -> None:
+def _check_keys(
+    tree: Any, kls: type, path: tuple[str, ...], free_form: frozenset[tuple[str, ...]] = frozenset()
+) -> None:
     """Unknown keys anywhere in ``tree`` (a dict for dataclass ``kls``) -> TrainConfigError."""
     if not isinstance(tree, Mapping):
         return
@@ -169,7 +172,9 @@ def _check_keys(tree: Any, kls: type, path: tuple[str, ...], free_form: frozense
             close = difflib.get_close_matches(str(key), list(known), n=1)
             hint = f" (did you mean {'.'.join((*path, close[0]))}?)" if close else f" (known: {', '.join(known)})"
             raise TrainConfigError(f"unknown config key {where}{hint}")
-        if (*path, key) in _FREE_FORM | free_form or (len(path) == 1 and path[0] in _COMPONENT_SECTIONS and key == "config"):
+        if (*path, key) in _FREE_FORM | free_form or (
+            len(path) == 1 and path[0] in _COMPONENT_SECTIONS and key == "config"
+        ):
             continue
         sub = _dataclass_in(known[key])
         if sub is not None and isinstance(value, Mapping):
@@ -307,7 +312,12 @@ def load_config(kls: type[_C], user: Mapping[str, Any]) -> _C:
         raise TrainConfigError(f"invalid config: {' '.join(str(exc).split())}") from None
     scheduler = getattr(getattr(config, "lr_scheduler", None), "config", None)
     regime = getattr(config, "regime", None)
-    if isinstance(scheduler, CosineAnnealingLRConfig) and scheduler.cycle_len is None and regime is not None and regime.num_steps is not None:
+    if (
+        isinstance(scheduler, CosineAnnealingLRConfig)
+        and scheduler.cycle_len is None
+        and regime is not None
+        and regime.num_steps is not None
+    ):
         if regime.num_steps <= scheduler.num_warmup_steps:  # fairseq2 0.8.1 divides by zero then
             raise TrainConfigError(
                 f"lr_scheduler.config.num_warmup_steps ({scheduler.num_warmup_steps}) must be below regime.num_steps ({regime.num_steps})"

@@ -26,12 +26,11 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import Tensor
-
 from fairseq2.data.data_pipeline import DataPipeline, read_sequence
 from fairseq2.datasets import DataPipelineReader, DataReader, SyncMode
 from fairseq2.device import Device, SupportsDeviceTransfer
 from fairseq2.gang import Gangs
+from torch import Tensor
 
 from avsr.data.manifest import ManifestError, ManifestRow, read_manifest
 from avsr.data.tokenizers import Tokenizer
@@ -585,7 +584,12 @@ class AVDataReader(DataReader[AVBatch]):
 
 
 def _batches_of_bucket(
-    bucket: list[dict[str, Any]], config: DatasetConfig, max_frames_per_batch: int, seed: int, rank: int, state: PipelineState
+    bucket: list[dict[str, Any]],
+    config: DatasetConfig,
+    max_frames_per_batch: int,
+    seed: int,
+    rank: int,
+    state: PipelineState,
 ) -> DataPipeline:
     lengths = [ex["example"]["frames"] for ex in bucket]
     groups = make_batches(lengths, max_frames_per_batch, config.max_batch_size)
@@ -613,7 +617,11 @@ def build_train_pipeline(
     curriculum = config.curriculum
 
     def keep(entry: dict[str, Any]) -> bool:
-        return curriculum.num_steps <= 0 or state.steps >= curriculum.num_steps or entry["example"]["frames"] <= curriculum.max_frames
+        return (
+            curriculum.num_steps <= 0
+            or state.steps >= curriculum.num_steps
+            or entry["example"]["frames"] <= curriculum.max_frames
+        )
 
     source = read_sequence(list(examples))
     if world_size > 1:
@@ -643,7 +651,12 @@ def build_valid_pipeline(
     """Validation: every utterance once, longest first, no augmentation; yields AVBatch."""
     max_frames = config.valid_max_frames_per_batch or config.max_frames_per_batch
     shard = [ex for i, ex in enumerate(examples) if i % world_size == rank]
-    groups = make_batches([ex["frames"] for ex in shard], max(max_frames, max((ex["frames"] for ex in shard), default=1)), config.max_batch_size, descending=True)
+    groups = make_batches(
+        [ex["frames"] for ex in shard],
+        max(max_frames, max((ex["frames"] for ex in shard), default=1)),
+        config.max_batch_size,
+        descending=True,
+    )
     batches = [{"examples": [shard[i] for i in g], "index": k} for k, g in enumerate(groups)]
     builder = (
         read_sequence(batches)
@@ -655,7 +668,9 @@ def build_valid_pipeline(
     return builder.and_return()
 
 
-def build_babble_bank(examples: Sequence[dict[str, Any]], config: NoiseConfig, seed: int, cache_dir: Path | None) -> np.ndarray | None:
+def build_babble_bank(
+    examples: Sequence[dict[str, Any]], config: NoiseConfig, seed: int, cache_dir: Path | None
+) -> np.ndarray | None:
     """The cyclic babble track for ``config`` from the training examples (cached under ``cache_dir``)."""
     if "babble" not in config.kinds or (config.prob <= 0 and config.valid_snr_db is None) or not examples:
         return None
@@ -716,7 +731,9 @@ class AVDataset:
         )
         self.train.examples = labelled_subset(self.train.examples, config.labelled_fraction, seed)
         if not self.train.examples:
-            raise DatasetError(f"no usable training utterances in {', '.join(map(str, self.train.manifests))} (skipped: {self.train.skipped})")
+            raise DatasetError(
+                f"no usable training utterances in {', '.join(map(str, self.train.manifests))} (skipped: {self.train.skipped})"
+            )
         self.valid: ExampleSet | None = None
         if config.valid_split:
             self.valid = load_examples(
@@ -751,13 +768,22 @@ class AVDataset:
         state = PipelineState()
         rank, world = gangs.dp.rank, gangs.dp.size
         loader = BatchLoader(
-            self.config, self.modalities, train=True, seed=self.seed, rank=rank, state=state,
-            babble=self.babble, cache_dir=self._video_cache(), donors=self.train.examples,
+            self.config,
+            self.modalities,
+            train=True,
+            seed=self.seed,
+            rank=rank,
+            state=state,
+            babble=self.babble,
+            cache_dir=self._video_cache(),
+            donors=self.train.examples,
         )
         pipeline = build_train_pipeline(
             self.train.examples, self.config, loader, seed=self.seed, rank=rank, world_size=world, state=state
         )
-        inner = DataPipelineReader[AVBatch](pipeline, gangs, num_accumulate=num_accumulate, sync_mode=SyncMode.UNTIL_FIRST)
+        inner = DataPipelineReader[AVBatch](
+            pipeline, gangs, num_accumulate=num_accumulate, sync_mode=SyncMode.UNTIL_FIRST
+        )
         return AVDataReader(inner, state)
 
     def create_valid_reader(self, gangs: Gangs, modalities: Sequence[str] | None = None) -> AVDataReader:
@@ -766,8 +792,14 @@ class AVDataset:
         state = PipelineState()
         rank, world = gangs.dp.rank, gangs.dp.size
         loader = BatchLoader(
-            self.config, modalities or self.modalities, train=False, seed=self.seed, rank=rank, state=state,
-            babble=self.babble if self.config.noise.valid_snr_db is not None else None, cache_dir=self._video_cache(),
+            self.config,
+            modalities or self.modalities,
+            train=False,
+            seed=self.seed,
+            rank=rank,
+            state=state,
+            babble=self.babble if self.config.noise.valid_snr_db is not None else None,
+            cache_dir=self._video_cache(),
         )
         pipeline = build_valid_pipeline(self.valid.examples, self.config, loader, rank=rank, world_size=world)
         inner = DataPipelineReader[AVBatch](pipeline, gangs, sync_mode=SyncMode.UNTIL_LAST)

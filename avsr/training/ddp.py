@@ -40,5 +40,7 @@ def data_parallel_model(context: Any) -> nn.Module:
     if context.gangs.dp.size > 1 and context.device.type == "cpu":
         count = keep_batch_norm_local(model)
         if count:
-            logging.getLogger("avsr.training").info(f"CPU DDP: {count} BatchNorm layers keep per-process statistics (SyncBatchNorm needs CUDA).")
+            logging.getLogger("avsr.training").info(
+                f"CPU DDP: {count} BatchNorm layers keep per-process statistics (SyncBatchNorm needs CUDA)."
+            )
     return model

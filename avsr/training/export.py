@@ -80,7 +80,9 @@ def load_torch_state(path: Path) -> dict[str, Tensor]:
     try:
         state = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure is "cannot read"
-        raise ExportError(f"{path}: cannot read checkpoint weights ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise ExportError(
+            f"{path}: cannot read checkpoint weights ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ExportError(f"{path}: not a state dict of tensors")
     return state

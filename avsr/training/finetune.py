@@ -66,8 +66,10 @@ def part_levels(config: AVSRConfig) -> tuple[list[tuple[str, int]], int]:
     """(parameter-name prefix, level) for every part, and the top level (the CTC head and decoder)."""
     levels: list[tuple[str, int]] = [("audio_frontend.", 0), ("visual_frontend.", 0)]
     deepest = 0
-    for name, branch, encoder in (("audio_encoder", config.audio, config.audio_encoder),
-                                  ("video_encoder", config.visual, config.video_encoder)):
+    for name, branch, encoder in (
+        ("audio_encoder", config.audio, config.audio_encoder),
+        ("video_encoder", config.visual, config.video_encoder),
+    ):
         if branch is None:
             continue
         levels.append((f"{name}.proj.", 1))
@@ -99,10 +101,17 @@ def parameter_groups(
         return []
     levels, top = part_levels(config)
     outputs = _output_prefixes()
-    rows = [(prefix, lr * section.layer_decay ** (top - level) * (1.0 if prefix in outputs else section.pretrained_lr_scale))
-            for prefix, level in levels]
+    rows = [
+        (
+            prefix,
+            lr * section.layer_decay ** (top - level) * (1.0 if prefix in outputs else section.pretrained_lr_scale),
+        )
+        for prefix, level in levels
+    ]
     placed = {prefix for prefix, _ in levels}
-    rows += [(prefix, lr) for prefix in outputs if prefix not in placed]  # the decoder's embedding and output: top, fresh
+    rows += [
+        (prefix, lr) for prefix in outputs if prefix not in placed
+    ]  # the decoder's embedding and output: top, fresh
     rows.sort(key=lambda row: -len(row[0]))
     if names is not None:  # keep a part only if some parameter would land in its group
         names = list(names)

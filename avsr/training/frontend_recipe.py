@@ -30,12 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, final
 
-import yaml
-from safetensors.torch import save_file
-from torch import Tensor
-from torch.nn import Module
-
 import fairseq2.recipe  # noqa: F401  (first: importing fairseq2.evaluator first is a circular import in 0.8.1)
+import yaml
 from fairseq2.evaluator import EvalUnit
 from fairseq2.metrics import Mean, MetricBag, Sum
 from fairseq2.recipe import Recipe, RecipeContext
@@ -51,6 +47,9 @@ from fairseq2.recipe.config import (
 from fairseq2.runtime.dependency import DependencyContainer
 from fairseq2.task import Task
 from fairseq2.trainer import TrainUnit
+from safetensors.torch import save_file
+from torch import Tensor
+from torch.nn import Module
 
 from avsr.media.atomic import atomic_path
 from avsr.models.config import AVSRConfig, ConfigError, VisualConfig, to_plain
@@ -70,8 +69,8 @@ from avsr.training.config_loading import (
 from avsr.training.data import DatasetError
 from avsr.training.ddp import data_parallel_model
 from avsr.training.export import ExportError
-from avsr.training.lip_views import LipViewConfig
 from avsr.training.kit import ExportSection, TrainThenExport, install_secret_filter, share_log_files
+from avsr.training.lip_views import LipViewConfig
 from avsr.training.runs import RUN_FILE, averaged_checkpoints, read_run_file, recorded_config_differs
 
 log = logging.getLogger("avsr.training")
@@ -192,7 +191,9 @@ class FrontendTask(ABC):
     def objective(self, config: FrontendTrainConfig) -> ClipObjective: ...
 
     @abstractmethod
-    def export_frontend(self, model: Module, weights: dict[str, Tensor], run: dict[str, Any], out: Path) -> dict[str, Any]:
+    def export_frontend(
+        self, model: Module, weights: dict[str, Tensor], run: dict[str, Any], out: Path
+    ) -> dict[str, Any]:
         """Write the front-end file the next stage takes into ``out``; returns model.yaml's ``frontend`` entry."""
 
     def check(self, config: FrontendTrainConfig) -> None:
@@ -252,7 +253,9 @@ class VisualTask(FrontendTask):
         if newly_initialized and section.init_frontend is not None:
             log.info("%s", load_frontend_into(self, model, section.init_frontend, section.init_frontend_format))
 
-    def export_frontend(self, model: Module, weights: dict[str, Tensor], run: dict[str, Any], out: Path) -> dict[str, Any]:
+    def export_frontend(
+        self, model: Module, weights: dict[str, Tensor], run: dict[str, Any], out: Path
+    ) -> dict[str, Any]:
         with atomic_path(out / FRONTEND_FILE) as temp:
             save_file({k: v.detach().cpu().contiguous() for k, v in self.frontend_of(model).state_dict().items()}, temp)
         return {"file": FRONTEND_FILE, "visual": run["model_config"]["visual"]}
@@ -263,7 +266,9 @@ def frontend_file(path: str | os.PathLike[str], kind: str = "avsr") -> Path:
     p = Path(path)
     file = p / FRONTEND_FILE if (p.is_dir() and kind == "avsr") else p
     if not file.is_file():
-        raise TrainConfigError(f"model.init_frontend: {file} not found (an earlier stage's model/ folder or {FRONTEND_FILE})")
+        raise TrainConfigError(
+            f"model.init_frontend: {file} not found (an earlier stage's model/ folder or {FRONTEND_FILE})"
+        )
     return file
 
 
@@ -345,9 +350,18 @@ class FrontendRecipe(Recipe):
         from fairseq2.runtime.config_registry import ConfigRegistrar
 
         task = self._inputs.task
-        register_model_family(container, task.family, kls=task.model_kls, config_kls=task.config_kls, factory=task.build, supports_meta=False)
+        register_model_family(
+            container,
+            task.family,
+            kls=task.model_kls,
+            config_kls=task.config_kls,
+            factory=task.build,
+            supports_meta=False,
+        )
         resolved = self._inputs.model_config
-        ConfigRegistrar(container, task.config_kls)(self._inputs.config.model.arch or "tiny")(lambda: copy.deepcopy(resolved))
+        ConfigRegistrar(container, task.config_kls)(self._inputs.config.model.arch or "tiny")(
+            lambda: copy.deepcopy(resolved)
+        )
 
     def setup_model(self, context: RecipeContext, model: Module, newly_initialized: bool) -> Module:
         self._inputs.task.setup_model(model, self._inputs.config.model, newly_initialized)
@@ -364,8 +378,11 @@ class FrontendRecipe(Recipe):
         if context.gangs.root.rank == 0:
             _write_run_file(context.output_dir, inputs)
         config = inputs.config
-        reader = dataset.create_train_reader(context.gangs, num_accumulate=config.trainer.grad_accumulation.num_batches,
-                                             min_batch_size=task.min_batch_size(inputs.model_config))
+        reader = dataset.create_train_reader(
+            context.gangs,
+            num_accumulate=config.trainer.grad_accumulation.num_batches,
+            min_batch_size=task.min_batch_size(inputs.model_config),
+        )
         objective = task.objective(config)
         unit = ClipTrainUnit(data_parallel_model(context), objective)
         valid_units: list[EvalUnit[ClipBatch]] = []
@@ -376,8 +393,11 @@ class FrontendRecipe(Recipe):
         trainer = context.create_trainer(unit, reader, valid_units, valid_readers)
         export = config.export
         return TrainThenExport(
-            trainer, context,
-            (lambda out: export_run(out, last_n=export.average_last_n, best_n=export.average_best_n)) if export.enabled else None,
+            trainer,
+            context,
+            (lambda out: export_run(out, last_n=export.average_last_n, best_n=export.average_best_n))
+            if export.enabled
+            else None,
         )
 
 
@@ -395,7 +415,9 @@ def _write_run_file(output_dir: Path, inputs: FrontendRunInputs) -> None:
 # ======================================================================================= export
 
 
-def export_run(output_dir: str | os.PathLike[str], *, last_n: int = 1, best_n: int = 0, out_dir: Path | None = None) -> Path:
+def export_run(
+    output_dir: str | os.PathLike[str], *, last_n: int = 1, best_n: int = 0, out_dir: Path | None = None
+) -> Path:
     """``OUTPUT_DIR/model/``: the task's front-end file, model.safetensors and model.yaml."""
     output_dir = Path(output_dir)
     run = read_run_file(output_dir)
@@ -444,20 +466,31 @@ def prepare_run(config: FrontendTrainConfig, output_dir: Path) -> FrontendRunInp
     """Read the clips and resolve the model config before fairseq2 starts (one-line errors)."""
     task = frontend_task(config.task)  # type: ignore[attr-defined]
     task.check(config)
-    dataset = ClipDataset(config.dataset, task.clip_mode, task.views(config), seed=config.common.seed, cache_dir=output_dir / "cache")
+    dataset = ClipDataset(
+        config.dataset, task.clip_mode, task.views(config), seed=config.common.seed, cache_dir=output_dir / "cache"
+    )
     model_config = task.model_config(config, dataset)
     min_batch = task.min_batch_size(model_config)
     if config.dataset.batch_size < min_batch:
-        raise TrainConfigError(f"dataset.batch_size={config.dataset.batch_size}: this model normalises over the batch and needs at least {min_batch} clips per batch")
+        raise TrainConfigError(
+            f"dataset.batch_size={config.dataset.batch_size}: this model normalises over the batch and needs at least {min_batch} clips per batch"
+        )
     if len(dataset.train) < min_batch:
         raise DatasetError(f"{len(dataset.train)} training clip(s): this model needs at least {min_batch} per batch")
     if config.model.init_frontend is not None:
-        frontend_file(config.model.init_frontend, config.model.init_frontend_format)  # fails now, not after fairseq2 started
+        frontend_file(
+            config.model.init_frontend, config.model.init_frontend_format
+        )  # fails now, not after fairseq2 started
     previous = output_dir / RUN_FILE
     if previous.is_file():
         old = yaml.safe_load(previous.read_text(encoding="utf-8")) or {}
-        if recorded_config_differs(old.get("model_config"), model_config, task.config_from_dict) and (output_dir / "checkpoints").is_dir():
-            raise TrainConfigError(f"{output_dir} holds checkpoints of a different model config; use another --output-dir")
+        if (
+            recorded_config_differs(old.get("model_config"), model_config, task.config_from_dict)
+            and (output_dir / "checkpoints").is_dir()
+        ):
+            raise TrainConfigError(
+                f"{output_dir} holds checkpoints of a different model config; use another --output-dir"
+            )
     if not dataset.valid:
         config.regime.validate_every_n_steps = None
         config.regime.score_metric = None

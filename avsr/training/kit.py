@@ -78,7 +78,9 @@ class _SecretFilter(logging.Filter):
     """
 
     PREFIX = "Environment Variables - "
-    PATTERN = re.compile(r"(?i)(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|PRIVATE|CREDENTIAL|AUTH|COOKIE|SIGNATURE)")
+    PATTERN = re.compile(
+        r"(?i)(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|PRIVATE|CREDENTIAL|AUTH|COOKIE|SIGNATURE)"
+    )
     SKIP = {"PS1", "LS_COLORS", "GREP_COLORS", "GCC_COLORS"}
 
     def filter(self, record: logging.LogRecord) -> bool:

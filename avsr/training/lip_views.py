@@ -80,7 +80,9 @@ def lip_view(video: np.ndarray, rng: np.random.Generator, config: LipViewConfig)
     start, end = _window(video.shape[0], rng, config.min_frames)
     top, left, h, w = _crop_box(video.shape[1], video.shape[2], rng, config)
     clip = torch.from_numpy(np.ascontiguousarray(video[start:end, top : top + h, left : left + w])).float() / 255.0
-    clip = F.interpolate(clip[:, None], size=(config.crop_size, config.crop_size), mode="bilinear", align_corners=False)[:, 0]
+    clip = F.interpolate(
+        clip[:, None], size=(config.crop_size, config.crop_size), mode="bilinear", align_corners=False
+    )[:, 0]
     if rng.random() < config.hflip_prob:
         clip = clip.flip(-1)
     factor = rng.uniform(1.0 - config.contrast, 1.0 + config.contrast)

@@ -35,12 +35,18 @@ class LRWTrainConfig(FrontendTrainConfig):
 
 def word_model_config(arch: str, overrides: dict[str, object], num_classes: int) -> WordClassifierConfig:
     """The classifier over the arch's visual front-end: a 2-layer (tiny) or 4-layer (seed_paper) conformer back-end."""
-    backend = EncoderConfig(kind="conformer", layers=2, model_dim=128, heads=4, ffn_dim=256, conv_kernel=15, dropout=0.1)
+    backend = EncoderConfig(
+        kind="conformer", layers=2, model_dim=128, heads=4, ffn_dim=256, conv_kernel=15, dropout=0.1
+    )
     if arch == "seed_paper":
-        backend = EncoderConfig(kind="conformer", layers=4, model_dim=512, heads=8, ffn_dim=2048, conv_kernel=15, dropout=0.1)
+        backend = EncoderConfig(
+            kind="conformer", layers=4, model_dim=512, heads=8, ffn_dim=2048, conv_kernel=15, dropout=0.1
+        )
     base = {"num_classes": num_classes, "backend": to_plain(backend), "dropout": 0.1}
     if "num_classes" in overrides and overrides["num_classes"] != num_classes:
-        raise TrainConfigError(f"model.config.num_classes={overrides['num_classes']!r} contradicts the data ({num_classes} words)")
+        raise TrainConfigError(
+            f"model.config.num_classes={overrides['num_classes']!r} contradicts the data ({num_classes} words)"
+        )
     return resolve_visual_model(WordClassifierConfig, arch, base, overrides)
 
 

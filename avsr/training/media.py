@@ -69,7 +69,12 @@ def read_wav(path: str | os.PathLike[str]) -> np.ndarray:
     p = os.fspath(path)
     try:
         with wave.open(p, "rb") as w:
-            if w.getframerate() == AUDIO_RATE and w.getnchannels() == 1 and w.getsampwidth() == 2 and w.getcomptype() == "NONE":
+            if (
+                w.getframerate() == AUDIO_RATE
+                and w.getnchannels() == 1
+                and w.getsampwidth() == 2
+                and w.getcomptype() == "NONE"
+            ):
                 data = w.readframes(w.getnframes())
                 return np.frombuffer(data, dtype="<i2").astype(np.float32) / np.float32(32768.0)
     except (wave.Error, EOFError):

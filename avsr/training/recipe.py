@@ -40,16 +40,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-from torch.nn import Module
-
 import fairseq2.recipe  # noqa: F401  (first: importing fairseq2.evaluator first is a circular import in 0.8.1)
+import yaml
 from fairseq2.evaluator import EvalUnit
 from fairseq2.metrics import format_as_float
 from fairseq2.metrics.recorders import MetricDescriptor
 from fairseq2.recipe import Recipe, RecipeContext
 from fairseq2.runtime.dependency import DependencyContainer
 from fairseq2.task import Task
+from torch.nn import Module
 
 from avsr.data.tokenizers import Tokenizer, TokenizerError, load_tokenizer
 from avsr.models.config import FREEZABLE, AVSRConfig
@@ -79,7 +78,6 @@ from avsr.training.runs import (
 log = logging.getLogger("avsr.training")
 
 
-
 # ======================================================================================= recipe
 
 
@@ -102,7 +100,11 @@ def restore_frozen(model: Module) -> None:
 
 
 def _has_freezing_schedule(model: Module) -> bool:
-    return any(callable(getattr(m, "update_freezing", None)) for m in (getattr(model, "audio_frontend", None), getattr(model, "visual_frontend", None)) if m is not None)
+    return any(
+        callable(getattr(m, "update_freezing", None))
+        for m in (getattr(model, "audio_frontend", None), getattr(model, "visual_frontend", None))
+        if m is not None
+    )
 
 
 @dataclass
@@ -140,7 +142,9 @@ class AVSRRecipe(Recipe):
         arch = self._inputs.config.model.arch or "default"
         ConfigRegistrar(container, AVSRConfig)(arch)(lambda: copy.deepcopy(resolved))
         for name, display in (("att_loss", "Attention Loss"), ("cer", "Character Error Rate (CER)")):
-            container.collection.register_instance(MetricDescriptor, MetricDescriptor(name, display, 100 if "loss" in name else 200, format_as_float))
+            container.collection.register_instance(
+                MetricDescriptor, MetricDescriptor(name, display, 100 if "loss" in name else 200, format_as_float)
+            )
 
     def has_static_autograd_graph(self, context: RecipeContext) -> bool:
         # A freezing schedule (wav2vec 2.0) changes which parameters get gradients during
@@ -176,8 +180,11 @@ class AVSRRecipe(Recipe):
         dataset = inputs.dataset
         if dataset is None:
             dataset = AVDataset(
-                config.dataset, inputs.tokenizer, inputs.model_config.modalities,
-                seed=config.common.seed, cache_dir=context.output_dir / "cache",
+                config.dataset,
+                inputs.tokenizer,
+                inputs.model_config.modalities,
+                seed=config.common.seed,
+                cache_dir=context.output_dir / "cache",
             )
         else:
             dataset.cache_dir = context.output_dir / "cache"
@@ -189,7 +196,9 @@ class AVSRRecipe(Recipe):
         valid_units: list[EvalUnit[AVBatch]] = []
         valid_readers = []
         if dataset.valid is not None and config.regime.validate_every_n_steps:
-            modalities = list(config.validation.modalities) or ["av" if len(inputs.model_config.modalities) == 2 else inputs.model_config.modalities[0]]
+            modalities = list(config.validation.modalities) or [
+                "av" if len(inputs.model_config.modalities) == 2 else inputs.model_config.modalities[0]
+            ]
             for m in modalities:
                 wanted = MODALITIES if m == "av" else (m,)
                 name = None if len(modalities) == 1 else m
@@ -198,8 +207,11 @@ class AVSRRecipe(Recipe):
         trainer = context.create_trainer(unit, reader, valid_units, valid_readers)
         export = config.export
         return TrainThenExport(
-            trainer, context,
-            (lambda out: export_run(out, last_n=export.average_last_n, best_n=export.average_best_n)) if export.enabled else None,
+            trainer,
+            context,
+            (lambda out: export_run(out, last_n=export.average_last_n, best_n=export.average_best_n))
+            if export.enabled
+            else None,
         )
 
 
@@ -235,7 +247,7 @@ def initialise_weights(model: Module, section: AVSRModelSection, tokenizer: Toke
             if part is None:
                 raise TrainConfigError(f"model.init_from: the model has no {name}")
             prefix = f"{name}."
-            sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             if not sub:
                 raise TrainConfigError(f"model.init_from: {file} has no weights for {name}")
             report = load_frontend_weights(part, sub, {"": ""})
@@ -262,15 +274,20 @@ def init_whole_model(model: Module, path: Path, tokenizer: Tokenizer | None) -> 
     lines = []
     if tokenizer is not None and folder.tokenizer.fingerprint != tokenizer.fingerprint:
         state, kept = remap_vocabulary(state, folder.tokenizer.pieces, tokenizer.pieces, own)
-        lines.append(f"model.init: the output layers follow the run's tokenizer: {kept} of its {tokenizer.vocab_size} "
-                     f"units carried over from {path}'s, the others start fresh")
+        lines.append(
+            f"model.init: the output layers follow the run's tokenizer: {kept} of its {tokenizer.vocab_size} "
+            f"units carried over from {path}'s, the others start fresh"
+        )
     new = [k for k in own if k not in state]
-    problems = state_problems({k: v for k, v in own.items() if k in state}, state,
-                              unexpected="weight(s) the run's model has no place for")
+    problems = state_problems(
+        {k: v for k, v in own.items() if k in state}, state, unexpected="weight(s) the run's model has no place for"
+    )
     if problems:
         raise TrainConfigError(f"model.init: {path}: " + "; ".join(problems))
     model.load_state_dict({**own, **state}, strict=True)
-    lines.append(f"model <- {path}: {len(state)} tensors" + (f"; new, at initialisation: {name_list(new)}" if new else ""))
+    lines.append(
+        f"model <- {path}: {len(state)} tensors" + (f"; new, at initialisation: {name_list(new)}" if new else "")
+    )
     return lines
 
 
@@ -306,7 +323,9 @@ def _write_run_file(output_dir: Path, inputs: RunInputs) -> None:
 # ======================================================================================= export
 
 
-def export_run(output_dir: str | os.PathLike[str], *, last_n: int = 1, best_n: int = 0, out_dir: Path | None = None) -> Path:
+def export_run(
+    output_dir: str | os.PathLike[str], *, last_n: int = 1, best_n: int = 0, out_dir: Path | None = None
+) -> Path:
     """Export ``OUTPUT_DIR/model/`` from a run's checkpoints (no fairseq2 runtime needed).
 
     Averages the last ``last_n`` checkpoints, or the ``best_n`` best when ``best_n > 0``.
@@ -322,7 +341,9 @@ def export_run(output_dir: str | os.PathLike[str], *, last_n: int = 1, best_n: i
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ExportError(f"{output_dir / 'checkpoints'} (step {steps[-1]}): weights do not fit the model config ({str(exc).splitlines()[0]})") from None
+        raise ExportError(
+            f"{output_dir / 'checkpoints'} (step {steps[-1]}): weights do not fit the model config ({str(exc).splitlines()[0]})"
+        ) from None
     extra = {
         "tokenizer_fingerprint": run.get("tokenizer_fingerprint"),
         "step": steps[-1],
@@ -356,7 +377,9 @@ def prepare_run(config: AVSRTrainConfig, output_dir: Path, *, load_data: bool = 
         raise DatasetError(f"{ds.path}: prepared data folder not found (dataset.path; make it with avsr-prepare)")
     tok_dir = Path(ds.tokenizer)
     if not tok_dir.exists():
-        raise DatasetError(f"{tok_dir}: tokenizer folder not found (dataset.tokenizer; make it with avsr-prepare tokenizer)")
+        raise DatasetError(
+            f"{tok_dir}: tokenizer folder not found (dataset.tokenizer; make it with avsr-prepare tokenizer)"
+        )
     try:
         tokenizer = load_tokenizer(tok_dir)
     except TokenizerError as exc:
@@ -364,9 +387,16 @@ def prepare_run(config: AVSRTrainConfig, output_dir: Path, *, load_data: bool = 
     model_config = resolve_model_config(config.model, tokenizer)
     for stage in config.finetune.freeze:
         for name in stage.modules:
-            if name in ("audio_frontend", "audio_encoder") and model_config.audio is None or \
-               name in ("visual_frontend", "video_encoder") and model_config.visual is None or \
-               name == "encoder" and model_config.encoder is None or name == "ctc_head" and not model_config.ctc_head:
+            if (
+                name in ("audio_frontend", "audio_encoder")
+                and model_config.audio is None
+                or name in ("visual_frontend", "video_encoder")
+                and model_config.visual is None
+                or name == "encoder"
+                and model_config.encoder is None
+                or name == "ctc_head"
+                and not model_config.ctc_head
+            ):
                 raise TrainConfigError(f"finetune.freeze: this model has no {name}")
     add_finetune_groups(config, model_config)
     run_file = output_dir / RUN_FILE
@@ -380,7 +410,9 @@ def prepare_run(config: AVSRTrainConfig, output_dir: Path, *, load_data: bool = 
                 f"{output_dir} holds checkpoints of a different model config; resume with the same model settings or use another --output-dir"
             )
         if previous.get("tokenizer_fingerprint") not in (None, tokenizer.fingerprint):
-            raise TrainConfigError(f"{output_dir} holds checkpoints trained with another tokenizer; use another --output-dir")
+            raise TrainConfigError(
+                f"{output_dir} holds checkpoints trained with another tokenizer; use another --output-dir"
+            )
     checks = [("validation.modalities", m) for m in config.validation.modalities]
     checks += [("modality_schedule", stage.inputs) for stage in config.modality_schedule]
     for key, m in checks:
@@ -391,13 +423,19 @@ def prepare_run(config: AVSRTrainConfig, output_dir: Path, *, load_data: bool = 
         if stage.until_step < 1:
             raise TrainConfigError(f"modality_schedule: until_step must be >= 1, got {stage.until_step}")
         if stage.modality_dropout is not None and stage.inputs != "av":
-            raise TrainConfigError(f"modality_schedule: modality_dropout needs inputs: av (the stage until step {stage.until_step} has {stage.inputs})")
+            raise TrainConfigError(
+                f"modality_schedule: modality_dropout needs inputs: av (the stage until step {stage.until_step} has {stage.inputs})"
+            )
     regime = config.regime
     if regime.score_metric in ("wer", "cer") and not config.validation.wer:
         raise TrainConfigError(f"regime.score_metric={regime.score_metric} needs validation.wer: true")
-    inputs = RunInputs(config=config, model_config=model_config, tokenizer=tokenizer, tokenizer_dir=tok_dir, output_dir=output_dir)
+    inputs = RunInputs(
+        config=config, model_config=model_config, tokenizer=tokenizer, tokenizer_dir=tok_dir, output_dir=output_dir
+    )
     if load_data:
-        inputs.dataset = AVDataset(ds, tokenizer, model_config.modalities, seed=config.common.seed, cache_dir=output_dir / "cache")
+        inputs.dataset = AVDataset(
+            ds, tokenizer, model_config.modalities, seed=config.common.seed, cache_dir=output_dir / "cache"
+        )
         if inputs.dataset.valid is None or len(inputs.dataset.valid) == 0:
             if regime.validate_every_n_steps is not None:
                 log.warning("no validation utterances (dataset.valid_split): training without validation")

@@ -103,7 +103,9 @@ def averaged_checkpoints(output_dir: Path, *, last_n: int = 1, best_n: int = 0) 
         scores = checkpoint_scores(output_dir)
         candidates = sorted((s for s in files if s in scores), key=lambda s: scores[s], reverse=True)
         if not candidates:
-            raise ExportError(f"{output_dir}: no scored checkpoints (set regime.score_metric and validate) for export.average_best_n")
+            raise ExportError(
+                f"{output_dir}: no scored checkpoints (set regime.score_metric and validate) for export.average_best_n"
+            )
     else:
         candidates = sorted(files, reverse=True)
     loaded: dict[int, dict[str, Tensor]] = {}
@@ -118,7 +120,9 @@ def averaged_checkpoints(output_dir: Path, *, last_n: int = 1, best_n: int = 0) 
         raise ExportError(f"{output_dir / 'checkpoints'}: no checkpoint with readable weights to export")
     steps = sorted(loaded)
     if len(steps) < wanted:
-        log.warning("averaging %d checkpoint(s) (%s): fewer are kept than asked for", len(steps), ", ".join(map(str, steps)))
+        log.warning(
+            "averaging %d checkpoint(s) (%s): fewer are kept than asked for", len(steps), ", ".join(map(str, steps))
+        )
     states = [loaded[s] for s in steps]
     return (states[0] if len(states) == 1 else average_state_dicts(states)), steps
 

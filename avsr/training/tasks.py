@@ -61,7 +61,9 @@ def train(inputs: Any, *, no_rich: bool = False) -> None:
 
 def export(config: Any, output_dir: Path) -> Path:
     """``OUTPUT_DIR/model/`` from a finished (or stopped) run's checkpoints."""
-    return _runner(config.task).export_run(output_dir, last_n=config.export.average_last_n, best_n=config.export.average_best_n)
+    return _runner(config.task).export_run(
+        output_dir, last_n=config.export.average_last_n, best_n=config.export.average_best_n
+    )
 
 
 def describe(inputs: Any) -> str:

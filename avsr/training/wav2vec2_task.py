@@ -16,7 +16,12 @@ from torch import Tensor
 from torch.nn import Module
 
 from avsr.models.audio import WAV2VEC2_ARCHS, WAV2VEC2_PREFIXES
-from avsr.models.convert.common import ConvertedWav2Vec2, encoder_config_from_dict, encoder_config_to_dict, save_converted
+from avsr.models.convert.common import (
+    ConvertedWav2Vec2,
+    encoder_config_from_dict,
+    encoder_config_to_dict,
+    save_converted,
+)
 from avsr.training.clips import ClipBatch, ClipDataset
 from avsr.training.config_loading import TrainConfigError, default_regime
 from avsr.training.frontend_recipe import (
@@ -55,7 +60,9 @@ def wav2vec2_model_config(arch: str, overrides: dict[str, object]) -> Wav2Vec2Co
     known = {f.name for f in dataclasses.fields(Wav2Vec2Config)} - {"encoder_config"}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise TrainConfigError(f"unknown key(s) in model.config: {', '.join(unknown)} (known: encoder, {', '.join(sorted(known))})")
+        raise TrainConfigError(
+            f"unknown key(s) in model.config: {', '.join(unknown)} (known: encoder, {', '.join(sorted(known))})"
+        )
     if "codebook_sampling_temperature" in overrides:
         overrides["codebook_sampling_temperature"] = tuple(overrides["codebook_sampling_temperature"])  # type: ignore[arg-type]
     return Wav2Vec2Config(encoder_config=encoder, **overrides)  # type: ignore[arg-type]
@@ -78,7 +85,9 @@ class ContrastiveObjective:
         from fairseq2.nn import BatchLayout
 
         layout = BatchLayout.of(batch.inputs, seq_lens=batch.lengths.tolist())
-        loss, out = model(batch.inputs, layout, diversity_weight=self.diversity, features_penalty_weight=self.features_penalty)
+        loss, out = model(
+            batch.inputs, layout, diversity_weight=self.diversity, features_penalty_weight=self.features_penalty
+        )
         logits = out.logits  # (N, S_msk, 1 + distractors); the true target first
         accuracy = (logits[..., 0] > logits[..., 1:].max(dim=-1).values).float().mean()
         targets = int(out.num_targets)
@@ -104,7 +113,9 @@ class Wav2Vec2Task(FrontendTask):
 
     def check(self, config: FrontendTrainConfig) -> None:
         if config.model.init_frontend is not None:
-            raise TrainConfigError("model.init_frontend is for the visual tasks (wav2vec2 pretraining starts from scratch)")
+            raise TrainConfigError(
+                "model.init_frontend is for the visual tasks (wav2vec2 pretraining starts from scratch)"
+            )
 
     def model_config(self, config: FrontendTrainConfig, dataset: ClipDataset) -> Wav2Vec2Config:
         return wav2vec2_model_config(config.model.arch or "tiny", config.model.config)
@@ -114,7 +125,11 @@ class Wav2Vec2Task(FrontendTask):
         return ContrastiveObjective(config.diversity_weight, config.features_penalty_weight)
 
     def config_to_dict(self, model_config: Any) -> dict[str, Any]:
-        plain = {f.name: getattr(model_config, f.name) for f in dataclasses.fields(model_config) if f.name != "encoder_config"}
+        plain = {
+            f.name: getattr(model_config, f.name)
+            for f in dataclasses.fields(model_config)
+            if f.name != "encoder_config"
+        }
         plain["codebook_sampling_temperature"] = list(plain["codebook_sampling_temperature"])
         return {"encoder": encoder_config_to_dict(model_config.encoder_config), **plain}
 
@@ -122,7 +137,9 @@ class Wav2Vec2Task(FrontendTask):
         # the stored encoder is complete, so the arch it is applied over does not matter
         return wav2vec2_model_config("base", data)
 
-    def export_frontend(self, model: Module, weights: dict[str, Tensor], run: dict[str, Any], out: Path) -> dict[str, Any]:
+    def export_frontend(
+        self, model: Module, weights: dict[str, Tensor], run: dict[str, Any], out: Path
+    ) -> dict[str, Any]:
         normalize = bool(((run.get("train_config") or {}).get("dataset") or {}).get("normalize_audio", False))
         kept = {k: v for k, v in weights.items() if k.startswith(WAV2VEC2_PREFIXES)}
         encoder = self.config_from_dict(run["model_config"]).encoder_config

@@ -59,7 +59,9 @@ def import_from_checkout(src: str | Path, module: str, marker: str) -> ModuleTyp
         sys.path.insert(0, str(root))
     top = module.split(".")[0]
     loaded = sys.modules.get(top)
-    if loaded is not None and not Path(getattr(loaded, "__file__", None) or next(iter(getattr(loaded, "__path__", [""])))).resolve().is_relative_to(root):
+    if loaded is not None and not Path(
+        getattr(loaded, "__file__", None) or next(iter(getattr(loaded, "__path__", [""])))
+    ).resolve().is_relative_to(root):
         raise AnchorError(f"{root}: '{top}' is already imported from elsewhere ({loaded!r}); run in a fresh process")
     mod = __import__(module, fromlist=["_"])
     if not Path(mod.__file__).resolve().is_relative_to(root):
@@ -81,14 +83,29 @@ def auto_avsr_args(config) -> Namespace:
     """auto_avsr's model options (configs/model/*_backbone/resnet_conformer.yaml) for an
     ``AutoAVSRConfig``; the audio-visual model's audio branch (``aux_*``) has the same sizes."""
     main = {
-        "adim": config.model_dim, "aheads": config.heads, "eunits": config.ffn_dim, "elayers": config.encoder_layers,
+        "adim": config.model_dim,
+        "aheads": config.heads,
+        "eunits": config.ffn_dim,
+        "elayers": config.encoder_layers,
         "transformer_input_layer": "conv1d" if config.modalities == ("audio",) else "conv3d",
-        "dropout_rate": config.dropout, "transformer_attn_dropout_rate": config.dropout,
-        "transformer_encoder_attn_layer_type": "rel_mha", "macaron_style": True, "use_cnn_module": True,
-        "cnn_module_kernel": config.conv_kernel, "zero_triu": False, "a_upsample_ratio": 1, "relu_type": "swish",
-        "ddim": config.model_dim, "dheads": config.decoder_heads, "dunits": config.decoder_ffn_dim,
-        "dlayers": config.decoder_layers, "lsm_weight": 0.1, "transformer_length_normalized_loss": False,
-        "mtlalpha": 0.1, "ctc_type": "builtin", "rel_pos_type": "latest",
+        "dropout_rate": config.dropout,
+        "transformer_attn_dropout_rate": config.dropout,
+        "transformer_encoder_attn_layer_type": "rel_mha",
+        "macaron_style": True,
+        "use_cnn_module": True,
+        "cnn_module_kernel": config.conv_kernel,
+        "zero_triu": False,
+        "a_upsample_ratio": 1,
+        "relu_type": "swish",
+        "ddim": config.model_dim,
+        "dheads": config.decoder_heads,
+        "dunits": config.decoder_ffn_dim,
+        "dlayers": config.decoder_layers,
+        "lsm_weight": 0.1,
+        "transformer_length_normalized_loss": False,
+        "mtlalpha": 0.1,
+        "ctc_type": "builtin",
+        "rel_pos_type": "latest",
     }
     aux = {f"aux_{k}": v for k, v in main.items() if k not in ("ddim", "dheads")}
     aux["aux_transformer_input_layer"] = "conv1d"
@@ -99,8 +116,11 @@ def build_auto_avsr(src: str | Path, config, state: dict | None = None):
     """auto_avsr's own ``E2E`` model (``E2E`` of e2e_asr_conformer_av for audio-visual configs)
     for an ``AutoAVSRConfig``, in eval mode, with ``state`` loaded strictly when given."""
     av = config.modalities == ("audio", "video")
-    mod = import_from_checkout(src, "espnet.nets.pytorch_backend.e2e_asr_conformer" + ("_av" if av else ""),
-                               AUTO_AVSR_AV_MARKER if av else AUTO_AVSR_MARKER)
+    mod = import_from_checkout(
+        src,
+        "espnet.nets.pytorch_backend.e2e_asr_conformer" + ("_av" if av else ""),
+        AUTO_AVSR_AV_MARKER if av else AUTO_AVSR_MARKER,
+    )
     model = mod.E2E(config.vocab_size, auto_avsr_args(config))
     if state is not None:
         model.load_state_dict(state, strict=True)
@@ -150,10 +170,17 @@ def auto_avsr_beam_search(src: str | Path, model, *, beam: int, ctc_weight: floa
     bonus = import_from_checkout(src, "espnet.nets.scorers.length_bonus", AUTO_AVSR_MARKER)
     vocab = model.odim
     return search.BatchBeamSearch(
-        scorers={"decoder": model.decoder, "ctc": ctc.CTCPrefixScorer(model.ctc, model.eos),
-                 "length_bonus": bonus.LengthBonus(vocab), "lm": None},
+        scorers={
+            "decoder": model.decoder,
+            "ctc": ctc.CTCPrefixScorer(model.ctc, model.eos),
+            "length_bonus": bonus.LengthBonus(vocab),
+            "lm": None,
+        },
         weights={"decoder": 1.0 - ctc_weight, "ctc": ctc_weight, "length_bonus": length_bonus, "lm": 0.0},
-        beam_size=beam, vocab_size=vocab, sos=model.sos, eos=model.eos,
+        beam_size=beam,
+        vocab_size=vocab,
+        sos=model.sos,
+        eos=model.eos,
         pre_beam_score_key=None if ctc_weight == 1.0 else "decoder",
     ).eval()
 
@@ -173,7 +200,10 @@ def use_av_hubert(av_hubert_src: str | Path, fairseq_src: str | Path | None = No
     """Import fairseq (default: the checkout's submodule) and the ``avhubert`` package."""
     import_from_checkout(fairseq_src or Path(av_hubert_src) / "fairseq", "fairseq", FAIRSEQ_MARKER)
     argv = sys.argv
-    sys.argv = [argv[0] if argv else "anchors", "--"]  # with one argv entry its modules import their siblings as top-level modules
+    sys.argv = [
+        argv[0] if argv else "anchors",
+        "--",
+    ]  # with one argv entry its modules import their siblings as top-level modules
     try:
         return import_from_checkout(av_hubert_src, "avhubert", AV_HUBERT_MARKER)
     finally:
@@ -198,19 +228,40 @@ def build_av_hubert(sizes: dict, vocab_size: int):
     task.data, task.label_rate, task.is_s2s, task.fine_tuning, task.normalize = "", -1, True, True, True
     task.stack_order_audio, task.modalities = 4, ["video", "audio"]
     encoder_keys = [k for k in sizes if k.startswith("encoder_") or k.startswith("conv_pos")]
-    encoder = OmegaConf.merge(OmegaConf.structured(AVHubertConfig), {
-        "layer_norm_first": True, "audio_feat_dim": 104, "modality_fuse": "concat", "final_dim": 256,
-        "untie_final_proj": True, "resnet_relu_type": "prelu", "sub_encoder_layers": 0, "activation_fn": "gelu",
-        "masking_type": "input", **{k: sizes[k] for k in encoder_keys}})
-    seq2seq = OmegaConf.merge(OmegaConf.structured(AVHubertSeq2SeqConfig), {
-        "w2v_path": "", "share_decoder_input_output_embed": True, "decoder_normalize_before": True,
-        "no_scale_embedding": True, "decoder_learned_pos": False, "max_target_positions": 2048,
-        **{k: v for k, v in sizes.items() if k.startswith("decoder_")}})
+    encoder = OmegaConf.merge(
+        OmegaConf.structured(AVHubertConfig),
+        {
+            "layer_norm_first": True,
+            "audio_feat_dim": 104,
+            "modality_fuse": "concat",
+            "final_dim": 256,
+            "untie_final_proj": True,
+            "resnet_relu_type": "prelu",
+            "sub_encoder_layers": 0,
+            "activation_fn": "gelu",
+            "masking_type": "input",
+            **{k: sizes[k] for k in encoder_keys},
+        },
+    )
+    seq2seq = OmegaConf.merge(
+        OmegaConf.structured(AVHubertSeq2SeqConfig),
+        {
+            "w2v_path": "",
+            "share_decoder_input_output_embed": True,
+            "decoder_normalize_before": True,
+            "no_scale_embedding": True,
+            "decoder_learned_pos": False,
+            "max_target_positions": 2048,
+            **{k: v for k, v in sizes.items() if k.startswith("decoder_")},
+        },
+    )
     root = OmegaConf.create({"task": task, "model": encoder, "seq2seq": seq2seq})
     dictionary = Dictionary()
     for i in range(vocab_size - len(dictionary)):
         dictionary.add_symbol(f"u{i}")
     w2v = AVHubertModel(root.model, root.task, [dictionary])
     w2v.remove_pretraining_modules()
-    decoder = TransformerDecoder(root.seq2seq, dictionary, Embedding(vocab_size, sizes["decoder_embed_dim"], dictionary.pad()))
+    decoder = TransformerDecoder(
+        root.seq2seq, dictionary, Embedding(vocab_size, sizes["decoder_embed_dim"], dictionary.pad())
+    )
     return AVHubertSeq2Seq(HubertEncoderWrapper(w2v), decoder, dictionary, root.seq2seq).eval()

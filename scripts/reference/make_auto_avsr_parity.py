@@ -50,9 +50,15 @@ def reference(src: Path, modality: str, seed: int) -> dict:
     model.load_state_dict(random_state(module_table(model), seed), strict=True)
     video, audio = parity_inputs()
     encoded, log_probs, logits = anchors.auto_avsr_outputs(
-        model, video if "v" in modality else None, audio if "a" in modality else None, torch.tensor([PARITY_TOKENS]))
-    return {"seed": seed, "frames": encoded.size(1), "encoder": rounded(encoded[0, :, :PARITY_WIDTH]),
-            "ctc_log_probs": rounded(log_probs[0][:, PARITY_COLUMNS]), "decoder_logits": rounded(logits[0][:, PARITY_COLUMNS])}
+        model, video if "v" in modality else None, audio if "a" in modality else None, torch.tensor([PARITY_TOKENS])
+    )
+    return {
+        "seed": seed,
+        "frames": encoded.size(1),
+        "encoder": rounded(encoded[0, :, :PARITY_WIDTH]),
+        "ctc_log_probs": rounded(log_probs[0][:, PARITY_COLUMNS]),
+        "decoder_logits": rounded(logits[0][:, PARITY_COLUMNS]),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         models = {m: reference(args.auto_avsr_src, m, seed) for m, seed in PARITY_SEEDS.items()}
     except anchors.AnchorError as exc:
         parser.error(str(exc))
-    source = (f"{anchors.auto_avsr_source(args.auto_avsr_src)} E2E on AutoAVSRConfig.tiny weights from random_state(seed), "
-              "made by scripts/reference/make_auto_avsr_parity.py")
+    source = (
+        f"{anchors.auto_avsr_source(args.auto_avsr_src)} E2E on AutoAVSRConfig.tiny weights from random_state(seed), "
+        "made by scripts/reference/make_auto_avsr_parity.py"
+    )
     out = {"source": source, "columns": PARITY_COLUMNS, "tokens": PARITY_TOKENS, "models": models}
     args.out.write_text(json.dumps(out) + "\n")
     print(f"wrote {args.out}")

@@ -64,17 +64,23 @@ def main(argv: list[str] | None = None) -> int:
     out = {
         "source": f"{anchors.auto_avsr_source(args.auto_avsr_src)} BatchBeamSearch, made by "
         "scripts/reference/make_auto_avsr_search_parity.py",
-        "model": {"config": "AutoAVSRConfig.tiny", "modality": SEARCH_MODALITY, "seed": SEARCH_SEED,
-                  "logit_offsets": [list(o) for o in LOGIT_OFFSETS]},
+        "model": {
+            "config": "AutoAVSRConfig.tiny",
+            "modality": SEARCH_MODALITY,
+            "seed": SEARCH_SEED,
+            "logit_offsets": [list(o) for o in LOGIT_OFFSETS],
+        },
         "inputs": [{"frames": f, "seed": s} for f, s in SEARCH_INPUTS],
         "cases": cases,
     }
     args.out.write_text(json.dumps(out) + "\n")
     for case in cases:
         lengths = sorted({len(h["tokens"]) for h in case["nbest"]})
-        print(f"beam {case['beam']:2d} ctc {case['ctc_weight']} bonus {case['length_bonus']} max {case['max_length']} "
-              f"input {case['input']}: {case['steps']} steps, {case['ended']} ended, lengths {lengths}, "
-              f"best {case['nbest'][0]['score']:.3f}")
+        print(
+            f"beam {case['beam']:2d} ctc {case['ctc_weight']} bonus {case['length_bonus']} max {case['max_length']} "
+            f"input {case['input']}: {case['steps']} steps, {case['ended']} ended, lengths {lengths}, "
+            f"best {case['nbest'][0]['score']:.3f}"
+        )
     print(f"wrote {args.out}")
     return 0
 

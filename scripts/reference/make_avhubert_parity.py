@@ -64,10 +64,26 @@ def dataset_batch(folder: Path, dictionary, lengths: list[int]) -> dict:
     (folder / "test.tsv").write_text("\n".join(rows) + "\n")
     (folder / "test.wrd").write_text("u1 u2\n" * len(lengths))
     dataset = AVHubertDataset(
-        str(folder / "test.tsv"), sample_rate=25, label_paths=[str(folder / "test.wrd")], label_rates=[-1],
-        pad_list=[dictionary.pad()], eos_list=[dictionary.eos()], label_processors=[LabelEncoder(dictionary)],
-        pad_audio=True, normalize=True, store_labels=True, single_target=True, stack_order_audio=4, skip_verify=True,
-        image_mean=0.421, image_std=0.165, image_crop_size=88, image_aug=False, modalities=["video", "audio"], shuffle=False)
+        str(folder / "test.tsv"),
+        sample_rate=25,
+        label_paths=[str(folder / "test.wrd")],
+        label_rates=[-1],
+        pad_list=[dictionary.pad()],
+        eos_list=[dictionary.eos()],
+        label_processors=[LabelEncoder(dictionary)],
+        pad_audio=True,
+        normalize=True,
+        store_labels=True,
+        single_target=True,
+        stack_order_audio=4,
+        skip_verify=True,
+        image_mean=0.421,
+        image_std=0.165,
+        image_crop_size=88,
+        image_aug=False,
+        modalities=["video", "audio"],
+        shuffle=False,
+    )
     return dataset.collater([dataset[i] for i in range(len(lengths))])
 
 
@@ -80,7 +96,9 @@ def reference(model, lengths: list[int]) -> dict:
     out["audio_features"] = [rounded(source["audio"][i, :, :n].T) for i, n in enumerate(lengths)]
     prev = torch.tensor(PREV_TOKENS)
     for name, keep in MODALITY_INPUTS.items():
-        encoded = model.encoder(source={k: v if k in keep else None for k, v in source.items()}, padding_mask=padding_mask)
+        encoded = model.encoder(
+            source={k: v if k in keep else None for k, v in source.items()}, padding_mask=padding_mask
+        )
         frames = encoded["encoder_out"].transpose(0, 1)  # T x B x C -> B x T x C
         out[f"encoder_{name}"] = [rounded(frames[i, :n]) for i, n in enumerate(lengths)]
         logits, _ = model.decoder(prev_output_tokens=prev, encoder_out=encoded)
@@ -90,8 +108,12 @@ def reference(model, lengths: list[int]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--av-hubert-src", type=Path, required=True, help="a checkout of facebookresearch/av_hubert (258fb50)")
-    parser.add_argument("--fairseq-src", type=Path, help="a checkout of facebookresearch/fairseq afc77bd (default: <av_hubert>/fairseq)")
+    parser.add_argument(
+        "--av-hubert-src", type=Path, required=True, help="a checkout of facebookresearch/av_hubert (258fb50)"
+    )
+    parser.add_argument(
+        "--fairseq-src", type=Path, help="a checkout of facebookresearch/fairseq afc77bd (default: <av_hubert>/fairseq)"
+    )
     parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
     parser.add_argument("--out", type=Path, default=PARITY_FILE)
     args = parser.parse_args(argv)
@@ -102,11 +124,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     model = anchors.build_av_hubert(SIZES[args.size], VOCAB[args.size])
     model.load_state_dict(reference_state({k: tuple(v.shape) for k, v in model.state_dict().items()}), strict=True)
-    about = (f"AV-HuBERT's own modules ({anchors.av_hubert_source(args.av_hubert_src, args.fairseq_src)}) at size {args.size!r} "
-             f"on reference_state (seed {SEED}) and reference_inputs of tests/avhubert_helpers.py, read through its AVHubertDataset; "
-             "encoder outputs (valid frames) and decoder logits (fairseq ids); made by scripts/reference/make_avhubert_parity.py")
-    out = {"about": about, "size": args.size, "sizes": SIZES[args.size], "vocab_size": VOCAB[args.size],
-           "lengths": LENGTHS, "prev_tokens": PREV_TOKENS, **reference(model, LENGTHS)}
+    about = (
+        f"AV-HuBERT's own modules ({anchors.av_hubert_source(args.av_hubert_src, args.fairseq_src)}) at size {args.size!r} "
+        f"on reference_state (seed {SEED}) and reference_inputs of tests/avhubert_helpers.py, read through its AVHubertDataset; "
+        "encoder outputs (valid frames) and decoder logits (fairseq ids); made by scripts/reference/make_avhubert_parity.py"
+    )
+    out = {
+        "about": about,
+        "size": args.size,
+        "sizes": SIZES[args.size],
+        "vocab_size": VOCAB[args.size],
+        "lengths": LENGTHS,
+        "prev_tokens": PREV_TOKENS,
+        **reference(model, LENGTHS),
+    }
     args.out.write_text(json.dumps(out) + "\n")
     print(f"wrote {args.out}")
     return 0

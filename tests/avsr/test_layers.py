@@ -10,7 +10,11 @@ from pathlib import Path
 import avsr
 
 LAYERS = {
-    "media": 0, "face": 0, "nn": 0, "parallel": 0, "console": 0,
+    "media": 0,
+    "face": 0,
+    "nn": 0,
+    "parallel": 0,
+    "console": 0,
     "data": 1,
     "models": 2,
     "decoding": 3,

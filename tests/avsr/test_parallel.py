@@ -140,7 +140,19 @@ def test_without_prctl_a_thread_watches_the_parent(tmp_path: Path):
 def test_killed_prepare_leaves_no_workers(lrs2_corpus: Path, tmp_path: Path):
     """``kill -9`` of avsr-prepare: its two workers are gone within 2 s, and leave no .tmp files."""
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "avsr.cli.prepare", "lrs2", str(lrs2_corpus), str(out), "--workers", "2", "--quiet", "--detect-every", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "avsr.cli.prepare",
+        "lrs2",
+        str(lrs2_corpus),
+        str(out),
+        "--workers",
+        "2",
+        "--quiet",
+        "--detect-every",
+        "1",
+    ]
     parent = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     workers: list[int] = []
     try:

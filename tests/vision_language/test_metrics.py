@@ -4,7 +4,6 @@ run against the single-process loss, and tiny classification and retrieval sets.
 
 from __future__ import annotations
 
-import copy
 import math
 import socket
 
@@ -24,7 +23,6 @@ from vision_language.evaluation import (
     zero_shot_predictions,
 )
 from vision_language.losses import InfoNCELoss, SigmoidLoss, build_loss, gather_across_ranks
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -54,8 +52,8 @@ def test_cka_feature_form_equals_gram_form():
     y = x @ _randn(20, 30, seed=5, dtype=torch.float64) + 0.8 * _randn(150, 30, seed=6, dtype=torch.float64)
     n = x.size(0)
     h = torch.eye(n, dtype=torch.float64) - torch.ones(n, n, dtype=torch.float64) / n
-    k, l = h @ (x @ x.t()) @ h, h @ (y @ y.t()) @ h
-    gram = float((k * l).sum() / torch.sqrt((k * k).sum() * (l * l).sum()))
+    gram_x, gram_y = h @ (x @ x.t()) @ h, h @ (y @ y.t()) @ h
+    gram = float((gram_x * gram_y).sum() / torch.sqrt((gram_x * gram_x).sum() * (gram_y * gram_y).sum()))
     assert 0.1 < gram < 0.99
     assert linear_cka(x, y) == pytest.approx(gram, rel=1e-10)
     assert linear_cka(x.float(), y.float()) == pytest.approx(gram, rel=1e-5)
@@ -112,7 +110,9 @@ def test_probe_separates_related_from_shuffled_pairs():
     assert related.chance_at_10 == pytest.approx(5.0)
     assert related.recall_at_10 > 90.0 and related.recall_at_1 > 50.0
     assert set(related.recalls) == {"i2t_R@1", "i2t_R@10", "t2i_R@1", "t2i_R@10", "mean_R"}
-    shuffled = alignment_probe(x, y[torch.randperm(1000, generator=torch.Generator().manual_seed(0))], dim=64, steps=150)
+    shuffled = alignment_probe(
+        x, y[torch.randperm(1000, generator=torch.Generator().manual_seed(0))], dim=64, steps=150
+    )
     assert shuffled.recall_at_10 < 3 * shuffled.chance_at_10
 
 
@@ -196,7 +196,9 @@ def test_sigmoid_loss_equals_direct_loop():
     both = 0.5 * (_direct_sigmoid(image, text, 20.0, -10.0) + _direct_sigmoid(image, extra, 20.0, -10.0))
     assert loss(image, text, extra).item() == pytest.approx(both, rel=1e-5)
     paper = build_loss("sigmoid", init_scale=10.0, init_bias=-3.0, reduction="sum_over_batch")
-    assert paper(image, text).item() == pytest.approx(_direct_sigmoid(image, text, 10.0, -3.0, per_batch=True), rel=1e-5)
+    assert paper(image, text).item() == pytest.approx(
+        _direct_sigmoid(image, text, 10.0, -3.0, per_batch=True), rel=1e-5
+    )
     aligned = loss(image, image + 0.01 * _randn(4, 5, seed=63))
     assert aligned.item() < loss(image, text).item()
 
@@ -272,7 +274,11 @@ def _check_gather_case(rank: int, kind: str, options: dict, multi_positive: bool
     share.backward()
     summed = share.detach().clone()
     dist.all_reduce(summed)
-    assert torch.allclose(summed / WORLD, whole.detach(), rtol=1e-5, atol=1e-6), (kind, float(summed / WORLD), float(whole))
+    assert torch.allclose(summed / WORLD, whole.detach(), rtol=1e-5, atol=1e-6), (
+        kind,
+        float(summed / WORLD),
+        float(whole),
+    )
     for part, reference in zip(mine, full):  # all_gather's backward sums the ranks' gradients
         assert torch.allclose(part.grad, WORLD * reference.grad[local], rtol=1e-4, atol=1e-6), kind
 
@@ -364,7 +370,14 @@ def test_retrieval_recall_on_a_hand_built_case_with_several_captions_per_image()
     # i2t ranks: image 0 -> 0; image 1 -> 2 (captions 1 and 4 above caption 2); image 2 -> 1 (caption 3)
     # t2i ranks: 0, 2, 1, 2, 0
     recall = retrieval_recall(images, texts, owner, ks=(1, 2, 3), chunk_size=2)
-    expected = {"i2t_R@1": 100 / 3, "i2t_R@2": 200 / 3, "i2t_R@3": 100.0, "t2i_R@1": 40.0, "t2i_R@2": 60.0, "t2i_R@3": 100.0}
+    expected = {
+        "i2t_R@1": 100 / 3,
+        "i2t_R@2": 200 / 3,
+        "i2t_R@3": 100.0,
+        "t2i_R@1": 40.0,
+        "t2i_R@2": 60.0,
+        "t2i_R@3": 100.0,
+    }
     expected["mean_R"] = sum(expected.values()) / 6
     assert recall == pytest.approx(expected)
     assert retrieval_recall(images, texts, torch.tensor(owner), ks=(1, 2, 3)) == pytest.approx(expected)

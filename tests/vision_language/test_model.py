@@ -20,8 +20,16 @@ def test_every_projector_and_loss_trains_to_align_paired_features(kind: str, los
     torch.manual_seed(0)
     image = torch.randn(64, 12)
     text = image @ torch.randn(12, 20)
-    aligner = Aligner(AlignerConfig(image_dim=12, text_dim=20, embed_dim=16, image_projector={"kind": kind},
-                                    text_projector={"kind": kind}, loss={"kind": loss}))
+    aligner = Aligner(
+        AlignerConfig(
+            image_dim=12,
+            text_dim=20,
+            embed_dim=16,
+            image_projector={"kind": kind},
+            text_projector={"kind": kind},
+            loss={"kind": loss},
+        )
+    )
     optimizer = torch.optim.Adam(aligner.parameters(), lr=3e-3)
     for _ in range(200):
         value, _, _ = aligner(image, text)

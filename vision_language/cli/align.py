@@ -26,8 +26,12 @@ PROGRAM = "vl-align"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROGRAM, description="Rank image/text encoder pairs by CKA, mutual k-NN and SAIL's alignment probe.")
-    parser.add_argument("config", type=Path, help="YAML: pairs, limit, image_encoders, text_encoders, k, probe, cache_dir")
+    parser = argparse.ArgumentParser(
+        prog=PROGRAM, description="Rank image/text encoder pairs by CKA, mutual k-NN and SAIL's alignment probe."
+    )
+    parser.add_argument(
+        "config", type=Path, help="YAML: pairs, limit, image_encoders, text_encoders, k, probe, cache_dir"
+    )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (dotted keys)")
     parser.add_argument("--no-probe", action="store_true", help="only CKA and mutual k-NN (no training at all)")
     parser.add_argument("--out", type=Path, default=None, help="write results.json and results.md here")
@@ -79,10 +83,14 @@ def rank_pairs(tree: dict[str, Any], *, probe: bool, show_progress: bool) -> lis
     options = EncodeOptions(Path(tree.get("cache_dir", "runs/vl/cache")), show_progress=show_progress)
     k = int(tree.get("k", 10))
     probe_options = dict(tree.get("probe") or {})
-    image_feats = {n: _last_layer(cached_features(pairs, [p.key for p in pairs], c, source, options, loader=load_image).all())
-                   for n, c in images_by_name.items()}
-    text_feats = {n: _last_layer(cached_features([p.caption for p in pairs], [p.key for p in pairs], c, source, options).all())
-                  for n, c in texts_by_name.items()}
+    image_feats = {
+        n: _last_layer(cached_features(pairs, [p.key for p in pairs], c, source, options, loader=load_image).all())
+        for n, c in images_by_name.items()
+    }
+    text_feats = {
+        n: _last_layer(cached_features([p.caption for p in pairs], [p.key for p in pairs], c, source, options).all())
+        for n, c in texts_by_name.items()
+    }
     rows = []
     for image_name, x in image_feats.items():
         for text_name, y in text_feats.items():
@@ -99,7 +107,9 @@ def rank_pairs(tree: dict[str, Any], *, probe: bool, show_progress: bool) -> lis
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     probe = any(r.get("probe_r_at_10") is not None for r in rows)
-    head = "| rank | image encoder | text encoder | linear CKA | mutual k-NN (chance) |" + (" probe R@10 % (chance) | probe R@1 % |" if probe else "")
+    head = "| rank | image encoder | text encoder | linear CKA | mutual k-NN (chance) |" + (
+        " probe R@10 % (chance) | probe R@1 % |" if probe else ""
+    )
     lines = [head, "|---" * (5 + (2 if probe else 0)) + "|"]
     for i, r in enumerate(rows, 1):
         if "error" in r:

@@ -19,10 +19,14 @@ PROGRAM = "vl-embed"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROGRAM, description="Cache the frozen encoders' features of a vl-train config's data (resumable).")
+    parser = argparse.ArgumentParser(
+        prog=PROGRAM, description="Cache the frozen encoders' features of a vl-train config's data (resumable)."
+    )
     parser.add_argument("config", type=Path, help="vl-train YAML (its encoders and data sections)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (dotted keys)")
-    parser.add_argument("--pairs", type=Path, nargs="*", default=[], help="more image-caption sources to cache with the same encoders")
+    parser.add_argument(
+        "--pairs", type=Path, nargs="*", default=[], help="more image-caption sources to cache with the same encoders"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -38,14 +42,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_task_config(args.config, args.overrides)
         image, text = encoder_configs(config.encoders)
-        options = EncodeOptions(config.data.cache_dir, config.data.embed_batch_size, config.data.shard_size, show_progress=not args.quiet)
+        options = EncodeOptions(
+            config.data.cache_dir, config.data.embed_batch_size, config.data.shard_size, show_progress=not args.quiet
+        )
         sources = [s for s in (config.data.train, config.data.valid) if s is not None] + list(args.pairs)
         if not sources:
             fail(PROGRAM, "nothing to embed: set data.train/data.valid or pass --pairs")
         for source in sources:
             pairs = pair_features(source, image, text, options)
-            print(f"{source}: {len(pairs)} pairs, {len(pairs.images)} images -> {pairs.images.folder} {list(pairs.images.item_shape)}, "
-                  f"{pairs.texts.folder} {list(pairs.texts.item_shape)}")
+            print(
+                f"{source}: {len(pairs)} pairs, {len(pairs.images)} images -> {pairs.images.folder} {list(pairs.images.item_shape)}, "
+                f"{pairs.texts.folder} {list(pairs.texts.item_shape)}"
+            )
     except USER_ERRORS as exc:
         fail(PROGRAM, str(exc))
     except KeyboardInterrupt:

@@ -35,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--images", type=int, default=3000, help="total images, about 80/10/10 (default 3000)")
     parser.add_argument("--size", type=int, default=64, metavar="PX", help="image side in pixels (default 64)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--held-out", type=int, default=4, metavar="K",
-                        help="(colour, shape) pairs kept out of training (default 4)")
+    parser.add_argument(
+        "--held-out", type=int, default=4, metavar="K", help="(colour, shape) pairs kept out of training (default 4)"
+    )
     return parser
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import sys
 
-from avsr.cli.train import TrainProgram, main as train_main
+from avsr.cli.train import TrainProgram
+from avsr.cli.train import main as train_main
 
 VL_TRAIN = TrainProgram(
     "vl-train",

@@ -97,7 +97,7 @@ def expand_braces(pattern: str) -> list[str]:
         if "{" in pattern or "}" in pattern:
             raise DataError(f"{pattern}: unbalanced braces in shard pattern")
         return [pattern]
-    head, body, tail = pattern[: match.start()], match.group(1), pattern[match.end():]
+    head, body, tail = pattern[: match.start()], match.group(1), pattern[match.end() :]
     options = _brace_options(body, pattern)
     return [head + option + rest for option, rest in product(options, expand_braces(tail))]
 
@@ -257,9 +257,7 @@ def _finish(pairs: list[ImageTextPair], skipped: int, label: str, unit: str) -> 
     if not pairs:
         raise DataError(f"{label}: no usable image-caption pairs ({skipped} {unit} skipped)")
     if skipped:
-        warnings.warn(
-            f"{label}: skipped {skipped} {unit} with an empty caption or no image", DataWarning, stacklevel=3
-        )
+        warnings.warn(f"{label}: skipped {skipped} {unit} with an empty caption or no image", DataWarning, stacklevel=3)
     return pairs
 
 

@@ -32,59 +32,94 @@ SIZES: tuple[str, ...] = ("small", "large")
 POSITIONS: tuple[str, ...] = ("left", "right", "top", "bottom", "centre")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
-COLOUR_RGB = MappingProxyType({
-    "red": (215, 38, 38),
-    "green": (40, 160, 60),
-    "blue": (40, 80, 215),
-    "yellow": (238, 210, 40),
-    "purple": (135, 55, 175),
-    "orange": (242, 135, 30),
-    "white": (248, 248, 248),
-    "black": (22, 22, 22),
-})
+COLOUR_RGB = MappingProxyType(
+    {
+        "red": (215, 38, 38),
+        "green": (40, 160, 60),
+        "blue": (40, 80, 215),
+        "yellow": (238, 210, 40),
+        "purple": (135, 55, 175),
+        "orange": (242, 135, 30),
+        "white": (248, 248, 248),
+        "black": (22, 22, 22),
+    }
+)
 
 # Words a caption may use for each attribute value; the first is the canonical word that
 # class prompts use ("red circle"), the others are paraphrases seen only in captions.
-COLOUR_WORDS = MappingProxyType({
-    "red": ("red", "crimson", "scarlet"),
-    "green": ("green", "emerald", "grass-green"),
-    "blue": ("blue", "royal blue", "cobalt"),
-    "yellow": ("yellow", "lemon-yellow", "golden"),
-    "purple": ("purple", "violet"),
-    "orange": ("orange", "tangerine"),
-    "white": ("white", "snow-white"),
-    "black": ("black", "jet-black"),
-})
-SHAPE_WORDS = MappingProxyType({
-    "circle": ("circle", "disc", "disk", "round shape"),
-    "square": ("square", "box", "square shape", "block"),
-    "triangle": ("triangle", "triangular shape"),
-    "star": ("star", "five-pointed star", "star shape"),
-    "cross": ("cross", "plus sign", "plus shape"),
-    "heart": ("heart", "heart shape", "love heart"),
-    "ring": ("ring", "hoop", "doughnut shape", "ring shape"),
-})
-SIZE_WORDS = MappingProxyType({
-    "small": ("small", "little", "tiny"),
-    "large": ("large", "big"),
-})
-POSITION_WORDS = MappingProxyType({
-    "left": ("on the left", "at the left side", "on the left side of the picture", "to the left",
-             "in the left part of the image"),
-    "right": ("on the right", "at the right side", "on the right side of the picture", "to the right",
-              "in the right part of the image"),
-    "top": ("at the top", "near the top", "in the upper part of the image", "at the top of the picture"),
-    "bottom": ("at the bottom", "near the bottom", "in the lower part of the image",
-               "at the bottom of the picture"),
-    "centre": ("in the centre", "in the middle", "at the center", "in the middle of the picture",
-               "in the center of the image"),
-})
+COLOUR_WORDS = MappingProxyType(
+    {
+        "red": ("red", "crimson", "scarlet"),
+        "green": ("green", "emerald", "grass-green"),
+        "blue": ("blue", "royal blue", "cobalt"),
+        "yellow": ("yellow", "lemon-yellow", "golden"),
+        "purple": ("purple", "violet"),
+        "orange": ("orange", "tangerine"),
+        "white": ("white", "snow-white"),
+        "black": ("black", "jet-black"),
+    }
+)
+SHAPE_WORDS = MappingProxyType(
+    {
+        "circle": ("circle", "disc", "disk", "round shape"),
+        "square": ("square", "box", "square shape", "block"),
+        "triangle": ("triangle", "triangular shape"),
+        "star": ("star", "five-pointed star", "star shape"),
+        "cross": ("cross", "plus sign", "plus shape"),
+        "heart": ("heart", "heart shape", "love heart"),
+        "ring": ("ring", "hoop", "doughnut shape", "ring shape"),
+    }
+)
+SIZE_WORDS = MappingProxyType(
+    {
+        "small": ("small", "little", "tiny"),
+        "large": ("large", "big"),
+    }
+)
+POSITION_WORDS = MappingProxyType(
+    {
+        "left": (
+            "on the left",
+            "at the left side",
+            "on the left side of the picture",
+            "to the left",
+            "in the left part of the image",
+        ),
+        "right": (
+            "on the right",
+            "at the right side",
+            "on the right side of the picture",
+            "to the right",
+            "in the right part of the image",
+        ),
+        "top": ("at the top", "near the top", "in the upper part of the image", "at the top of the picture"),
+        "bottom": (
+            "at the bottom",
+            "near the bottom",
+            "in the lower part of the image",
+            "at the bottom of the picture",
+        ),
+        "centre": (
+            "in the centre",
+            "in the middle",
+            "at the center",
+            "in the middle of the picture",
+            "in the center of the image",
+        ),
+    }
+)
 
 SUPERSAMPLE = 4  # shapes are drawn at 4x and box-averaged down: anti-aliased edges
 SIZE_RADIUS = MappingProxyType({"small": 0.12, "large": 0.2})  # fraction of the image side
-POSITION_CENTRE = MappingProxyType({
-    "left": (0.29, 0.5), "right": (0.71, 0.5), "top": (0.5, 0.29), "bottom": (0.5, 0.71), "centre": (0.5, 0.5),
-})
+POSITION_CENTRE = MappingProxyType(
+    {
+        "left": (0.29, 0.5),
+        "right": (0.71, 0.5),
+        "top": (0.5, 0.29),
+        "bottom": (0.5, 0.71),
+        "centre": (0.5, 0.5),
+    }
+)
 ROTATING_SHAPES = frozenset({"square", "triangle", "star", "cross", "heart"})
 VAL_FRACTION = 0.1
 TEST_FRACTION = 0.1
@@ -225,7 +260,9 @@ def caption_for(attrs: SceneAttrs, rng: np.random.Generator) -> str:
     return " ".join(form(colour, shape, size, place).split())
 
 
-def make_world(out: str | Path, *, images: int = 3000, size: int = 64, seed: int = 0, held_out: int = 4) -> WorldSummary:
+def make_world(
+    out: str | Path, *, images: int = 3000, size: int = 64, seed: int = 0, held_out: int = 4
+) -> WorldSummary:
     """Render the world under ``out`` (see the module docstring of ``vision_language.cli.synth``)."""
     config = WorldConfig(images=images, size=size, seed=seed, held_out=held_out)
     out = Path(out)
@@ -255,7 +292,12 @@ def make_world(out: str | Path, *, images: int = 3000, size: int = 64, seed: int
     counts = {split: len(rows[split]) for split in SPLITS}
     _write_json(out / "world.json", _world_document(config, held, rows, classes))
     return WorldSummary(
-        out=out, seed=seed, size=size, counts=counts, held_out=held, classes=len(classes),
+        out=out,
+        seed=seed,
+        size=size,
+        counts=counts,
+        held_out=held,
+        classes=len(classes),
         seconds=time.perf_counter() - started,
     )
 
@@ -273,7 +315,9 @@ def _plan(config: WorldConfig, held: list[tuple[str, str]]) -> dict[str, list[Sc
     for split in SPLITS:
         pool = held if split == "test" else seen
         plan[split] = [
-            SceneAttrs(colour, shape, SIZES[int(rng.integers(len(SIZES)))], POSITIONS[int(rng.integers(len(POSITIONS)))])
+            SceneAttrs(
+                colour, shape, SIZES[int(rng.integers(len(SIZES)))], POSITIONS[int(rng.integers(len(POSITIONS)))]
+            )
             for colour, shape in _balanced(pool, counts[split], rng)
         ]
     return plan
@@ -311,9 +355,7 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, rad
         return
     points = _outline(shape)
     cos, sin = math.cos(angle), math.sin(angle)
-    draw.polygon(
-        [(cx + radius * (x * cos - y * sin), cy + radius * (x * sin + y * cos)) for x, y in points], fill=255
-    )
+    draw.polygon([(cx + radius * (x * cos - y * sin), cy + radius * (x * sin + y * cos)) for x, y in points], fill=255)
 
 
 def _outline(shape: str) -> list[tuple[float, float]]:
@@ -325,13 +367,28 @@ def _outline(shape: str) -> list[tuple[float, float]]:
         return [(math.cos(a), math.sin(a) + 0.12) for a in (math.radians(d) for d in (-90, 30, 150))]
     if shape == "star":
         return [
-            ((1.0 if k % 2 == 0 else 0.42) * math.cos(math.radians(-90 + 36 * k)),
-             (1.0 if k % 2 == 0 else 0.42) * math.sin(math.radians(-90 + 36 * k)) + 0.05)
+            (
+                (1.0 if k % 2 == 0 else 0.42) * math.cos(math.radians(-90 + 36 * k)),
+                (1.0 if k % 2 == 0 else 0.42) * math.sin(math.radians(-90 + 36 * k)) + 0.05,
+            )
             for k in range(10)
         ]
     if shape == "cross":
         w, r = 0.3, 0.92
-        return [(w, -r), (w, -w), (r, -w), (r, w), (w, w), (w, r), (-w, r), (-w, w), (-r, w), (-r, -w), (-w, -w), (-w, -r)]
+        return [
+            (w, -r),
+            (w, -w),
+            (r, -w),
+            (r, w),
+            (w, w),
+            (w, r),
+            (-w, r),
+            (-w, w),
+            (-r, w),
+            (-r, -w),
+            (-w, -w),
+            (-w, -r),
+        ]
     if shape == "heart":
         points = []
         for k in range(64):
@@ -412,8 +469,16 @@ def _form_drawn(colour, shape, size, place):  # a tiny yellow heart drawn near t
 
 
 _CAPTION_FORMS = (
-    _form_plain, _form_place_first, _form_there_is, _form_coloured, _form_in_colour,
-    _form_bare, _form_apposition, _form_picture, _form_place_there_is, _form_drawn,
+    _form_plain,
+    _form_place_first,
+    _form_there_is,
+    _form_coloured,
+    _form_in_colour,
+    _form_bare,
+    _form_apposition,
+    _form_picture,
+    _form_place_there_is,
+    _form_drawn,
 )
 
 
@@ -507,13 +572,15 @@ def _karpathy_document(rows: dict[str, list[tuple[str, list[str], SceneAttrs]]])
             for caption in captions:
                 sentences.append({"raw": caption, "tokens": _tokens(caption), "imgid": image_id, "sentid": sentence_id})
                 sentence_id += 1
-            images.append({
-                "filename": relative,
-                "imgid": image_id,
-                "split": split,
-                "sentids": [s["sentid"] for s in sentences],
-                "sentences": sentences,
-            })
+            images.append(
+                {
+                    "filename": relative,
+                    "imgid": image_id,
+                    "split": split,
+                    "sentids": [s["sentid"] for s in sentences],
+                    "sentences": sentences,
+                }
+            )
     return {"dataset": "vl-synth", "images": images}
 
 
@@ -535,7 +602,11 @@ def _world_document(config: WorldConfig, held, rows, classes: list[str]) -> dict
         "combination_counts": combos,
         "zero_shot_classes": classes,
         "files": {
-            "train": "train.tsv", "val": "val.tsv", "test": "test.tsv",
-            "karpathy": "karpathy.json", "karpathy_image_root": ".", "zero_shot": "zero_shot",
+            "train": "train.tsv",
+            "val": "val.tsv",
+            "test": "test.tsv",
+            "karpathy": "karpathy.json",
+            "karpathy_image_root": ".",
+            "zero_shot": "zero_shot",
         },
     }

@@ -55,7 +55,9 @@ def resolve_layers(layers: list[int] | None, num_blocks: int, what: str) -> list
     resolved = []
     for index in layers:
         if not -(num_blocks + 1) <= index <= num_blocks:
-            raise ValueError(f"layer {index} is out of range for {what} with {num_blocks} blocks (0..{num_blocks} or negative)")
+            raise ValueError(
+                f"layer {index} is out of range for {what} with {num_blocks} blocks (0..{num_blocks} or negative)"
+            )
         resolved.append(index % (num_blocks + 1))
     if len(set(resolved)) != len(resolved):
         raise ValueError(f"layers {layers} name the same layer twice for {what}")
@@ -68,7 +70,9 @@ class ImageEncoderConfig:
     name: str = "mobilenet_v2"  # torchvision builder name; ignored for huggingface (the folder's config says)
     path: str | None = None  # torchvision: state-dict file (None = random init); huggingface: local folder
     features: str = "cls"  # "cls" | "mean" | "concat" ([CLS, mean of patches], SAIL) | "layers"
-    layers: list[int] | None = None  # features="layers": hidden-state indices (negative from the end); default the last 6
+    layers: list[int] | None = (
+        None  # features="layers": hidden-state indices (negative from the end); default the last 6
+    )
     layer_pooling: str = "cls"  # "cls" | "mean" per layer
     image_size: int = 224
     mean: tuple[float, float, float] | None = None  # None: ImageNet's, or the HF preprocessor_config.json's

@@ -193,7 +193,9 @@ class TorchvisionCNNEncoder(ImageEncoder):
     def __init__(self, config: ImageEncoderConfig, model: nn.Module) -> None:
         super().__init__(config, config.mean or IMAGENET_MEAN, config.std or IMAGENET_STD, InterpolationMode.BILINEAR)
         if config.features == "concat":
-            raise ValueError(f"features='concat' needs a class token; torchvision {config.name} is a CNN (use cls, mean or layers)")
+            raise ValueError(
+                f"features='concat' needs a class token; torchvision {config.name} is a CNN (use cls, mean or layers)"
+            )
         self.is_resnet = hasattr(model, "layer4")
         if self.is_resnet:
             model.fc = nn.Identity()
@@ -213,7 +215,9 @@ class TorchvisionCNNEncoder(ImageEncoder):
                 self.layer_indices = resolve_layers(config.layers, num_blocks, f"torchvision {config.name}")
             chosen = {i: widths[i] for i in self.layer_indices}
             if len(set(chosen.values())) > 1:
-                raise ValueError(f"layers of torchvision {config.name} must share a width (nothing is projected), got widths {chosen}")
+                raise ValueError(
+                    f"layers of torchvision {config.name} must share a width (nothing is projected), got widths {chosen}"
+                )
             self.output_dim = widths[self.layer_indices[0]]
             self.num_layers = len(self.layer_indices)
         else:
@@ -265,7 +269,9 @@ class TorchvisionViTEncoder(ImageEncoder):
     def __init__(self, config: ImageEncoderConfig, model: torchvision.models.VisionTransformer) -> None:
         super().__init__(config, config.mean or IMAGENET_MEAN, config.std or IMAGENET_STD, InterpolationMode.BILINEAR)
         if model.image_size != config.image_size:
-            raise ValueError(f"the ViT was built for {model.image_size} px images but image_size is {config.image_size}")
+            raise ValueError(
+                f"the ViT was built for {model.image_size} px images but image_size is {config.image_size}"
+            )
         model.heads = nn.Identity()
         self.model = model
         self._freeze()
@@ -338,14 +344,23 @@ class HFImageEncoder(ImageEncoder):
 
         model = AutoModel.from_pretrained(str(folder), local_files_only=True)
         hf_config = model.config
-        if not hasattr(hf_config, "hidden_size") or not hasattr(hf_config, "num_hidden_layers") or hasattr(hf_config, "vision_config"):
-            raise ValueError(f"{folder}: expected a vision-only transformer (ViT, DINOv2, ...), got {hf_config.model_type}")
+        if (
+            not hasattr(hf_config, "hidden_size")
+            or not hasattr(hf_config, "num_hidden_layers")
+            or hasattr(hf_config, "vision_config")
+        ):
+            raise ValueError(
+                f"{folder}: expected a vision-only transformer (ViT, DINOv2, ...), got {hf_config.model_type}"
+            )
         self.model = model
         self._freeze()
         self.prefix = 1 + int(getattr(hf_config, "num_register_tokens", 0) or 0)
         self.forward_kwargs: dict[str, Any] = {}
         trained_size = getattr(hf_config, "image_size", config.image_size)
-        if trained_size != config.image_size and "interpolate_pos_encoding" in inspect.signature(model.forward).parameters:
+        if (
+            trained_size != config.image_size
+            and "interpolate_pos_encoding" in inspect.signature(model.forward).parameters
+        ):
             self.forward_kwargs["interpolate_pos_encoding"] = True
         if config.features == "layers":
             self.layer_indices = resolve_layers(config.layers, hf_config.num_hidden_layers, f"{folder}")
@@ -368,7 +383,9 @@ class HFImageEncoder(ImageEncoder):
         if not layers:
             return _final_features(output.last_hidden_state, self.config.features, self.prefix)
         assert self.layer_indices is not None
-        pooled = [_pool_tokens(output.hidden_states[i], self.config.layer_pooling, self.prefix) for i in self.layer_indices]
+        pooled = [
+            _pool_tokens(output.hidden_states[i], self.config.layer_pooling, self.prefix) for i in self.layer_indices
+        ]
         return torch.stack(pooled, dim=1)
 
 

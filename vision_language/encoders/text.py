@@ -63,7 +63,9 @@ def _st_modules(folder: Path) -> list[dict[str, Any]]:
     for module in modules:
         kind = str(module.get("type", "")).rsplit(".", 1)[-1]
         if kind not in _ST_MODULES:
-            raise ValueError(f"{path}: sentence-transformers module {kind!r} is not supported (only {', '.join(_ST_MODULES)})")
+            raise ValueError(
+                f"{path}: sentence-transformers module {kind!r} is not supported (only {', '.join(_ST_MODULES)})"
+            )
         if "path" in module:
             module["path"] = _module_folder(path, module["path"])
     return modules
@@ -177,7 +179,9 @@ class TextEncoder(nn.Module):
         output = self.model(**inputs, output_hidden_states=layers, return_dict=True)
         if layers:
             assert self.layer_indices is not None
-            pooled = torch.stack([pool_tokens(output.hidden_states[i], mask, self.pooling) for i in self.layer_indices], dim=1)
+            pooled = torch.stack(
+                [pool_tokens(output.hidden_states[i], mask, self.pooling) for i in self.layer_indices], dim=1
+            )
         else:
             pooled = pool_tokens(output.last_hidden_state, mask, self.pooling)
         return F.normalize(pooled, p=2, dim=-1) if self.normalize else pooled

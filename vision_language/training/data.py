@@ -6,12 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from torch import Tensor
-
 from fairseq2.data.data_pipeline import read_sequence
 from fairseq2.datasets import DataPipelineReader, SyncMode
 from fairseq2.device import Device, SupportsDeviceTransfer
 from fairseq2.gang import Gangs
+from torch import Tensor
 
 from vision_language.features import PairFeatures
 
@@ -37,8 +36,16 @@ def gather(pairs: PairFeatures, indices: list[int] | np.ndarray) -> tuple[Tensor
     return pairs.images.get(pairs.image_rows[idx]), pairs.texts.get(pairs.text_rows[idx])
 
 
-def create_reader(pairs: PairFeatures, gangs: Gangs, *, batch_size: int, train: bool, seed: int,
-                  num_prefetch: int = 2, limit: int | None = None) -> DataPipelineReader[FeatureBatch]:
+def create_reader(
+    pairs: PairFeatures,
+    gangs: Gangs,
+    *,
+    batch_size: int,
+    train: bool,
+    seed: int,
+    num_prefetch: int = 2,
+    limit: int | None = None,
+) -> DataPipelineReader[FeatureBatch]:
     """Training: shuffled every epoch, full batches only (a contrastive loss needs its negatives);
     validation: the first ``limit`` pairs in order."""
     count = len(pairs) if limit is None else min(limit, len(pairs))

@@ -15,12 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal, final
 
+import fairseq2.recipe  # noqa: F401  (first: importing fairseq2.evaluator first is a circular import in 0.8.1)
 import torch
 import yaml
-from torch import Tensor
-from torch.nn import Module
-
-import fairseq2.recipe  # noqa: F401  (first: importing fairseq2.evaluator first is a circular import in 0.8.1)
 from fairseq2.evaluator import EvalUnit
 from fairseq2.metrics import Mean, MetricBag, Sum
 from fairseq2.recipe import Recipe, RecipeContext
@@ -36,6 +33,8 @@ from fairseq2.recipe.config import (
 from fairseq2.runtime.dependency import DependencyContainer
 from fairseq2.task import Task
 from fairseq2.trainer import TrainUnit
+from torch import Tensor
+from torch.nn import Module
 
 from avsr.media.atomic import atomic_path
 from avsr.training.checkpoints import secure_checkpoints
@@ -128,13 +127,16 @@ def aligner_config(overrides: dict[str, object], pairs: PairFeatures) -> Aligner
     """The model config: the recipe's settings plus the feature sizes of the caches."""
     image_shape, text_shape = pairs.images.item_shape, pairs.texts.item_shape
     dims = {
-        "image_dim": image_shape[-1], "text_dim": text_shape[-1],
+        "image_dim": image_shape[-1],
+        "text_dim": text_shape[-1],
         "image_layers": image_shape[0] if len(image_shape) == 2 else 1,
         "text_layers": text_shape[0] if len(text_shape) == 2 else 1,
     }
     for key, value in dims.items():
         if key in overrides and overrides[key] != value:
-            raise TrainConfigError(f"model.config.{key}={overrides[key]!r} contradicts the encoder's features ({value})")
+            raise TrainConfigError(
+                f"model.config.{key}={overrides[key]!r} contradicts the encoder's features ({value})"
+            )
     try:
         return AlignerConfig.from_dict({**copy.deepcopy(dict(overrides)), **dims})
     except (TypeError, ValueError) as exc:
@@ -217,9 +219,13 @@ class AlignRecipe(Recipe):
         from fairseq2.composition import register_model_family
         from fairseq2.runtime.config_registry import ConfigRegistrar
 
-        register_model_family(container, ALIGNER_FAMILY, kls=Aligner, config_kls=AlignerConfig, factory=Aligner, supports_meta=False)
+        register_model_family(
+            container, ALIGNER_FAMILY, kls=Aligner, config_kls=AlignerConfig, factory=Aligner, supports_meta=False
+        )
         resolved = self._inputs.model_config
-        ConfigRegistrar(container, AlignerConfig)(self._inputs.config.model.arch or "default")(lambda: copy.deepcopy(resolved))
+        ConfigRegistrar(container, AlignerConfig)(self._inputs.config.model.arch or "default")(
+            lambda: copy.deepcopy(resolved)
+        )
 
     def create_task(self, context: RecipeContext) -> Task:
         share_log_files()
@@ -229,20 +235,37 @@ class AlignRecipe(Recipe):
         if context.gangs.root.rank == 0:
             write_run_file(context.output_dir, inputs)
         data = config.data
-        reader = create_reader(inputs.train, context.gangs, batch_size=data.batch_size, train=True,
-                               seed=config.common.seed, num_prefetch=data.num_prefetch)
+        reader = create_reader(
+            inputs.train,
+            context.gangs,
+            batch_size=data.batch_size,
+            train=True,
+            seed=config.common.seed,
+            num_prefetch=data.num_prefetch,
+        )
         unit = AlignTrainUnit(data_parallel_model(context))
         valid_units: list[EvalUnit[FeatureBatch]] = []
         valid_readers = []
         if inputs.valid is not None and config.regime.validate_every_n_steps:
             valid_units.append(AlignEvalUnit(context.get_model_as(Module)))
-            valid_readers.append(create_reader(inputs.valid, context.gangs, batch_size=data.batch_size, train=False,
-                                               seed=config.common.seed, limit=data.max_valid_pairs))
+            valid_readers.append(
+                create_reader(
+                    inputs.valid,
+                    context.gangs,
+                    batch_size=data.batch_size,
+                    train=False,
+                    seed=config.common.seed,
+                    limit=data.max_valid_pairs,
+                )
+            )
         trainer = context.create_trainer(unit, reader, valid_units, valid_readers)
         export = config.export
         return TrainThenExport(
-            trainer, context,
-            (lambda out: export_align_run(out, last_n=export.average_last_n, best_n=export.average_best_n)) if export.enabled else None,
+            trainer,
+            context,
+            (lambda out: export_align_run(out, last_n=export.average_last_n, best_n=export.average_best_n))
+            if export.enabled
+            else None,
         )
 
 
@@ -262,7 +285,9 @@ def write_run_file(output_dir: Path, inputs: AlignRunInputs) -> None:
 # ======================================================================================= export
 
 
-def export_align_run(output_dir: str | os.PathLike[str], *, last_n: int = 1, best_n: int = 0, out_dir: Path | None = None) -> Path:
+def export_align_run(
+    output_dir: str | os.PathLike[str], *, last_n: int = 1, best_n: int = 0, out_dir: Path | None = None
+) -> Path:
     output_dir = Path(output_dir)
     run = read_run_file(output_dir)
     if run.get("task") != "align":
@@ -286,8 +311,12 @@ def prepare_align_run(config: AlignTrainConfig, output_dir: Path) -> AlignRunInp
     if config.data.train is None:
         raise TrainConfigError("data.train: no training pairs given (a TSV/CSV of image, caption or WebDataset shards)")
     image, text = encoder_configs(config.encoders)
-    options = EncodeOptions(config.data.cache_dir, config.data.embed_batch_size, config.data.shard_size,
-                            show_progress=int(os.environ.get("RANK", "0")) == 0)
+    options = EncodeOptions(
+        config.data.cache_dir,
+        config.data.embed_batch_size,
+        config.data.shard_size,
+        show_progress=int(os.environ.get("RANK", "0")) == 0,
+    )
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         options.allow_build = False  # ranks would race on the same files: vl-embed builds them first
     train = pair_features(config.data.train, image, text, options)
@@ -300,7 +329,9 @@ def prepare_align_run(config: AlignTrainConfig, output_dir: Path) -> AlignRunInp
     if previous.is_file() and (output_dir / "checkpoints").is_dir():
         old = yaml.safe_load(previous.read_text(encoding="utf-8")) or {}
         if old.get("model_config") not in (None, model_config.to_dict()):
-            raise TrainConfigError(f"{output_dir} holds checkpoints of a different model config; use another --output-dir")
+            raise TrainConfigError(
+                f"{output_dir} holds checkpoints of a different model config; use another --output-dir"
+            )
     return AlignRunInputs(config, model_config, image, text, train, valid, output_dir)
 
 

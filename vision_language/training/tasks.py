@@ -15,7 +15,13 @@ from vision_language.features import EncoderError
 
 TASKS = ("align",)
 #: Errors that mean bad input (one line to the user, exit 2), not a bug.
-USER_ERRORS: tuple[type[BaseException], ...] = (TrainConfigError, DataError, CacheError, EncoderError, UnsafeCheckpointError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    TrainConfigError,
+    DataError,
+    CacheError,
+    EncoderError,
+    UnsafeCheckpointError,
+)
 
 
 def load_task_config(path: str | os.PathLike[str] | None, overrides: list[str] | tuple[str, ...] = ()) -> Any:
@@ -24,7 +30,9 @@ def load_task_config(path: str | os.PathLike[str] | None, overrides: list[str] |
     tree = read_user_tree(path, overrides)
     task = tree.get("task", "align")
     if task != "align":
-        raise TrainConfigError(f"bad value for task: {task!r} (vl-train runs: {', '.join(TASKS)}; avsr-train runs the others)")
+        raise TrainConfigError(
+            f"bad value for task: {task!r} (vl-train runs: {', '.join(TASKS)}; avsr-train runs the others)"
+        )
     return load_config(AlignTrainConfig, tree)
 
 

@@ -13,10 +13,16 @@ import numpy as np
 
 from avsr.data.corpora import CorpusItem
 from avsr.data.manifest import ManifestRow
-from avsr.face import FaceAlignmentError, FaceChain, LandmarksFileError, MouthCropConfig, NoFaceError, PrecomputedLandmarks
+from avsr.face import (
+    FaceAlignmentError,
+    FaceChain,
+    LandmarksFileError,
+    MouthCropConfig,
+    NoFaceError,
+    PrecomputedLandmarks,
+)
 from avsr.media import MediaError, OutsideRootError, inside, read_audio, read_video, write_mp4, write_wav
 from avsr.media.constants import AUDIO_RATE, SAMPLES_PER_FRAME, VIDEO_FPS
-
 
 
 class SkipItem(Exception):
@@ -73,14 +79,18 @@ class ClipPreparer:
         audio_seconds = len(audio) / AUDIO_RATE
         if abs(video_seconds - audio_seconds) > self.settings.max_av_mismatch:
             raise SkipItem(f"audio/video length mismatch (video {video_seconds:.2f} s, audio {audio_seconds:.2f} s)")
-        audio = np.pad(audio, (0, max(0, len(frames) * SAMPLES_PER_FRAME - len(audio))))[: len(frames) * SAMPLES_PER_FRAME]
+        audio = np.pad(audio, (0, max(0, len(frames) * SAMPLES_PER_FRAME - len(audio))))[
+            : len(frames) * SAMPLES_PER_FRAME
+        ]
         try:
             crops = self.faces(frames, self._stored_landmarks(item, frames))
         except NoFaceError:
             raise SkipItem("no face found in any frame") from None
         except FaceAlignmentError as error:
             raise SkipItem(f"face alignment failed ({error})") from None
-        return PreparedClip(frames, crops.landmarks, crops.detected, crops.crops, crops.mouth_points, audio.astype(np.float32))
+        return PreparedClip(
+            frames, crops.landmarks, crops.detected, crops.crops, crops.mouth_points, audio.astype(np.float32)
+        )
 
     def _stored_landmarks(self, item: CorpusItem, frames: np.ndarray) -> list[np.ndarray | None] | None:
         """The clip's window of the precomputed landmarks; None: the chain's detector finds them."""

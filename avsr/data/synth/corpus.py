@@ -162,7 +162,9 @@ def plan_speakers(config: SynthConfig, rng: np.random.Generator) -> tuple[list[S
         )
         groups = tuple(str(rng.integers(10**18, 9 * 10**18)) for _ in range(int(rng.integers(1, 4))))
         identity = cast.identities[index]
-        appearance, screen = screened_appearance(identity, Appearance.sample(rng), identity_seeds[index], config.frame_size)
+        appearance, screen = screened_appearance(
+            identity, Appearance.sample(rng), identity_seeds[index], config.frame_size
+        )
         speakers.append(Speaker(index, split, voice, appearance, groups, identity, screen))
     return speakers, cast
 
@@ -180,9 +182,17 @@ def recorded_people(root: Path, sources: tuple[Source, ...] = ()) -> tuple[Ident
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{meta_path}: unreadable ({type(error).__name__}: {error})") from None
     by_name = {source.name: source for source in (*SOURCES, *sources)}
-    wanted = {str(entry.get("name")) for recipe in recipes if isinstance(recipe, dict) for entry in recipe.get("sources", []) if isinstance(entry, dict)}
+    wanted = {
+        str(entry.get("name"))
+        for recipe in recipes
+        if isinstance(recipe, dict)
+        for entry in recipe.get("sources", [])
+        if isinstance(entry, dict)
+    }
     if wanted - set(by_name):
-        raise ValueError(f"{meta_path}: made from the photograph {sorted(wanted - set(by_name))[0]!r}; pass the --faces folder that has it")
+        raise ValueError(
+            f"{meta_path}: made from the photograph {sorted(wanted - set(by_name))[0]!r}; pass the --faces folder that has it"
+        )
     try:
         return tuple(Identity.from_recipe(recipe, by_name) for recipe in recipes)
     except ValueError as error:
@@ -198,13 +208,21 @@ def screened_appearance(identity: Identity, first: Appearance, seed: int, size: 
     screen's own look. The first that passes is kept, else the best of them. Only the speakers
     that fail change: the plan's own random stream is not touched.
     """
+
     def candidates() -> Iterator[Appearance]:
         yield first
         rng = np.random.default_rng([seed, 1])
         for _ in range(APPEARANCE_DRAWS - 1):
             yield Appearance.sample(rng)
-        yield Appearance(mirror=first.mirror, gains=first.gains, gamma=first.gamma, background=first.background,
-                         background_seed=first.background_seed, motion=min(first.motion, 0.5), motion_seed=first.motion_seed)
+        yield Appearance(
+            mirror=first.mirror,
+            gains=first.gains,
+            gamma=first.gamma,
+            background=first.background,
+            background_seed=first.background_seed,
+            motion=min(first.motion, 0.5),
+            motion_seed=first.motion_seed,
+        )
         yield Appearance(motion=0.5)
 
     tried: list[tuple[float, Appearance]] = []
@@ -293,7 +311,9 @@ def _plan_lrw(plan: CorpusPlan, rng: np.random.Generator) -> None:
         counts[(target, speaker.split)] += 1
         key = f"lipread_mp4/{target}/{speaker.split}/{target}_{counts[(target, speaker.split)]:05d}"
         plan.utterances.append(
-            Utterance(key, speaker.split, speaker.index, (*before, target, *after), len(before), int(rng.integers(2**31)))
+            Utterance(
+                key, speaker.split, speaker.index, (*before, target, *after), len(before), int(rng.integers(2**31))
+            )
         )
 
 
@@ -371,7 +391,9 @@ class UtteranceRenderer:
 
         item = self.compose(utterance)
         crf = getattr(self.speakers[utterance.speaker].appearance, "crf", 18)  # some speakers' clips compressed harder
-        write_mp4(root / f"{utterance.key}.mp4", item.frames, item.audio, fps=VIDEO_FPS, sample_rate=AUDIO_RATE, crf=crf)
+        write_mp4(
+            root / f"{utterance.key}.mp4", item.frames, item.audio, fps=VIDEO_FPS, sample_rate=AUDIO_RATE, crf=crf
+        )
         _write_text(root / f"{utterance.key}.txt", item.transcript)
         return RenderedItem(utterance.key, len(item.frames), len(item.frames) / VIDEO_FPS)
 
@@ -422,16 +444,31 @@ def write_metadata(root: Path, plan: CorpusPlan) -> None:
     meta = {
         "config": asdict(plan.config),
         "speakers": [
-            {"index": s.index, "split": s.split, "voice": asdict(s.voice), "appearance": asdict(s.appearance), "groups": list(s.groups),
-             "identity": s.identity.recipe(), "lip_sync_screen": cast.lip_sync[s.index] if cast.lip_sync else None,
-             "appearance_screen": None if np.isnan(s.appearance_screen) else round(s.appearance_screen, 4)}
+            {
+                "index": s.index,
+                "split": s.split,
+                "voice": asdict(s.voice),
+                "appearance": asdict(s.appearance),
+                "groups": list(s.groups),
+                "identity": s.identity.recipe(),
+                "lip_sync_screen": cast.lip_sync[s.index] if cast.lip_sync else None,
+                "appearance_screen": None if np.isnan(s.appearance_screen) else round(s.appearance_screen, 4),
+            }
             for s in plan.speakers
         ],
         "spare_identities": [identity.recipe() for identity in cast.identities[len(plan.speakers) :]],
         "identity_distinctness": cast.report(),
         "face_sources": [asdict(source) for source in plan.config.face_sources()],
-        "utterances": [{"key": u.key, "split": u.split, "speaker": u.speaker, "identity": plan.speakers[u.speaker].identity.name,
-                        "text": " ".join(u.words)} for u in plan.utterances],
+        "utterances": [
+            {
+                "key": u.key,
+                "split": u.split,
+                "speaker": u.speaker,
+                "identity": plan.speakers[u.speaker].identity.name,
+                "text": " ".join(u.words),
+            }
+            for u in plan.utterances
+        ],
     }
     _write_text(root / META_FILE, json.dumps(meta, indent=1) + "\n")
 
@@ -493,9 +530,11 @@ def summarize(root: Path, plan: CorpusPlan) -> dict:
     """What the corpus holds: items and hours per split, speakers, vocabulary."""
     per_split: Counter[str] = Counter(u.split for u in plan.utterances)
     speakers_per_split: Counter[str] = Counter(s.split for s in plan.speakers)
-    vocabulary = {word for u in plan.utterances for word in u.words} if plan.config.layout == "lrs2" else {
-        u.words[u.target] for u in plan.utterances
-    }
+    vocabulary = (
+        {word for u in plan.utterances for word in u.words}
+        if plan.config.layout == "lrs2"
+        else {u.words[u.target] for u in plan.utterances}
+    )
     return {
         "root": str(root),
         "layout": plan.config.layout,

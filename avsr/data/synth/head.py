@@ -120,7 +120,10 @@ class HeadRenderer:
         turned_y = inverse[1, 0] * grid[None, :] + inverse[1, 1] * grid[:, None] + inverse[1, 2]
         scale = 1.0 / self.GRID_STEP
         return cv2.remap(
-            coarse, (turned_x * scale).astype(np.float32), (turned_y * scale).astype(np.float32), cv2.INTER_LINEAR,
+            coarse,
+            (turned_x * scale).astype(np.float32),
+            (turned_y * scale).astype(np.float32),
+            cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REPLICATE,
         )
 

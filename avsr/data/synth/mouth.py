@@ -33,6 +33,7 @@ MIN_LIP_GAP = 1.0  # photo pixels
 # (low, high, step) of open, spread and teeth: the nodes where the warp is solved exactly.
 POSE_GRID = ((0.0, 1.0, 0.05), (-1.0, 1.0, 0.125), (0.0, 1.0, 0.125))
 
+
 def lip_thickness(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Upper (49..53) and lower (55..59) lip thickness at each outer point (photo pixels).
 
@@ -173,7 +174,12 @@ class MouthRenderer:
         self.box = (x0, y0, x1, y1)
         border = []
         for t in np.linspace(0, 1, 9):
-            border += [(x0 + t * (x1 - x0), y0), (x0 + t * (x1 - x0), y1 - 1), (x0, y0 + t * (y1 - y0)), (x1 - 1, y0 + t * (y1 - y0))]
+            border += [
+                (x0 + t * (x1 - x0), y0),
+                (x0 + t * (x1 - x0), y1 - 1),
+                (x0, y0 + t * (y1 - y0)),
+                (x1 - 1, y0 + t * (y1 - y0)),
+            ]
         self._anchors = np.unique(np.array(border), axis=0)
         step = self.GRID_STEP
         gx = np.arange(x0, x1 + step, step, dtype=np.float64)
@@ -248,7 +254,9 @@ def _shift(values: np.ndarray, offset: float) -> np.ndarray:
     """Resample a map so that pixel i holds the value at coarse position i + offset (sub-pixel)."""
     matrix = np.float32([[1, 0, offset], [0, 1, offset]])
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP  # dst(x) = src(x + offset)
-    return cv2.warpAffine(values, matrix, (values.shape[1], values.shape[0]), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(
+        values, matrix, (values.shape[1], values.shape[0]), flags=flags, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
 SKIN_SPOTS = ((41, 3), (46, 13), (8, 57))  # cheek under each eye, chin: midpoints of landmark pairs
@@ -381,8 +389,15 @@ EDGE = 1.5  # photo pixels over which a painted edge fades
 TOOTH_EDGES = (0.0, 0.16, 0.28, 0.38, 0.46)  # tooth boundaries from the mid-line, in mouth widths
 
 
-def _paint_mouth(image: np.ndarray, posed: np.ndarray, palette: MouthPalette, mouth_width: float, teeth: float,
-                 interior: np.ndarray | None = None, origin: tuple[int, int] = (0, 0)) -> None:
+def _paint_mouth(
+    image: np.ndarray,
+    posed: np.ndarray,
+    palette: MouthPalette,
+    mouth_width: float,
+    teeth: float,
+    interior: np.ndarray | None = None,
+    origin: tuple[int, int] = (0, 0),
+) -> None:
     """Paint the mouth inside the posed inner lips: a shaded cavity, tongue, upper and lower teeth.
 
     Shading is per column between the smooth upper and lower inner lip curves: the cavity darkens

@@ -67,5 +67,7 @@ def distance_matrix(descriptors: np.ndarray, others: np.ndarray | None = None) -
 
 def closest_pairs(distances: np.ndarray, threshold: float = SAME_PERSON) -> list[tuple[int, int, float]]:
     """Pairs (i < j) closer than ``threshold``, closest first."""
-    pairs = [(i, j, float(distances[i, j])) for i, j in combinations(range(len(distances)), 2) if distances[i, j] < threshold]
+    pairs = [
+        (i, j, float(distances[i, j])) for i, j in combinations(range(len(distances)), 2) if distances[i, j] < threshold
+    ]
     return sorted(pairs, key=lambda pair: pair[2])

@@ -12,6 +12,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+
 @dataclass(frozen=True)
 class FaceRig:
     """The photograph, its landmarks and the geometry derived from them, in photo pixels."""
@@ -82,4 +83,3 @@ def person_mask(shape: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
     )
     cv2.fillPoly(mask, [shoulders], 255)
     return cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), 0.03 * face_width)
-

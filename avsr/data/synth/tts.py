@@ -243,9 +243,7 @@ class Speech:
             raise ValueError("padding must be non-negative")
         n0, n1 = round(before * self.sample_rate), round(after * self.sample_rate)
         shift = n0 / self.sample_rate
-        audio = np.concatenate(
-            [np.zeros(n0, np.float32), self.audio.astype(np.float32), np.zeros(n1, np.float32)]
-        )
+        audio = np.concatenate([np.zeros(n0, np.float32), self.audio.astype(np.float32), np.zeros(n1, np.float32)])
         return Speech(
             audio=audio,
             sample_rate=self.sample_rate,
@@ -710,9 +708,7 @@ def list_voices(language: str = "en") -> list[str]:
     """Names (primary language codes, e.g. ``"en-gb-scotland"``) of the installed espeak voices
     for ``language``; each works as :attr:`Voice.name`."""
     prefix = language.lower()
-    names = {
-        lang for _, lang, _ in _voice_tables()[0] if lang == prefix or lang.startswith(prefix + "-")
-    }
+    names = {lang for _, lang, _ in _voice_tables()[0] if lang == prefix or lang.startswith(prefix + "-")}
     return sorted(names)
 
 

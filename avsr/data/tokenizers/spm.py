@@ -43,7 +43,7 @@ def model_units(processor: sentencepiece.SentencePieceProcessor) -> list[str]:
 
 
 def model_type(model_bytes: bytes) -> str:
-    """"unigram", "bpe", "word" or "char", from the model's trainer spec ("unknown" if unreadable)."""
+    """ "unigram", "bpe", "word" or "char", from the model's trainer spec ("unknown" if unreadable)."""
     try:
         from sentencepiece import sentencepiece_model_pb2
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from avsr.data.text import TextNormalizer
-from avsr.media.paths import OutsideRootError, inside
 from avsr.data.tokenizers.base import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -26,6 +25,7 @@ from avsr.data.tokenizers.base import (
 )
 from avsr.data.tokenizers.char import CharTokenizer
 from avsr.data.tokenizers.spm import MODEL_FILE, SentencePieceTokenizer
+from avsr.media.paths import OutsideRootError, inside
 
 _CHECKED_FIELDS = ("kind", "vocab_size", "blank_id", "pad_id", "unk_id", "sos_id", "eos_id")
 

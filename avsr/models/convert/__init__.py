@@ -44,7 +44,7 @@ _FS2_DROP = re.compile(r"^(quantizer\.|final_proj\.|final_target_proj\.)")
 
 
 def detect_format(path: str | Path) -> str:
-    """"avsr", "huggingface" or "torch" (a pickle: fairseq1 or fairseq2, told apart after loading)."""
+    """ "avsr", "huggingface" or "torch" (a pickle: fairseq1 or fairseq2, told apart after loading)."""
     path = Path(path)
     if path.is_dir():
         return "huggingface"
@@ -72,7 +72,9 @@ def _convert_fairseq2(path: Path, obj: Mapping) -> ConvertedWav2Vec2:
             dropped.append(key)
         else:
             state[key] = value
-    return ConvertedWav2Vec2(state_dict=state, encoder_config=None, source_format="fairseq2", dropped_keys=sorted(dropped))
+    return ConvertedWav2Vec2(
+        state_dict=state, encoder_config=None, source_format="fairseq2", dropped_keys=sorted(dropped)
+    )
 
 
 def convert_checkpoint(path: str | Path) -> ConvertedWav2Vec2:

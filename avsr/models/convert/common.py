@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
-
 from fairseq2.models.transformer import TransformerNormOrder
 from fairseq2.models.wav2vec2 import Wav2Vec2EncoderConfig
+from torch import Tensor
 
 #: ``format`` value in the safetensors metadata of our converted checkpoints.
 AVSR_WAV2VEC2_FORMAT = "avsr.wav2vec2"
@@ -91,7 +90,16 @@ class _InertPickleStub:
 #: ``extra_state``, typing/enum markers inside omegaconf metadata, and the sentencepiece model
 #: that AV-HuBERT's ``task_state`` pickles: its stub keeps the serialized model bytes as
 #: ``state``). Anything else is refused.
-_STUBBABLE_PREFIXES = ("omegaconf.", "fairseq.", "fairseq_cli.", "numpy.", "typing.", "enum.", "pathlib.", "sentencepiece.")
+_STUBBABLE_PREFIXES = (
+    "omegaconf.",
+    "fairseq.",
+    "fairseq_cli.",
+    "numpy.",
+    "typing.",
+    "enum.",
+    "pathlib.",
+    "sentencepiece.",
+)
 #: Harmless builtin types that omegaconf metadata refers to (replaced by stubs, never called).
 _STUBBABLE_BUILTINS = {
     f"builtins.{n}" for n in ("dict", "list", "tuple", "int", "float", "str", "bool", "object", "NoneType", "frozenset")
@@ -397,7 +405,9 @@ def load_converted(path: str | Path) -> ConvertedWav2Vec2:
     path = Path(path)
     meta = read_safetensors_metadata(path)
     if meta.get("format") != AVSR_WAV2VEC2_FORMAT:
-        raise CheckpointError(f"{path}: not an avsr wav2vec 2.0 safetensors file (metadata format={meta.get('format')!r})")
+        raise CheckpointError(
+            f"{path}: not an avsr wav2vec 2.0 safetensors file (metadata format={meta.get('format')!r})"
+        )
     try:
         raw = json.loads(meta.get("encoder_config", "null"))
         encoder_config = encoder_config_from_dict(raw) if raw is not None else None

@@ -30,10 +30,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor
-
 from fairseq2.models.transformer import TransformerNormOrder
 from fairseq2.models.wav2vec2 import Wav2Vec2EncoderConfig
+from torch import Tensor
 
 from avsr.models.convert.common import (
     CheckpointError,
@@ -210,7 +209,9 @@ def convert_fairseq1_state_dict(
         if key.startswith(_FINETUNED_PREFIX):
             key = key[len(_FINETUNED_PREFIX) :]
         kept[key] = value
-    final_ln = "encoder.layer_norm." if config.norm_order == TransformerNormOrder.PRE else "encoder_frontend.layer_norm."
+    final_ln = (
+        "encoder.layer_norm." if config.norm_order == TransformerNormOrder.PRE else "encoder_frontend.layer_norm."
+    )
     rules = [*_FRONT_RULES, *_LAYER_RULES, (r"^encoder\.layer_norm\.", final_ln)]
     out, unmapped = rename_keys(kept, rules)
     plain = out.pop("encoder_frontend.pos_encoder.conv.weight", None)

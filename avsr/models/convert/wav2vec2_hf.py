@@ -31,10 +31,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor
-
 from fairseq2.models.transformer import TransformerNormOrder
 from fairseq2.models.wav2vec2 import Wav2Vec2EncoderConfig
+from torch import Tensor
 
 from avsr.media.paths import OutsideRootError, inside
 from avsr.models.convert.common import (
@@ -138,7 +137,12 @@ def convert_hf_state_dict(
     group = cfg.get("feat_extract_norm", "group") == "group"
     stable = bool(cfg.get("do_stable_layer_norm", False))
     conv_norm = (
-        [(r"^feature_extractor\.conv_layers\.0\.layer_norm\.", r"encoder_frontend.feature_extractor.layers.0.group_norm.")]
+        [
+            (
+                r"^feature_extractor\.conv_layers\.0\.layer_norm\.",
+                r"encoder_frontend.feature_extractor.layers.0.group_norm.",
+            )
+        ]
         if group
         else [
             (
@@ -171,11 +175,15 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _load_weights(directory: Path, weights: Path | None) -> dict[str, Tensor]:
     from safetensors.torch import load_file
 
-    candidates = [weights] if weights is not None else [
-        directory / "model.safetensors",
-        directory / "model.safetensors.index.json",
-        directory / "pytorch_model.bin",
-    ]
+    candidates = (
+        [weights]
+        if weights is not None
+        else [
+            directory / "model.safetensors",
+            directory / "model.safetensors.index.json",
+            directory / "pytorch_model.bin",
+        ]
+    )
     for path in candidates:
         if path is None or not path.is_file():
             continue

@@ -101,15 +101,28 @@ class AutoAVSRConfig:
         if mods not in MODALITIES.values():
             raise ConfigError(f"modalities: {list(mods)} is not one of [video], [audio], [audio, video]")
         object.__setattr__(self, "modalities", mods)
-        for name in ("vocab_size", "model_dim", "heads", "ffn_dim", "encoder_layers", "conv_kernel",
-                     "decoder_layers", "decoder_heads", "decoder_ffn_dim", "fusion_hidden_dim", "max_len"):
+        for name in (
+            "vocab_size",
+            "model_dim",
+            "heads",
+            "ffn_dim",
+            "encoder_layers",
+            "conv_kernel",
+            "decoder_layers",
+            "decoder_heads",
+            "decoder_ffn_dim",
+            "fusion_hidden_dim",
+            "max_len",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
         if self.vocab_size < 3:
             raise ConfigError(f"vocab_size: at least 3 (blank, a unit, sos/eos), got {self.vocab_size}")
         if self.model_dim % self.heads or self.model_dim % self.decoder_heads or (self.model_dim // self.heads) % 2:
-            raise ConfigError(f"model_dim {self.model_dim} must split into heads ({self.heads}, {self.decoder_heads}) of even size")
+            raise ConfigError(
+                f"model_dim {self.model_dim} must split into heads ({self.heads}, {self.decoder_heads}) of even size"
+            )
         if self.conv_kernel % 2 == 0:
             raise ConfigError(f"conv_kernel: must be odd, got {self.conv_kernel}")
         if self.fusion_norm not in ("batchnorm", "layernorm"):
@@ -142,8 +155,14 @@ class AutoAVSRConfig:
     @classmethod
     def tiny(cls, modality: str = "v", vocab_size: int = 5049) -> AutoAVSRConfig:
         return cls(
-            modalities=MODALITIES[modality], vocab_size=vocab_size, model_dim=64, heads=4, ffn_dim=128,
-            decoder_heads=4, decoder_ffn_dim=128, fusion_hidden_dim=128 if modality == "av" else 8192,
+            modalities=MODALITIES[modality],
+            vocab_size=vocab_size,
+            model_dim=64,
+            heads=4,
+            ffn_dim=128,
+            decoder_heads=4,
+            decoder_ffn_dim=128,
+            fusion_hidden_dim=128 if modality == "av" else 8192,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -169,8 +188,14 @@ class AutoAVSRConfig:
     def avsr_config(self) -> AVSRConfig:
         """The one model's config for these sizes (auto_avsr's loss: 0.1 CTC, label smoothing 0.1)."""
         encoder = EncoderConfig(
-            kind="espnet_conformer", layers=self.encoder_layers, model_dim=self.model_dim, heads=self.heads,
-            ffn_dim=self.ffn_dim, dropout=self.dropout, conv_kernel=self.conv_kernel, max_len=self.max_len,
+            kind="espnet_conformer",
+            layers=self.encoder_layers,
+            model_dim=self.model_dim,
+            heads=self.heads,
+            ffn_dim=self.ffn_dim,
+            dropout=self.dropout,
+            conv_kernel=self.conv_kernel,
+            max_len=self.max_len,
         )
         two = len(self.modalities) == 2
         norm = {"batchnorm": "batch", "layernorm": "layer"}[self.fusion_norm]
@@ -178,16 +203,28 @@ class AutoAVSRConfig:
             vocab_size=self.vocab_size,
             blank_id=self.blank_id,
             eos_id=self.eos_id,
-            audio=ResNet1DAudioConfig(width=self.frontend_width, normalize_eps=self.audio_norm_eps) if "audio" in self.modalities else None,
-            visual=VisualConfig(trunk="resnet18", norm="batch", activation="silu", block_activation="silu", width=self.frontend_width)
-            if "video" in self.modalities else None,
+            audio=ResNet1DAudioConfig(width=self.frontend_width, normalize_eps=self.audio_norm_eps)
+            if "audio" in self.modalities
+            else None,
+            visual=VisualConfig(
+                trunk="resnet18", norm="batch", activation="silu", block_activation="silu", width=self.frontend_width
+            )
+            if "video" in self.modalities
+            else None,
             audio_encoder=encoder,
             video_encoder=encoder,
-            fusion=FusionConfig(kind="mlp", hidden_dim=self.fusion_hidden_dim, hidden_norm=norm) if two else FusionConfig(kind="identity"),
+            fusion=FusionConfig(kind="mlp", hidden_dim=self.fusion_hidden_dim, hidden_norm=norm)
+            if two
+            else FusionConfig(kind="identity"),
             encoder=None,
             decoder=DecoderConfig(
-                layers=self.decoder_layers, heads=self.decoder_heads, ffn_dim=self.decoder_ffn_dim, dropout=self.dropout,
-                positions="espnet", layer_norm_eps=ESPNET_LAYER_NORM_EPS, output_bias=True,
+                layers=self.decoder_layers,
+                heads=self.decoder_heads,
+                ffn_dim=self.decoder_ffn_dim,
+                dropout=self.dropout,
+                positions="espnet",
+                layer_norm_eps=ESPNET_LAYER_NORM_EPS,
+                output_bias=True,
             ),
             loss=LossConfig(ctc_weight=0.1, label_smoothing=0.1),
             modality_dropout=ModalityDropoutConfig(),
@@ -218,9 +255,9 @@ def stored_state(state: Mapping[str, Tensor], config: Mapping[str, Any]) -> dict
     out: dict[str, Tensor] = {}
     for key, value in state.items():
         if key.startswith("video_frontend."):
-            key = "visual_frontend." + key[len("video_frontend."):]
+            key = "visual_frontend." + key[len("video_frontend.") :]
         elif key.startswith("audio_frontend."):
-            key = "audio_frontend.trunk." + key[len("audio_frontend."):]
+            key = "audio_frontend.trunk." + key[len("audio_frontend.") :]
         elif key == "fusion.fc1.weight":
             value = fusion_columns_swapped(value)
         out[key] = value

@@ -31,7 +31,6 @@ from avsr.models.pretrained.auto_avsr import (
 )
 from avsr.nn.state import name_list, state_problems
 
-
 # ---------------------------------------------------------------------- key mapping
 #: ESPnet conformer ``EncoderLayer`` -> fairseq2 ``ConformerBlock`` (module paths, or parameters).
 ENCODER_LAYER = {
@@ -108,9 +107,11 @@ class KeyMap:
         for b in self.branches:
             m = b.modality
             if m == "video":
-                self.pairs += [(b.frontend + "frontend3D.0.", "visual_frontend.stem.conv."),
-                               (b.frontend + "frontend3D.1.", "visual_frontend.stem.norm."),
-                               (b.frontend + "trunk.", "visual_frontend.trunk.")]
+                self.pairs += [
+                    (b.frontend + "frontend3D.0.", "visual_frontend.stem.conv."),
+                    (b.frontend + "frontend3D.1.", "visual_frontend.stem.norm."),
+                    (b.frontend + "trunk.", "visual_frontend.trunk."),
+                ]
             else:
                 self.pairs.append((b.frontend + "trunk.", "audio_frontend.trunk."))
             self.pairs += [(b.proj, f"{m}_encoder.proj."), (b.root + "after_norm.", f"{m}_encoder.layers.layer_norm.")]
@@ -120,9 +121,15 @@ class KeyMap:
                 self.aliases.append((b.root + "input_layer.0.", f"{m}_encoder.proj."))
             self.ignored.append((b.root + "embed.1.pe", "ESPnet's saved position table (recomputed)"))
         norm = "fusion.bn1." if self.fusion_norm == "batchnorm" else "fusion.norm1."
-        self.pairs += [("decoder.embed.0.", "decoder.frontend.embed."), ("decoder.after_norm.", "decoder.layers.layer_norm."),
-                       ("decoder.output_layer.", "decoder.final_proj."), ("ctc.ctc_lo.", "ctc_head."),
-                       ("fusion.fc1.", "fusion.fc1."), (norm, "fusion.norm."), ("fusion.fc2.", "fusion.fc2.")]
+        self.pairs += [
+            ("decoder.embed.0.", "decoder.frontend.embed."),
+            ("decoder.after_norm.", "decoder.layers.layer_norm."),
+            ("decoder.output_layer.", "decoder.final_proj."),
+            ("ctc.ctc_lo.", "ctc_head."),
+            ("fusion.fc1.", "fusion.fc1."),
+            (norm, "fusion.norm."),
+            ("fusion.fc2.", "fusion.fc2."),
+        ]
         self.aliases.append(("decoder.output_norm.", "decoder.layers.layer_norm."))
         self.ignored.append(("decoder.embed.1.pe", "ESPnet's saved position table (recomputed)"))
 
@@ -136,7 +143,7 @@ class KeyMap:
             self._forward_pairs = sorted(self.pairs + self.aliases, key=lambda p: -len(p[0]))
         for src, dst in self._forward_pairs:
             if key.startswith(src):
-                return dst + key[len(src):]
+                return dst + key[len(src) :]
         for b in self.branches:
             hit = re.match(rf"{re.escape(b.root)}encoders\.(\d+)\.(.+)$", key)
             if hit and (sub := _map_sub(ENCODER_LAYER, hit.group(2))):
@@ -150,7 +157,7 @@ class KeyMap:
         """The checkpoint key (in this layout) of a model key."""
         for src, dst in sorted(self.pairs, key=lambda p: -len(p[1])):
             if key.startswith(dst):
-                return src + key[len(dst):]
+                return src + key[len(dst) :]
         inverse_enc = {v: k for k, v in ENCODER_LAYER.items()}
         inverse_dec = {v: k for k, v in DECODER_LAYER.items()}
         for b in self.branches:
@@ -177,8 +184,14 @@ class KeyMap:
             raise ValueError(f"unknown auto_avsr layout {layout!r} (v1.0.0 or head)")
         if len(modalities) == 1:
             return cls(layout, (Branch(modalities[0], "encoder.", "encoder.frontend.", "encoder.embed.0."),))
-        return cls(layout, (Branch("video", "encoder.", "encoder.frontend.", "encoder.embed.0."),
-                            Branch("audio", "aux_encoder.", "aux_encoder.frontend.", "aux_encoder.embed.0.")), fusion_norm)
+        return cls(
+            layout,
+            (
+                Branch("video", "encoder.", "encoder.frontend.", "encoder.embed.0."),
+                Branch("audio", "aux_encoder.", "aux_encoder.frontend.", "aux_encoder.embed.0."),
+            ),
+            fusion_norm,
+        )
 
 
 def _frontend_modality(keys: Iterable[str], prefix: str) -> str | None:
@@ -197,20 +210,28 @@ def detect_layout(keys: Iterable[str], source: str) -> KeyMap:
     if any(k.startswith(("frontend.", "proj_encoder.")) for k in keys):
         modality = _frontend_modality(keys, "frontend.")
         if modality is None:
-            raise ConversionError(f"{source}: front-end weights (frontend.*) are neither auto_avsr's video stem (frontend3D) nor its audio ResNet (trunk.conv1)")
+            raise ConversionError(
+                f"{source}: front-end weights (frontend.*) are neither auto_avsr's video stem (frontend3D) nor its audio ResNet (trunk.conv1)"
+            )
         return KeyMap.for_layout("head", (modality,))
     branches = []
     for root in ("encoder.", "aux_encoder."):
         if any(k.startswith(root) for k in keys):
             modality = _frontend_modality(keys, root + "frontend.")
             if modality is None:
-                raise ConversionError(f"{source}: no front-end weights under {root}frontend. (neither frontend3D.* nor trunk.conv1.*)")
+                raise ConversionError(
+                    f"{source}: no front-end weights under {root}frontend. (neither frontend3D.* nor trunk.conv1.*)"
+                )
             branches.append(modality)
     if not branches:
         first = ", ".join(sorted(keys)[:3])
-        raise ConversionError(f"{source}: not an auto_avsr checkpoint (no encoder.* or frontend.* keys; first keys: {first})")
+        raise ConversionError(
+            f"{source}: not an auto_avsr checkpoint (no encoder.* or frontend.* keys; first keys: {first})"
+        )
     if len(branches) == 2 and branches != ["video", "audio"]:
-        raise ConversionError(f"{source}: an audio-visual checkpoint must have the video encoder in encoder.* and the audio one in aux_encoder.* (found {branches[0]} and {branches[1]})")
+        raise ConversionError(
+            f"{source}: an audio-visual checkpoint must have the video encoder in encoder.* and the audio one in aux_encoder.* (found {branches[0]} and {branches[1]})"
+        )
     return KeyMap.for_layout("v1.0.0", tuple(branches), fusion_norm)
 
 
@@ -226,7 +247,9 @@ def infer_config(shapes: Mapping[str, tuple[int, ...]], modalities: tuple[str, .
         f"{enc}0.ffn1.inner_proj.weight": "encoders.0.feed_forward_macaron.w_1.weight",
         f"{enc}0.conv.depthwise_conv.weight": "encoders.0.conv_module.depthwise_conv.weight",
         "decoder.layers.layers.0.ffn.inner_proj.weight": "decoder.decoders.0.feed_forward.w_1.weight",
-        "visual_frontend.stem.conv.weight" if first == "video" else "audio_frontend.trunk.conv1.weight": "the front-end's first convolution",
+        "visual_frontend.stem.conv.weight"
+        if first == "video"
+        else "audio_frontend.trunk.conv1.weight": "the front-end's first convolution",
     }
     if len(modalities) == 2:
         needed["fusion.fc1.weight"] = "fusion.fc1.weight"
@@ -284,7 +307,9 @@ def map_state_dict(
         elif keymap.reason_ignored(key) is None:
             unmapped.append(key)
     if unmapped:
-        raise ConversionError(f"{source}: {len(unmapped)} key(s) not mapped to the auto_avsr model: {name_list(unmapped)}")
+        raise ConversionError(
+            f"{source}: {len(unmapped)} key(s) not mapped to the auto_avsr model: {name_list(unmapped)}"
+        )
     targets: dict[str, str] = {}
     for key, target in mapping.items():
         if target in targets:
@@ -365,7 +390,7 @@ def read_checkpoint(path: Path) -> dict[str, Tensor]:
         raise ConversionError(f"{path}: not a state dict of tensors (entries {name_list(bad)})")
     for prefix in ("model.", "module."):
         if all(k.startswith(prefix) for k in obj):
-            obj = {k[len(prefix):]: v for k, v in obj.items()}
+            obj = {k[len(prefix) :]: v for k, v in obj.items()}
     return obj
 
 
@@ -392,9 +417,7 @@ def auto_avsr_tokenizer(path: Path | None = None):  # -> Tokenizer
     return Tokenizer.from_sentencepiece(path, units)
 
 
-def convert(
-    checkpoint: Path, out_dir: Path, *, tokenizer: Path | None = None, modality: str | None = None
-) -> Path:
+def convert(checkpoint: Path, out_dir: Path, *, tokenizer: Path | None = None, modality: str | None = None) -> Path:
     """Convert an auto_avsr checkpoint into our model folder; returns ``out_dir``.
 
     ``modality`` (``v``, ``a``, ``av``), if given, must be what the checkpoint holds.
@@ -415,7 +438,9 @@ def convert(
     except (TokenizerError, WeightsError) as exc:
         raise ConversionError(str(exc)) from None
     if tok.vocab_size != config.vocab_size:
-        raise ConversionError(f"{tokenizer or SPM_MODEL}: the tokenizer has {tok.vocab_size} classes, the checkpoint {config.vocab_size}")
+        raise ConversionError(
+            f"{tokenizer or SPM_MODEL}: the tokenizer has {tok.vocab_size} classes, the checkpoint {config.vocab_size}"
+        )
     from avsr.models.avsr_model import AVSRModel
 
     model = AVSRModel(config.avsr_config(), pretrained=False)
@@ -423,7 +448,9 @@ def convert(
     with torch.no_grad():
         for target, value in model_state(state, mapping).items():
             if value.is_floating_point() != own[target].is_floating_point():
-                raise ConversionError(f"{source}: {keymap.backward(target)} has dtype {value.dtype}, expected {own[target].dtype}")
+                raise ConversionError(
+                    f"{source}: {keymap.backward(target)} has dtype {value.dtype}, expected {own[target].dtype}"
+                )
             own[target].copy_(value.to(own[target].dtype))
     model.eval()
     extra = {
@@ -483,18 +510,26 @@ def export_checkpoint(model_dir: Path, out: Path, *, layout: str | None = None) 
         source = (getattr(model, "metadata", None) or {}).get("source")
         layout = str(source.get("layout") or "v1.0.0") if isinstance(source, dict) else "v1.0.0"
     config = model.config
-    encoders = [c for c, m in ((config.audio_encoder, config.audio), (config.video_encoder, config.visual)) if m is not None]
+    encoders = [
+        c for c, m in ((config.audio_encoder, config.audio), (config.video_encoder, config.visual)) if m is not None
+    ]
     if config.encoder is not None or any(c.kind != "espnet_conformer" for c in encoders):
-        raise ConversionError(f"{model_dir}: not auto_avsr's architecture (it has ESPnet conformer encoders and no joint encoder)")
+        raise ConversionError(
+            f"{model_dir}: not auto_avsr's architecture (it has ESPnet conformer encoders and no joint encoder)"
+        )
     fusion_norm = "layernorm" if config.fusion.hidden_norm == "layer" else "batchnorm"
     try:
         keymap = KeyMap.for_layout(layout, config.modalities, fusion_norm)
     except ValueError as exc:
         raise ConversionError(f"{model_dir}: {exc}") from None
     state = checkpoint_state(model.state_dict(), keymap)
-    _, _, sizes = map_state_dict({k: tuple(v.shape) for k, v in state.items()}, f"{model_dir} (as auto_avsr's {layout} layout)")
+    _, _, sizes = map_state_dict(
+        {k: tuple(v.shape) for k, v in state.items()}, f"{model_dir} (as auto_avsr's {layout} layout)"
+    )
     if _architecture(sizes.avsr_config().to_dict()) != _architecture(config.to_dict()):
-        raise ConversionError(f"{model_dir}: not auto_avsr's architecture (its config differs from the one its sizes give)")
+        raise ConversionError(
+            f"{model_dir}: not auto_avsr's architecture (its config differs from the one its sizes give)"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         torch.save({k: v.detach().cpu().contiguous() for k, v in state.items()}, tmp)

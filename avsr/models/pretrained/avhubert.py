@@ -65,15 +65,33 @@ _RULES = [
     (r"^encoder\.w2v_model\.feature_extractor_video\.resnet\.frontend3D\.0\.", "visual_frontend.stem.conv."),
     (r"^encoder\.w2v_model\.feature_extractor_video\.resnet\.frontend3D\.1\.", "visual_frontend.stem.norm."),
     (r"^encoder\.w2v_model\.feature_extractor_video\.resnet\.frontend3D\.2\.", "visual_frontend.stem.act."),
-    (r"^encoder\.w2v_model\.feature_extractor_video\.resnet\.trunk\.(layer[1-4]\.[01]\.(?:conv[12]|bn[12]|relu[12]|downsample\.[01])\.)", r"visual_frontend.trunk.\1"),
+    (
+        r"^encoder\.w2v_model\.feature_extractor_video\.resnet\.trunk\.(layer[1-4]\.[01]\.(?:conv[12]|bn[12]|relu[12]|downsample\.[01])\.)",
+        r"visual_frontend.trunk.\1",
+    ),
     (r"^encoder\.w2v_model\.layer_norm\.", "encoder.input_norm."),
     (r"^encoder\.w2v_model\.post_extract_proj\.", "encoder.proj."),
-    (r"^encoder\.w2v_model\.encoder\.pos_conv\.0\.parametrizations\.weight\.original0$", "encoder.pos_encoder.conv.weight_g"),
-    (r"^encoder\.w2v_model\.encoder\.pos_conv\.0\.parametrizations\.weight\.original1$", "encoder.pos_encoder.conv.weight_v"),
+    (
+        r"^encoder\.w2v_model\.encoder\.pos_conv\.0\.parametrizations\.weight\.original0$",
+        "encoder.pos_encoder.conv.weight_g",
+    ),
+    (
+        r"^encoder\.w2v_model\.encoder\.pos_conv\.0\.parametrizations\.weight\.original1$",
+        "encoder.pos_encoder.conv.weight_v",
+    ),
     (r"^encoder\.w2v_model\.encoder\.pos_conv\.0\.(weight_g|weight_v|bias)$", r"encoder.pos_encoder.conv.\1"),
-    (r"^encoder\.w2v_model\.encoder\.layers\.(\d+)\.self_attn\.([qkv])_proj\.", r"encoder.layers.layers.\1.self_attn.\2_proj."),
-    (r"^encoder\.w2v_model\.encoder\.layers\.(\d+)\.self_attn\.out_proj\.", r"encoder.layers.layers.\1.self_attn.output_proj."),
-    (r"^encoder\.w2v_model\.encoder\.layers\.(\d+)\.self_attn_layer_norm\.", r"encoder.layers.layers.\1.self_attn_layer_norm."),
+    (
+        r"^encoder\.w2v_model\.encoder\.layers\.(\d+)\.self_attn\.([qkv])_proj\.",
+        r"encoder.layers.layers.\1.self_attn.\2_proj.",
+    ),
+    (
+        r"^encoder\.w2v_model\.encoder\.layers\.(\d+)\.self_attn\.out_proj\.",
+        r"encoder.layers.layers.\1.self_attn.output_proj.",
+    ),
+    (
+        r"^encoder\.w2v_model\.encoder\.layers\.(\d+)\.self_attn_layer_norm\.",
+        r"encoder.layers.layers.\1.self_attn_layer_norm.",
+    ),
     (r"^encoder\.w2v_model\.encoder\.layers\.(\d+)\.fc1\.", r"encoder.layers.layers.\1.ffn.inner_proj."),
     (r"^encoder\.w2v_model\.encoder\.layers\.(\d+)\.fc2\.", r"encoder.layers.layers.\1.ffn.output_proj."),
     (r"^encoder\.w2v_model\.encoder\.layers\.(\d+)\.final_layer_norm\.", r"encoder.layers.layers.\1.ffn_layer_norm."),
@@ -82,9 +100,18 @@ _RULES = [
     (r"^decoder\.layers\.(\d+)\.self_attn\.([qkv])_proj\.", r"decoder.layers.layers.\1.self_attn.\2_proj."),
     (r"^decoder\.layers\.(\d+)\.self_attn\.out_proj\.", r"decoder.layers.layers.\1.self_attn.output_proj."),
     (r"^decoder\.layers\.(\d+)\.self_attn_layer_norm\.", r"decoder.layers.layers.\1.self_attn_layer_norm."),
-    (r"^decoder\.layers\.(\d+)\.encoder_attn\.([qkv])_proj\.", r"decoder.layers.layers.\1.encoder_decoder_attn.\2_proj."),
-    (r"^decoder\.layers\.(\d+)\.encoder_attn\.out_proj\.", r"decoder.layers.layers.\1.encoder_decoder_attn.output_proj."),
-    (r"^decoder\.layers\.(\d+)\.encoder_attn_layer_norm\.", r"decoder.layers.layers.\1.encoder_decoder_attn_layer_norm."),
+    (
+        r"^decoder\.layers\.(\d+)\.encoder_attn\.([qkv])_proj\.",
+        r"decoder.layers.layers.\1.encoder_decoder_attn.\2_proj.",
+    ),
+    (
+        r"^decoder\.layers\.(\d+)\.encoder_attn\.out_proj\.",
+        r"decoder.layers.layers.\1.encoder_decoder_attn.output_proj.",
+    ),
+    (
+        r"^decoder\.layers\.(\d+)\.encoder_attn_layer_norm\.",
+        r"decoder.layers.layers.\1.encoder_decoder_attn_layer_norm.",
+    ),
     (r"^decoder\.layers\.(\d+)\.fc1\.", r"decoder.layers.layers.\1.ffn.inner_proj."),
     (r"^decoder\.layers\.(\d+)\.fc2\.", r"decoder.layers.layers.\1.ffn.output_proj."),
     (r"^decoder\.layers\.(\d+)\.final_layer_norm\.", r"decoder.layers.layers.\1.ffn_layer_norm."),
@@ -100,7 +127,9 @@ def fairseq_order(vocab_size: int) -> list[int]:
     """``order[i]``: the fairseq dictionary id of our id ``i``. Ours: 0 <- ``<pad>`` (1, never
     emitted), 1 <- ``<s>`` (0), 2 <- ``<unk>`` (3), 3..V-2 <- the pieces 4..V-1, V-1 <- ``</s>`` (2)."""
     if vocab_size < 5:
-        raise CheckpointError(f"a vocabulary of {vocab_size} entries cannot hold fairseq's 4 special symbols and a piece")
+        raise CheckpointError(
+            f"a vocabulary of {vocab_size} entries cannot hold fairseq's 4 special symbols and a piece"
+        )
     return [1, 0, 3, *range(4, vocab_size), 2]
 
 
@@ -113,7 +142,7 @@ def our_key(key: str, *, encoder_norm_first: bool = True) -> str | None:
             return None
     if key.startswith(ENCODER + "encoder.layer_norm."):
         where = "encoder.layers.layer_norm." if encoder_norm_first else "encoder.pos_norm."
-        return where + key[len(ENCODER + "encoder.layer_norm."):]
+        return where + key[len(ENCODER + "encoder.layer_norm.") :]
     for pattern, replacement in _COMPILED:
         if pattern.search(key):
             return pattern.sub(replacement, key, count=1)
@@ -184,8 +213,16 @@ def config_from_checkpoint(cfg: Mapping[str, Any], state: Mapping[str, Tensor], 
     model = cfg.get("model") or {}
     name = model.get("_name") or model.get("arch")
     if name not in (None, "av_hubert_seq2seq"):
-        hint = " (a CTC fine-tuned model)" if name == "av_hubert_ctc" else " (a pre-trained model: convert a fine-tuned one)" if name == "av_hubert" else ""
-        raise CheckpointError(f"{source}: model {name!r}{hint}; only AV-HuBERT seq2seq fine-tuned checkpoints (av_hubert_seq2seq) are supported")
+        hint = (
+            " (a CTC fine-tuned model)"
+            if name == "av_hubert_ctc"
+            else " (a pre-trained model: convert a fine-tuned one)"
+            if name == "av_hubert"
+            else ""
+        )
+        raise CheckpointError(
+            f"{source}: model {name!r}{hint}; only AV-HuBERT seq2seq fine-tuned checkpoints (av_hubert_seq2seq) are supported"
+        )
     w2v = model.get("w2v_args") or {}
     encoder = w2v.get("model") if isinstance(w2v.get("model"), dict) else w2v
     if not encoder:
@@ -209,8 +246,10 @@ def config_from_checkpoint(cfg: Mapping[str, Any], state: Mapping[str, Tensor], 
         refuse("no_token_positional_embeddings=true")
     dim = int(get(encoder, "encoder_embed_dim", 768))
     if int(get(model, "decoder_embed_dim", 768)) != dim:
-        raise CheckpointError(f"{source}: decoder_embed_dim {model.get('decoder_embed_dim')} differs from encoder_embed_dim {dim} "
-                              "(AV-HuBERT's seq2seq model attends to the encoder without a projection)")
+        raise CheckpointError(
+            f"{source}: decoder_embed_dim {model.get('decoder_embed_dim')} differs from encoder_embed_dim {dim} "
+            "(AV-HuBERT's seq2seq model attends to the encoder without a projection)"
+        )
     audio_dim = int(get(encoder, "audio_feat_dim", 104))
     stack = int(get(task, "stack_order_audio", 0) or 0) or max(1, audio_dim // 26)
     if audio_dim % stack:
@@ -226,14 +265,20 @@ def config_from_checkpoint(cfg: Mapping[str, Any], state: Mapping[str, Tensor], 
         return tuple(state[key].shape)
 
     trunk = ENCODER + "feature_extractor_video.resnet."
-    channels = (shape(trunk + "frontend3D.0.weight")[0],
-                *(shape(f"{trunk}trunk.layer{i}.0.conv1.weight")[0] for i in range(1, 5)))
+    channels = (
+        shape(trunk + "frontend3D.0.weight")[0],
+        *(shape(f"{trunk}trunk.layer{i}.0.conv1.weight")[0] for i in range(1, 5)),
+    )
     width = resnet_width(channels)
     if width is None:
-        raise CheckpointError(f"{source}: ResNet channels {list(channels)} are not AV-HuBERT's ResNet-18 (64, 64, 128, 256, 512) at some width")
+        raise CheckpointError(
+            f"{source}: ResNet channels {list(channels)} are not AV-HuBERT's ResNet-18 (64, 64, 128, 256, 512) at some width"
+        )
     prelu = trunk + "frontend3D.2.weight" in state
     if get(encoder, "resnet_relu_type", "prelu") != ("prelu" if prelu else "relu"):
-        raise CheckpointError(f"{source}: resnet_relu_type {encoder.get('resnet_relu_type')!r} does not match the weights")
+        raise CheckpointError(
+            f"{source}: resnet_relu_type {encoder.get('resnet_relu_type')!r} does not match the weights"
+        )
     vocab = shape("decoder.embed_tokens.weight")[0]
     try:
         return AVHubertConfig(
@@ -301,13 +346,17 @@ def build_tokenizer(model_bytes: bytes, dictionary: list[str] | None, vocab_size
     if tuple(dictionary[:4]) != FAIRSEQ_SPECIALS:
         raise CheckpointError(f"{source}: the dictionary does not start with fairseq's {' '.join(FAIRSEQ_SPECIALS)}")
     if len(dictionary) != vocab_size:
-        raise CheckpointError(f"{source}: the tokenizer gives {len(dictionary)} symbols (4 specials + pieces) but the model has "
-                              f"{vocab_size} outputs: not the tokenizer this model was fine-tuned with")
+        raise CheckpointError(
+            f"{source}: the tokenizer gives {len(dictionary)} symbols (4 specials + pieces) but the model has "
+            f"{vocab_size} outputs: not the tokenizer this model was fine-tuned with"
+        )
     known = set(pieces)
     foreign = [p for p in dictionary[4:] if p not in known]
     if foreign:
-        raise CheckpointError(f"{source}: {len(foreign)} dictionary piece(s) are not in the sentencepiece model "
-                              f"({' '.join(foreign[:5])}): not the tokenizer this model was fine-tuned with")
+        raise CheckpointError(
+            f"{source}: {len(foreign)} dictionary piece(s) are not in the sentencepiece model "
+            f"({' '.join(foreign[:5])}): not the tokenizer this model was fine-tuned with"
+        )
     units = [dictionary[i] for i in fairseq_order(vocab_size)[1:-1]]
     return SentencePieceTokenizer(model_bytes, units, TextNormalizer(case="lower"), source=source)
 
@@ -375,8 +424,10 @@ def convert_checkpoint(checkpoint: Path, out_dir: Path, *, tokenizer: Path | Non
         model_bytes = checkpoint_sentencepiece(task_state)
         token_source = f"{source} (task_state.s2s_tokenizer)"
         if model_bytes is None:
-            raise CheckpointError(f"{source}: the checkpoint carries no sentencepiece model: pass --tokenizer FILE "
-                                  "(the spm_unigram1000.model it was fine-tuned with)")
+            raise CheckpointError(
+                f"{source}: the checkpoint carries no sentencepiece model: pass --tokenizer FILE "
+                "(the spm_unigram1000.model it was fine-tuned with)"
+            )
     try:
         spm_tokenizer = build_tokenizer(model_bytes, dictionary, config.vocab_size, token_source)
     except TokenizerError as exc:

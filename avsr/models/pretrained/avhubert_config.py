@@ -97,9 +97,21 @@ class AVHubertConfig:
     max_target_positions: int = 2048
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "audio_filters", "audio_stack", "encoder_dim", "encoder_layers", "encoder_heads",
-                     "encoder_ffn_dim", "conv_pos", "conv_pos_groups", "decoder_layers", "decoder_heads",
-                     "decoder_ffn_dim", "max_target_positions"):
+        for name in (
+            "vocab_size",
+            "audio_filters",
+            "audio_stack",
+            "encoder_dim",
+            "encoder_layers",
+            "encoder_heads",
+            "encoder_ffn_dim",
+            "conv_pos",
+            "conv_pos_groups",
+            "decoder_layers",
+            "decoder_heads",
+            "decoder_ffn_dim",
+            "max_target_positions",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name}: must be a positive integer, got {value!r}")
@@ -135,16 +147,33 @@ class AVHubertConfig:
     @classmethod
     def large(cls, vocab_size: int = 1000, **overrides: Any) -> AVHubertConfig:
         """LARGE: 24 encoder layers, 1024-d, 16 heads, FFN 4096; decoder 9 layers, 8 heads, FFN 4096."""
-        sizes = dict(encoder_dim=1024, encoder_layers=24, encoder_heads=16, encoder_ffn_dim=4096,
-                     decoder_layers=9, decoder_heads=8, decoder_ffn_dim=4096)
+        sizes = dict(
+            encoder_dim=1024,
+            encoder_layers=24,
+            encoder_heads=16,
+            encoder_ffn_dim=4096,
+            decoder_layers=9,
+            decoder_heads=8,
+            decoder_ffn_dim=4096,
+        )
         return cls(vocab_size=vocab_size, **{**sizes, **overrides})
 
     @classmethod
     def tiny(cls, vocab_size: int = 20, **overrides: Any) -> AVHubertConfig:
         """A few-hundred-thousand-parameter model with the same structure (tests)."""
-        sizes = dict(resnet_width=0.125, encoder_dim=32, encoder_layers=2, encoder_heads=4, encoder_ffn_dim=64,
-                     conv_pos=8, conv_pos_groups=4, decoder_layers=2, decoder_heads=4, decoder_ffn_dim=64,
-                     max_target_positions=256)
+        sizes = dict(
+            resnet_width=0.125,
+            encoder_dim=32,
+            encoder_layers=2,
+            encoder_heads=4,
+            encoder_ffn_dim=64,
+            conv_pos=8,
+            conv_pos_groups=4,
+            decoder_layers=2,
+            decoder_heads=4,
+            decoder_ffn_dim=64,
+            max_target_positions=256,
+        )
         return cls(vocab_size=vocab_size, **{**sizes, **overrides})
 
     # ------------------------------------------------------------------ the one model
@@ -158,21 +187,39 @@ class AVHubertConfig:
             vocab_size=self.vocab_size,
             blank_id=0,
             eos_id=self.vocab_size - 1,
-            audio=StackedFbankAudioConfig(filters=self.audio_filters, stack=self.audio_stack, normalize=self.normalize_audio),
-            visual=VisualConfig(trunk="resnet18", norm="batch", activation=self.resnet_relu,
-                                block_activation=self.resnet_relu, width=self.resnet_width),
+            audio=StackedFbankAudioConfig(
+                filters=self.audio_filters, stack=self.audio_stack, normalize=self.normalize_audio
+            ),
+            visual=VisualConfig(
+                trunk="resnet18",
+                norm="batch",
+                activation=self.resnet_relu,
+                block_activation=self.resnet_relu,
+                width=self.resnet_width,
+            ),
             audio_encoder=projection,
             video_encoder=projection,
             fusion=FusionConfig(kind=FUSIONS[self.modality_fuse]),
             encoder=EncoderConfig(
-                kind="wav2vec2", layers=self.encoder_layers, model_dim=d, heads=self.encoder_heads,
-                ffn_dim=self.encoder_ffn_dim, dropout=self.dropout, norm_order="pre" if self.encoder_norm_first else "post",
-                pos_conv_kernel=self.conv_pos, pos_conv_groups=self.conv_pos_groups,
+                kind="wav2vec2",
+                layers=self.encoder_layers,
+                model_dim=d,
+                heads=self.encoder_heads,
+                ffn_dim=self.encoder_ffn_dim,
+                dropout=self.dropout,
+                norm_order="pre" if self.encoder_norm_first else "post",
+                pos_conv_kernel=self.conv_pos,
+                pos_conv_groups=self.conv_pos_groups,
             ),
             decoder=DecoderConfig(
-                layers=self.decoder_layers, heads=self.decoder_heads, ffn_dim=self.decoder_ffn_dim,
-                dropout=self.decoder_dropout, norm_order="pre" if self.decoder_norm_first else "post",
-                max_len=self.max_target_positions, positions="fairseq", scale_embeddings=self.scale_embedding,
+                layers=self.decoder_layers,
+                heads=self.decoder_heads,
+                ffn_dim=self.decoder_ffn_dim,
+                dropout=self.decoder_dropout,
+                norm_order="pre" if self.decoder_norm_first else "post",
+                max_len=self.max_target_positions,
+                positions="fairseq",
+                scale_embeddings=self.scale_embedding,
                 tie_embeddings=self.share_embeddings,
             ),
             loss=LossConfig(ctc_weight=0.0, label_smoothing=0.1),
@@ -184,7 +231,9 @@ class AVHubertConfig:
 
     # ------------------------------------------------------------------ YAML
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in dataclasses.fields(self)}
+        return {
+            f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in dataclasses.fields(self)
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AVHubertConfig:
@@ -195,7 +244,9 @@ class AVHubertConfig:
         data = dict(data)
         if "resnet_channels" in data:
             channels = data.pop("resnet_channels")
-            width = resnet_width(tuple(channels)) if isinstance(channels, (list, tuple)) and len(channels) == 5 else None
+            width = (
+                resnet_width(tuple(channels)) if isinstance(channels, (list, tuple)) and len(channels) == 5 else None
+            )
             if width is None:
                 raise ConfigError(f"resnet_channels: {channels!r} is not AV-HuBERT's ResNet-18 at some width")
             data["resnet_width"] = width

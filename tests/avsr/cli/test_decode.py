@@ -79,12 +79,17 @@ def test_timings_report_every_stage_of_the_chain(micro_model_dir, lrs2_corpus, c
     for name, row in rows.items():  # each stage's real-time factor is its seconds per second of media
         assert float(row[4]) == pytest.approx(seconds[name] / duration, abs=0.005 / duration + 1e-4), name
     # each printed value is rounded to 0.01 s: the sum of seven roundings may be off by 0.035
-    assert seconds["total"] == pytest.approx(sum(s for n, s in seconds.items() if n != "total"), abs=0.005 * len(seconds) + 1e-9)
+    assert seconds["total"] == pytest.approx(
+        sum(s for n, s in seconds.items() if n != "total"), abs=0.005 * len(seconds) + 1e-9
+    )
 
 
 def test_long_input_is_segmented_and_joined_in_order(micro_model_dir, long_video, capsys, tmp_path):
     srt, vtt = tmp_path / "out.srt", tmp_path / "out.vtt"
-    assert _decode(micro_model_dir, str(long_video), "--max-segment", "3", "--json", "--srt", str(srt), "--vtt", str(vtt)) == 0
+    assert (
+        _decode(micro_model_dir, str(long_video), "--max-segment", "3", "--json", "--srt", str(srt), "--vtt", str(vtt))
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)["files"][0]
     segments = result["segments"]
     assert len(segments) >= 3
@@ -161,11 +166,17 @@ def test_without_a_model_it_says_how_to_get_one(tmp_path, monkeypatch, capsys):
         decode_cli.main([str(silence)])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err == "avsr-decode: error: no model at runs/demo/train/model: train one with 'bash scripts/demo.sh' or pass --model DIR (avsr-train's OUTPUT_DIR/model)"
+    assert (
+        err
+        == "avsr-decode: error: no model at runs/demo/train/model: train one with 'bash scripts/demo.sh' or pass --model DIR (avsr-train's OUTPUT_DIR/model)"
+    )
 
 
 def test_subtitle_formats():
-    words = [[WordTiming("PLACE", 0.0, 0.32, -0.1), WordTiming("RED", 0.4, 0.7, -0.1)], [WordTiming("NOW", 61.5, 61.9, -0.2)]]
+    words = [
+        [WordTiming("PLACE", 0.0, 0.32, -0.1), WordTiming("RED", 0.4, 0.7, -0.1)],
+        [WordTiming("NOW", 61.5, 61.9, -0.2)],
+    ]
     assert format_subtitles(words, "srt") == (
         "1\n00:00:00,000 --> 00:00:00,700\nPLACE RED\n\n2\n00:01:01,500 --> 00:01:01,900\nNOW\n"
     )

@@ -39,7 +39,9 @@ def run_cli(args: list[str], capsys) -> dict:
 @pytest.fixture(scope="session")
 def prepared_lrs2(lrs2_corpus: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("prepared") / "lrs2"
-    assert prepare_cli.main(["lrs2", str(lrs2_corpus), str(out), "--workers", "2", "--quiet", "--max-duration", "3"]) == 0
+    assert (
+        prepare_cli.main(["lrs2", str(lrs2_corpus), str(out), "--workers", "2", "--quiet", "--max-duration", "3"]) == 0
+    )
     return out
 
 
@@ -101,7 +103,9 @@ def broken_corpus(lrs2_corpus: Path, tmp_path: Path) -> tuple[Path, dict[str, st
     a clip whose audio stops half-way."""
     src = tmp_path / "src"
     shutil.copytree(lrs2_corpus, src)
-    ids = [line for line in (src / "train.txt").read_text().split()] + [line for line in (src / "test.txt").read_text().split()]
+    ids = [line for line in (src / "train.txt").read_text().split()] + [
+        line for line in (src / "test.txt").read_text().split()
+    ]
     corrupt, faceless, empty, short_audio = (src / "main" / f"{i}" for i in ids[:4])
     data = corrupt.with_suffix(".mp4").read_bytes()
     corrupt.with_suffix(".mp4").write_bytes(data[: len(data) // 3])
@@ -129,7 +133,12 @@ def test_bad_items_are_reported_and_skipped(broken_corpus, tmp_path: Path, capsy
     assert set(reasons) == set(expected)
     for item_id, reason in expected.items():
         assert reason in reasons[item_id], (item_id, reasons[item_id])
-    manifest_ids = {row.id for split in ("train", "val", "test", "pretrain") if (out / f"{split}.tsv").exists() for row in read_manifest(out / f"{split}.tsv")}
+    manifest_ids = {
+        row.id
+        for split in ("train", "val", "test", "pretrain")
+        if (out / f"{split}.tsv").exists()
+        for row in read_manifest(out / f"{split}.tsv")
+    }
     assert not manifest_ids & set(expected)
     assert tree_hash(src) == before, "the source corpus is never modified"
 
@@ -203,7 +212,9 @@ def test_precomputed_landmarks_in_auto_avsr_form(lrs2_corpus: Path, tmp_path: Pa
 
 
 def test_preview_contact_sheet(prepared_lrs2: Path, lrs2_corpus: Path, capsys):
-    report = run_cli(["lrs2", str(lrs2_corpus), str(prepared_lrs2), *PREP_ARGS, "--max-duration", "3", "--preview", "4"], capsys)
+    report = run_cli(
+        ["lrs2", str(lrs2_corpus), str(prepared_lrs2), *PREP_ARGS, "--max-duration", "3", "--preview", "4"], capsys
+    )
     assert report["prepared"] == 0, "a rerun redoes nothing"
     assert report["preview"]["items"] == 4
     import cv2
@@ -239,7 +250,14 @@ def test_tokenizer_from_manifest_round_trips(prepared_lrs2: Path, tmp_path: Path
     from avsr.data.tokenizers import load_tokenizer
 
     out = tmp_path / kind
-    args = ["tokenizer", str(prepared_lrs2 / "train.tsv"), str(prepared_lrs2 / "pretrain.tsv"), str(out), "--kind", kind]
+    args = [
+        "tokenizer",
+        str(prepared_lrs2 / "train.tsv"),
+        str(prepared_lrs2 / "pretrain.tsv"),
+        str(out),
+        "--kind",
+        kind,
+    ]
     if size:
         args += ["--vocab-size", str(size)]
     assert prepare_cli.main(args) == 0
@@ -281,7 +299,15 @@ def test_hostile_list_lines_are_refused_and_reported(lrs2_corpus: Path, tmp_path
     shutil.copy(clip.with_suffix(".txt"), src / "main" / "nomedia" / "00001.txt")
     (src / "main" / "notext").mkdir()
     shutil.copy(clip.with_suffix(".mp4"), src / "main" / "notext" / "00001.mp4")
-    lines = [good[0], "../../../escape/evil", str(outside["abs"]), "link/00001", "spaced/name with space", "nomedia/00001", "notext/00001"]
+    lines = [
+        good[0],
+        "../../../escape/evil",
+        str(outside["abs"]),
+        "link/00001",
+        "spaced/name with space",
+        "nomedia/00001",
+        "notext/00001",
+    ]
     (src / "train.txt").write_text("\n".join(lines) + "\n")
     (src / "test.txt").write_text(f"{good[1]} NF\n")
     before = _files_outside(tmp_path, tmp_path / "o")
@@ -361,7 +387,10 @@ def test_a_landmarks_memory_bomb_is_one_skipped_item(lrs2_corpus: Path, tmp_path
     marks.write_bytes(pickle.dumps(Bomb(), protocol=4))
     out = tmp_path / "out"
     for _ in range(2):  # the rerun (retrying skipped items) also completes
-        report = run_cli(["lrs2", str(lrs2_corpus), str(out), *PREP_ARGS, "--landmarks", str(marks.parents[2]), "--retry-skipped"], capsys)
+        report = run_cli(
+            ["lrs2", str(lrs2_corpus), str(out), *PREP_ARGS, "--landmarks", str(marks.parents[2]), "--retry-skipped"],
+            capsys,
+        )
         assert report["prepared"] == 0 and report["skipped"] == report["items"]
     reasons = {line.split("\t")[0]: line.split("\t")[2] for line in (out / "report.tsv").read_text().splitlines()[1:]}
     assert reasons[item.id].startswith(f"{marks}: too large: asks for an array of shape (10000000000000,)")
@@ -379,7 +408,18 @@ def test_disk_full_stops_in_one_line_and_the_rerun_completes(lrs2_corpus: Path, 
     for name in ("pretrain.txt", "val.txt", "test.txt", "test_seen.txt"):
         (src / name).unlink()
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "avsr.cli.prepare", "lrs2", str(src), str(out / "prepared"), "--workers", "2", "--quiet", "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "avsr.cli.prepare",
+        "lrs2",
+        str(src),
+        str(out / "prepared"),
+        "--workers",
+        "2",
+        "--quiet",
+        "--json",
+    ]
     runs = full_then_room(command, out, [64_000], mode)
     assert runs[0]["rc"] != 0, "the first run has no room"
     for run in runs:
@@ -388,7 +428,11 @@ def test_disk_full_stops_in_one_line_and_the_rerun_completes(lrs2_corpus: Path, 
             assert run["rc"] == 1
             lines = run["stderr"].strip().splitlines()
             assert len(lines) == 1, run["stderr"]
-            assert lines[0].startswith("avsr-prepare: error: ") and "cannot write" in lines[0] and "rerun resumes" in lines[0]
+            assert (
+                lines[0].startswith("avsr-prepare: error: ")
+                and "cannot write" in lines[0]
+                and "rerun resumes" in lines[0]
+            )
     assert runs[-1]["rc"] == 0, runs[-1]["stderr"]
     final = json.loads(runs[-1]["stdout"])
     assert final["prepared"] + final["already_done"] == final["items"] == 2 and final["manifests"] == {"train": 2}

@@ -51,7 +51,7 @@ def test_lrs2_transcripts_are_in_lrs2_format(lrs2_corpus: Path):
     for txt in (lrs2_corpus / "main").rglob("*.txt"):
         lines = txt.read_text().splitlines()
         assert lines[0].startswith("Text:  ")
-        words = lines[0][len("Text:  "):].split()
+        words = lines[0][len("Text:  ") :].split()
         assert len(words) == len(GRID_SLOTS)
         assert set(words) <= vocabulary
         assert lines[1].startswith("Conf:  ")
@@ -87,7 +87,9 @@ def test_speakers_disjoint_between_splits(lrs2_corpus: Path, lrw_corpus: Path):
     groups = {}
     for utterance in read_meta(lrs2_corpus)["utterances"]:
         group = utterance["key"].split("/")[1]
-        groups.setdefault(group, set()).add("train" if utterance["split"] in ("pretrain", "test_seen") else utterance["split"])
+        groups.setdefault(group, set()).add(
+            "train" if utterance["split"] in ("pretrain", "test_seen") else utterance["split"]
+        )
     assert all(len(splits) == 1 for splits in groups.values()), "an LRS2 programme id spans two splits"
 
 
@@ -201,8 +203,25 @@ def test_refuses_a_directory_holding_something_else(lrs2_corpus: Path, tmp_path:
 def test_console_script_runs(tmp_path: Path):
     out = tmp_path / "tiny"
     result = subprocess.run(
-        [sys.executable, "-m", "avsr.cli.synth", str(out), "--utterances", "3", "--speakers", "3", "--workers", "1", "--quiet", "--json", "--preview", str(tmp_path / "strip.png")],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "avsr.cli.synth",
+            str(out),
+            "--utterances",
+            "3",
+            "--speakers",
+            "3",
+            "--workers",
+            "1",
+            "--quiet",
+            "--json",
+            "--preview",
+            str(tmp_path / "strip.png"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
@@ -228,11 +247,28 @@ def test_disk_full_stops_in_one_line_and_the_rerun_completes(tmp_path: Path):
 
     mode = "tmpfs" if can_mount() else "fsize"
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "avsr.cli.synth", str(out / "corpus"), "--utterances", "2", "--speakers", "3", "--image-size", "64", "--workers", "2", "--quiet", "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "avsr.cli.synth",
+        str(out / "corpus"),
+        "--utterances",
+        "2",
+        "--speakers",
+        "3",
+        "--image-size",
+        "64",
+        "--workers",
+        "2",
+        "--quiet",
+        "--json",
+    ]
     runs = full_then_room(command, out, [32_000], mode)
     assert runs[0]["rc"] == 1
     lines = runs[0]["stderr"].strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("avsr-synth: error: ") and "cannot write" in lines[0], runs[0]["stderr"]
+    assert len(lines) == 1 and lines[0].startswith("avsr-synth: error: ") and "cannot write" in lines[0], runs[0][
+        "stderr"
+    ]
     assert not runs[0]["temporary"] and not runs[1]["temporary"]
     assert runs[1]["rc"] == 0, runs[1]["stderr"]
     assert json.loads(runs[1]["stdout"])["utterances"] == 2

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-
 import pytest
 import torch
 
@@ -41,7 +40,9 @@ def test_forced_alignment_is_the_best_path(tokens):
         assert 0 <= s.start < s.end <= frames
         rebuilt[s.start : s.end] = [s.token] * (s.end - s.start)
     assert tuple(rebuilt) == best_path
-    assert sum(s.score for s in spans) + sum(float(log_probs[t, 0]) for t in range(frames) if rebuilt[t] == 0) == pytest.approx(best_score, abs=1e-5)
+    assert sum(s.score for s in spans) + sum(
+        float(log_probs[t, 0]) for t in range(frames) if rebuilt[t] == 0
+    ) == pytest.approx(best_score, abs=1e-5)
 
 
 def test_alignment_that_cannot_fit():

@@ -47,7 +47,9 @@ def test_ctc_only_search_finds_the_exhaustive_best():
         log_probs = random_log_probs(5, seed)
         candidates = [seq for n in range(0, 6) for seq in itertools.product((1, 2), repeat=n)]
         best = max(candidates, key=lambda seq: ctc_sequence_log_prob(log_probs, seq))
-        result = beam_search(log_probs[None], torch.tensor([5]), None, BeamSearchConfig(beam=8, ctc_weight=1.0), BLANK, EOS)
+        result = beam_search(
+            log_probs[None], torch.tensor([5]), None, BeamSearchConfig(beam=8, ctc_weight=1.0), BLANK, EOS
+        )
         top = result[0][0]
         assert tuple(top.tokens) == best, seed
         assert math.isclose(top.score, ctc_sequence_log_prob(log_probs, best), abs_tol=1e-4)
@@ -82,8 +84,20 @@ def test_hybrid_search_with_a_model_batched_equals_one_at_a_time():
         log_probs = model.ctc_log_probs(encoded)
         together = beam_search(log_probs, lens, ModelStepDecoder(model, encoded, lens, 8), config, 0, 11)
         for i in range(2):
-            e, l = model.encode(audio[i : i + 1, : frames[i] * 640], frames[i : i + 1] * 640, video[i : i + 1, : frames[i]], frames[i : i + 1])
-            alone = beam_search(model.ctc_log_probs(e), l, ModelStepDecoder(model, e, l, 8), config, 0, 11)[0]
+            one_encoded, one_lens = model.encode(
+                audio[i : i + 1, : frames[i] * 640],
+                frames[i : i + 1] * 640,
+                video[i : i + 1, : frames[i]],
+                frames[i : i + 1],
+            )
+            alone = beam_search(
+                model.ctc_log_probs(one_encoded),
+                one_lens,
+                ModelStepDecoder(model, one_encoded, one_lens, 8),
+                config,
+                0,
+                11,
+            )[0]
             assert [h.tokens for h in alone] == [h.tokens for h in together[i]]
             assert all(math.isclose(a.score, b.score, abs_tol=1e-4) for a, b in zip(alone, together[i]))
             assert alone and all(0 not in h.tokens and 11 not in h.tokens for h in alone)
@@ -125,7 +139,9 @@ def test_length_normalisation_ranks_by_score_per_token():
     lengths = torch.tensor([4])  # at most 4 tokens, then <eos> is forced
     candidates = [seq for n in range(0, 5) for seq in itertools.product((1, 2), repeat=n)]
     for lenpen in (0.0, 1.0):
-        result = beam_search(None, lengths, BigramDecoder(BIGRAM), BeamSearchConfig(beam=4, length_normalisation=lenpen), BLANK, EOS)[0]
+        result = beam_search(
+            None, lengths, BigramDecoder(BIGRAM), BeamSearchConfig(beam=4, length_normalisation=lenpen), BLANK, EOS
+        )[0]
         best = max(candidates, key=lambda seq: bigram_score(seq) / (len(seq) + 1) ** lenpen)
         assert tuple(result[0].tokens) == best, lenpen
         for hyp in result:  # each ended hypothesis: its attention log-prob, normalised
@@ -150,9 +166,13 @@ def best_bigram_output(limit: int, bonus: float) -> tuple[float, int]:
     best_to = {EOS: 0.0}  # best log-prob of n tokens ending in each token, n = 0
     results = []
     for n in range(limit + 1):
-        results.append((max(score + math.log(BIGRAM[last][EOS]) for last, score in best_to.items()) + bonus * (n + 1), n))
+        results.append(
+            (max(score + math.log(BIGRAM[last][EOS]) for last, score in best_to.items()) + bonus * (n + 1), n)
+        )
         best_to = {
-            token: max(score + math.log(BIGRAM[last][token]) for last, score in best_to.items() if token in BIGRAM[last])
+            token: max(
+                score + math.log(BIGRAM[last][token]) for last, score in best_to.items() if token in BIGRAM[last]
+            )
             for token in (1, 2)
         }
     return max(results)

@@ -41,8 +41,8 @@ from avsr.cli import decode as decode_cli
 from avsr.decoding.beam_search import BeamSearchConfig, Hypothesis, beam_search
 from avsr.decoding.model_decoder import ModelStepDecoder
 from avsr.decoding.recognizer import DecodeOptions, Recognizer
-from avsr.models.io import load_model, read_model_yaml
 from avsr.models.avsr_model import AVSRModel
+from avsr.models.io import load_model, read_model_yaml
 from avsr.models.pretrained.auto_avsr import AutoAVSRConfig, convert_checkpoint
 from avsr.models.pretrained.auto_avsr_checkpoint import expected_checkpoint_keys, map_state_dict, model_state
 
@@ -128,7 +128,9 @@ def test_converted_models_decode_with_auto_avsr_own_search_by_default(folder: Pa
     its 1-best from the raw mouth videos is auto_avsr's."""
     assert read_model_yaml(folder)["extra"]["decoding"] == {"beam": 40, "ctc_weight": 0.1, "semantics": "espnet"}
     recognizer = Recognizer.load(folder)
-    assert recognizer.resolve(DecodeOptions()) == DecodeOptions(beam=40, ctc_weight=0.1, length_normalisation=0.0, semantics="espnet")
+    assert recognizer.resolve(DecodeOptions()) == DecodeOptions(
+        beam=40, ctc_weight=0.1, length_normalisation=0.0, semantics="espnet"
+    )
     chosen = recognizer.resolve(DecodeOptions(beam=3, semantics="exact"))
     assert chosen == DecodeOptions(beam=3, ctc_weight=0.1, length_normalisation=0.0, semantics="exact")
     default = {"beam": 40, "ctc_weight": 0.1, "length_bonus": 0.0, "max_length": None}
@@ -137,7 +139,9 @@ def test_converted_models_decode_with_auto_avsr_own_search_by_default(folder: Pa
     assert [t.tokens for t in got] == expected and all(expected)
 
 
-def test_unusable_recorded_decoding_settings_are_one_line(folder: Path, tmp_path: Path, face_video: Path, capsys) -> None:
+def test_unusable_recorded_decoding_settings_are_one_line(
+    folder: Path, tmp_path: Path, face_video: Path, capsys
+) -> None:
     model = tmp_path / "model"
     shutil.copytree(folder, model)
     meta = yaml.safe_load((model / "model.yaml").read_text())
@@ -147,7 +151,10 @@ def test_unusable_recorded_decoding_settings_are_one_line(folder: Path, tmp_path
         decode_cli.main(["--model", str(model), "--quiet", str(face_video)])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and len(err.splitlines()) == 1
-    assert f"{model / 'model.yaml'}: its decoding settings are not usable (decoding.beam must be an integer, got 'forty')" in err
+    assert (
+        f"{model / 'model.yaml'}: its decoding settings are not usable (decoding.beam must be an integer, got 'forty')"
+        in err
+    )
     with pytest.raises(SystemExit) as exc:
         decode_cli.main(["--model", str(folder), "--quiet", "--search-semantics", "fairseq", str(face_video)])
     assert exc.value.code == 2 and "invalid choice: 'fairseq'" in capsys.readouterr().err
@@ -161,7 +168,10 @@ def test_reference_covers_every_regime() -> None:
     assert any(c["steps"] < frames[c["input"]] for c in natural if c["length_bonus"] > 0)
     capped = [c for c in REFERENCE["cases"] if c["max_length"] is not None]
     assert any(all(len(h["tokens"]) == c["max_length"] for h in c["nbest"]) for c in capped)
-    assert {c["beam"] for c in REFERENCE["cases"]} >= {10, 40} and {c["ctc_weight"] for c in REFERENCE["cases"]} >= {0.1, 0.3}
+    assert {c["beam"] for c in REFERENCE["cases"]} >= {10, 40} and {c["ctc_weight"] for c in REFERENCE["cases"]} >= {
+        0.1,
+        0.3,
+    }
 
 
 # ---------------------------------------------------------------------- opt-in, full size
@@ -175,8 +185,11 @@ FULL_SIZE_SETTINGS = (
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not AUTO_AVSR_SRC, reason="opt-in: set AVSR_AUTO_AVSR_SRC to a checkout of mpc001/auto_avsr "
-                    "to compare with its own search at full size")
+@pytest.mark.skipif(
+    not AUTO_AVSR_SRC,
+    reason="opt-in: set AVSR_AUTO_AVSR_SRC to a checkout of mpc001/auto_avsr "
+    "to compare with its own search at full size",
+)
 @torch.no_grad()
 def test_full_size_search_matches_auto_avsr_own_search() -> None:
     """auto_avsr's VSR model at the published size with ``search_state``'s kind of weights, in its
@@ -207,6 +220,8 @@ def test_full_size_search_matches_auto_avsr_own_search() -> None:
         assert steps == theirs_search["steps"], str(setting)
         gap = max(abs(h.score - t["score"]) for h, t in zip(nbest[0], theirs_search["nbest"]))
         lengths = sorted({len(h.tokens) for h in nbest[0]})
-        report.append(f"{setting}: {len(nbest[0])} hypotheses identical (lengths {lengths}), scores within {gap:.1e}, "
-                      f"{steps} steps; auto_avsr {their_seconds:.1f} s (search), ours {our_seconds:.1f} s (encoder + search)")
+        report.append(
+            f"{setting}: {len(nbest[0])} hypotheses identical (lengths {lengths}), scores within {gap:.1e}, "
+            f"{steps} steps; auto_avsr {their_seconds:.1f} s (search), ours {our_seconds:.1f} s (encoder + search)"
+        )
     print("\n".join(report))

@@ -14,16 +14,16 @@ from pathlib import Path
 import jiwer
 import numpy as np
 import pytest
-import torch
 
 from avsr.cli import bench as bench_cli
-from avsr.data.tokenizers import load_tokenizer
 from avsr.data.manifest import read_manifest, write_manifest
+from avsr.data.tokenizers import load_tokenizer
 from avsr.decoding.recognizer import DecodeOptions, Recognizer
 from avsr.eval.bench import BenchError, noise_for, parse_snrs
 from avsr.training import augment
 from avsr.training.media import read_mouth_video, read_wav
 from micro_models import export_micro_model
+
 
 @pytest.fixture(scope="module")
 def test_manifest(train_data) -> Path:
@@ -58,26 +58,44 @@ def _partly_heard_manifest(model: Path, manifest: Path, folder: Path) -> Path:
     that WERs differ between utterances and conditions (a random model scores 100 % otherwise,
     whatever transcripts a result was computed from)."""
     rows = read_manifest(manifest)
-    heard = Recognizer.load(model).transcribe([read_wav(manifest.parent / r.audio) for r in rows], None, DecodeOptions(decoder="greedy"))
+    heard = Recognizer.load(model).transcribe(
+        [read_wav(manifest.parent / r.audio) for r in rows], None, DecodeOptions(decoder="greedy")
+    )
     folder.mkdir()
     for media in ("video", "audio"):
         (folder / media).symlink_to(manifest.parent / media)
-    write_manifest(folder / manifest.name, [dataclasses.replace(r, text=f"{h.text} {r.text}".strip()) for r, h in zip(rows, heard)])
+    write_manifest(
+        folder / manifest.name, [dataclasses.replace(r, text=f"{h.text} {r.text}".strip()) for r, h in zip(rows, heard)]
+    )
     return folder / manifest.name
 
 
 def test_bench_writes_results_and_repeats_exactly(micro_model_dir, test_manifest, tmp_path, capsys):
     test_manifest = _partly_heard_manifest(micro_model_dir, test_manifest, tmp_path / "data")
     out = tmp_path / "bench"
-    assert _bench(micro_model_dir, test_manifest, out, "--decoder", "greedy", "--snr", "clean,0", "--noise", "babble,white") == 0
+    assert (
+        _bench(
+            micro_model_dir, test_manifest, out, "--decoder", "greedy", "--snr", "clean,0", "--noise", "babble,white"
+        )
+        == 0
+    )
     table = capsys.readouterr().out
     assert table.startswith("| modality | clean | babble 0dB | white 0dB |")
-    assert {"| audio |", "| video |", "| audio-visual |"} <= {line[: line.index("|", 2) + 1] for line in table.splitlines() if line.startswith("| ")}
+    assert {"| audio |", "| video |", "| audio-visual |"} <= {
+        line[: line.index("|", 2) + 1] for line in table.splitlines() if line.startswith("| ")
+    }
     payload = json.loads((out / "results.json").read_text())
     rows = payload["results"]
     keys = {(r["modality"], r["noise"], r["snr_db"]) for r in rows}
-    assert keys == {("a", "clean", None), ("a", "babble", 0.0), ("a", "white", 0.0), ("v", "clean", None),
-                    ("av", "clean", None), ("av", "babble", 0.0), ("av", "white", 0.0)}
+    assert keys == {
+        ("a", "clean", None),
+        ("a", "babble", 0.0),
+        ("a", "white", 0.0),
+        ("v", "clean", None),
+        ("av", "clean", None),
+        ("av", "babble", 0.0),
+        ("av", "white", 0.0),
+    }
     n = len(read_manifest(test_manifest))
     words = sum(len(r.text.split()) for r in read_manifest(test_manifest))
     normalize = load_tokenizer(micro_model_dir / "tokenizer").normalize
@@ -97,7 +115,21 @@ def test_bench_writes_results_and_repeats_exactly(micro_model_dir, test_manifest
 
     # The same command gives the same numbers: noise is seeded per utterance.
     again = tmp_path / "again"
-    assert _bench(micro_model_dir, test_manifest, again, "--decoder", "greedy", "--snr", "clean,0", "--noise", "babble,white", "--json") == 0
+    assert (
+        _bench(
+            micro_model_dir,
+            test_manifest,
+            again,
+            "--decoder",
+            "greedy",
+            "--snr",
+            "clean,0",
+            "--noise",
+            "babble,white",
+            "--json",
+        )
+        == 0
+    )
     second = json.loads(capsys.readouterr().out)["results"]
     strip = lambda rs: [{k: v for k, v in r.items() if k not in ("decode_seconds", "rtf")} for r in rs]  # noqa: E731
     assert strip(second) == strip(rows)
@@ -115,7 +147,16 @@ def _second_manifest(manifest: Path, folder: Path, name: str) -> Path:
 def test_bench_two_manifests_and_corrupted_video(micro_model_dir, test_manifest, tmp_path, capsys):
     seen = _second_manifest(test_manifest, tmp_path / "seen", "test_seen.tsv")
     out = tmp_path / "bench"
-    args = ("--manifest", str(seen), "--decoder", "greedy", "--snr", "clean,0", "--video-corruption", "none,frozen,blur")
+    args = (
+        "--manifest",
+        str(seen),
+        "--decoder",
+        "greedy",
+        "--snr",
+        "clean,0",
+        "--video-corruption",
+        "none,frozen,blur",
+    )
     assert _bench(micro_model_dir, test_manifest, out, *args) == 0
     table = capsys.readouterr().out
     assert table.startswith("| manifest | video | modality | clean | babble 0dB |")
@@ -127,12 +168,21 @@ def test_bench_two_manifests_and_corrupted_video(micro_model_dir, test_manifest,
     keys = [(r["manifest"], r["video_corruption"], r["modality"], r["noise"], r["snr_db"]) for r in payload["results"]]
     per_manifest = {("none", "a", "clean", None), ("none", "a", "babble", 0.0)}
     for corruption in ("none", "frozen", "blur"):
-        per_manifest |= {(corruption, "v", "clean", None), (corruption, "av", "clean", None), (corruption, "av", "babble", 0.0)}
+        per_manifest |= {
+            (corruption, "v", "clean", None),
+            (corruption, "av", "clean", None),
+            (corruption, "av", "babble", 0.0),
+        }
     assert sorted(keys, key=str) == sorted({(m, *k) for m in ("test", "test_seen") for k in per_manifest}, key=str)
     n = len(read_manifest(test_manifest))
     assert all(r["utterances"] == n for r in payload["results"])
     hyps = {p.name for p in (out / "hyps").iterdir()}
-    assert {"test_v_clean.tsv", "test_v_clean_frozen.tsv", "test_seen_av_babble_0dB_blur.tsv", "test_seen_a_clean.tsv"} <= hyps
+    assert {
+        "test_v_clean.tsv",
+        "test_v_clean_frozen.tsv",
+        "test_seen_av_babble_0dB_blur.tsv",
+        "test_seen_a_clean.tsv",
+    } <= hyps
     assert not any("a_clean_" in h for h in hyps)  # audio-only does not see the video: decoded once
 
     def hyp_texts(name: str) -> dict[str, str]:
@@ -158,8 +208,22 @@ def test_bench_manifests_that_cannot_be_told_apart(micro_model_dir, test_manifes
         _bench(micro_model_dir, test_manifest, tmp_path / "out", "--manifest", str(test_manifest))
     assert exc.value.code == 2 and "both be labelled 'prepared/test'" in capsys.readouterr().err
     other = _second_manifest(test_manifest, tmp_path / "other", "test.tsv")  # same stem, another folder
-    assert _bench(micro_model_dir, test_manifest, tmp_path / "out", "--manifest", str(other), "--modalities", "a",
-                  "--snr", "clean", "--decoder", "greedy") == 0
+    assert (
+        _bench(
+            micro_model_dir,
+            test_manifest,
+            tmp_path / "out",
+            "--manifest",
+            str(other),
+            "--modalities",
+            "a",
+            "--snr",
+            "clean",
+            "--decoder",
+            "greedy",
+        )
+        == 0
+    )
     assert "| prepared/test | audio |" in capsys.readouterr().out
 
 
@@ -170,7 +234,20 @@ def test_bench_skips_an_unreadable_utterance(micro_model_dir, test_manifest, tmp
     shutil.copytree(test_manifest.parent / "audio", broken / "audio")
     (broken / rows[0].video).write_bytes(b"not a video")
     write_manifest(broken / "test.tsv", rows)
-    assert _bench(micro_model_dir, broken / "test.tsv", tmp_path / "out", "--decoder", "greedy", "--snr", "clean", "--modalities", "v,av") == 0
+    assert (
+        _bench(
+            micro_model_dir,
+            broken / "test.tsv",
+            tmp_path / "out",
+            "--decoder",
+            "greedy",
+            "--snr",
+            "clean",
+            "--modalities",
+            "v,av",
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert f"skipped {rows[0].id}:" in err
     payload = json.loads((tmp_path / "out" / "results.json").read_text())

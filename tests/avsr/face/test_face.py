@@ -61,14 +61,20 @@ def _black_out_face(frame: np.ndarray, truth: np.ndarray) -> np.ndarray:
 def clip() -> tuple[np.ndarray, np.ndarray]:
     """(T, 480, 640, 3) RGB frames of a talking, moving head and its (T, 68, 2) true landmarks."""
     t = np.arange(FRAMES) / 25.0
-    track = np.stack([np.clip(0.45 + 0.45 * np.sin(2 * np.pi * 1.7 * t), 0, 1), 0.5 * np.sin(2 * np.pi * 0.6 * t), np.zeros(FRAMES)], axis=1)
+    track = np.stack(
+        [np.clip(0.45 + 0.45 * np.sin(2 * np.pi * 1.7 * t), 0, 1), 0.5 * np.sin(2 * np.pi * 0.6 * t), np.zeros(FRAMES)],
+        axis=1,
+    )
     appearance = Appearance(face_width=0.45, centre=(0.5, 0.5), background="coffee", motion=1.2, motion_seed=7)
     face = TalkingFace(size=FACE_SIZE)
     square = face.render(track, appearance)
     left = (WIDTH - FACE_SIZE) // 2
     top = (HEIGHT - FACE_SIZE) // 2
     frames = np.stack(
-        [cv2.copyMakeBorder(f, top, HEIGHT - FACE_SIZE - top, left, WIDTH - FACE_SIZE - left, cv2.BORDER_REFLECT_101) for f in square]
+        [
+            cv2.copyMakeBorder(f, top, HEIGHT - FACE_SIZE - top, left, WIDTH - FACE_SIZE - left, cv2.BORDER_REFLECT_101)
+            for f in square
+        ]
     )
     return frames, face.posed_landmarks(track, appearance) + (left, top)
 
@@ -132,7 +138,17 @@ def test_fill_missing_interpolates_gaps_and_holds_the_ends():
     assert present.tolist() == [False, True, False, False, True, True, False]
     np.testing.assert_allclose(filled[:, 0, 0], [10, 10, 10 + 10 / 3, 10 + 20 / 3, 20, 50, 50])
     # The same from an array with NaN frames (our .npy form).
-    as_array = np.stack([np.full((68, 2), np.nan), a, np.full((68, 2), np.nan), np.full((68, 2), np.nan), b, c, np.full((68, 2), np.nan)])
+    as_array = np.stack(
+        [
+            np.full((68, 2), np.nan),
+            a,
+            np.full((68, 2), np.nan),
+            np.full((68, 2), np.nan),
+            b,
+            c,
+            np.full((68, 2), np.nan),
+        ]
+    )
     np.testing.assert_allclose(fill_missing(as_array), filled)
     np.testing.assert_allclose(fill_missing([a]), a[None])
     with pytest.raises(NoFaceError, match="no face found in any of the 3 frames"):
@@ -262,7 +278,9 @@ def test_smoothing_ahead_averages_the_next_frames_and_holds_the_tail():
     for t in range(20):
         start = min(t, 20 - 12)  # the last 11 frames reuse frame 8's window
         np.testing.assert_allclose(smoothed[t], landmarks[start : start + 12].mean(axis=0), atol=1e-9)
-    np.testing.assert_allclose(smooth_landmarks_ahead(landmarks[:5], window=12), np.repeat(landmarks[:5].mean(axis=0, keepdims=True), 5, 0))
+    np.testing.assert_allclose(
+        smooth_landmarks_ahead(landmarks[:5], window=12), np.repeat(landmarks[:5].mean(axis=0, keepdims=True), 5, 0)
+    )
     np.testing.assert_allclose(smooth_landmarks_ahead(landmarks, window=1), landmarks)
 
 
@@ -298,7 +316,10 @@ def test_avhubert_style_crops_are_avhuberts(clip):
     # sharp edge (teeth against the dark mouth: a few pixels reach 3 levels).
     outliers = (np.abs(difference) > 2).mean()
     assert np.abs(difference).max() <= 3 and outliers < 1e-4 and 0.3 < difference.mean() < 0.7, (
-        np.abs(difference).max(), outliers, difference.mean())
+        np.abs(difference).max(),
+        outliers,
+        difference.mean(),
+    )
     auto_avsr = MouthCropper().crop(frames, truth).crops.astype(int)
     assert np.abs(auto_avsr - reference).mean() > 3  # the other alignment gives other crops
 

@@ -369,9 +369,7 @@ def test_webm_vp9_opus(media_dir):
 def test_avi_mpeg4(media_dir):
     if not has_encoder("mpeg4"):
         pytest.skip("PyAV's FFmpeg lacks the mpeg4 encoder")
-    path = encode(
-        media_dir / "clip.avi", n_frames=20, rate=Fraction(20), vcodec="mpeg4", vopts={"qscale": "2"}
-    )
+    path = encode(media_dir / "clip.avi", n_frames=20, rate=Fraction(20), vcodec="mpeg4", vopts={"qscale": "2"})
     frames = list(iter_frames(path))
     assert codes(frames) == [k * 20 // 25 for k in range(25)]
 
@@ -379,9 +377,7 @@ def test_avi_mpeg4(media_dir):
 def test_audio_starting_late_is_padded(media_dir):
     """Audio whose first sample is at 0.5 s: read_video's audio has 0.5 s of leading zeros."""
     audio = tone(440, 1.5, 16000)[None]
-    path = encode(
-        media_dir / "late.mkv", n_frames=50, audio=audio, audio_rate=16000, audio_offset=8000, acodec="flac"
-    )
+    path = encode(media_dir / "late.mkv", n_frames=50, audio=audio, audio_rate=16000, audio_offset=8000, acodec="flac")
     clip = read_video(path)
     assert len(clip.frames) == 50 and clip.audio is not None and len(clip.audio) == 32000
     assert np.abs(clip.audio[:8000]).max() == 0.0
@@ -524,8 +520,7 @@ def test_resample_by_time_rules():
     assert list(resample_by_time(with_duration, Fraction(10))) == ["a", "b"]
     assert list(resample_by_time([(Fraction(0), Fraction(3, 10), "a")], Fraction(10))) == ["a"] * 3
     assert (
-        list(resample_by_time([(Fraction(0), None, "a")], Fraction(10), default_duration=Fraction(1, 5)))
-        == ["a"] * 2
+        list(resample_by_time([(Fraction(0), None, "a")], Fraction(10), default_duration=Fraction(1, 5))) == ["a"] * 2
     )
     assert list(resample_by_time([], Fraction(25))) == []
     # Millisecond timestamps (Matroska) of 30 frames at 30 fps: the last gap rounds to 34 ms, so
@@ -682,9 +677,7 @@ def bad_files(media_dir, roundtrip, long_mp4):
     folder.mkdir()
     faststart = folder / "faststart_source.mp4"
     audio = tone(440, 4.0, 16000)[None]
-    encode(
-        faststart, n_frames=100, audio=audio, audio_rate=16000, container_options={"movflags": "faststart"}
-    )
+    encode(faststart, n_frames=100, audio=audio, audio_rate=16000, container_options={"movflags": "faststart"})
     webm = None
     if has_encoder("libvpx-vp9"):
         webm = encode(
@@ -863,10 +856,11 @@ def test_decode_prints_our_one_line_and_nothing_from_ffmpeg(broken_media, micro_
     path = broken_media[name]
     done = subprocess.run(
         [sys.executable, "-m", "avsr.cli.decode", str(path), "--model", str(micro_model_dir)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert str(path) in lines[0] and ("truncated or corrupt" in lines[0] or "not a media file" in lines[0]), lines[0]
-

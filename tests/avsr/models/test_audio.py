@@ -33,9 +33,11 @@ from avsr.models.audio import (
 from avsr.models.convert import (
     CheckpointError,
     convert_checkpoint,
-    main as convert_main,
     safe_torch_load,
     save_converted,
+)
+from avsr.models.convert import (
+    main as convert_main,
 )
 from avsr.models.convert.common import parse_conv_layers
 
@@ -173,7 +175,10 @@ def _fake_omegaconf():
     """Stand-ins for omegaconf's DictConfig/AnyNode/ContainerMetadata (omegaconf is not
     installed): same module paths and pickled state layout, so the file looks like a fairseq1
     checkpoint whose ``cfg`` is an omegaconf object."""
-    mods = {name: types.ModuleType(name) for name in ("omegaconf", "omegaconf.dictconfig", "omegaconf.nodes", "omegaconf.base")}
+    mods = {
+        name: types.ModuleType(name)
+        for name in ("omegaconf", "omegaconf.dictconfig", "omegaconf.nodes", "omegaconf.base")
+    }
 
     class ContainerMetadata:
         def __init__(self):
@@ -194,7 +199,11 @@ def _fake_omegaconf():
         def __setstate__(self, state):
             self.__dict__.update(state)
 
-    for cls, mod in ((ContainerMetadata, "omegaconf.base"), (AnyNode, "omegaconf.nodes"), (DictConfig, "omegaconf.dictconfig")):
+    for cls, mod in (
+        (ContainerMetadata, "omegaconf.base"),
+        (AnyNode, "omegaconf.nodes"),
+        (DictConfig, "omegaconf.dictconfig"),
+    ):
         cls.__module__, cls.__qualname__ = mod, cls.__name__
         setattr(mods[mod], cls.__name__, cls)
     return mods, DictConfig
@@ -212,8 +221,11 @@ def fairseq1_checkpoints(hf_checkpoints, tmp_path_factory):
 
     args = argparse.Namespace(**_fairseq1_model_args(group_model), normalize=False, arch="wav2vec2")
     path = root / "args_legacy.pt"
-    torch.save({"args": args, "model": _fairseq1_state_dict(group_model), "optimizer_history": [{"num_updates": 3}]},
-               path, _use_new_zipfile_serialization=False)
+    torch.save(
+        {"args": args, "model": _fairseq1_state_dict(group_model), "optimizer_history": [{"num_updates": 3}]},
+        path,
+        _use_new_zipfile_serialization=False,
+    )
     out["args"] = (path, group_model)
 
     cfg = {"model": _fairseq1_model_args(layer_model), "task": {"_name": "audio_pretraining", "normalize": True}}
@@ -225,8 +237,12 @@ def fairseq1_checkpoints(hf_checkpoints, tmp_path_factory):
     saved = {name: sys.modules.get(name) for name in mods}
     sys.modules.update(mods)
     try:
-        cfg_obj = DictConfig({"model": DictConfig(_fairseq1_model_args(layer_model)),
-                              "task": DictConfig({"_name": "audio_pretraining", "normalize": True})})
+        cfg_obj = DictConfig(
+            {
+                "model": DictConfig(_fairseq1_model_args(layer_model)),
+                "task": DictConfig({"_name": "audio_pretraining", "normalize": True}),
+            }
+        )
         path = root / "cfg_omegaconf.pt"
         torch.save({"args": None, "cfg": cfg_obj, "model": _fairseq1_state_dict(layer_model)}, path)
     finally:
@@ -237,13 +253,18 @@ def fairseq1_checkpoints(hf_checkpoints, tmp_path_factory):
                 sys.modules[name] = module
     out["omegaconf"] = (path, layer_model)
 
-    sd = {f"w2v_encoder.w2v_model.{k}": v for k, v in _fairseq1_state_dict(group_model).items()
-          if not k.startswith(("quantizer.", "project_q.", "final_proj."))}
+    sd = {
+        f"w2v_encoder.w2v_model.{k}": v
+        for k, v in _fairseq1_state_dict(group_model).items()
+        if not k.startswith(("quantizer.", "project_q.", "final_proj."))
+    }
     sd["w2v_encoder.proj.weight"], sd["w2v_encoder.proj.bias"] = torch.randn(10, 32), torch.randn(10)
     w2v_args = {"model": _fairseq1_model_args(group_model), "task": {"normalize": False}}
     path = root / "finetuned.pt"
-    torch.save({"cfg": {"model": {"_name": "wav2vec_ctc", "w2v_args": w2v_args}, "task": {"normalize": False}},
-                "model": sd}, path)
+    torch.save(
+        {"cfg": {"model": {"_name": "wav2vec_ctc", "w2v_args": w2v_args}, "task": {"normalize": False}}, "model": sd},
+        path,
+    )
     out["finetuned"] = (path, group_model)
     return out
 

@@ -14,8 +14,8 @@ from avsr.models.avsr_model import AVSRModel, make_layout
 from avsr.models.config import AVSRConfig, ConfigError, VisualConfig
 from avsr.models.frontends import ConvAudioFrontEnd
 from avsr.models.io import CONFIG_FILE, WEIGHTS_FILE, load_model, read_model_yaml, save_model
-from avsr.models.weights import WeightsError, load_frontend_weights
 from avsr.models.visual import VisualFrontEnd, load_moco_v2, load_visual_frontend
+from avsr.models.weights import WeightsError, load_frontend_weights
 
 V = 12  # vocabulary: 0 blank, 1..10 tokens, 11 eos
 FRAME = 32  # video frame size for tests (the real ones are 88 or 112)
@@ -163,14 +163,20 @@ def test_audio_video_off_by_one_is_trimmed(model):
 def test_encode_padding_invariance(kind):
     torch.manual_seed(1)
     post = kind.endswith("_post_norm")
-    m = AVSRModel(tiny(**{"encoder.kind": kind.removesuffix("_post_norm"), **({"encoder.norm_order": "post"} if post else {})})).eval()
+    m = AVSRModel(
+        tiny(**{"encoder.kind": kind.removesuffix("_post_norm"), **({"encoder.norm_order": "post"} if post else {})})
+    ).eval()
     audio, alens, video, vlens, *_ = batch((10, 6))
     with torch.no_grad():
         for a, v in ((True, True), (True, False), (False, True)):
             args = (audio if a else None, alens if a else None, video if v else None, vlens if v else None)
             enc, lens = m.encode(*args)
-            one = (audio[1:, : 6 * 640] if a else None, alens[1:] if a else None,
-                   video[1:, :6] if v else None, vlens[1:] if v else None)
+            one = (
+                audio[1:, : 6 * 640] if a else None,
+                alens[1:] if a else None,
+                video[1:, :6] if v else None,
+                vlens[1:] if v else None,
+            )
             alone, alone_lens = m.encode(*one)
             assert alone.shape[1] == 6 and lens[1] == alone_lens[0] == 6
             torch.testing.assert_close(enc[1:, :6], alone, atol=1e-5, rtol=0)
@@ -197,7 +203,9 @@ def test_modality_dropout_train_vs_eval(absent):
             drop_audio.encode(audio, alens, video, vlens)[0], drop_audio.encode(None, None, video, vlens)[0]
         )
     # p = 0.5/0.5: every utterance loses exactly one modality
-    half = AVSRModel(tiny(**{"modality_dropout.p_audio_only": 0.5, "modality_dropout.p_video_only": 0.5, "absent_modality": absent})).train()
+    half = AVSRModel(
+        tiny(**{"modality_dropout.p_audio_only": 0.5, "modality_dropout.p_video_only": 0.5, "absent_modality": absent})
+    ).train()
     with torch.no_grad():
         av = half.encode(audio, alens, video, vlens)[0]
         ao = half.encode(audio, alens, None, None)[0]
@@ -342,8 +350,14 @@ def test_moco_v2_checkpoint_loads_into_resnet50_trunk(tmp_path):
     torch.manual_seed(5)
     ref = resnet50()
     state = {k: v for k, v in ref.state_dict().items() if not k.startswith("fc.")}
-    state.update({"fc.0.weight": torch.randn(2048, 2048), "fc.0.bias": torch.zeros(2048),
-                  "fc.2.weight": torch.randn(128, 2048), "fc.2.bias": torch.zeros(128)})
+    state.update(
+        {
+            "fc.0.weight": torch.randn(2048, 2048),
+            "fc.0.bias": torch.zeros(2048),
+            "fc.2.weight": torch.randn(128, 2048),
+            "fc.2.bias": torch.zeros(128),
+        }
+    )
     ckpt = {"epoch": 200, "arch": "resnet50", "state_dict": {f"module.encoder_q.{k}": v for k, v in state.items()}}
     path = tmp_path / "moco_v2_200ep_pretrain.pth.tar"
     torch.save(ckpt, path)
@@ -357,7 +371,7 @@ def test_moco_v2_checkpoint_loads_into_resnet50_trunk(tmp_path):
     assert set(report.left_at_init) == {k for k in fe.state_dict() if k.startswith("stem.")}
     assert set(report.unused) == {f"module.encoder_q.{k}" for k in state if k.startswith(("conv1.", "bn1.", "fc."))}
     for k in trunk_keys:
-        assert torch.equal(fe.state_dict()[k], state[k[len("trunk."):]])
+        assert torch.equal(fe.state_dict()[k], state[k[len("trunk.") :]])
     assert torch.equal(fe.stem.conv.weight, stem_before)
     assert "left at initialisation" in report.summary() and "3-D" in report.summary()
 
@@ -384,7 +398,9 @@ def test_exported_visual_frontend_round_trip(tmp_path, model):
     load_visual_frontend(fresh, tmp_path / "m" / WEIGHTS_FILE, prefix="visual_frontend.")
     assert all(torch.equal(fresh.state_dict()[k], v) for k, v in fe.state_dict().items())
     with pytest.raises(WeightsError, match="not in the file"):
-        load_frontend_weights(VisualFrontEnd(VisualConfig(trunk="resnet18", width=0.5)), tmp_path / "lrw.safetensors", {"": ""})
+        load_frontend_weights(
+            VisualFrontEnd(VisualConfig(trunk="resnet18", width=0.5)), tmp_path / "lrw.safetensors", {"": ""}
+        )
 
 
 def test_wav2vec2_audio_frontend_in_the_model(tmp_path):
@@ -425,20 +441,39 @@ def test_audio_front_end_configs_are_a_tagged_union():
     from avsr.models.audio import Wav2Vec2FrontEndConfig
     from avsr.models.config import ConvAudioConfig, FbankAudioConfig
 
-    assert isinstance(tiny().audio, ConvAudioConfig) and set(tiny().to_dict()["audio"]) == {"kind", "channels", "strides", "activation", "normalize_waveform"}
+    assert isinstance(tiny().audio, ConvAudioConfig) and set(tiny().to_dict()["audio"]) == {
+        "kind",
+        "channels",
+        "strides",
+        "activation",
+        "normalize_waveform",
+    }
     assert tiny(audio={"kind": "fbank", "dim": 48}).audio == FbankAudioConfig(mel_bins=80, dim=48)
     with pytest.raises(ConfigError, match="audio: unknown key.* strides"):
         tiny(audio={"kind": "fbank", "strides": [640]})  # a conv option is not an fbank option
-    with pytest.raises(ConfigError, match="audio.kind: 'sonar' is not one of conv, fbank, resnet1d, stacked_fbank, wav2vec2"):
+    with pytest.raises(
+        ConfigError, match="audio.kind: 'sonar' is not one of conv, fbank, resnet1d, stacked_fbank, wav2vec2"
+    ):
         tiny(audio={"kind": "sonar"})
-    flat = {"channels": [8, 16], "strides": [20, 32], "activation": "relu", "normalize_waveform": True, "mel_bins": 80, "wav2vec2": {}}
+    flat = {
+        "channels": [8, 16],
+        "strides": [20, 32],
+        "activation": "relu",
+        "normalize_waveform": True,
+        "mel_bins": 80,
+        "wav2vec2": {},
+    }
     stored = AVSRConfig.tiny(V).to_dict()
     for kind, expected in (
         ("conv", ConvAudioConfig(channels=(8, 16), strides=(20, 32), activation="relu")),
         ("fbank", FbankAudioConfig(mel_bins=80, dim=16)),
         ("wav2vec2", Wav2Vec2FrontEndConfig(arch="tiny", freeze_transformer_steps=3)),
     ):
-        old = {**flat, "kind": kind, "wav2vec2": {"arch": "tiny", "freeze_transformer_steps": 3} if kind == "wav2vec2" else {}}
+        old = {
+            **flat,
+            "kind": kind,
+            "wav2vec2": {"arch": "tiny", "freeze_transformer_steps": 3} if kind == "wav2vec2" else {},
+        }
         assert AVSRConfig.from_stored({**stored, "audio": old}).audio == expected, kind
         restored = AVSRConfig.from_stored({**stored, "audio": old})
         assert AVSRConfig.from_stored(restored.to_dict()) == restored  # today's layout reads back as it is
@@ -502,10 +537,16 @@ def test_audio_fitted_to_the_video_frames():
     video's, which sets the lengths; the default cuts both to the shorter one."""
     torch.manual_seed(3)
     audio, alens, video, vlens, *_ = batch()
-    fitted = AVSRModel(tiny(trim_streams="audio_to_video", **{"audio_encoder.kind": "projection", "audio_encoder.layers": 0})).eval()
+    fitted = AVSRModel(
+        tiny(trim_streams="audio_to_video", **{"audio_encoder.kind": "projection", "audio_encoder.layers": 0})
+    ).eval()
     with torch.no_grad():
         for extra in (-2, 0, 3):  # audio shorter, equal, longer than the video
-            wave = torch.nn.functional.pad(audio, (0, 640 * extra)) if extra > 0 else audio[:, : audio.size(1) + 640 * extra]
+            wave = (
+                torch.nn.functional.pad(audio, (0, 640 * extra))
+                if extra > 0
+                else audio[:, : audio.size(1) + 640 * extra]
+            )
             enc, lens = fitted.encode(wave, alens + 640 * extra, video, vlens)
             assert enc.shape[1] == 10 and lens.tolist() == [10, 7], extra
         cut, lens = AVSRModel(tiny()).eval().encode(audio[:, :-1280], alens - 1280, video, vlens)
@@ -538,7 +579,10 @@ def test_prelu_resnet_blocks_and_raw_fusions():
     with pytest.raises(ConfigError, match="only for resnet18"):
         VisualConfig(trunk="resnet50", block_activation="prelu")
     raw = AVSRModel(tiny(**{"fusion.kind": "raw_concat", "encoder.kind": "wav2vec2"})).eval()
-    assert raw.encoder.input_norm.weight.shape == (256,) and raw.encoder.proj.weight.shape == (128, 256)  # LN + proj of the concatenation
+    assert raw.encoder.input_norm.weight.shape == (256,) and raw.encoder.proj.weight.shape == (
+        128,
+        256,
+    )  # LN + proj of the concatenation
     assert raw.encode(*batch()[:4])[0].shape == (2, 10, 128)
     with pytest.raises(ConfigError, match="needs a joint encoder"):
         tiny(**{"fusion.kind": "raw_concat"}, encoder=None)

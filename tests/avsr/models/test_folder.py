@@ -97,7 +97,9 @@ def test_mean_face_outside_the_model_folder_is_refused(micro_model_dir, wav, tmp
     assert "mean_face" in line and "outside" in line
     # inside the folder it is used
     shutil.copyfile(default_mean_face(), model / "mean_face.npy")
-    _edit_yaml(model, lambda meta: meta["extra"].update(mouth_crop={"style": "auto_avsr", "mean_face": "mean_face.npy"}))
+    _edit_yaml(
+        model, lambda meta: meta["extra"].update(mouth_crop={"style": "auto_avsr", "mean_face": "mean_face.npy"})
+    )
     assert _decode(model, "--modality", "a", str(wav)) == 0
 
 
@@ -108,8 +110,15 @@ def test_sharded_weights_outside_a_hugging_face_folder_are_refused(tmp_path):
 
     from avsr.models.convert import CheckpointError, convert_checkpoint
 
-    config = transformers.Wav2Vec2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                                         conv_dim=(8,) * 7, num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2)
+    config = transformers.Wav2Vec2Config(
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        conv_dim=(8,) * 7,
+        num_conv_pos_embeddings=8,
+        num_conv_pos_embedding_groups=2,
+    )
     folder, outside = tmp_path / "hf", tmp_path / "elsewhere"
     folder.mkdir()
     outside.mkdir()
@@ -137,9 +146,13 @@ def test_sentence_transformers_modules_outside_the_folder_are_refused(tmp_path):
     folder = tmp_path / "text_model"
     folder.mkdir()
     for target in (str(minilm_path()), os.path.relpath(minilm_path(), folder)):
-        (folder / "modules.json").write_text(json.dumps([
-            {"idx": 0, "name": "0", "path": target, "type": "sentence_transformers.models.Transformer"},
-        ]))
+        (folder / "modules.json").write_text(
+            json.dumps(
+                [
+                    {"idx": 0, "name": "0", "path": target, "type": "sentence_transformers.models.Transformer"},
+                ]
+            )
+        )
         with pytest.raises(ValueError) as info:
             build_text_encoder(TextEncoderConfig(path=str(folder)))
         message = str(info.value)
@@ -154,7 +167,16 @@ def swapped_model(micro_model_dir, train_data, tmp_path_factory) -> Path:
     model = _copy_model(micro_model_dir, tmp_path_factory.mktemp("swapped") / "model")
     shutil.rmtree(model / "tokenizer")
     prepared = train_data["path"]
-    argv = ["tokenizer", str(prepared / "train.tsv"), str(prepared / "pretrain.tsv"), str(model / "tokenizer"), "--kind", "char", "--case", "lower"]
+    argv = [
+        "tokenizer",
+        str(prepared / "train.tsv"),
+        str(prepared / "pretrain.tsv"),
+        str(model / "tokenizer"),
+        "--kind",
+        "char",
+        "--case",
+        "lower",
+    ]
     assert prepare_cli.main(argv) == 0
     original, swapped = load_tokenizer(micro_model_dir / "tokenizer"), load_tokenizer(model / "tokenizer")
     assert swapped.vocab_size == original.vocab_size and swapped.fingerprint != original.fingerprint
@@ -174,8 +196,23 @@ def test_decode_refuses_a_swapped_tokenizer(swapped_model, wav, capsys):
 
 def test_bench_refuses_a_swapped_tokenizer(swapped_model, train_data, tmp_path, capsys):
     out = tmp_path / "bench"
-    argv = ["--model", str(swapped_model), "--manifest", str(train_data["path"] / "test.tsv"), "--out", str(out),
-            "--modalities", "a", "--snr", "clean", "--decoder", "greedy", "--limit", "1", "--quiet"]
+    argv = [
+        "--model",
+        str(swapped_model),
+        "--manifest",
+        str(train_data["path"] / "test.tsv"),
+        "--out",
+        str(out),
+        "--modalities",
+        "a",
+        "--snr",
+        "clean",
+        "--decoder",
+        "greedy",
+        "--limit",
+        "1",
+        "--quiet",
+    ]
     assert _run(bench_cli.main, argv) == 2
     _assert_fingerprint_refusal(_one_error_line(capsys.readouterr().err, "avsr-bench"), swapped_model)
     assert not out.exists()
@@ -194,8 +231,8 @@ def test_fine_tuning_from_a_folder_checks_its_tokenizer(micro_model_dir, swapped
     """init_from: the folder must be consistent, and its token-dependent parts (CTC head, decoder)
     may only start a run that uses the same tokenizer."""
     from avsr.models.io import load_config
-    from avsr.training.config_loading import TrainConfigError
     from avsr.training.avsr_config import AVSRModelSection, InitFromModel
+    from avsr.training.config_loading import TrainConfigError
     from avsr.training.recipe import _create_model, initialise_weights
 
     run_tokenizer = load_tokenizer(train_data["tokenizer"])
@@ -222,13 +259,27 @@ def test_convert_refuses_a_model_folder_with_a_swapped_tokenizer(swapped_model, 
     from avsr.models.pretrained.auto_avsr import AutoAVSRConfig
     from avsr.models.pretrained.auto_avsr_checkpoint import expected_checkpoint_keys
 
-    config = AutoAVSRConfig(model_dim=32, heads=2, ffn_dim=64, encoder_layers=1, decoder_layers=1, decoder_heads=2,
-                            decoder_ffn_dim=64, frontend_width=0.125, vocab_size=load_tokenizer(swapped_model / "tokenizer").vocab_size)
+    config = AutoAVSRConfig(
+        model_dim=32,
+        heads=2,
+        ffn_dim=64,
+        encoder_layers=1,
+        decoder_layers=1,
+        decoder_heads=2,
+        decoder_ffn_dim=64,
+        frontend_width=0.125,
+        vocab_size=load_tokenizer(swapped_model / "tokenizer").vocab_size,
+    )
     shapes = expected_checkpoint_keys(config, "head")
-    state = random_state({k: (s, torch.int64 if k.endswith("tracked") else torch.float32) for k, s in shapes.items()}, 3)
+    state = random_state(
+        {k: (s, torch.int64 if k.endswith("tracked") else torch.float32) for k, s in shapes.items()}, 3
+    )
     checkpoint = tmp_path / "vsr.pth"
     torch.save(state, checkpoint)
-    assert _run(convert_cli.main, ["auto_avsr", str(checkpoint), str(tmp_path / "out"), "--tokenizer", str(swapped_model)]) == 2
+    assert (
+        _run(convert_cli.main, ["auto_avsr", str(checkpoint), str(tmp_path / "out"), "--tokenizer", str(swapped_model)])
+        == 2
+    )
     _assert_fingerprint_refusal(_one_error_line(capsys.readouterr().err, "avsr-convert"), swapped_model)
     assert not (tmp_path / "out" / "model.yaml").exists()
 
@@ -252,9 +303,11 @@ def one_modality_files(talking_clip, tmp_path_factory) -> dict[str, Path]:
     return files
 
 
-FALLBACKS = {"silent": ("v", "no audio stream: decoded from the video only"),
-             "audio": ("a", "no video stream: decoded from the audio only"),
-             "faceless": ("a", "no face found")}
+FALLBACKS = {
+    "silent": ("v", "no audio stream: decoded from the video only"),
+    "audio": ("a", "no video stream: decoded from the audio only"),
+    "faceless": ("a", "no face found"),
+}
 
 
 @pytest.mark.parametrize("kind", sorted(FALLBACKS))
@@ -274,14 +327,24 @@ def test_av_mode_falls_back_to_the_modality_that_is_there(micro_model_dir, one_m
 def av_only_model(tmp_path_factory) -> Path:
     """An auto_avsr audio-visual model folder (it decodes only with both streams), random weights."""
     from avsr.data.tokenizers import Tokenizer
-    from avsr.models.io import save_model
     from avsr.models.avsr_model import AVSRModel
+    from avsr.models.io import save_model
     from avsr.models.pretrained.auto_avsr import AutoAVSRConfig
 
     tokenizer = Tokenizer.from_sentencepiece(*_shipped_auto_avsr_tokenizer())
-    config = AutoAVSRConfig(modalities=("audio", "video"), model_dim=32, heads=2, ffn_dim=64, encoder_layers=1,
-                            decoder_layers=1, decoder_heads=2, decoder_ffn_dim=64, frontend_width=0.125,
-                            fusion_hidden_dim=32, vocab_size=tokenizer.vocab_size)
+    config = AutoAVSRConfig(
+        modalities=("audio", "video"),
+        model_dim=32,
+        heads=2,
+        ffn_dim=64,
+        encoder_layers=1,
+        decoder_layers=1,
+        decoder_heads=2,
+        decoder_ffn_dim=64,
+        frontend_width=0.125,
+        fusion_hidden_dim=32,
+        vocab_size=tokenizer.vocab_size,
+    )
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("auto_avsr_av") / "model"
     out.mkdir()
@@ -303,9 +366,15 @@ def test_av_mode_skips_files_the_model_cannot_decode_alone(av_only_model, one_mo
     for kind, kept in (("silent", "video"), ("audio", "audio"), ("faceless", "audio")):
         assert _decode(av_only_model, str(one_modality_files[kind])) == 1, kind
         line = _one_error_line(capsys.readouterr().err)
-        assert str(one_modality_files[kind]) in line and f"this model cannot decode the {kept} alone (it decodes av)" in line, line
+        assert (
+            str(one_modality_files[kind]) in line
+            and f"this model cannot decode the {kept} alone (it decodes av)" in line
+        ), line
     # several inputs: each is skipped with its line, and none left is an error
     assert _decode(av_only_model, str(one_modality_files["silent"]), str(one_modality_files["audio"])) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert [line.split(":")[1].strip() for line in err[:2]] == ["skipped " + str(one_modality_files["silent"]), "skipped " + str(one_modality_files["audio"])]
+    assert [line.split(":")[1].strip() for line in err[:2]] == [
+        "skipped " + str(one_modality_files["silent"]),
+        "skipped " + str(one_modality_files["audio"]),
+    ]
     assert err[-1] == "avsr-decode: error: none of the 2 inputs could be decoded"

@@ -25,7 +25,9 @@ def test_fbank_frontend_frames_and_padding_invariance():
     longest = torch.randn(1, 40 * 640)
     for samples in range(12 * 640, 12 * 640 + 1000, 160):
         piece = longest[:, :samples]
-        padded = torch.cat([piece, torch.randn(1, longest.shape[1] - samples)], dim=1)  # noise, not zeros, after the end
+        padded = torch.cat(
+            [piece, torch.randn(1, longest.shape[1] - samples)], dim=1
+        )  # noise, not zeros, after the end
         with torch.no_grad():
             out, lengths = frontend(torch.cat([longest, padded]), torch.tensor([longest.shape[1], samples]))
             alone, _ = frontend(piece, torch.tensor([samples]))

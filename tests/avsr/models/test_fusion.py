@@ -31,8 +31,14 @@ def batch(lengths=(10, 7), seed: int = 0):
     b, t = len(lengths), max(lengths)
     frames = torch.tensor(lengths)
     targets = torch.randint(1, V - 1, (b, 3), generator=g)
-    return (torch.randn(b, t * 640, generator=g) * 0.1, frames * 640, torch.randn(b, t, 32, 32, generator=g), frames,
-            targets, torch.tensor([3] * b))
+    return (
+        torch.randn(b, t * 640, generator=g) * 0.1,
+        frames * 640,
+        torch.randn(b, t, 32, 32, generator=g),
+        frames,
+        targets,
+        torch.tensor([3] * b),
+    )
 
 
 def test_gated_is_registered_and_trains_end_to_end(tmp_path):
@@ -58,7 +64,9 @@ def test_gated_is_registered_and_trains_end_to_end(tmp_path):
     assert loaded.config.fusion.kind == "gated"
     audio, alens, video, vlens, *_ = batch()
     with torch.no_grad():
-        torch.testing.assert_close(model.encode(audio, alens, video, vlens)[0], loaded.encode(audio, alens, video, vlens)[0], rtol=0, atol=0)
+        torch.testing.assert_close(
+            model.encode(audio, alens, video, vlens)[0], loaded.encode(audio, alens, video, vlens)[0], rtol=0, atol=0
+        )
 
 
 def test_gated_weights_start_equal_and_sum_to_one():
@@ -121,18 +129,35 @@ def test_concat_is_unchanged():
     config = tiny("concat")
     old_section = {"kind": "concat", "dropout": 0.0, "projector": "linear"}
     assert AVSRConfig.from_dict(config.to_dict() | {"fusion": old_section}) == config
-    assert config.to_dict()["fusion"] == AVSRConfig.from_dict(tiny("gated").to_dict() | {"fusion": {"kind": "concat"}}).to_dict()["fusion"]
+    assert (
+        config.to_dict()["fusion"]
+        == AVSRConfig.from_dict(tiny("gated").to_dict() | {"fusion": {"kind": "concat"}}).to_dict()["fusion"]
+    )
     torch.manual_seed(0)
     model = AVSRModel(config).eval()
     assert isinstance(model.fusion, ConcatFusion)
     names = {n for n, _ in model.named_parameters() if n.startswith("fusion.")}
-    assert names == {"fusion.norms.0.weight", "fusion.norms.0.bias", "fusion.norms.1.weight", "fusion.norms.1.bias",
-                     "fusion.proj.weight", "fusion.proj.bias"}
+    assert names == {
+        "fusion.norms.0.weight",
+        "fusion.norms.0.bias",
+        "fusion.norms.1.weight",
+        "fusion.norms.1.bias",
+        "fusion.proj.weight",
+        "fusion.proj.bias",
+    }
     a, v = torch.randn(2, 5, 128), torch.randn(2, 5, 128)
     p = dict(model.fusion.named_parameters())
-    expected = F.linear(torch.cat([F.layer_norm(a, (128,), p["norms.0.weight"], p["norms.0.bias"]),
-                                   F.layer_norm(v, (128,), p["norms.1.weight"], p["norms.1.bias"])], -1),
-                        p["proj.weight"], p["proj.bias"])
+    expected = F.linear(
+        torch.cat(
+            [
+                F.layer_norm(a, (128,), p["norms.0.weight"], p["norms.0.bias"]),
+                F.layer_norm(v, (128,), p["norms.1.weight"], p["norms.1.bias"]),
+            ],
+            -1,
+        ),
+        p["proj.weight"],
+        p["proj.bias"],
+    )
     with torch.no_grad():
         torch.testing.assert_close(model.fusion([a, v]), expected)
 

@@ -79,7 +79,11 @@ def test_training_steps_queue_their_keys_and_evaluation_does_not():
     assert torch.equal(moco.queue, before) and int(moco.queue_next) == 0
     moco.train()
     moco(video, video, lengths)
-    assert int(moco.queue_next) == 3 and not torch.equal(moco.queue[:3], before[:3]) and torch.equal(moco.queue[3:], before[3:])
+    assert (
+        int(moco.queue_next) == 3
+        and not torch.equal(moco.queue[:3], before[:3])
+        and torch.equal(moco.queue[3:], before[3:])
+    )
     torch.testing.assert_close(moco.queue[:3].norm(dim=1), torch.ones(3))  # keys are unit vectors
 
 
@@ -114,8 +118,18 @@ def test_views_of_a_sentence_come_from_one_shared_segment():
     """With segment_frames, both views cover frames of one segment of that length: frame i of the
     clip is filled with the value i, so a view's values tell which frames it shows."""
     video = np.repeat(np.arange(200, dtype=np.uint8)[:, None, None], 16, axis=1).repeat(16, axis=2)
-    config = LipViewConfig(crop_size=16, min_area=1.0, aspect=(1.0, 1.0), hflip_prob=0.0, brightness=0.0,
-                           contrast=0.0, blur_prob=0.0, mean=0.0, std=1.0, segment_frames=29)
+    config = LipViewConfig(
+        crop_size=16,
+        min_area=1.0,
+        aspect=(1.0, 1.0),
+        hflip_prob=0.0,
+        brightness=0.0,
+        contrast=0.0,
+        blur_prob=0.0,
+        mean=0.0,
+        std=1.0,
+        segment_frames=29,
+    )
     rng = np.random.default_rng(3)
     for _ in range(20):
         q, k = two_views(video, rng, config)
@@ -135,11 +149,16 @@ def test_moco_learns_to_tell_distinct_clips_apart_without_collapsing():
     different clips must keep different embeddings. (Measured: with MoCo v2's plain head this small
     GroupNorm front-end maps every clip to one vector within 25 steps, between-clip cosine 1.0.)"""
     torch.manual_seed(0)
-    moco = MoCo(VisualConfig(trunk="resnet18", norm="group", width=0.125, norm_groups=8, downsample=2),
-                MoCoConfig(queue_size=64, momentum=0.9, hidden_dim=256))
+    moco = MoCo(
+        VisualConfig(trunk="resnet18", norm="group", width=0.125, norm_groups=8, downsample=2),
+        MoCoConfig(queue_size=64, momentum=0.9, hidden_dim=256),
+    )
     optimizer = torch.optim.AdamW(moco._query_parameters(), lr=5e-4)
     rng = np.random.default_rng(0)
-    clips = [np.repeat(np.kron(rng.integers(0, 256, (1, 12, 12)), np.ones((1, 8, 8))), 10, axis=0).astype(np.uint8) for _ in range(128)]
+    clips = [
+        np.repeat(np.kron(rng.integers(0, 256, (1, 12, 12)), np.ones((1, 8, 8))), 10, axis=0).astype(np.uint8)
+        for _ in range(128)
+    ]
     config = LipViewConfig(hflip_prob=0.0, min_area=0.8, blur_prob=0.0)
     losses = []
     for _ in range(75):
@@ -173,7 +192,9 @@ def _queue_worker(rank: int, port: int, out: str) -> None:
         video, lengths = _clips(batch=3 - rank)  # rank 0: 3 clips, rank 1: 2 (a last, short batch)
         moco(video, video, lengths)
         own_keys = moco.embed_keys(video, lengths)  # the key encoder after this step's update
-        torch.save({"queue": moco.queue.clone(), "next": int(moco.queue_next), "keys": own_keys}, f"{out}/rank{rank}.pt")
+        torch.save(
+            {"queue": moco.queue.clone(), "next": int(moco.queue_next), "keys": own_keys}, f"{out}/rank{rank}.pt"
+        )
     finally:
         dist.destroy_process_group()
 
@@ -191,4 +212,6 @@ def test_under_ddp_every_rank_queues_the_keys_of_all_ranks(tmp_path):
     assert torch.equal(ranks[0]["queue"], ranks[1]["queue"]) and ranks[0]["next"] == ranks[1]["next"] == 5
     queued = ranks[0]["queue"][:5]
     # rank 0's three keys, then rank 1's two, in rank order (the clips differ by batch size)
-    assert torch.allclose(queued[:3], ranks[0]["keys"], atol=1e-5) and torch.allclose(queued[3:], ranks[1]["keys"], atol=1e-5)
+    assert torch.allclose(queued[:3], ranks[0]["keys"], atol=1e-5) and torch.allclose(
+        queued[3:], ranks[1]["keys"], atol=1e-5
+    )

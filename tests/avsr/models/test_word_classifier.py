@@ -23,7 +23,10 @@ def test_one_score_per_word_and_padding_changes_nothing():
     clip = torch.randn(1, 12, 32, 32)
     with torch.no_grad():
         alone = model(clip, torch.tensor([12]))
-        padded = model(torch.cat([clip, torch.zeros(1, 5, 32, 32)], dim=1).expand(2, -1, -1, -1).contiguous(), torch.tensor([12, 17]))
+        padded = model(
+            torch.cat([clip, torch.zeros(1, 5, 32, 32)], dim=1).expand(2, -1, -1, -1).contiguous(),
+            torch.tensor([12, 17]),
+        )
     assert alone.shape == (1, 7) and padded.shape == (2, 7)
     torch.testing.assert_close(padded[0], alone[0], rtol=1e-4, atol=1e-5)
 

@@ -133,4 +133,8 @@ def test_state_problems_name_each_kind_of_mismatch_in_one_line():
     given = {"b": torch.zeros(3), "c": torch.zeros(5, 4), "z": torch.zeros(1)}
     assert state_problems(expected, dict(expected)) == []
     problems = state_problems(expected, given, missing="weight(s) not in the file", display=str.upper)
-    assert problems == ["1 weight(s) not in the file: A", "1 unexpected key(s): Z", "1 shape mismatch(es): C (5, 4) vs (4, 5)"]
+    assert problems == [
+        "1 weight(s) not in the file: A",
+        "1 unexpected key(s): Z",
+        "1 shape mismatch(es): C (5, 4) vs (4, 5)",
+    ]

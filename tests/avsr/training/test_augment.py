@@ -73,7 +73,11 @@ def test_wrong_face_is_the_donor_time_aligned():
     short, long = moving_video(15, seed=7), moving_video(60, seed=8)
     assert np.array_equal(augment.wrong_face(video, long), long[:40])
     looped = augment.wrong_face(video, short)
-    assert np.array_equal(looped[:15], short) and np.array_equal(looped[15:30], short) and np.array_equal(looped[30:], short[:10])
+    assert (
+        np.array_equal(looped[:15], short)
+        and np.array_equal(looped[15:30], short)
+        and np.array_equal(looped[30:], short[:10])
+    )
     resized = augment.wrong_face(video, moving_video(40, size=96, seed=7))
     assert resized.shape == video.shape
     with pytest.raises(ValueError, match="donor"):
@@ -102,13 +106,26 @@ def test_unknown_corruption_is_an_error():
 
 def _loader(train_data, **corruption):
     from avsr.data.tokenizers import load_tokenizer
-    from avsr.training.data import AVDataset, BatchLoader, DatasetConfig, PipelineState, VideoAugConfig, VideoCorruptionConfig
+    from avsr.training.data import (
+        AVDataset,
+        BatchLoader,
+        DatasetConfig,
+        PipelineState,
+        VideoAugConfig,
+        VideoCorruptionConfig,
+    )
 
-    config = DatasetConfig(path=train_data["path"], tokenizer=train_data["tokenizer"], train_splits=["train", "pretrain"],
-                           video=VideoAugConfig(corruption=VideoCorruptionConfig(**corruption)))
+    config = DatasetConfig(
+        path=train_data["path"],
+        tokenizer=train_data["tokenizer"],
+        train_splits=["train", "pretrain"],
+        video=VideoAugConfig(corruption=VideoCorruptionConfig(**corruption)),
+    )
     dataset = AVDataset(config, load_tokenizer(train_data["tokenizer"]), ("audio", "video"), seed=1)
     state = PipelineState()
-    loader = BatchLoader(config, ("audio", "video"), train=True, seed=1, rank=0, state=state, donors=dataset.train.examples)
+    loader = BatchLoader(
+        config, ("audio", "video"), train=True, seed=1, rank=0, state=state, donors=dataset.train.examples
+    )
     return loader, dataset.train.examples, state
 
 
@@ -123,7 +140,11 @@ def test_loader_wrong_face_takes_another_clip_of_the_batch(train_data):
         assert item["video"].shape == before[k]["video"].shape
         assert item["video_corrupted"] and "video_corrupted" not in before[k]
         assert np.array_equal(item["audio"], before[k]["audio"]) and item["tokens"] == before[k]["tokens"]
-        sources = [j for j in range(3) if j != k and np.array_equal(item["video"], augment.wrong_face(before[k]["video"], before[j]["video"]))]
+        sources = [
+            j
+            for j in range(3)
+            if j != k and np.array_equal(item["video"], augment.wrong_face(before[k]["video"], before[j]["video"]))
+        ]
         assert sources, f"item {k}: its video is not another clip's"
     # the batch marks the corrupted clips (modality dropout keeps their audio)
     assert collate(after, ("audio", "video"), 0.4, 0.2).video_corrupted.tolist() == [True] * 3
@@ -157,7 +178,9 @@ def test_loader_corruption_is_seeded_scheduled_and_off_by_default(train_data):
 def test_recipe_config_accepts_the_corruption_section():
     from avsr.training.avsr_config import TrainConfigError, load_train_config
 
-    config = load_train_config(None, ["dataset.video.corruption.prob=0.3", "dataset.video.corruption.kinds=[blur,frozen]"])
+    config = load_train_config(
+        None, ["dataset.video.corruption.prob=0.3", "dataset.video.corruption.kinds=[blur,frozen]"]
+    )
     assert config.dataset.video.corruption.prob == 0.3 and config.dataset.video.corruption.kinds == ["blur", "frozen"]
     assert load_train_config(None, []).dataset.video.corruption.prob == 0.0
     with pytest.raises(TrainConfigError, match="kinds"):
@@ -169,7 +192,6 @@ def test_recipe_config_accepts_the_corruption_section():
     corruption = synth.dataset.video.corruption
     assert corruption.prob > 0 and corruption.start_step == synth.modality_schedule[0].until_step
     assert synth.model.config["fusion"] == {"kind": "gated"}
-
 
 
 def test_a_corrupted_video_keeps_its_audio_under_modality_dropout():
@@ -185,7 +207,11 @@ def test_a_corrupted_video_keeps_its_audio_under_modality_dropout():
     torch.manual_seed(0)
     model = AVSRModel(AVSRConfig.from_dict(d))
     g = torch.Generator().manual_seed(0)
-    audio, video, lens = torch.randn(2, 8 * 640, generator=g) * 0.1, torch.randn(2, 8, 32, 32, generator=g), torch.tensor([8, 8])
+    audio, video, lens = (
+        torch.randn(2, 8 * 640, generator=g) * 0.1,
+        torch.randn(2, 8, 32, 32, generator=g),
+        torch.tensor([8, 8]),
+    )
     with torch.no_grad():
         model.eval()
         both = model.encode(audio, lens * 640, video, lens)[0]

@@ -34,7 +34,12 @@ def config(train_data, tmp_path_factory) -> Path:
         train_data,
         dataset={"valid_split": None},
         lr_scheduler={"config": {"num_warmup_steps": 1}},
-        regime={"num_steps": 4, "checkpoint_every_n_steps": 2, "publish_metrics_every_n_steps": 1, "keep_last_n_checkpoints": 2},
+        regime={
+            "num_steps": 4,
+            "checkpoint_every_n_steps": 2,
+            "publish_metrics_every_n_steps": 1,
+            "keep_last_n_checkpoints": 2,
+        },
     )
 
 
@@ -54,7 +59,9 @@ def finished_run(config, tmp_path_factory) -> Path:
     """A finished 4-step run: complete checkpoints at steps 2 and 4."""
     out = tmp_path_factory.mktemp("checkpoint_runs") / "run"
     assert _train(config, out) == 0
-    assert (out / "checkpoints" / "step_2" / FILES["data_reader"]).is_file() and (out / "checkpoints" / "step_4").is_dir()
+    assert (out / "checkpoints" / "step_2" / FILES["data_reader"]).is_file() and (
+        out / "checkpoints" / "step_4"
+    ).is_dir()
     return out
 
 
@@ -128,11 +135,17 @@ def test_resume_refuses_a_planted_pickle_and_runs_nothing(kind, finished_run, co
 
 def test_a_checkpoint_that_loads_but_does_not_fit_fails_in_one_line(finished_run, config, tmp_path, capsys):
     out = _copy(finished_run, tmp_path)
-    torch.save({"unrelated": torch.zeros(2)}, out / "checkpoints" / "step_4" / FILES["trainer"])  # safe, but not trainer state
+    torch.save(
+        {"unrelated": torch.zeros(2)}, out / "checkpoints" / "step_4" / FILES["trainer"]
+    )  # safe, but not trainer state
     capsys.readouterr()
     assert _train(config, out) == 1
     err = capsys.readouterr().err
-    assert "Traceback" not in err and "training failed: `trainer` state cannot be restored from checkpoint of step 4" in err.strip().splitlines()[-1]
+    assert (
+        "Traceback" not in err
+        and "training failed: `trainer` state cannot be restored from checkpoint of step 4"
+        in err.strip().splitlines()[-1]
+    )
     assert "Traceback" in (out / "logs" / "rank_0.log").read_text()
 
 
@@ -144,7 +157,12 @@ def test_damage_is_told_apart_from_hostile_files(finished_run, tmp_path):
     good = (finished_run / "checkpoints" / "step_4" / FILES["data_reader"]).read_bytes()
     flipped = bytearray(good)
     flipped[len(good) // 2] ^= 0xFF
-    cases = {"truncated": good[:-100], "empty": b"", "not a checkpoint": b"garbage", "fails its checksum": bytes(flipped)}
+    cases = {
+        "truncated": good[:-100],
+        "empty": b"",
+        "not a checkpoint": b"garbage",
+        "fails its checksum": bytes(flipped),
+    }
     for expected, data in cases.items():
         (tmp_path / "f.pt").write_bytes(data)
         assert expected in damage_of(tmp_path / "f.pt")
@@ -162,12 +180,30 @@ def test_checkpoint_state_round_trips_numpy_and_refuses_objects(tmp_path):
     from avsr.training.checkpoints import CheckpointStateError, SafeTensorFileDumper, SafeTensorFileLoader
 
     fs = LocalFileSystem()
-    state = {"position": [True, 3, [{"id": "a", "video": np.arange(12, dtype=np.uint8).reshape(3, 4),
-                                     "audio": np.ones(5, dtype=">f4"), "frames": np.int64(7)}], (1.5, None)], "t": torch.ones(2)}
+    state = {
+        "position": [
+            True,
+            3,
+            [
+                {
+                    "id": "a",
+                    "video": np.arange(12, dtype=np.uint8).reshape(3, 4),
+                    "audio": np.ones(5, dtype=">f4"),
+                    "frames": np.int64(7),
+                }
+            ],
+            (1.5, None),
+        ],
+        "t": torch.ones(2),
+    }
     SafeTensorFileDumper(fs).dump(state, tmp_path / "s.pt")
     back = SafeTensorFileLoader(fs).load(tmp_path / "s.pt")
     item = back["position"][2][0]
-    assert isinstance(item["video"], np.ndarray) and item["video"].dtype == np.uint8 and np.array_equal(item["video"], state["position"][2][0]["video"])
+    assert (
+        isinstance(item["video"], np.ndarray)
+        and item["video"].dtype == np.uint8
+        and np.array_equal(item["video"], state["position"][2][0]["video"])
+    )
     assert item["audio"].dtype == np.float32 and item["audio"].tolist() == [1.0] * 5
     assert isinstance(item["frames"], np.int64) and item["frames"] == 7
     assert back["position"][3] == (1.5, None) and torch.equal(back["t"], state["t"])

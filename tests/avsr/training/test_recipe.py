@@ -29,7 +29,6 @@ from repo_paths import REPO
 RUN_STEPS = 12  # steps of the killed-and-resumed run (killed at its first checkpoint, step 2 or soon after)
 
 
-
 # ---------------------------------------------------------------------------------------- fixtures
 
 
@@ -41,8 +40,13 @@ def micro_config(train_data, tmp_path_factory) -> Path:
         train_data,
         optimizer={"config": {"lr": 0.002}},
         lr_scheduler={"config": {"num_warmup_steps": 2, "final_lr_scale": 0.1}},
-        regime={"num_steps": 6, "checkpoint_every_n_steps": 2, "validate_every_n_steps": 6,
-                "publish_metrics_every_n_steps": 1, "keep_last_n_checkpoints": 2},
+        regime={
+            "num_steps": 6,
+            "checkpoint_every_n_steps": 2,
+            "validate_every_n_steps": 6,
+            "publish_metrics_every_n_steps": 1,
+            "keep_last_n_checkpoints": 2,
+        },
     )
 
 
@@ -54,13 +58,26 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _train_cmd(config: Path, output_dir: Path, *overrides: str) -> list[str]:
-    return [sys.executable, "-m", "avsr.cli.train", str(config), "--output-dir", str(output_dir), "--no-rich", *overrides]
+    return [
+        sys.executable,
+        "-m",
+        "avsr.cli.train",
+        str(config),
+        "--output-dir",
+        str(output_dir),
+        "--no-rich",
+        *overrides,
+    ]
 
 
 def _complete_checkpoints(output_dir: Path) -> list[int]:
     steps = []
     for d in (output_dir / "checkpoints").glob("step_*"):
-        if d.name[5:].isdigit() and (d / "model" / "pp_00" / "tp_00" / "sdp_00.pt").is_file() and (d / "trainer").is_dir():
+        if (
+            d.name[5:].isdigit()
+            and (d / "model" / "pp_00" / "tp_00" / "sdp_00.pt").is_file()
+            and (d / "trainer").is_dir()
+        ):
             steps.append(int(d.name[5:]))
     return sorted(steps)
 
@@ -95,8 +112,14 @@ def test_pipeline_batches_respect_the_cap_and_resume_exactly(train_data):
     from avsr.data.tokenizers import load_tokenizer
     from avsr.training.data import AVDataset, DatasetConfig
 
-    config = DatasetConfig(path=train_data["path"], tokenizer=train_data["tokenizer"], train_splits=["train", "pretrain"],
-                           max_frames_per_batch=250, max_batch_size=3, num_prefetch=2)
+    config = DatasetConfig(
+        path=train_data["path"],
+        tokenizer=train_data["tokenizer"],
+        train_splits=["train", "pretrain"],
+        max_frames_per_batch=250,
+        max_batch_size=3,
+        num_prefetch=2,
+    )
     tokenizer = load_tokenizer(train_data["tokenizer"])
     dataset = AVDataset(config, tokenizer, ("audio", "video"), seed=5)
     rows = {split: len(read_manifest(train_data["path"] / f"{split}.tsv")) for split in ("train", "pretrain", "val")}
@@ -137,9 +160,16 @@ def test_curriculum_keeps_short_utterances_first(train_data):
     from avsr.data.tokenizers import load_tokenizer
     from avsr.training.data import AVDataset, CurriculumConfig, DatasetConfig
 
-    config = DatasetConfig(path=train_data["path"], tokenizer=train_data["tokenizer"], train_splits=["train", "pretrain"],
-                           max_frames_per_batch=250, max_batch_size=1, sort_buffer_size=1, num_prefetch=1,
-                           curriculum=CurriculumConfig(num_steps=3, max_frames=70))
+    config = DatasetConfig(
+        path=train_data["path"],
+        tokenizer=train_data["tokenizer"],
+        train_splits=["train", "pretrain"],
+        max_frames_per_batch=250,
+        max_batch_size=1,
+        sort_buffer_size=1,
+        num_prefetch=1,
+        curriculum=CurriculumConfig(num_steps=3, max_frames=70),
+    )
     dataset = AVDataset(config, load_tokenizer(train_data["tokenizer"]), ("audio",), seed=1)
     reader = dataset.create_train_reader(create_fake_gangs(CPU))
     lengths = [int(b.audio_lens.max()) // 640 for b in [next(reader)[0] for _ in range(3)]]
@@ -148,14 +178,19 @@ def test_curriculum_keeps_short_utterances_first(train_data):
 
 def test_labelled_fraction_trains_on_a_seeded_share(train_data):
     from avsr.data.tokenizers import load_tokenizer
-    from avsr.training.data import AVDataset, DatasetConfig
     from avsr.training.avsr_config import TrainConfigError, load_train_config
+    from avsr.training.data import AVDataset, DatasetConfig
 
     tokenizer = load_tokenizer(train_data["tokenizer"])
 
     def ids(fraction: float, seed: int) -> list[str]:
-        config = DatasetConfig(path=train_data["path"], tokenizer=train_data["tokenizer"], train_splits=["train", "pretrain"],
-                               max_frames_per_batch=1000, labelled_fraction=fraction)
+        config = DatasetConfig(
+            path=train_data["path"],
+            tokenizer=train_data["tokenizer"],
+            train_splits=["train", "pretrain"],
+            max_frames_per_batch=1000,
+            labelled_fraction=fraction,
+        )
         return [ex["id"] for ex in AVDataset(config, tokenizer, ("audio",), seed=seed).train.examples]
 
     everything, half = ids(1.0, 1), ids(0.5, 1)
@@ -174,7 +209,9 @@ def test_noise_is_mixed_at_the_requested_snr(snr):
     rng = np.random.default_rng(1)
     t = np.arange(32000) / 16000
     speech = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
-    pool = [rng.standard_normal(int(rng.integers(8000, 30000))).astype(np.float32) * rng.uniform(0.1, 2) for _ in range(12)]
+    pool = [
+        rng.standard_normal(int(rng.integers(8000, 30000))).astype(np.float32) * rng.uniform(0.1, 2) for _ in range(12)
+    ]
     bank = augment.make_babble_bank(lambda i: pool[i], len(pool), [len(p) for p in pool], 48000, 5, rng)
     assert abs(np.sqrt(np.mean(bank.astype(np.float64) ** 2)) - 1) < 1e-3
     for noise in (augment.cyclic_slice(bank, speech.size, rng), augment.white_noise(speech.size, rng)):
@@ -187,8 +224,12 @@ def test_loader_adds_noise_at_the_snr(train_data):
     from avsr.training.data import AVDataset, BatchLoader, DatasetConfig, NoiseConfig, PipelineState
     from avsr.training.media import read_wav
 
-    config = DatasetConfig(path=train_data["path"], tokenizer=train_data["tokenizer"], train_splits=["train", "pretrain"],
-                           noise=NoiseConfig(prob=1.0, kinds=["babble"], snr_db=(3.0, 3.0), babble_seconds=5, babble_utterances=4))
+    config = DatasetConfig(
+        path=train_data["path"],
+        tokenizer=train_data["tokenizer"],
+        train_splits=["train", "pretrain"],
+        noise=NoiseConfig(prob=1.0, kinds=["babble"], snr_db=(3.0, 3.0), babble_seconds=5, babble_utterances=4),
+    )
     dataset = AVDataset(config, load_tokenizer(train_data["tokenizer"]), ("audio",), seed=1)
     assert dataset.babble is not None and dataset.babble.size == 5 * 16000
     loader = BatchLoader(config, ("audio",), train=True, seed=1, rank=0, state=PipelineState(), babble=dataset.babble)
@@ -243,7 +284,15 @@ def test_overrides_and_bad_keys(micro_config, tmp_path, capsys):
     from avsr.cli import train as train_cli
     from avsr.training.avsr_config import load_train_config
 
-    config = load_train_config(micro_config, ["regime.num_steps=20", "regime.checkpoint_every_n_steps=10", "model.config.encoder.layers=2", "dataset.path=/elsewhere"])
+    config = load_train_config(
+        micro_config,
+        [
+            "regime.num_steps=20",
+            "regime.checkpoint_every_n_steps=10",
+            "model.config.encoder.layers=2",
+            "dataset.path=/elsewhere",
+        ],
+    )
     assert config.regime.num_steps == 20 and config.regime.checkpoint_every_n_steps == 10
     assert config.model.config["encoder"]["layers"] == 2 and str(config.dataset.path) == "/elsewhere"
     assert config.common.no_sweep_dir is True
@@ -256,7 +305,9 @@ def test_overrides_and_bad_keys(micro_config, tmp_path, capsys):
         assert err.count("\n") == 0 and err.startswith("avsr-train: error:"), err
         return err
 
-    assert "dataset.max_frame" in error("dataset.max_frame=3") and "did you mean dataset.max_frames" in error("dataset.max_frame=3")
+    assert "dataset.max_frame" in error("dataset.max_frame=3") and "did you mean dataset.max_frames" in error(
+        "dataset.max_frame=3"
+    )
     assert "regime.num_steps" in error("regime.num_steps=lots")
     assert "checkpoint_every_n_steps" in error("regime.publish_metrics_every_n_steps=3")
     assert "KEY=VALUE" in error("regime.num_steps")
@@ -273,7 +324,13 @@ def test_overrides_and_bad_keys(micro_config, tmp_path, capsys):
 def test_lrs2_and_synth_recipes_load():
     from avsr.training.avsr_config import load_train_config
 
-    for name in ("synth/conf.yaml", "lrs2/conf.yaml", "lrs2/audio_only.yaml", "lrs2/video_only.yaml", "lrs2/audio_visual.yaml"):
+    for name in (
+        "synth/conf.yaml",
+        "lrs2/conf.yaml",
+        "lrs2/audio_only.yaml",
+        "lrs2/video_only.yaml",
+        "lrs2/audio_visual.yaml",
+    ):
         config = load_train_config(REPO / "recipes" / name)
         assert config.common.no_sweep_dir and config.regime.num_steps
     ao = load_train_config(REPO / "recipes/lrs2/audio_only.yaml")
@@ -296,7 +353,9 @@ def killed_and_resumed(micro_config, tmp_path_factory) -> dict:
     try:
         while not _complete_checkpoints(out):
             if proc.poll() is not None:
-                raise AssertionError(f"avsr-train exited ({proc.returncode}) before its first checkpoint: {proc.stderr.read()[-2000:]}")
+                raise AssertionError(
+                    f"avsr-train exited ({proc.returncode}) before its first checkpoint: {proc.stderr.read()[-2000:]}"
+                )
             if time.monotonic() > deadline:
                 raise AssertionError("no checkpoint within 150 s")
             time.sleep(0.2)
@@ -311,7 +370,13 @@ def killed_and_resumed(micro_config, tmp_path_factory) -> dict:
     rows_before = len(_jsonl(out / "metrics" / "train.jsonl"))
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    return {"out": out, "killed_at": killed_at, "rows_before": rows_before, "stderr": first_stderr + rerun.stderr, "cmd": cmd}
+    return {
+        "out": out,
+        "killed_at": killed_at,
+        "rows_before": rows_before,
+        "stderr": first_stderr + rerun.stderr,
+        "cmd": cmd,
+    }
 
 
 def test_sigkilled_run_resumes_at_its_last_checkpoint(killed_and_resumed):
@@ -320,7 +385,7 @@ def test_sigkilled_run_resumes_at_its_last_checkpoint(killed_and_resumed):
     log_text = (out / "logs" / "rank_0.log").read_text()
     assert f"Resuming from step {killed_at}." in log_text
     rows = _jsonl(out / "metrics" / "train.jsonl")
-    second = rows[killed_and_resumed["rows_before"]:]
+    second = rows[killed_and_resumed["rows_before"] :]
     assert [r["Step"] for r in second] == list(range(killed_at + 1, RUN_STEPS + 1))
     # the learning-rate schedule continues where it stopped: compare with fairseq2's scheduler
     from fairseq2.optim.lr_schedulers import CosineAnnealingLR
@@ -335,7 +400,9 @@ def test_sigkilled_run_resumes_at_its_last_checkpoint(killed_and_resumed):
         sched.step()
     for r in second:
         assert r["Learning Rate"] == pytest.approx(expected[r["Step"]], rel=1e-6)
-    assert _complete_checkpoints(out)[-1] == RUN_STEPS and len(_complete_checkpoints(out)) <= 2  # keep_last_n_checkpoints
+    assert (
+        _complete_checkpoints(out)[-1] == RUN_STEPS and len(_complete_checkpoints(out)) <= 2
+    )  # keep_last_n_checkpoints
 
 
 def test_run_writes_metrics_and_a_loadable_model(killed_and_resumed):
@@ -353,7 +420,9 @@ def test_run_writes_metrics_and_a_loadable_model(killed_and_resumed):
     lengths = model.metadata["train_utterance_seconds"]  # avsr-decode cuts long inputs to about p95
     assert 0 < lengths["median"] <= lengths["p95"] <= lengths["max"] <= 12
     with torch.inference_mode():
-        enc, lens = model.encode(torch.randn(1, 40 * 640), torch.tensor([40 * 640]), torch.randn(1, 40, 88, 88), torch.tensor([40]))
+        enc, lens = model.encode(
+            torch.randn(1, 40 * 640), torch.tensor([40 * 640]), torch.randn(1, 40, 88, 88), torch.tensor([40])
+        )
         assert model.ctc_log_probs(enc).shape == (1, 40, tokenizer.vocab_size)
     assert (out / "model" / "train_config.yaml").is_file()
 
@@ -374,7 +443,10 @@ def test_export_only_averages_checkpoints(killed_and_resumed, tmp_path):
     target = export_run(out, last_n=2, out_dir=tmp_path / "avg")
     model = load_model(target)
     assert model.metadata["averaged_steps"] == steps[-2:]
-    states = [torch.load(out / "checkpoints" / f"step_{s}" / "model/pp_00/tp_00/sdp_00.pt", weights_only=True) for s in steps[-2:]]
+    states = [
+        torch.load(out / "checkpoints" / f"step_{s}" / "model/pp_00/tp_00/sdp_00.pt", weights_only=True)
+        for s in steps[-2:]
+    ]
     key = next(k for k, v in states[0].items() if v.is_floating_point() and v.numel() > 10)
     assert torch.allclose(model.state_dict()[key], (states[0][key] + states[1][key]) / 2, atol=1e-6)
 
@@ -420,12 +492,28 @@ def test_two_process_ddp_on_cpu(micro_config, tmp_path):
     """torchrun, 2 processes, gloo: each rank reads its shard; the model is the tiny AVSR model
     (GroupNorm, so fairseq2's SyncBatchNorm conversion does not break CPU DDP)."""
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-           "-m", "avsr.cli.train", str(micro_config), "--output-dir", str(out), "--no-rich",
-           "regime.num_steps=2", "regime.validate_every_n_steps=2", "lr_scheduler.config.num_warmup_steps=1",
-           # the same launch also covers gradient accumulation and bf16 autocast
-           "trainer.grad_accumulation.num_batches=2", "trainer.mixed_precision.mode=auto",
-           "trainer.mixed_precision.dtype=torch.bfloat16"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "avsr.cli.train",
+        str(micro_config),
+        "--output-dir",
+        str(out),
+        "--no-rich",
+        "regime.num_steps=2",
+        "regime.validate_every_n_steps=2",
+        "lr_scheduler.config.num_warmup_steps=1",
+        # the same launch also covers gradient accumulation and bf16 autocast
+        "trainer.grad_accumulation.num_batches=2",
+        "trainer.mixed_precision.mode=auto",
+        "trainer.mixed_precision.dtype=torch.bfloat16",
+    ]
     result = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     log_text = (out / "logs" / "rank_0.log").read_text()
@@ -448,12 +536,18 @@ def test_stage_initialisation_and_frozen_parts(killed_and_resumed):
     restore_frozen(model)
     assert not any(p.requires_grad for p in model.audio_frontend.parameters())
     assert all(p.requires_grad for p in model.visual_frontend.parameters())
-    section = AVSRModelSection(init_from=[InitFromModel(path=killed_and_resumed["out"] / "model", modules=["audio_frontend", "audio_encoder"])])
+    section = AVSRModelSection(
+        init_from=[InitFromModel(path=killed_and_resumed["out"] / "model", modules=["audio_frontend", "audio_encoder"])]
+    )
     lines = initialise_weights(model, section)
     assert len(lines) == 2
     for name, value in source.state_dict().items():
         same = torch.equal(model.state_dict()[name], value)
-        assert same == name.startswith(("audio_frontend.", "audio_encoder.")) or not value.is_floating_point() or value.numel() < 2, name
+        assert (
+            same == name.startswith(("audio_frontend.", "audio_encoder."))
+            or not value.is_floating_point()
+            or value.numel() < 2
+        ), name
 
 
 def test_modality_schedule_trains_one_branch_at_a_time(micro_config, tmp_path):
@@ -482,8 +576,15 @@ def test_modality_schedule_needs_the_branch(micro_config, tmp_path, capsys):
     from avsr.cli import train as train_cli
 
     with pytest.raises(SystemExit):
-        train_cli.main([str(micro_config), "--output-dir", str(tmp_path / "x"), "model.config.visual=null",
-                        "modality_schedule=[{until_step: 2, inputs: video}]"])
+        train_cli.main(
+            [
+                str(micro_config),
+                "--output-dir",
+                str(tmp_path / "x"),
+                "model.config.visual=null",
+                "modality_schedule=[{until_step: 2, inputs: video}]",
+            ]
+        )
     assert "modality_schedule: 'video' needs a video branch" in capsys.readouterr().err
 
 
@@ -499,9 +600,15 @@ def test_a_schedule_stage_sets_its_own_modality_dropout(micro_config, tmp_path, 
         d[key]["dropout"] = 0.0
     model = AVSRModel(AVSRConfig.from_dict(d)).train()
     video_heavy = ModalityDropoutConfig(p_audio_only=0.0, p_video_only=1.0)
-    unit = AVSRTrainUnit(model, model, [ModalityStage(until_step=2), ModalityStage(until_step=4, modality_dropout=video_heavy)])
+    unit = AVSRTrainUnit(
+        model, model, [ModalityStage(until_step=2), ModalityStage(until_step=4, modality_dropout=video_heavy)]
+    )
     g = torch.Generator().manual_seed(0)
-    audio, video, lens = torch.randn(2, 6400, generator=g) * 0.1, torch.randn(2, 10, 32, 32, generator=g), torch.tensor([10, 8])
+    audio, video, lens = (
+        torch.randn(2, 6400, generator=g) * 0.1,
+        torch.randn(2, 10, 32, 32, generator=g),
+        torch.tensor([10, 8]),
+    )
     unit.set_step_nr(3)
     assert model.modality_dropout == video_heavy
     both, _ = model.encode(audio, lens * 640, video, lens)
@@ -511,8 +618,14 @@ def test_a_schedule_stage_sets_its_own_modality_dropout(micro_config, tmp_path, 
     assert model.modality_dropout == model.config.modality_dropout  # the model's own again
 
     with pytest.raises(SystemExit):
-        train_cli.main([str(micro_config), "--output-dir", str(tmp_path / "x"),
-                        "modality_schedule=[{until_step: 2, inputs: video, modality_dropout: {p_video_only: 0.5}}]"])
+        train_cli.main(
+            [
+                str(micro_config),
+                "--output-dir",
+                str(tmp_path / "x"),
+                "modality_schedule=[{until_step: 2, inputs: video, modality_dropout: {p_video_only: 0.5}}]",
+            ]
+        )
     assert "modality_dropout needs inputs: av" in capsys.readouterr().err
 
 
@@ -521,11 +634,27 @@ def test_another_audio_kind_replaces_the_section_it_overrides(tmp_path):
     not inherit the options of the kind below it (fbank's dim is no wav2vec 2.0 option)."""
     from avsr.training.config_loading import read_user_tree
 
-    (tmp_path / "base.yaml").write_text(yaml.safe_dump({"model": {"config": {"audio": {"kind": "fbank", "dim": 128}, "visual": {"width": 0.5}}}}))
-    (tmp_path / "child.yaml").write_text(yaml.safe_dump({"base": "base.yaml", "model": {"config": {"audio": {"kind": "wav2vec2", "arch": "tiny"}}}}))
-    (tmp_path / "same.yaml").write_text(yaml.safe_dump({"base": "base.yaml", "model": {"config": {"audio": {"mel_bins": 40}, "visual": {"downsample": 2}}}}))
-    assert read_user_tree(tmp_path / "child.yaml", [])["model"]["config"]["audio"] == {"kind": "wav2vec2", "arch": "tiny"}
+    (tmp_path / "base.yaml").write_text(
+        yaml.safe_dump({"model": {"config": {"audio": {"kind": "fbank", "dim": 128}, "visual": {"width": 0.5}}}})
+    )
+    (tmp_path / "child.yaml").write_text(
+        yaml.safe_dump({"base": "base.yaml", "model": {"config": {"audio": {"kind": "wav2vec2", "arch": "tiny"}}}})
+    )
+    (tmp_path / "same.yaml").write_text(
+        yaml.safe_dump(
+            {"base": "base.yaml", "model": {"config": {"audio": {"mel_bins": 40}, "visual": {"downsample": 2}}}}
+        )
+    )
+    assert read_user_tree(tmp_path / "child.yaml", [])["model"]["config"]["audio"] == {
+        "kind": "wav2vec2",
+        "arch": "tiny",
+    }
     same = read_user_tree(tmp_path / "same.yaml", [])["model"]["config"]
-    assert same["audio"] == {"kind": "fbank", "dim": 128, "mel_bins": 40} and same["visual"] == {"width": 0.5, "downsample": 2}
-    overridden = read_user_tree(tmp_path / "base.yaml", ["model.config.audio.kind=conv", "model.config.audio.activation=relu"])
+    assert same["audio"] == {"kind": "fbank", "dim": 128, "mel_bins": 40} and same["visual"] == {
+        "width": 0.5,
+        "downsample": 2,
+    }
+    overridden = read_user_tree(
+        tmp_path / "base.yaml", ["model.config.audio.kind=conv", "model.config.audio.activation=relu"]
+    )
     assert overridden["model"]["config"]["audio"] == {"kind": "conv", "activation": "relu"}

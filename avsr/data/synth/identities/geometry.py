@@ -61,7 +61,12 @@ def to_canvas(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.
 
 def _anchors(size: int, count: int = 9) -> np.ndarray:
     steps = np.linspace(0, size - 1, count)
-    edges = [(t, 0) for t in steps] + [(t, size - 1) for t in steps] + [(0, t) for t in steps] + [(size - 1, t) for t in steps]
+    edges = (
+        [(t, 0) for t in steps]
+        + [(t, size - 1) for t in steps]
+        + [(0, t) for t in steps]
+        + [(size - 1, t) for t in steps]
+    )
     return np.unique(np.array(edges, dtype=np.float64), axis=0)
 
 
@@ -73,7 +78,11 @@ def tps_backward_map(targets: np.ndarray, sources: np.ndarray, size: int) -> tup
     coarse = np.arange(0, size + GRID_STEP, GRID_STEP, dtype=np.float64)
     gx, gy = np.meshgrid(coarse, coarse)
     mapped_x, mapped_y = tps_map(
-        np.vstack([targets, anchors]) / scale, np.vstack([sources, anchors]) / scale, gx / scale, gy / scale, regularisation=5e-9
+        np.vstack([targets, anchors]) / scale,
+        np.vstack([sources, anchors]) / scale,
+        gx / scale,
+        gy / scale,
+        regularisation=5e-9,
     )
     mapped = np.stack([mapped_x.ravel(), mapped_y.ravel()], axis=1) * scale
     maps = []
@@ -82,8 +91,13 @@ def tps_backward_map(targets: np.ndarray, sources: np.ndarray, size: int) -> tup
         full = cv2.resize(grid, (grid.shape[1] * GRID_STEP, grid.shape[0] * GRID_STEP), interpolation=cv2.INTER_LINEAR)
         # resize aligns pixel centres, not grid nodes: pixel i sits at coarse position i / GRID_STEP
         shift = np.float32([[1, 0, GRID_STEP / 2 - 0.5], [0, 1, GRID_STEP / 2 - 0.5]])
-        full = cv2.warpAffine(full, shift, (full.shape[1], full.shape[0]), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_REPLICATE)
+        full = cv2.warpAffine(
+            full,
+            shift,
+            (full.shape[1], full.shape[0]),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
         maps.append(full[:size, :size])
     return maps[0], maps[1]
 
@@ -125,7 +139,9 @@ class ShapeEdit:
         near the corners of the edit space keeps two samples far apart more often than drawing
         uniformly inside it.
         """
-        values = rng.choice([-1.0, 1.0], size=len(fields(cls))) * rng.uniform(0.3, 1.3, size=len(fields(cls))) * strength
+        values = (
+            rng.choice([-1.0, 1.0], size=len(fields(cls))) * rng.uniform(0.3, 1.3, size=len(fields(cls))) * strength
+        )
         return cls(**{f.name: float(round(v, 3)) for f, v in zip(fields(cls), values)})
 
     def apply(self, landmarks: np.ndarray) -> np.ndarray:

@@ -52,7 +52,9 @@ class Identity:
         if abs(total - 1) > WEIGHT_TOLERANCE or any(weight <= 0 for _, weight in self.sources):
             raise ValueError(f"source weights must be positive and sum to 1, not {[w for _, w in self.sources]}")
         if self.features is not None:
-            if len(self.features) != len(FEATURES) or any(len(w) != len(self.sources) or abs(sum(w) - 1) > WEIGHT_TOLERANCE for w in self.features):
+            if len(self.features) != len(FEATURES) or any(
+                len(w) != len(self.sources) or abs(sum(w) - 1) > WEIGHT_TOLERANCE for w in self.features
+            ):
                 raise ValueError(f"features need {len(FEATURES)} weight tuples over the sources, each summing to 1")
 
     def weight_of(self, source_name: str) -> float:
@@ -65,9 +67,9 @@ class Identity:
             "sources": [{**asdict(source), "weight": round(weight, 4)} for source, weight in self.sources],
             "shape": asdict(self.shape),
             "looks": asdict(self.looks),
-            "features": None if self.features is None else {
-                feature: [round(w, 4) for w in weights] for feature, weights in zip(FEATURES, self.features)
-            },
+            "features": None
+            if self.features is None
+            else {feature: [round(w, 4) for w in weights] for feature, weights in zip(FEATURES, self.features)},
         }
 
     @classmethod
@@ -103,10 +105,16 @@ class Identity:
         canonical = [(canonical_source(source), weight) for source, weight in self.sources]
         mean = sum(weight * landmarks for (_, landmarks), weight in canonical) / sum(weight for _, weight in canonical)
         target = self.shape.apply(mean)
-        warped = [(warp_to(image, landmarks, target).astype(np.float32), weight) for (image, landmarks), weight in canonical]
+        warped = [
+            (warp_to(image, landmarks, target).astype(np.float32), weight) for (image, landmarks), weight in canonical
+        ]
         image = warped[0][0]
         if len(warped) > 1:
-            blend = _photofit(warped, target, self.features) if self.features else sum(weight * picture for picture, weight in warped) / sum(w for _, w in warped)
+            blend = (
+                _photofit(warped, target, self.features)
+                if self.features
+                else sum(weight * picture for picture, weight in warped) / sum(w for _, w in warped)
+            )
             # Cross-dissolve the face only: blended hair and backgrounds would be ghosts.
             face = np.zeros(image.shape[:2], np.uint8)
             cv2.fillPoly(face, [np.round(face_outline(target)).astype(np.int32)], 255)
@@ -125,7 +133,11 @@ def _feature_masks(target: np.ndarray, shape: tuple[int, int]) -> list[np.ndarra
     """Soft (H, W) masks of eyes-and-brows, nose, mouth, and the rest, summing to 1 everywhere."""
     unit = EYE_DISTANCE
     regions = []
-    for points, grow in ((np.vstack([target[17:27], target[36:48]]), 0.25), (target[27:36], 0.2), (target[48:68], 0.25)):
+    for points, grow in (
+        (np.vstack([target[17:27], target[36:48]]), 0.25),
+        (target[27:36], 0.2),
+        (target[48:68], 0.25),
+    ):
         mask = np.zeros(shape, np.uint8)
         hull = cv2.convexHull(np.round(points).astype(np.int32))
         cv2.fillConvexPoly(mask, hull, 255)
@@ -176,9 +188,13 @@ def canonical_source(source: Source) -> tuple[np.ndarray, np.ndarray]:
     from avsr.data.synth.identities.geometry import canonical_transform
 
     matrix = canonical_transform(rig.landmarks)
-    coverage = cv2.warpAffine(np.ones(rig.image.shape[:2], np.float32), matrix, (CANVAS, CANVAS), flags=cv2.INTER_LINEAR)
+    coverage = cv2.warpAffine(
+        np.ones(rig.image.shape[:2], np.float32), matrix, (CANVAS, CANVAS), flags=cv2.INTER_LINEAR
+    )
     if coverage.min() < 1:
-        edge = cv2.warpAffine(rig.image, matrix, (CANVAS, CANVAS), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        edge = cv2.warpAffine(
+            rig.image, matrix, (CANVAS, CANVAS), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
         soft = cv2.GaussianBlur(edge.astype(np.float32), (0, 0), 0.25 * EYE_DISTANCE)
         coverage = cv2.GaussianBlur(coverage, (0, 0), 2.0)[..., None]
         image = np.clip(coverage * image + (1 - coverage) * soft, 0, 255).astype(np.uint8)

@@ -77,7 +77,11 @@ class Looks:
             lightness = lab[..., 0]
             mean = float((lightness * hair).sum() / max(hair.sum(), 1.0))
             recoloured = np.stack(
-                [np.clip(target[0] + 0.7 * (lightness - mean), 0, 100), np.full_like(lightness, target[1]), np.full_like(lightness, target[2])],
+                [
+                    np.clip(target[0] + 0.7 * (lightness - mean), 0, 100),
+                    np.full_like(lightness, target[1]),
+                    np.full_like(lightness, target[2]),
+                ],
                 axis=-1,
             )
             lab += hair[..., None] * (recoloured - lab)
@@ -114,7 +118,9 @@ def skin_mask(lab: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """(H, W) float32 in [0, 1]: skin-coloured pixels of the face, ears and neck (not eyes)."""
     shape = lab.shape[:2]
     unit = _eye_distance(landmarks)
-    sample = _polygon(shape, landmarks[[1, 2, 3, 48, 31, 39, 40, 41]], 0) + _polygon(shape, landmarks[[15, 14, 13, 54, 35, 42, 47, 46]], 0)
+    sample = _polygon(shape, landmarks[[1, 2, 3, 48, 31, 39, 40, 41]], 0) + _polygon(
+        shape, landmarks[[15, 14, 13, 54, 35, 42, 47, 46]], 0
+    )
     pixels = lab[sample > 0.5]
     if len(pixels) < 20:
         return np.zeros(shape, np.float32)
@@ -124,8 +130,14 @@ def skin_mask(lab: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     colour = np.clip(1.5 - distance, 0, 1).astype(np.float32)
     region = _polygon(shape, face_outline(landmarks), 0)
     chin = landmarks[8]
-    neck = np.array([[landmarks[4, 0], landmarks[4, 1]], [landmarks[12, 0], landmarks[12, 1]],
-                     [landmarks[12, 0], chin[1] + 1.6 * unit], [landmarks[4, 0], chin[1] + 1.6 * unit]])
+    neck = np.array(
+        [
+            [landmarks[4, 0], landmarks[4, 1]],
+            [landmarks[12, 0], landmarks[12, 1]],
+            [landmarks[12, 0], chin[1] + 1.6 * unit],
+            [landmarks[4, 0], chin[1] + 1.6 * unit],
+        ]
+    )
     region = np.maximum(region, _polygon(shape, neck, 0))
     region = cv2.dilate(region, np.ones((int(0.3 * unit) | 1,) * 2, np.uint8))
     for eye in (landmarks[36:42], landmarks[42:48]):
@@ -148,7 +160,9 @@ def hair_mask(lab: np.ndarray, landmarks: np.ndarray, person: np.ndarray, skin: 
     centre = landmarks[27:36, 0].mean()
     cv2.ellipse(head, (int(centre), int(brow_y)), (int(1.55 * unit), int(1.55 * unit)), 0, 0, 360, 255, -1)
     sides = np.zeros(shape, np.uint8)
-    cv2.rectangle(sides, (int(centre - 1.6 * unit), int(brow_y)), (int(centre + 1.6 * unit), int(chin_y - 0.3 * unit)), 255, -1)
+    cv2.rectangle(
+        sides, (int(centre - 1.6 * unit), int(brow_y)), (int(centre + 1.6 * unit), int(chin_y - 0.3 * unit)), 255, -1
+    )
     region = np.maximum(head, sides).astype(np.float32) / 255.0
     region *= 1 - face
     region *= np.clip((chin_y - rows) / (0.3 * unit), 0, 1)
@@ -156,8 +170,12 @@ def hair_mask(lab: np.ndarray, landmarks: np.ndarray, person: np.ndarray, skin: 
     left = int(max(0, centre - 2.6 * unit))
     right = int(min(shape[1], centre + 2.6 * unit))
     top = int(max(0, brow_y - 2.2 * unit))
-    band = np.concatenate([lab[top : top + int(0.5 * unit), left : left + int(0.5 * unit)].reshape(-1, 3),
-                           lab[top : top + int(0.5 * unit), right - int(0.5 * unit) : right].reshape(-1, 3)])
+    band = np.concatenate(
+        [
+            lab[top : top + int(0.5 * unit), left : left + int(0.5 * unit)].reshape(-1, 3),
+            lab[top : top + int(0.5 * unit), right - int(0.5 * unit) : right].reshape(-1, 3),
+        ]
+    )
     if len(band):
         background = np.median(band, axis=0)
         near = np.sqrt((((lab - background) / np.float32([10, 6, 6])) ** 2).sum(-1))
@@ -177,7 +195,9 @@ def wrinkles(landmarks: np.ndarray, shape: tuple[int, int], rng: np.random.Gener
         y = brow_y - (0.18 + 0.14 * row) * unit
         xs = np.linspace(left, right, 12)
         ys = y + rng.normal(0, 0.015 * unit, size=12) + 0.04 * unit * np.sin(np.linspace(0, np.pi, 12))
-        cv2.polylines(canvas, [np.round(np.stack([xs, ys], 1) * 4).astype(np.int32)], False, 1.0, 1, cv2.LINE_AA, shift=2)
+        cv2.polylines(
+            canvas, [np.round(np.stack([xs, ys], 1) * 4).astype(np.int32)], False, 1.0, 1, cv2.LINE_AA, shift=2
+        )
     for nose, corner in ((31, 48), (35, 54)):
         start, end = landmarks[nose], landmarks[corner]
         out = np.sign(end[0] - landmarks[33, 0]) * 0.18 * unit
@@ -189,11 +209,21 @@ def wrinkles(landmarks: np.ndarray, shape: tuple[int, int], rng: np.random.Gener
         for angle in (-0.35, 0.0, 0.35):
             start = landmarks[corner] + [side * 0.12 * unit, 0]
             end = start + 0.3 * unit * np.array([side * np.cos(angle), np.sin(angle)])
-            cv2.line(canvas, tuple(np.round(start * 4).astype(int)), tuple(np.round(end * 4).astype(int)), 0.8, 1, cv2.LINE_AA, shift=2)
+            cv2.line(
+                canvas,
+                tuple(np.round(start * 4).astype(int)),
+                tuple(np.round(end * 4).astype(int)),
+                0.8,
+                1,
+                cv2.LINE_AA,
+                shift=2,
+            )
     return cv2.GaussianBlur(canvas, (0, 0), 0.012 * unit) * 22.0
 
 
-def paint_facial_hair(lab: np.ndarray, landmarks: np.ndarray, kind: str, colour: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def paint_facial_hair(
+    lab: np.ndarray, landmarks: np.ndarray, kind: str, colour: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """Stubble, moustache, goatee or beard: a strand texture of ``colour`` (Lab) below the nose,
     never over the lips' opening (the mouth renderer paints the cavity there)."""
     shape = lab.shape[:2]
@@ -206,11 +236,22 @@ def paint_facial_hair(lab: np.ndarray, landmarks: np.ndarray, kind: str, colour:
     if kind == "moustache":
         region, density = _polygon(shape, moustache, 0.05 * unit), 0.9
     elif kind == "goatee":
-        region, density = np.maximum(_polygon(shape, moustache, 0.05 * unit), _polygon(shape, goatee, 0.06 * unit)), 0.85
+        region, density = (
+            np.maximum(_polygon(shape, moustache, 0.05 * unit), _polygon(shape, goatee, 0.06 * unit)),
+            0.85,
+        )
     else:
         jaw = landmarks[2:15].copy()
-        cheek_line = np.array([landmarks[14] + (landmarks[35] - landmarks[14]) * 0.35, landmarks[2] + (landmarks[31] - landmarks[2]) * 0.35])
-        region = np.maximum(_polygon(shape, np.vstack([jaw + [0, 0.08 * unit], cheek_line]), 0.08 * unit), _polygon(shape, moustache, 0.05 * unit))
+        cheek_line = np.array(
+            [
+                landmarks[14] + (landmarks[35] - landmarks[14]) * 0.35,
+                landmarks[2] + (landmarks[31] - landmarks[2]) * 0.35,
+            ]
+        )
+        region = np.maximum(
+            _polygon(shape, np.vstack([jaw + [0, 0.08 * unit], cheek_line]), 0.08 * unit),
+            _polygon(shape, moustache, 0.05 * unit),
+        )
         density = 0.35 if kind == "stubble" else 0.92
     lips = _polygon(shape, landmarks[48:60], 0.02 * unit)
     region *= 1 - lips
@@ -245,11 +286,21 @@ def draw_glasses(rgb: np.ndarray, landmarks: np.ndarray, kind: str, colour: tupl
             box = np.array([[x0, y0], [x1, y0], [x1 - 0.05 * unit, y1], [x0 + 0.05 * unit, y1]])
             cv2.polylines(layer, [np.round(box * 4).astype(np.int32)], True, 255, thickness, cv2.LINE_AA, shift=2)
     left, right = centres
-    bridge = np.array([left + [0.42 * unit, -0.05 * unit], (left + right) / 2 + [0, -0.12 * unit], right - [0.42 * unit, 0.05 * unit]])
+    bridge = np.array(
+        [left + [0.42 * unit, -0.05 * unit], (left + right) / 2 + [0, -0.12 * unit], right - [0.42 * unit, 0.05 * unit]]
+    )
     cv2.polylines(layer, [np.round(bridge * 4).astype(np.int32)], False, 255, thickness, cv2.LINE_AA, shift=2)
     for centre, side, ear in ((left, -1, landmarks[0]), (right, 1, landmarks[16])):
         start = centre + [side * 0.42 * unit, -0.1 * unit]
         end = np.array([ear[0] - side * 0.05 * unit, start[1] + 0.02 * unit])
-        cv2.line(layer, tuple(np.round(start * 4).astype(int)), tuple(np.round(end * 4).astype(int)), 255, thickness, cv2.LINE_AA, shift=2)
+        cv2.line(
+            layer,
+            tuple(np.round(start * 4).astype(int)),
+            tuple(np.round(end * 4).astype(int)),
+            255,
+            thickness,
+            cv2.LINE_AA,
+            shift=2,
+        )
     alpha = layer.astype(np.float32)[..., None] / 255.0
     return rgb * (1 - alpha) + alpha * np.float32(colour)

@@ -64,7 +64,12 @@ def photo_digest(source: Source) -> str:
 
 
 def measurement_key(identity: Identity, what: str) -> str:
-    parts = {"what": what, "recipe": identity.recipe(), "photos": [photo_digest(s) for s, _ in identity.sources], "code": code_digest()}
+    parts = {
+        "what": what,
+        "recipe": identity.recipe(),
+        "photos": [photo_digest(s) for s, _ in identity.sources],
+        "code": code_digest(),
+    }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -132,4 +137,6 @@ def appearance_lip_sync(identity: Identity, appearance, size: int) -> float:
     """``verify.screen_appearance``: the identity's lip sync as one speaker shows it (its
     ``face.Appearance`` at frame ``size``), measured once."""
     what = "appearance_screen:" + json.dumps({"size": size, "appearance": asdict(appearance)}, sort_keys=True)
-    return float(cached_measurement(identity, what, lambda: screen_appearance(identity_rig(identity), appearance, size)))
+    return float(
+        cached_measurement(identity, what, lambda: screen_appearance(identity_rig(identity), appearance, size))
+    )

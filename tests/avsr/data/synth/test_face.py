@@ -135,8 +135,10 @@ def test_turned_heads_have_their_landmarks_where_dlib_finds_them(rigs, yaw, pitc
         frontal = replace(turned, pose_centre=(0.0, 0.0))
         inner, brows, jaw = _landmark_errors(face, track, turned, landmarker)
         inner_frontal, _, jaw_frontal = _landmark_errors(face, track, frontal, landmarker)
-        print(f"{name} yaw {yaw:+.0f} pitch {pitch:+.0f}: nose/eyes/lips {inner:.2f} px (frontal {inner_frontal:.2f}), "
-              f"brows {brows:.2f}, near jaw {jaw:.2f} (frontal {jaw_frontal:.2f})")
+        print(
+            f"{name} yaw {yaw:+.0f} pitch {pitch:+.0f}: nose/eyes/lips {inner:.2f} px (frontal {inner_frontal:.2f}), "
+            f"brows {brows:.2f}, near jaw {jaw:.2f} (frontal {jaw_frontal:.2f})"
+        )
         assert inner < 2.5 and inner < inner_frontal + 0.8, (name, inner, inner_frontal)
         assert brows < 4.0 and jaw < 6.0, (name, brows, jaw)
         # The head did turn: the nose tip moved sideways against the eyes by several pixels.
@@ -149,8 +151,20 @@ def test_turned_heads_have_their_landmarks_where_dlib_finds_them(rigs, yaw, pitc
 def test_lip_sync_holds_on_both_faces_with_turns_light_blur_and_compression(rigs, tracks, tmp_path):
     speakers = [
         Appearance(yaw=18, pitch=10, motion_seed=4),
-        Appearance(pose_centre=(-12, 4), yaw=8, pitch=6, motion_seed=5, mirror=True, light=0.35, light_angle=2.5,
-                   light_drift=0.12, blur=1.0, crf=33, background="coffee", face_width=0.5),
+        Appearance(
+            pose_centre=(-12, 4),
+            yaw=8,
+            pitch=6,
+            motion_seed=5,
+            mirror=True,
+            light=0.35,
+            light_angle=2.5,
+            light_drift=0.12,
+            blur=1.0,
+            crf=33,
+            background="coffee",
+            face_width=0.5,
+        ),
     ]
     for name, rig in rigs.items():
         face = TalkingFace(SIZE, rig)

@@ -17,8 +17,8 @@ import skimage.data
 from avsr.cli import synth as synth_cli
 from avsr.data.synth.identities import SOURCES
 from avsr.data.synth.identities.cast import HELD_OUT_LIMIT
-from avsr.data.synth.identities.measured import neutral_frame
 from avsr.data.synth.identities.identity import canonical_source
+from avsr.data.synth.identities.measured import neutral_frame
 from avsr.data.synth.recognise import SAME_PERSON, distance_matrix, face_descriptor
 from tests.conftest import LRS2_ARGS
 
@@ -211,7 +211,21 @@ def test_faces_folder_animates_the_users_photographs(tmp_path: Path, capsys):
     _photo(faces / "me.png", skimage.data.astronaut())
     shutil.copy(next(s for s in SOURCES if s.name == "luispedro").file(), faces / "friend.jpg")
     out = tmp_path / "corpus"
-    args = [str(out), "--faces", str(faces), "--utterances", "3", "--speakers", "3", "--image-size", "96", "--workers", "1", "--quiet", "--json"]
+    args = [
+        str(out),
+        "--faces",
+        str(faces),
+        "--utterances",
+        "3",
+        "--speakers",
+        "3",
+        "--image-size",
+        "96",
+        "--workers",
+        "1",
+        "--quiet",
+        "--json",
+    ]
     assert synth_cli.main(args) == 0
     assert json.loads(capsys.readouterr().out)["utterances"] == 3
     meta = read_meta(out)
@@ -231,7 +245,9 @@ def test_faces_folder_with_a_non_face_gives_one_line(tmp_path: Path, capsys, bad
     else:
         (faces / bad).write_text("not a picture")
     with pytest.raises(SystemExit) as exit_info:
-        synth_cli.main([str(tmp_path / "out"), "--faces", str(faces), "--utterances", "3", "--speakers", "3", "--quiet"])
+        synth_cli.main(
+            [str(tmp_path / "out"), "--faces", str(faces), "--utterances", "3", "--speakers", "3", "--quiet"]
+        )
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and bad in err, err
@@ -264,7 +280,9 @@ def test_distinct_from_casts_people_who_are_not_another_corpus(lrs2_corpus: Path
 
     people = recorded_people(lrs2_corpus)
     # rebuilt as recorded (the record's 4 decimals included)
-    assert json.loads(json.dumps([p.recipe() for p in people])) == [s["identity"] for s in read_meta(lrs2_corpus)["speakers"]]
+    assert json.loads(json.dumps([p.recipe() for p in people])) == [
+        s["identity"] for s in read_meta(lrs2_corpus)["speakers"]
+    ]
     args = [arg if arg != "12" else "4" for arg in LRS2_ARGS] + ["--image-size", "96"]
     out = tmp_path / "other"
     assert synth_cli.main([str(out), *args, "--distinct-from", str(lrs2_corpus), "--check", "1", "--json"]) == 0

@@ -10,7 +10,6 @@ import sys
 
 import numpy as np
 import pytest
-from repo_paths import REPO
 
 from avsr.data.synth.tts import (
     SPEAKER_VOICES,
@@ -33,6 +32,7 @@ from avsr.data.synth.visemes import (
     viseme,
     viseme_class,
 )
+from repo_paths import REPO
 
 SENTENCE = "Hello there, big papa bought seven apples."
 

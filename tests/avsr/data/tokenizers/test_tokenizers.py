@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from avsr.data.synth.text import GRID_SLOTS, news_words
 from avsr.data.manifest import ManifestError, read_manifest_texts
+from avsr.data.synth.text import GRID_SLOTS, news_words
 from avsr.data.text import TextNormalizer, normalize_text, number_to_words
 from avsr.data.tokenizers import (
     CharTokenizer,
@@ -214,7 +214,11 @@ def test_id_layout(trained: dict[str, Tokenizer], kind: str) -> None:
         assert tokenizer.vocab_size == SPM_SIZE + 2
     info = tokenizer.vocab_info()
     assert (info.size, info.unk_idx, info.bos_idx, info.eos_idx, info.pad_idx) == (
-        tokenizer.vocab_size, 1, tokenizer.eos_id, tokenizer.eos_id, 0,
+        tokenizer.vocab_size,
+        1,
+        tokenizer.eos_id,
+        tokenizer.eos_id,
+        0,
     )
 
 
@@ -312,7 +316,10 @@ def test_save_load_round_trip(trained: dict[str, Tokenizer], kind: str, tmp_path
     metadata = json.loads((tmp_path / "tokenizer.json").read_text())
     assert metadata["fingerprint"] == tokenizer.fingerprint and len(tokenizer.fingerprint) == 64
     assert (metadata["vocab_size"], metadata["blank_id"], metadata["unk_id"], metadata["eos_id"]) == (
-        tokenizer.vocab_size, 0, 1, tokenizer.vocab_size - 1,
+        tokenizer.vocab_size,
+        0,
+        1,
+        tokenizer.vocab_size - 1,
     )
     for path in (tmp_path, tmp_path / "tokenizer.json"):
         loaded = load_tokenizer(path, expected_fingerprint=tokenizer.fingerprint)

@@ -43,10 +43,15 @@ from avsr.cli import decode as decode_cli
 from avsr.data.tokenizers import load_tokenizer
 from avsr.decoding.recognizer import Preprocessing, Recognizer, RecognizerError
 from avsr.face import MouthCropConfig
-from avsr.models.io import load_model, read_model_yaml
 from avsr.models.avsr_model import AVSRModel
+from avsr.models.io import load_model, read_model_yaml
 from avsr.models.pretrained.auto_avsr import AutoAVSRConfig, ConversionError, build_from_config
-from avsr.models.pretrained.auto_avsr_checkpoint import expected_checkpoint_keys, map_state_dict, model_state, read_checkpoint
+from avsr.models.pretrained.auto_avsr_checkpoint import (
+    expected_checkpoint_keys,
+    map_state_dict,
+    model_state,
+    read_checkpoint,
+)
 
 TABLES = {  # file -> (layout, CLI modality, parameters in millions: VSR 250 M, ASR 243 M in auto_avsr's README)
     "auto_avsr_vsr_keys.tsv": ("v1.0.0", "v", 250.38),
@@ -146,8 +151,10 @@ def test_converted_model_reproduces_auto_avsr(converted, models, modality: str) 
 
     video, audio = parity_inputs()
     encoded, lengths = model.encode(
-        audio[None] if "a" in modality else None, torch.tensor([audio.numel()]),
-        video[None] if "v" in modality else None, torch.tensor([video.size(0)]),
+        audio[None] if "a" in modality else None,
+        torch.tensor([audio.numel()]),
+        video[None] if "v" in modality else None,
+        torch.tensor([video.size(0)]),
     )
     assert lengths.tolist() == [expected["frames"]]
     torch.testing.assert_close(encoded[0, :, :16], torch.tensor(expected["encoder"]), atol=1e-4, rtol=0)
@@ -155,7 +162,9 @@ def test_converted_model_reproduces_auto_avsr(converted, models, modality: str) 
     torch.testing.assert_close(log_probs, torch.tensor(expected["ctc_log_probs"]), atol=1e-4, rtol=0)
     tokens = torch.tensor([PARITY_TOKENS])
     logits = model.decode(tokens, encoded, lengths)
-    torch.testing.assert_close(logits[0][:, PARITY_COLUMNS], torch.tensor(expected["decoder_logits"]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        logits[0][:, PARITY_COLUMNS], torch.tensor(expected["decoder_logits"]), atol=1e-4, rtol=0
+    )
     # incremental decoding (the beam search's way) gives the same logits
     bag = model.new_state_bag(len(PARITY_TOKENS))
     steps = torch.cat([model.decode(tokens[:, i : i + 1], encoded, lengths, bag) for i in range(len(PARITY_TOKENS))], 1)
@@ -171,7 +180,9 @@ def test_a_padded_batch_gives_each_item_its_own_result(models) -> None:
     videos[0], videos[1, :short] = video, video[:short]
     audios = torch.zeros(2, audio.numel())
     audios[0], audios[1, : short * 640] = audio, audio[: short * 640]
-    batch, lengths = model.encode(audios, torch.tensor([audio.numel(), short * 640]), videos, torch.tensor([video.size(0), short]))
+    batch, lengths = model.encode(
+        audios, torch.tensor([audio.numel(), short * 640]), videos, torch.tensor([video.size(0), short])
+    )
     alone, _ = model.encode(audio[None, : short * 640], None, video[None, :short], None)
     assert lengths.tolist() == [video.size(0), short]
     torch.testing.assert_close(batch[1, :short], alone[0], atol=1e-5, rtol=0)
@@ -191,8 +202,11 @@ AUTO_AVSR_SRC = os.environ.get("AVSR_AUTO_AVSR_SRC")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not AUTO_AVSR_SRC, reason="opt-in: set AVSR_AUTO_AVSR_SRC to a checkout of mpc001/auto_avsr (tag v1.0.0) "
-                    "to compare with its own code at full size")
+@pytest.mark.skipif(
+    not AUTO_AVSR_SRC,
+    reason="opt-in: set AVSR_AUTO_AVSR_SRC to a checkout of mpc001/auto_avsr (tag v1.0.0) "
+    "to compare with its own code at full size",
+)
 @pytest.mark.parametrize("modality", ["v", "a", "av"])
 @torch.no_grad()
 def test_full_size_models_match_auto_avsr_own_code(modality: str) -> None:
@@ -226,8 +240,16 @@ def test_full_size_models_match_auto_avsr_own_code(modality: str) -> None:
 
 
 # ---------------------------------------------------------------------- bad checkpoints
-MICRO = AutoAVSRConfig(model_dim=32, heads=2, ffn_dim=64, encoder_layers=2, decoder_layers=3, decoder_heads=2,
-                       decoder_ffn_dim=64, frontend_width=0.125)
+MICRO = AutoAVSRConfig(
+    model_dim=32,
+    heads=2,
+    ffn_dim=64,
+    encoder_layers=2,
+    decoder_layers=3,
+    decoder_heads=2,
+    decoder_ffn_dim=64,
+    frontend_width=0.125,
+)
 
 
 @pytest.fixture(scope="module")
@@ -320,7 +342,9 @@ def test_export_refuses_a_model_of_another_architecture(micro_model_dir, tmp_pat
     out = tmp_path / "x.pth"
     assert convert(["--to", "auto_avsr", str(micro_model_dir), str(out)]) == 2
     err = capsys.readouterr().err
-    assert len(err.splitlines()) == 1 and err.startswith("avsr-convert: error: ") and "not auto_avsr's architecture" in err, err
+    assert (
+        len(err.splitlines()) == 1 and err.startswith("avsr-convert: error: ") and "not auto_avsr's architecture" in err
+    ), err
     assert not out.exists()
     assert convert(["--to", "auto_avsr", str(tmp_path / "nowhere"), str(out)]) == 2
     assert "no such model folder" in capsys.readouterr().err
@@ -343,17 +367,20 @@ def test_folders_converted_before_the_one_model_still_load(converted, models, tm
     legacy = {}
     for key, value in state.items():
         if key.startswith("visual_frontend."):
-            key = "video_frontend." + key[len("visual_frontend."):]
+            key = "video_frontend." + key[len("visual_frontend.") :]
         elif key.startswith("audio_frontend.trunk."):
-            key = "audio_frontend." + key[len("audio_frontend.trunk."):]
+            key = "audio_frontend." + key[len("audio_frontend.trunk.") :]
         elif key == "fusion.fc1.weight":
             half = value.size(1) // 2
             value = torch.cat([value[:, half:], value[:, :half]], dim=1)
         legacy[key] = value
     save_file(legacy, old / "model.safetensors")
     meta = read_model_yaml(source)
-    meta.update(family="auto_avsr", config=AutoAVSRConfig.tiny("av").to_dict(),
-                weights={"file": "model.safetensors", "sha256": file_sha256(old / "model.safetensors")})
+    meta.update(
+        family="auto_avsr",
+        config=AutoAVSRConfig.tiny("av").to_dict(),
+        weights={"file": "model.safetensors", "sha256": file_sha256(old / "model.safetensors")},
+    )
     (old / "model.yaml").write_text(yaml.safe_dump(meta))
     loaded = load_model(old)
     video, audio = parity_inputs()
@@ -365,8 +392,19 @@ def test_folders_converted_before_the_one_model_still_load(converted, models, tm
 @pytest.mark.parametrize("modality", ["v", "a", "av"])
 def test_avsr_decode_runs_a_converted_model(converted, face_video, modality: str, capsys) -> None:
     # no --modality: the model's own (VSR: lip reading, ASR: audio, AV: both)
-    args = ["--model", str(converted[modality]), "--quiet", "--beam", "3", "--ctc-weight", "0.1", "--max-length", "6",
-            "--json", str(face_video)]
+    args = [
+        "--model",
+        str(converted[modality]),
+        "--quiet",
+        "--beam",
+        "3",
+        "--ctc-weight",
+        "0.1",
+        "--max-length",
+        "6",
+        "--json",
+        str(face_video),
+    ]
     assert decode_cli.main(args) == 0
     captured = capsys.readouterr()
     result = json.loads(captured.out)["files"][0]
@@ -380,8 +418,10 @@ def test_export_takes_a_model_trained_from_another_base_config(converted, tmp_pa
     a tensor does not."""
     import yaml
 
-    for name, change, ok in (("merged", lambda c: c.update(absent_modality="learned", trim_streams="before_encoders"), True),
-                             ("eps", lambda c: c["decoder"].update(layer_norm_eps=1e-5), False)):
+    for name, change, ok in (
+        ("merged", lambda c: c.update(absent_modality="learned", trim_streams="before_encoders"), True),
+        ("eps", lambda c: c["decoder"].update(layer_norm_eps=1e-5), False),
+    ):
         folder = tmp_path / name
         shutil.copytree(converted["a"], folder)
         meta = read_model_yaml(folder)

@@ -32,6 +32,7 @@ from avsr.decoding.beam_search import BeamSearchConfig, beam_search
 from avsr.decoding.model_decoder import ModelStepDecoder
 from avsr.decoding.recognizer import DecodeOptions, Preprocessing, Recognizer, RecognizerError
 from avsr.face import MouthCropConfig
+from avsr.models.avsr_model import AVSRModel
 from avsr.models.convert.common import CheckpointError
 from avsr.models.io import load_model, read_model_yaml
 from avsr.models.pretrained.avhubert import (
@@ -43,10 +44,10 @@ from avsr.models.pretrained.avhubert import (
     map_state_dict,
     our_key,
 )
-from avsr.models.stacked_fbank import avhubert_audio_features, log_filterbank
-from avsr.models.avsr_model import AVSRModel
 from avsr.models.pretrained.avhubert_config import AVHubertConfig
+from avsr.models.stacked_fbank import avhubert_audio_features, log_filterbank
 from repo_paths import REPO
+
 
 # ---------------------------------------------------------------------- the published architecture
 @pytest.mark.parametrize("size", ["base", "large"])
@@ -54,7 +55,9 @@ def test_published_keys_and_shapes_map_onto_our_model(size: str) -> None:
     table = read_table(size)
     config = getattr(AVHubertConfig, size)(1000)
     state = {k: torch.empty(shape, device="meta") for k, shape in table.items()}
-    assert config_from_checkpoint(published_cfg(config, ["video"]), state, "x.pt") == getattr(AVHubertConfig, size)(1000, modalities=("video",))
+    assert config_from_checkpoint(published_cfg(config, ["video"]), state, "x.pt") == getattr(AVHubertConfig, size)(
+        1000, modalities=("video",)
+    )
     with torch.device("meta"):
         ours = AVSRModel(config.avsr_config(), pretrained=False).state_dict()
     mapped = {}
@@ -68,7 +71,9 @@ def test_published_keys_and_shapes_map_onto_our_model(size: str) -> None:
         mapped[name] = key
     assert set(mapped) == set(ours)  # every weight of ours comes from exactly one key
     assert len(table) - len(mapped) == 2  # mask_emb and the positions' dtype buffer
-    params = sum(int(np.prod(s)) for k, s in table.items() if "running" not in k and "num_batches" not in k and "_float" not in k)
+    params = sum(
+        int(np.prod(s)) for k, s in table.items() if "running" not in k and "num_batches" not in k and "_float" not in k
+    )
     assert params - 104 == sum(v.numel() for k, v in ours.items() if "running" not in k and "num_batches" not in k)
 
 
@@ -91,7 +96,9 @@ def reference_model(config: AVHubertConfig, table: str = "base") -> AVSRModel:
 
 
 @torch.no_grad()
-def our_outputs(model: AVSRModel, waves: list[np.ndarray], videos: list[np.ndarray], prev_tokens: list[list[int]]) -> dict:
+def our_outputs(
+    model: AVSRModel, waves: list[np.ndarray], videos: list[np.ndarray], prev_tokens: list[list[int]]
+) -> dict:
     """The parity file's entries computed by our model from the raw int16 waves and uint8 crops
     (our own preprocessing: float waveform, log filterbank, stacking, centre crop, normalisation)."""
     recognizer = Recognizer(model, None, Preprocessing(), torch.device("cpu"))
@@ -104,12 +111,15 @@ def our_outputs(model: AVSRModel, waves: list[np.ndarray], videos: list[np.ndarr
     for name, (a, v) in {"av": (audio, video), "a": (audio, None), "v": (None, video)}.items():
         enc, lens = model.encode(a, audio_lens, v, video_lens)
         out[f"encoder_{name}"] = [enc[i, :n] for i, n in enumerate(lengths)]
-        out[f"logits_{name}"] = model.decode(ours_of_fairseq[torch.tensor(prev_tokens)], enc, lens)[:, :, ours_of_fairseq]
+        out[f"logits_{name}"] = model.decode(ours_of_fairseq[torch.tensor(prev_tokens)], enc, lens)[
+            :, :, ours_of_fairseq
+        ]
     return out
 
 
 def max_differences(ours: dict, reference: dict) -> dict[str, float]:
     """max |ours - reference| per entry of a parity file."""
+
     def diff(a, b) -> float:
         if isinstance(a, list):
             return max(diff(x, y) for x, y in zip(a, b))
@@ -133,7 +143,12 @@ def test_outputs_match_avhubert_own_code() -> None:
     weights both the audio and the video move the audio-visual output (checked here), so a fault
     in either branch or in the fusion shows."""
     ref = json.loads(PARITY_FILE.read_text())
-    assert ref["size"] == "tiny" and ref["sizes"] == SIZES["tiny"] and ref["lengths"] == LENGTHS and ref["prev_tokens"] == PREV_TOKENS
+    assert (
+        ref["size"] == "tiny"
+        and ref["sizes"] == SIZES["tiny"]
+        and ref["lengths"] == LENGTHS
+        and ref["prev_tokens"] == PREV_TOKENS
+    )
     config = AVHubertConfig.tiny(vocab_size=VOCAB["tiny"], resnet_width=1.0)  # AV-HuBERT's fixed ResNet
     model = reference_model(config)
     waves, videos = reference_inputs(LENGTHS)
@@ -155,9 +170,12 @@ MAKE_PARITY = REPO / "scripts" / "reference" / "make_avhubert_parity.py"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not AV_HUBERT_SRC, reason="opt-in: set AVSR_AV_HUBERT_SRC to a checkout of facebookresearch/av_hubert (258fb50), "
-                    "AVSR_FAIRSEQ_SRC to fairseq afc77bd (default: its submodule) and AVSR_AV_HUBERT_PYTHON to a Python that "
-                    "imports that fairseq (see scripts/reference/make_avhubert_parity.py)")
+@pytest.mark.skipif(
+    not AV_HUBERT_SRC,
+    reason="opt-in: set AVSR_AV_HUBERT_SRC to a checkout of facebookresearch/av_hubert (258fb50), "
+    "AVSR_FAIRSEQ_SRC to fairseq afc77bd (default: its submodule) and AVSR_AV_HUBERT_PYTHON to a Python that "
+    "imports that fairseq (see scripts/reference/make_avhubert_parity.py)",
+)
 @pytest.mark.parametrize("size", ["base", "large"])
 def test_full_size_models_match_avhubert_own_code(size: str, tmp_path) -> None:
     """The published sizes, random weights: AV-HuBERT's own model and dataset code (run by the
@@ -167,7 +185,9 @@ def test_full_size_models_match_avhubert_own_code(size: str, tmp_path) -> None:
 
     out = tmp_path / f"{size}.json"
     command = [AV_HUBERT_PYTHON, str(MAKE_PARITY), "--av-hubert-src", AV_HUBERT_SRC, "--size", size, "--out", str(out)]
-    run = subprocess.run(command + (["--fairseq-src", FAIRSEQ_SRC] if FAIRSEQ_SRC else []), capture_output=True, text=True, timeout=900)
+    run = subprocess.run(
+        command + (["--fairseq-src", FAIRSEQ_SRC] if FAIRSEQ_SRC else []), capture_output=True, text=True, timeout=900
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     ref = json.loads(out.read_text())
     model = reference_model(getattr(AVHubertConfig, size)(VOCAB[size]), size)
@@ -192,7 +212,10 @@ def reference_logfbank(wave: np.ndarray) -> np.ndarray:
         power = np.abs(np.fft.rfft(y[t * 160 : t * 160 + 400], 512)) ** 2 / 512
         for j in range(26):
             e = sum(power[i] * (i - bins[j]) / (bins[j + 1] - bins[j]) for i in range(int(bins[j]), int(bins[j + 1])))
-            e += sum(power[i] * (bins[j + 2] - i) / (bins[j + 2] - bins[j + 1]) for i in range(int(bins[j + 1]), int(bins[j + 2])))
+            e += sum(
+                power[i] * (bins[j + 2] - i) / (bins[j + 2] - bins[j + 1])
+                for i in range(int(bins[j + 1]), int(bins[j + 2]))
+            )
             out[t, j] = np.log(e if e != 0 else np.finfo(float).eps)
     return out.astype(np.float32)
 
@@ -249,7 +272,10 @@ def test_every_key_lands_and_the_folder_records_what_decoding_needs(converted, s
     assert meta["family"] == "avsr" and meta["config"] == TINY.avsr_config().to_dict()
     assert meta["extra"]["licence"] == LICENCE and "non-commercial" in LICENCE
     assert meta["extra"]["preprocessing"] == {"crop_size": 88, "video_mean": 0.421, "video_std": 0.165}
-    assert sorted(meta["extra"]["source"]["dropped_keys"]) == ["decoder.embed_positions._float_tensor", "encoder.w2v_model.mask_emb"]
+    assert sorted(meta["extra"]["source"]["dropped_keys"]) == [
+        "decoder.embed_positions._float_tensor",
+        "encoder.w2v_model.mask_emb",
+    ]
     # decoding applies AV-HuBERT's own mouth alignment and its length-normalised scores
     recognizer = Recognizer.load(out)
     assert meta["extra"]["mouth_crop"]["style"] == "avhubert"
@@ -303,8 +329,11 @@ def test_folders_converted_before_the_one_model_still_load(converted, tmp_path) 
     save_file(legacy, old / "model.safetensors")
     meta = read_model_yaml(source)
     config = {k: v for k, v in TINY.to_dict().items() if k not in ("resnet_width", "dropout", "decoder_dropout")}
-    meta.update(family="avhubert", config={**config, "resnet_channels": [8, 8, 16, 32, 64]},
-                weights={"file": "model.safetensors", "sha256": file_sha256(old / "model.safetensors")})
+    meta.update(
+        family="avhubert",
+        config={**config, "resnet_channels": [8, 8, 16, 32, 64]},
+        weights={"file": "model.safetensors", "sha256": file_sha256(old / "model.safetensors")},
+    )
     (old / "model.yaml").write_text(yaml.safe_dump(meta))
     loaded, new = load_model(old), load_model(source)
     g = torch.Generator().manual_seed(5)
@@ -319,9 +348,21 @@ def test_folders_converted_before_the_one_model_still_load(converted, tmp_path) 
 def test_converter_refuses_what_does_not_fit(spm_model, tmp_path) -> None:
     cfg = published_cfg(TINY)
     cases = {
-        "unknown": ({**tiny_state(), "encoder.w2v_model.extra.weight": torch.zeros(2)}, cfg, "not known to the AV-HuBERT converter: encoder.w2v_model.extra.weight"),
-        "missing": ({k: v for k, v in tiny_state().items() if "fc2" not in k or "decoder.layers.1" not in k}, cfg, "not in the checkpoint: decoder.layers.layers.1.ffn.output_proj"),
-        "shape": ({**tiny_state(), "encoder.w2v_model.post_extract_proj.bias": torch.zeros(5)}, cfg, "shape mismatch(es): encoder.w2v_model.post_extract_proj.bias (5,) vs (32,)"),
+        "unknown": (
+            {**tiny_state(), "encoder.w2v_model.extra.weight": torch.zeros(2)},
+            cfg,
+            "not known to the AV-HuBERT converter: encoder.w2v_model.extra.weight",
+        ),
+        "missing": (
+            {k: v for k, v in tiny_state().items() if "fc2" not in k or "decoder.layers.1" not in k},
+            cfg,
+            "not in the checkpoint: decoder.layers.layers.1.ffn.output_proj",
+        ),
+        "shape": (
+            {**tiny_state(), "encoder.w2v_model.post_extract_proj.bias": torch.zeros(5)},
+            cfg,
+            "shape mismatch(es): encoder.w2v_model.post_extract_proj.bias (5,) vs (32,)",
+        ),
         "pretrained": (tiny_state(), {**cfg, "model": {**cfg["model"], "_name": "av_hubert"}}, "a pre-trained model"),
     }
     for name, (state, c, message) in cases.items():
@@ -337,8 +378,10 @@ def test_converter_refuses_what_does_not_fit(spm_model, tmp_path) -> None:
     import sentencepiece
 
     (other / "t.txt").write_text("\n".join(["completely different words here"] * 50))
-    sentencepiece.SentencePieceTrainer.Train(f"--input={other / 't.txt'} --model_prefix={other / 'spm'} --vocab_size=30 --hard_vocab_limit=false "
-                                             "--bos_id=0 --pad_id=1 --eos_id=2 --unk_id=3 --minloglevel=2")
+    sentencepiece.SentencePieceTrainer.Train(
+        f"--input={other / 't.txt'} --model_prefix={other / 'spm'} --vocab_size=30 --hard_vocab_limit=false "
+        "--bos_id=0 --pad_id=1 --eos_id=2 --unk_id=3 --minloglevel=2"
+    )
     with pytest.raises(CheckpointError, match="not the tokenizer this model was fine-tuned with"):
         convert_checkpoint(bare, tmp_path / "bare", tokenizer=other / "spm.model")
     # the sentencepiece model and fairseq's dict.wrd.txt in a folder, given with --tokenizer
@@ -346,7 +389,9 @@ def test_converter_refuses_what_does_not_fit(spm_model, tmp_path) -> None:
     folder.mkdir()
     (folder / "spm_unigram.model").write_bytes(spm_model.read_bytes())
     processor = sentencepiece.SentencePieceProcessor(model_file=str(spm_model))
-    (folder / "dict.wrd.txt").write_text("".join(f"{processor.id_to_piece(i)} 1\n" for i in range(4, processor.get_piece_size())))
+    (folder / "dict.wrd.txt").write_text(
+        "".join(f"{processor.id_to_piece(i)} 1\n" for i in range(4, processor.get_piece_size()))
+    )
     assert (convert_checkpoint(bare, tmp_path / "bare", tokenizer=folder) / "model.yaml").is_file()
 
 
@@ -359,7 +404,9 @@ def test_encoder_is_batch_invariant_and_incremental_decoding_matches_full(conver
         for a, v in ((audio, video), (audio, None), (None, video)):
             enc, lens = model.encode(a, a_lens if a is not None else None, v, v_lens if v is not None else None)
             assert lens.tolist() == [12, 7] and not enc[1, 7:].any()
-            alone, _ = model.encode(None if a is None else a[1:, : 640 * 7], a_lens[1:], None if v is None else v[1:, :7], v_lens[1:])
+            alone, _ = model.encode(
+                None if a is None else a[1:, : 640 * 7], a_lens[1:], None if v is None else v[1:, :7], v_lens[1:]
+            )
             torch.testing.assert_close(enc[1:, :7], alone, atol=2e-5, rtol=1e-4)
         tokens = torch.tensor([[model.eos_id, 5, 9, 4, 11]] * 2)
         full = model.decode(tokens, enc, lens)
@@ -386,8 +433,17 @@ def test_attention_only_beam_search_without_ctc(converted) -> None:
                     break
             want = [t for t in tokens[1:] if t != model.eos_id]
             assert best[i][0].tokens == want and best[i][0].ctc_score == 0.0
-        beams = beam_search(None, lens, ModelStepDecoder(model, enc, lens, 12), BeamSearchConfig(beam=4), 0, model.eos_id)
-        alone = beam_search(None, lens[1:2], ModelStepDecoder(model, enc[1:2, :6], lens[1:2], 12), BeamSearchConfig(beam=4), 0, model.eos_id)
+        beams = beam_search(
+            None, lens, ModelStepDecoder(model, enc, lens, 12), BeamSearchConfig(beam=4), 0, model.eos_id
+        )
+        alone = beam_search(
+            None,
+            lens[1:2],
+            ModelStepDecoder(model, enc[1:2, :6], lens[1:2], 12),
+            BeamSearchConfig(beam=4),
+            0,
+            model.eos_id,
+        )
         assert [h.tokens for h in beams[1]] == [h.tokens for h in alone[0]]
     with pytest.raises(ValueError, match="attention decoder is needed"):
         beam_search(None, lens, None, BeamSearchConfig(beam=2), 0, model.eos_id)
@@ -404,9 +460,28 @@ def test_attention_only_beam_search_without_ctc(converted) -> None:
 def test_avsr_decode_runs_a_converted_checkpoint(converted, face_video, tmp_path, capsys) -> None:
     model = str(converted[0])
     srt = tmp_path / "face.srt"
-    assert decode_cli.main(["--model", model, "--quiet", "--beam", "3", "--max-length", "5", "--json", "--srt", str(srt), str(face_video)]) == 0
+    assert (
+        decode_cli.main(
+            [
+                "--model",
+                model,
+                "--quiet",
+                "--beam",
+                "3",
+                "--max-length",
+                "5",
+                "--json",
+                "--srt",
+                str(srt),
+                str(face_video),
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
-    assert captured.err.count("warning:") == 1 and "no CTC head" in captured.err and "one cue per segment" in captured.err
+    assert (
+        captured.err.count("warning:") == 1 and "no CTC head" in captured.err and "one cue per segment" in captured.err
+    )
     result = json.loads(captured.out)["files"][0]
     assert result["modality"] == "av" and result["notes"] == [] and len(result["segments"]) == 1
     segment = result["segments"][0]
@@ -435,13 +510,17 @@ def test_avsr_decode_refuses_unusable_crop_settings_in_one_line(converted, face_
         decode_cli.main(["--model", str(model), "--quiet", str(face_video)])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and len(err.splitlines()) == 1
-    assert "mouth_crop settings are not usable (fit must be one of lmeds, least_squares" in err and "avsr-convert" in err
+    assert (
+        "mouth_crop settings are not usable (fit must be one of lmeds, least_squares" in err and "avsr-convert" in err
+    )
 
 
 def test_avsr_convert_command(converted, spm_model, tmp_path, capsys) -> None:
     from avsr.cli import convert as convert_cli
 
-    ckpt = save_checkpoint(tmp_path / "bare.pt", converted[1], yaml.safe_load(yaml.safe_dump(published_cfg(TINY, ["video"]))), None)
+    ckpt = save_checkpoint(
+        tmp_path / "bare.pt", converted[1], yaml.safe_load(yaml.safe_dump(published_cfg(TINY, ["video"]))), None
+    )
     assert convert_cli.main(["avhubert", str(ckpt), str(tmp_path / "out"), "--tokenizer", str(spm_model)]) == 0
     err = capsys.readouterr().err
     assert "non-commercial" in err and "avsr-decode --model" in err

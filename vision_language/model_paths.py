@@ -37,4 +37,14 @@ def with_resolved_path(options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-__all__ = ["resolve_model_path", "with_resolved_path"]
+def portable_encoder(resolved: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """An encoder config to record in a run or model folder: ``resolved`` with a ``package:`` path
+    kept as it was ``given``, so that the folder works in another environment (load it with
+    `with_resolved_path`)."""
+    spec = dict(given).get("path")
+    if isinstance(spec, str) and spec.startswith(PACKAGE_PREFIX):
+        return {**resolved, "path": spec}
+    return resolved
+
+
+__all__ = ["portable_encoder", "resolve_model_path", "with_resolved_path"]

@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from avsr.media.atomic import atomic_path
 from vision_language.encoders import ImageEncoderConfig, TextEncoderConfig
 from vision_language.model import Aligner, AlignerConfig
+from vision_language.model_paths import with_resolved_path
 
 MODEL_FILE = "model.safetensors"
 MODEL_YAML = "model.yaml"
@@ -57,7 +58,8 @@ def load_model(folder: str | os.PathLike[str], *, untrained: bool = False, seed:
     try:
         config = AlignerConfig.from_dict(meta["config"])
         encoders = meta["encoders"]
-        image, text = ImageEncoderConfig(**encoders["image"]), TextEncoderConfig(**encoders["text"])
+        image = ImageEncoderConfig(**with_resolved_path(encoders["image"]))
+        text = TextEncoderConfig(**with_resolved_path(encoders["text"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{folder / MODEL_YAML}: bad model config ({exc})") from None
     torch.manual_seed(seed)

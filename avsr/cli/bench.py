@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(paths["json"].read_text(encoding="utf-8"))
     else:
         print(paths["markdown"].read_text(encoding="utf-8"), end="")
-        print(f"written: {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
+        print(f"avsr-bench: written: {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
     return 0
 
 

@@ -1,8 +1,10 @@
 """avsr-decode: transcribe video or audio files with a trained model, with word times.
 
-avsr-decode talk.mp4                                   # audio-visual, the demo's model
-avsr-decode --model runs/synth2k/train/model --modality v silent.mp4 --srt silent.srt
-avsr-decode --modality a *.wav --json
+For example:
+
+    avsr-decode talk.mp4                                   # audio-visual, the demo's model
+    avsr-decode --model runs/synth2k/train/model --modality v silent.mp4 --srt silent.srt
+    avsr-decode --modality a *.wav --json
 """
 
 from __future__ import annotations
@@ -89,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
             PROGRAM,
             f"no model at {model_dir}: train one with 'bash scripts/demo.sh' or pass --model DIR (avsr-train's OUTPUT_DIR/model)",
         )
+    for flag, value in (("--segment", args.segment), ("--max-segment", args.max_segment)):
+        if value is not None and not value > 0:
+            fail(PROGRAM, f"{flag} must be a positive number of seconds, got {value:g}")
     try:
         options = decode_options(args)
         recognizer = Recognizer.load(model_dir, args.device)
@@ -147,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         print_timings(times, seconds=sum(item.frames for item in loaded) / 25)
     for kind, target in (("srt", args.srt), ("vtt", args.vtt)):
         if target is not None:
-            for path in write_subtitles(results, target, kind):
+            for path in write_subtitles(results, [str(p) for p in args.inputs], target, kind):
                 print(f"{PROGRAM}: wrote {path}", file=sys.stderr)
     if args.json:
         print(json.dumps({"model": str(model_dir), "files": [r.to_dict() for r in results]}, indent=2))

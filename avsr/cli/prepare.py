@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_corpus(args: argparse.Namespace) -> int:
     from avsr.data.corpora import CorpusError
     from avsr.data.preparation.clip import ClipSettings
-    from avsr.data.preparation.runner import PrepareConfig, prepare_corpus
+    from avsr.data.preparation.runner import PrepareConfig, claim_output, prepare_corpus
 
     try:
         if not 32 <= args.crop_size <= 512:
@@ -153,6 +153,7 @@ def run_corpus(args: argparse.Namespace) -> int:
         from avsr.data.corpora import list_corpus
 
         total = len(list_corpus(config.corpus, config.source, config.max_seconds))
+        claim_output(config)  # a folder holds crops of one kind
     except (ValueError, CorpusError) as error:
         fail(PROGRAM, str(error))
     from avsr.media import MediaError

@@ -1,9 +1,8 @@
 """Split a long recording into pieces the model can take: at pauses where there are pauses,
 otherwise fixed windows that overlap.
 
-A model trained on single sentences does badly on pieces that span a sentence boundary (the small
-recipe's model, trained on 1-6 s sentences, makes 59% word errors on 12 s pieces of a recording of
-joined sentences, 35% on 5 s pieces and 2% when every piece is one sentence), so the recording is
+A model trained on single sentences does badly on pieces that span a sentence boundary (the numbers
+are in docs/experiments/segmentation.md, measured by benchmarks/segments.py), so the recording is
 cut at every pause and the pieces are joined again only while they stay within ``target_seconds``,
 which ``avsr-decode`` sets to the median length of the model's training utterances.
 

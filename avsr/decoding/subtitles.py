@@ -7,6 +7,7 @@ word times (a model without a CTC head) is one cue with the segment's times.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -69,10 +70,27 @@ def _words_or_segment(segment) -> Sequence[WordTiming]:
     return [WordTiming(segment.text, segment.start, segment.end, segment.score)]
 
 
-def write_subtitles(results: Sequence, target: Path, kind: str) -> list[Path]:
-    """Write one subtitle file per result (``FileResult``): ``target`` itself for one result, else
-    ``target/<input stem>.<kind>``."""
-    paths = [target] if len(results) == 1 else [target / f"{Path(r.path).stem}.{kind}" for r in results]
+def subtitle_paths(inputs: Sequence[str], target: Path, kind: str) -> list[Path]:
+    """Where each input's subtitles go: ``target`` itself for a single input, else the folder
+    ``target`` with ``<input stem>.<kind>``; inputs of the same stem (``a/talk.mp4``, ``b/talk.mp4``)
+    are numbered in input order (``talk.1.srt``, ``talk.2.srt``) so that none overwrites another."""
+    if len(inputs) == 1:
+        return [target]
+    stems = [Path(p).stem for p in inputs]
+    counts, seen = Counter(stems), Counter()
+    paths = []
+    for stem in stems:
+        seen[stem] += 1
+        paths.append(target / (f"{stem}.{seen[stem]}.{kind}" if counts[stem] > 1 else f"{stem}.{kind}"))
+    return paths
+
+
+def write_subtitles(results: Sequence, inputs: Sequence[str], target: Path, kind: str) -> list[Path]:
+    """Write one subtitle file per result (``FileResult``, whose ``path`` is one of ``inputs``) at
+    its place among all ``inputs`` (`subtitle_paths`): an input that failed does not turn the folder
+    of several into a file."""
+    place = dict(zip(inputs, subtitle_paths(inputs, target, kind)))
+    paths = [place[str(r.path)] for r in results]
     for result, path in zip(results, paths):
         text = format_subtitles([_words_or_segment(s) for s in result.segments], kind)
         with atomic_path(path) as temp:
@@ -80,4 +98,4 @@ def write_subtitles(results: Sequence, target: Path, kind: str) -> list[Path]:
     return paths
 
 
-__all__ = ["format_subtitles", "write_subtitles"]
+__all__ = ["format_subtitles", "subtitle_paths", "write_subtitles"]

@@ -214,7 +214,8 @@ def segmenting_for(
 ) -> SegmentConfig:
     """Cut long inputs into pieces of about ``target_seconds``, by default as long as the model's
     training utterances (their median, recorded at export) where known."""
-    target = target_seconds or recognizer.typical_input_seconds or SegmentConfig.target_seconds
+    target = target_seconds if target_seconds is not None else recognizer.typical_input_seconds
+    target = target or SegmentConfig.target_seconds
     return SegmentConfig(target_seconds=min(target, max_seconds), max_seconds=max_seconds)
 
 

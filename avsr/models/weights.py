@@ -5,6 +5,7 @@ A file that does not fit is one `WeightsError` line naming it (`avsr.nn.state`'s
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -57,6 +58,25 @@ class LoadReport:
         return "; ".join(parts)
 
 
+def weights_only_problem(exc: BaseException) -> str:
+    """What torch's weights-only loader refused or could not read, in a few words.
+
+    torch's own message advises re-running with ``weights_only=False``, which would run code from
+    the file: that advice is never passed on."""
+    text = " ".join(str(exc).split())
+    match = re.search(r"GLOBAL (\S+)", text)
+    if match:
+        return f"it needs {match.group(1).rstrip('.')}, which torch's weights_only unpickler blocks"
+    match = re.search(r"(Trying to call reduce for unrecognized function [^.]*|Can only [^.]*)", text)
+    if match:
+        return match.group(1)
+    match = re.search(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)", text)
+    if match:
+        return f"not a pickle of tensors: {match.group(1).strip() or 'unreadable'}"
+    text = re.sub(r"Weights only load failed\..*?trusted source\.", "", text).strip()
+    return text[:300] or type(exc).__name__
+
+
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     """A flat ``name -> tensor`` dict from safetensors, or from a PyTorch checkpoint loaded with
     ``torch.load(weights_only=True)`` (``state_dict``/``model``/``module`` sub-dicts are unwrapped)."""
@@ -68,8 +88,9 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{path}: cannot be read as a weights-only PyTorch checkpoint ({first})") from None
+        raise WeightsError(
+            f"{path}: cannot be read as a weights-only PyTorch checkpoint ({weights_only_problem(exc)})"
+        ) from None
     for key in ("state_dict", "model", "module"):
         if (
             isinstance(obj, dict)

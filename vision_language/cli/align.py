@@ -13,6 +13,7 @@ Features are cached like vl-train's, so a chosen pair trains without encoding ag
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -61,7 +62,7 @@ def _last_layer(features: Any) -> Any:
 
 
 def rank_pairs(tree: dict[str, Any], *, probe: bool, show_progress: bool) -> list[dict[str, Any]]:
-    from vision_language.alignment import assess_pair
+    from vision_language.alignment import alignment_probe, assess_pair
     from vision_language.data import load_image, read_pairs
     from vision_language.encoders import ImageEncoderConfig, TextEncoderConfig
     from vision_language.features import EncodeOptions, cached_features
@@ -83,6 +84,10 @@ def rank_pairs(tree: dict[str, Any], *, probe: bool, show_progress: bool) -> lis
     options = EncodeOptions(Path(tree.get("cache_dir", "runs/vl/cache")), show_progress=show_progress)
     k = int(tree.get("k", 10))
     probe_options = dict(tree.get("probe") or {})
+    allowed = [n for n, p in inspect.signature(alignment_probe).parameters.items() if p.kind is p.KEYWORD_ONLY]
+    unknown = sorted(set(probe_options) - set(allowed))
+    if unknown:  # before any encoder runs
+        raise ValueError(f"probe: unknown key(s) {', '.join(unknown)} (known: {', '.join(allowed)})")
     image_feats = {
         n: _last_layer(cached_features(pairs, [p.key for p in pairs], c, source, options, loader=load_image).all())
         for n, c in images_by_name.items()

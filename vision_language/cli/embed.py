@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.config.is_file():
         fail(PROGRAM, f"{args.config}: config file not found")
+    swallowed = [str(p) for p in args.pairs if "=" in p.name and not p.exists()]
+    if swallowed:  # --pairs takes every argument after it
+        fail(PROGRAM, f"--pairs {swallowed[0]}: no such file; put KEY=VALUE overrides before --pairs")
     try:
         config = load_task_config(args.config, args.overrides)
         image, text = encoder_configs(config.encoders)

@@ -102,7 +102,11 @@ def zero_shot(
     data = read_class_folders(folder)
     names = list(data.class_names)
     if class_file is not None:
-        candidates = [line.strip() for line in class_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            text = class_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{class_file}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+        candidates = [line.strip() for line in text.splitlines() if line.strip()]
         missing = [n for n in names if n not in candidates]
         if missing:
             raise ValueError(f"{class_file}: does not list the class(es) {', '.join(missing[:3])} of {folder}")

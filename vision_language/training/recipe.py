@@ -54,7 +54,7 @@ from avsr.training.runs import RUN_FILE, averaged_checkpoints, read_run_file
 from vision_language.encoders import ImageEncoderConfig, TextEncoderConfig
 from vision_language.features import EncodeOptions, PairFeatures, pair_features
 from vision_language.model import Aligner, AlignerConfig
-from vision_language.model_paths import with_resolved_path
+from vision_language.model_paths import portable_encoder, with_resolved_path
 from vision_language.saved_model import write_model
 from vision_language.training.data import FeatureBatch, create_reader
 
@@ -275,7 +275,10 @@ def write_run_file(output_dir: Path, inputs: AlignRunInputs) -> None:
     data = {
         "task": "align",
         "model_config": inputs.model_config.to_dict(),
-        "encoders": {"image": asdict(inputs.image_encoder), "text": asdict(inputs.text_encoder)},
+        "encoders": {
+            name: portable_encoder(asdict(config), getattr(inputs.config.encoders, name))
+            for name, config in (("image", inputs.image_encoder), ("text", inputs.text_encoder))
+        },
         "train_config": config_to_dict(inputs.config),
     }
     with atomic_path(output_dir / RUN_FILE) as temp:

@@ -3,7 +3,9 @@
 Progress is logged per shard in ``OUT/.records/shard-I-of-N.jsonl``, one JSON line per item
 (appended after the item's files are complete), so a killed run resumes where it stopped and
 shards running at once never write to the same file. Manifests and the report are rebuilt from
-every shard's log at the end of each run.
+every shard's log at the end of each run. ``OUT/.records/settings.json`` holds the options that
+shape an item (layout, crop size, mouth alignment, quality, pretrain cut): a rerun with other ones
+is refused, so one folder never mixes crops of two kinds.
 
 A bad item is skipped and reported; an output that cannot be written (disk full, permissions)
 stops the run with a one-line :class:`MediaError` naming the file, leaving no temporary files
@@ -21,10 +23,20 @@ from pathlib import Path
 from avsr.data.corpora import CorpusItem, list_corpus
 from avsr.data.manifest import ManifestRow, write_manifest
 from avsr.data.preparation.clip import ClipSettings, SkipItem
+from avsr.media.atomic import atomic_path
 from avsr.media.errors import media_errors
 
 RECORDS = ".records"
 REPORT = "report.tsv"
+SETTINGS = "settings.json"
+#: the options that shape a prepared item, and the flag that sets each
+SHAPING_OPTIONS = {
+    "corpus": "the layout",
+    "crop_size": "--crop-size",
+    "mouth_crop": "--mouth-crop",
+    "crf": "--crf",
+    "max_seconds": "--max-duration",
+}
 
 
 @dataclass(frozen=True)
@@ -114,9 +126,43 @@ def pending_items(config: PrepareConfig, items: list[CorpusItem], done: dict[str
     return [item for item in items if not finished(item)]
 
 
+def shaping_settings(config: PrepareConfig) -> dict[str, object]:
+    clip = asdict(config.clip)
+    return {name: clip[name] if name in clip else getattr(config, name) for name in SHAPING_OPTIONS}
+
+
+def claim_output(config: PrepareConfig) -> None:
+    """Record in OUT the options that shape its items, or check them against those recorded:
+    ValueError (one line) when this run would add items of another kind."""
+    path = config.output / RECORDS / SETTINGS
+    wanted = shaping_settings(config)
+    if path.is_file():
+        try:
+            recorded = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ValueError(
+                f"{path}: unreadable ({exc}); it records the options {config.output} was prepared with"
+            ) from None
+        changed = [
+            name for name in wanted if isinstance(recorded, dict) and recorded.get(name, wanted[name]) != wanted[name]
+        ]
+        if changed:
+            was = ", ".join(f"{SHAPING_OPTIONS[n]} {recorded[n]}" for n in changed)
+            now = ", ".join(f"{SHAPING_OPTIONS[n]} {wanted[n]}" for n in changed)
+            raise ValueError(
+                f"{config.output} was prepared with {was}, not {now}: use another output folder, or the same options"
+            )
+        if recorded == wanted:
+            return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temp:
+        Path(temp).write_text(json.dumps(wanted, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def prepare_corpus(config: PrepareConfig, on_outcome: Callable[[ItemOutcome], None] | None = None) -> PrepareSummary:
     items = shard_items(list_corpus(config.corpus, config.source, config.max_seconds), config.shard, config.shards)
     config.output.mkdir(parents=True, exist_ok=True)
+    claim_output(config)
     todo = pending_items(config, items, read_outcomes(config.output))
     summary = PrepareSummary(items=len(items), already_done=len(items) - len(todo))
     log_path = config.output / RECORDS / f"shard-{config.shard}-of-{config.shards}.jsonl"

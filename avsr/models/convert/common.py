@@ -31,6 +31,8 @@ from fairseq2.models.transformer import TransformerNormOrder
 from fairseq2.models.wav2vec2 import Wav2Vec2EncoderConfig
 from torch import Tensor
 
+from avsr.models.weights import weights_only_problem
+
 #: ``format`` value in the safetensors metadata of our converted checkpoints.
 AVSR_WAV2VEC2_FORMAT = "avsr.wav2vec2"
 
@@ -152,28 +154,18 @@ def safe_torch_load(path: str | Path) -> Any:
         except pickle.UnpicklingError as exc:
             match = _UNSAFE_GLOBAL_RE.search(str(exc))
             if match is None:
-                raise CheckpointError(f"{path}: refusing to unpickle ({_unpickler_reason(exc)})") from None
+                raise CheckpointError(f"{path}: refusing to unpickle ({weights_only_problem(exc)})") from None
             name = match.group(1)
             if "." not in name:  # torch prints builtins without their module
                 name = f"builtins.{name}"
             if name in extra:
-                raise CheckpointError(f"{path}: refusing to unpickle ({_one_line(exc)})") from None
+                raise CheckpointError(f"{path}: refusing to unpickle ({weights_only_problem(exc)})") from None
             extra[name] = _safe_global_entry(name, path)
         except CheckpointError:
             raise
         except Exception as exc:  # noqa: BLE001
             raise CheckpointError(f"{path}: not a readable torch checkpoint ({_one_line(exc)})") from None
     raise CheckpointError(f"{path}: refusing to unpickle: too many non-tensor globals")
-
-
-def _unpickler_reason(exc: BaseException) -> str:
-    """The part of torch's long weights_only error that says what was refused."""
-    text = " ".join(str(exc).split())
-    match = re.search(r"GLOBAL (\S+)", text)
-    if match:
-        return f"it needs {match.group(1).rstrip('.')}, which torch's weights_only unpickler blocks"
-    match = re.search(r"(Trying to call reduce for unrecognized function [^.]*|Can only [^.]*)", text)
-    return match.group(1) if match else text[:300]
 
 
 def _one_line(exc: BaseException) -> str:

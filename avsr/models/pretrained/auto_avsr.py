@@ -29,7 +29,7 @@ load through ``build_from_config`` and ``stored_state``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from avsr.models.config import (
     ModalityDropoutConfig,
     ResNet1DAudioConfig,
     VisualConfig,
+    from_plain,
 )
 from avsr.models.espnet import ESPNET_LAYER_NORM_EPS
 
@@ -172,18 +173,8 @@ class AutoAVSRConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AutoAVSRConfig:
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"auto_avsr config: expected a mapping, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"auto_avsr config: unknown key(s) {', '.join(unknown)}")
-        values = dict(data)
-        if "modalities" in values:
-            if not isinstance(values["modalities"], (list, tuple)):
-                raise ConfigError(f"modalities: expected a list, got {values['modalities']!r}")
-            values["modalities"] = tuple(values["modalities"])
-        return cls(**values)
+        """Strict: unknown keys and values of the wrong type are one-line ConfigErrors."""
+        return from_plain(cls, dict(data) if isinstance(data, Mapping) else data, "auto_avsr config")
 
     def avsr_config(self) -> AVSRConfig:
         """The one model's config for these sizes (auto_avsr's loss: 0.1 CTC, label smoothing 0.1)."""

@@ -29,6 +29,7 @@ from avsr.models.pretrained.auto_avsr import (
     ConversionError,
     fusion_columns_swapped,
 )
+from avsr.models.weights import weights_only_problem
 from avsr.nn.state import name_list, state_problems
 
 # ---------------------------------------------------------------------- key mapping
@@ -377,8 +378,9 @@ def read_checkpoint(path: Path) -> dict[str, Tensor]:
                 f"{path}: holds pickled Python objects ({blocked.group(1)}) that a weights-only load refuses to run; "
                 "save the state dict alone in a trusted environment (as auto_avsr's avg_ckpts.py writes *.pth) and convert that"
             ) from None
-        first = text.splitlines()[0] if text else type(exc).__name__
-        raise ConversionError(f"{path}: cannot be read as a weights-only PyTorch checkpoint ({first})") from None
+        raise ConversionError(
+            f"{path}: cannot be read as a weights-only PyTorch checkpoint ({weights_only_problem(exc)})"
+        ) from None
     for key in ("state_dict", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

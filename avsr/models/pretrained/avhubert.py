@@ -397,7 +397,7 @@ def _tokenizer_files(path: Path) -> tuple[Path, Path | None]:
 # ---------------------------------------------------------------------- conversion
 def convert_checkpoint(checkpoint: Path, out_dir: Path, *, tokenizer: Path | None = None) -> Path:
     """Convert a fine-tuned AV-HuBERT seq2seq checkpoint into the model folder ``out_dir``
-    (``model.safetensors``, ``model.yaml`` with family ``avhubert``, ``tokenizer/``), loadable with
+    (``model.safetensors``, ``model.yaml`` with AV-HuBERT's ``AVSRModel`` configuration, ``tokenizer/``), loadable with
     ``avsr.models.io.load_model`` and ``avsr-decode --model out_dir``. ``tokenizer``: the
     sentencepiece model it was fine-tuned with (``spm_unigram1000.model``, or a folder holding it
     and maybe ``dict.wrd.txt``); needed unless the checkpoint carries it.
@@ -451,7 +451,7 @@ def convert_checkpoint(checkpoint: Path, out_dir: Path, *, tokenizer: Path | Non
         "licence": LICENCE,
         "source": {
             "format": "fairseq1 av_hubert_seq2seq (facebookresearch/av_hubert)",
-            "checkpoint": str(checkpoint.resolve()),
+            "checkpoint": checkpoint.name,  # no path of the machine it was converted on
             "sha256": file_sha256(checkpoint),
             "fine_tuned_modalities": list(config.modalities),
             "dropped_keys": sorted(dropped),

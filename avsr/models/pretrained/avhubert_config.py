@@ -43,6 +43,7 @@ from avsr.models.config import (
     LossConfig,
     StackedFbankAudioConfig,
     VisualConfig,
+    from_plain,
 )
 
 MODALITIES = ("audio", "video")
@@ -250,28 +251,7 @@ class AVHubertConfig:
             if width is None:
                 raise ConfigError(f"resnet_channels: {channels!r} is not AV-HuBERT's ResNet-18 at some width")
             data["resnet_width"] = width
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(fields))
-        if unknown:
-            raise ConfigError(f"avhubert config: unknown key(s) {', '.join(unknown)}")
-        values: dict[str, Any] = {}
-        for name, value in data.items():
-            default = fields[name].default
-            if isinstance(default, tuple):
-                if not isinstance(value, (list, tuple)):
-                    raise ConfigError(f"{name}: expected a list, got {value!r}")
-                value = tuple(value)
-            elif isinstance(default, bool):
-                if not isinstance(value, bool):
-                    raise ConfigError(f"{name}: expected true or false, got {value!r}")
-            elif isinstance(default, int) and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ConfigError(f"{name}: expected an integer, got {value!r}")
-            elif isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ConfigError(f"{name}: expected a number, got {value!r}")
-            elif isinstance(default, str) and not isinstance(value, str):
-                raise ConfigError(f"{name}: expected a string, got {value!r}")
-            values[name] = value
-        return cls(**values)
+        return from_plain(cls, data, "avhubert config")
 
 
 # ---------------------------------------------------------------------- folders converted before the one model

@@ -157,6 +157,31 @@ def test_bad_inputs_are_skipped_and_reported(micro_model_dir, lrs2_corpus, tmp_p
     assert f"skipped {junk}:" in captured.err and "missing.mp4" in captured.err
 
 
+def test_subtitles_of_several_inputs_go_in_a_folder_one_file_each(micro_model_dir, lrs2_corpus, tmp_path, capsys):
+    by_stem: dict[str, list[Path]] = {}
+    for clip in sorted(lrs2_corpus.glob("main/*/*.mp4")):
+        by_stem.setdefault(clip.stem, []).append(clip)
+    twins = next(clips[:2] for clips in by_stem.values() if len(clips) > 1)  # main/<a>/00001, main/<b>/00001
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video")
+    subs = tmp_path / "subs"
+    # one input fails: the others still make a folder, not one file named "subs"
+    assert _decode(micro_model_dir, "--decoder", "greedy", str(junk), *map(str, twins), "--srt", str(subs)) == 1
+    stem = twins[0].stem
+    assert subs.is_dir() and sorted(p.name for p in subs.iterdir()) == [f"{stem}.1.srt", f"{stem}.2.srt"]
+    assert f"wrote {subs / f'{stem}.1.srt'}" in capsys.readouterr().err
+
+
+def test_a_segment_length_of_zero_is_refused(micro_model_dir, lrs2_corpus, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _decode(micro_model_dir, "--segment", "0", str(_clips(lrs2_corpus, 1)[0]))
+    err = capsys.readouterr().err
+    assert (
+        exit_info.value.code == 2
+        and err.strip() == "avsr-decode: error: --segment must be a positive number of seconds, got 0"
+    )
+
+
 def test_without_a_model_it_says_how_to_get_one(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AVSR_DEMO_DIR", raising=False)

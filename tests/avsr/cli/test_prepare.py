@@ -169,6 +169,23 @@ def test_interrupted_run_resumes_without_redoing(lrs2_corpus: Path, tmp_path: Pa
     assert again.prepared == 0 and again.already_done == again.items
 
 
+def test_a_rerun_with_other_crop_options_is_refused(lrs2_corpus: Path, prepared_lrs2: Path, capsys):
+    before = tree_hash(prepared_lrs2)
+    for extra, message in [
+        (["--crop-size", "64"], "was prepared with --crop-size 96, not --crop-size 64: use another output folder"),
+        (["--mouth-crop", "avhubert"], "was prepared with --mouth-crop auto_avsr, not --mouth-crop avhubert"),
+        (["--max-duration", "6"], "was prepared with --max-duration 3.0, not --max-duration 6.0"),
+    ]:
+        args = ["lrs2", str(lrs2_corpus), str(prepared_lrs2), "--quiet", "--max-duration", "3", *extra]
+        with pytest.raises(SystemExit) as exit_info:
+            prepare_cli.main(args)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and message in err, err
+    assert tree_hash(prepared_lrs2) == before  # nothing written
+    same = run_cli(["lrs2", str(lrs2_corpus), str(prepared_lrs2), "--quiet", "--max-duration", "3", "--json"], capsys)
+    assert same["prepared"] == 0 and same["already_done"] == same["items"]  # the same options resume
+
+
 def test_shards_split_the_work(lrs2_corpus: Path, tmp_path: Path):
     out = tmp_path / "out"
     first = prepare_corpus(PrepareConfig("lrs2", lrs2_corpus, out, shard=0, shards=2))

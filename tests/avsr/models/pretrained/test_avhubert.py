@@ -271,6 +271,7 @@ def test_every_key_lands_and_the_folder_records_what_decoding_needs(converted, s
     meta = read_model_yaml(out)
     assert meta["family"] == "avsr" and meta["config"] == TINY.avsr_config().to_dict()
     assert meta["extra"]["licence"] == LICENCE and "non-commercial" in LICENCE
+    assert "/" not in meta["extra"]["source"]["checkpoint"]  # the file's name, not this machine's path
     assert meta["extra"]["preprocessing"] == {"crop_size": 88, "video_mean": 0.421, "video_std": 0.165}
     assert sorted(meta["extra"]["source"]["dropped_keys"]) == [
         "decoder.embed_positions._float_tensor",
@@ -370,6 +371,11 @@ def test_converter_refuses_what_does_not_fit(spm_model, tmp_path) -> None:
         with pytest.raises(CheckpointError) as exc:
             convert_checkpoint(ckpt, tmp_path / name)
         assert str(exc.value).startswith(str(ckpt)) and message in str(exc.value) and "\n" not in str(exc.value), name
+    text = tmp_path / "text.pt"
+    text.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError) as exc:
+        convert_checkpoint(text, tmp_path / "text")
+    assert "not a pickle of tensors" in str(exc.value) and "weights_only" not in str(exc.value)
     bare = save_checkpoint(tmp_path / "bare.pt", tiny_state(), cfg, None)
     with pytest.raises(CheckpointError, match="carries no sentencepiece model: pass --tokenizer"):
         convert_checkpoint(bare, tmp_path / "bare")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Does starting from a "published" model help on a small new corpus? The fine-tuning path of
-# docs/finetune.md, measured at toy scale on two synthetic corpora of different people:
+# docs/finetune.md, measured at toy scale on two synthetic corpora of different people (results:
+# docs/experiments/finetune.md):
 #   1. corpus A (800 clips, 12 people) and corpus B (300 clips, 8 other people: avsr-synth
 #      --distinct-from A), both prepared, one character tokenizer (A's);
 #   2. a published architecture at CPU size trained on A (ARCH=auto_avsr: auto_avsr's speech

@@ -30,6 +30,15 @@ PARITY_SEEDS = {"v": 100, "a": 101, "av": 102}
 PARITY_WIDTH = 16
 
 
+def micro_auto_avsr(**sizes):
+    """An ``AutoAVSRConfig`` with every layer auto_avsr has at width 32, one encoder and one decoder
+    layer unless ``sizes`` say otherwise: a model that builds and runs in milliseconds."""
+    from avsr.models.pretrained.auto_avsr import AutoAVSRConfig  # here: the reference script needs torch only
+
+    micro = dict(model_dim=32, heads=2, ffn_dim=64, encoder_layers=1, decoder_layers=1, decoder_heads=2)
+    return AutoAVSRConfig(**{**micro, "decoder_ffn_dim": 64, "frontend_width": 0.125, **sizes})
+
+
 def read_key_table(path: Path) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     """``key<TAB>shape<TAB>dtype`` lines (shape comma-separated, empty for a scalar)."""
     table = {}

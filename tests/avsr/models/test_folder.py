@@ -255,21 +255,10 @@ def test_fine_tuning_from_a_folder_checks_its_tokenizer(micro_model_dir, swapped
 
 def test_convert_refuses_a_model_folder_with_a_swapped_tokenizer(swapped_model, tmp_path, capsys):
     """avsr-convert --tokenizer accepts a model folder (its tokenizer, checked against its model.yaml)."""
-    from auto_avsr_helpers import random_state
-    from avsr.models.pretrained.auto_avsr import AutoAVSRConfig
+    from auto_avsr_helpers import micro_auto_avsr, random_state
     from avsr.models.pretrained.auto_avsr_checkpoint import expected_checkpoint_keys
 
-    config = AutoAVSRConfig(
-        model_dim=32,
-        heads=2,
-        ffn_dim=64,
-        encoder_layers=1,
-        decoder_layers=1,
-        decoder_heads=2,
-        decoder_ffn_dim=64,
-        frontend_width=0.125,
-        vocab_size=load_tokenizer(swapped_model / "tokenizer").vocab_size,
-    )
+    config = micro_auto_avsr(vocab_size=load_tokenizer(swapped_model / "tokenizer").vocab_size)
     shapes = expected_checkpoint_keys(config, "head")
     state = random_state(
         {k: (s, torch.int64 if k.endswith("tracked") else torch.float32) for k, s in shapes.items()}, 3
@@ -326,25 +315,13 @@ def test_av_mode_falls_back_to_the_modality_that_is_there(micro_model_dir, one_m
 @pytest.fixture(scope="module")
 def av_only_model(tmp_path_factory) -> Path:
     """An auto_avsr audio-visual model folder (it decodes only with both streams), random weights."""
+    from auto_avsr_helpers import micro_auto_avsr
     from avsr.data.tokenizers import Tokenizer
     from avsr.models.avsr_model import AVSRModel
     from avsr.models.io import save_model
-    from avsr.models.pretrained.auto_avsr import AutoAVSRConfig
 
     tokenizer = Tokenizer.from_sentencepiece(*_shipped_auto_avsr_tokenizer())
-    config = AutoAVSRConfig(
-        modalities=("audio", "video"),
-        model_dim=32,
-        heads=2,
-        ffn_dim=64,
-        encoder_layers=1,
-        decoder_layers=1,
-        decoder_heads=2,
-        decoder_ffn_dim=64,
-        frontend_width=0.125,
-        fusion_hidden_dim=32,
-        vocab_size=tokenizer.vocab_size,
-    )
+    config = micro_auto_avsr(modalities=("audio", "video"), fusion_hidden_dim=32, vocab_size=tokenizer.vocab_size)
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("auto_avsr_av") / "model"
     out.mkdir()

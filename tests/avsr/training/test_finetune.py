@@ -13,27 +13,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from auto_avsr_helpers import random_state
+from auto_avsr_helpers import micro_auto_avsr, random_state
 from avhubert_checkpoints import TINY, published_cfg, save_checkpoint, tiny_state, train_spm
 from avsr.cli import convert as convert_cli
 from avsr.data.tokenizers import load_tokenizer
 from avsr.models.io import load_model
-from avsr.models.pretrained.auto_avsr import AutoAVSRConfig
 from avsr.models.pretrained.auto_avsr_checkpoint import expected_checkpoint_keys
 from avsr.models.vocabulary import remap_vocabulary
 from repo_paths import REPO
 
 #: a small auto_avsr VSR model (every layer auto_avsr has, narrow)
-SMALL = AutoAVSRConfig(
-    model_dim=32,
-    heads=2,
-    ffn_dim=64,
-    encoder_layers=1,
-    decoder_layers=1,
-    decoder_heads=2,
-    decoder_ffn_dim=64,
-    frontend_width=0.125,
-)
+SMALL = micro_auto_avsr()
 
 
 def test_remap_vocabulary_keeps_the_rows_of_shared_units() -> None:

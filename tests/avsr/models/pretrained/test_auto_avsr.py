@@ -33,6 +33,7 @@ from auto_avsr_helpers import (
     PARITY_SEEDS,
     PARITY_TOKENS,
     import_anchors,
+    micro_auto_avsr,
     module_table,
     parity_inputs,
     random_state,
@@ -240,16 +241,7 @@ def test_full_size_models_match_auto_avsr_own_code(modality: str) -> None:
 
 
 # ---------------------------------------------------------------------- bad checkpoints
-MICRO = AutoAVSRConfig(
-    model_dim=32,
-    heads=2,
-    ffn_dim=64,
-    encoder_layers=2,
-    decoder_layers=3,
-    decoder_heads=2,
-    decoder_ffn_dim=64,
-    frontend_width=0.125,
-)
+MICRO = micro_auto_avsr(encoder_layers=2, decoder_layers=3)
 
 
 @pytest.fixture(scope="module")

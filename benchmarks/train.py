@@ -40,6 +40,19 @@ from avsr.models.config import AVSRConfig
 VOCAB = 41  # characters: blank, <unk>, 38 units, <sos/eos>
 
 
+def _throughput(batch: int, frames: int, crop: int, steps: int, seconds: float) -> dict:
+    """The fields every training-step measurement reports (``seconds``: mean seconds per step)."""
+    return {
+        "batch": batch,
+        "frames_per_clip": frames,
+        "crop": crop,
+        "timed_steps": steps,
+        "step_seconds": round(seconds, 4),
+        "samples_per_second": round(batch / seconds, 3),
+        "frames_per_second": round(batch * frames / seconds, 1),
+    }
+
+
 def make_batch(batch: int, frames: int, crop: int, device: torch.device, vocab: int = VOCAB) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(batch * 1000 + frames)
     target_len = max(1, frames // 4)  # about 6 characters per second
@@ -149,13 +162,7 @@ def measure(
         "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         "device": device.type,
         "dtype": "fp32" if dtype is None else str(dtype).replace("torch.", ""),
-        "batch": batch,
-        "frames_per_clip": frames,
-        "crop": crop,
-        "timed_steps": steps,
-        "step_seconds": round(seconds, 4),
-        "samples_per_second": round(batch / seconds, 3),
-        "frames_per_second": round(batch * frames / seconds, 1),
+        **_throughput(batch, frames, crop, steps, seconds),
     }
     if device.type == "cuda":
         result["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
@@ -210,13 +217,7 @@ def measure_auto_avsr_own(
         "model": f"{kind} (auto_avsr's own code, {anchors.auto_avsr_source(src)})",
         "device": device.type,
         "dtype": "fp32",
-        "batch": batch,
-        "frames_per_clip": frames,
-        "crop": crop,
-        "timed_steps": steps,
-        "step_seconds": round(seconds, 4),
-        "samples_per_second": round(batch / seconds, 3),
-        "frames_per_second": round(batch * frames / seconds, 1),
+        **_throughput(batch, frames, crop, steps, seconds),
     }
 
 

@@ -22,8 +22,12 @@ from rich.text import Text
 
 
 class ItemsPerSecondColumn(ProgressColumn):
+    def __init__(self, unit: str = "items") -> None:
+        super().__init__()
+        self.unit = unit
+
     def render(self, task) -> Text:
-        return Text("" if task.speed is None else f"{task.speed:.2f} items/s")
+        return Text("" if task.speed is None else f"{task.speed:.2f} {self.unit}/s")
 
 
 def fail(program: str, message: str, code: int = 2) -> NoReturn:
@@ -33,8 +37,11 @@ def fail(program: str, message: str, code: int = 2) -> NoReturn:
 
 
 @contextmanager
-def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[Callable[..., None]]:
-    """A rich progress bar on stderr; yields the function that advances it (by one, or by n)."""
+def progress_bar(
+    description: str, total: int, enabled: bool = True, unit: str = "items"
+) -> Iterator[Callable[..., None]]:
+    """A rich progress bar on stderr (count, ``unit``/s, elapsed, eta); yields the function that
+    advances it (by one, or by n)."""
     if not enabled or total == 0:
         yield lambda n=1: None
         return
@@ -42,7 +49,7 @@ def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        ItemsPerSecondColumn(),
+        ItemsPerSecondColumn(unit),
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),

@@ -19,8 +19,12 @@ Three measurements, all in one invocation so that ratios mean something on a sha
 3. ``avsr_decode``: the real-time factor of avsr-decode's chain on a 60-second video made by
    joining one held-out speaker's clips, end to end and per stage (media, face, crop, model,
    search, align), with the beam search and with greedy CTC; WER against the joined transcripts.
+4. ``folder``: files per second of ``avsr-decode FOLDER --out-dir OUT`` run as a user runs it (a
+   new process, the model's loading included) on the corpus's held-out clips (40, or 12 with
+   --quick), greedy CTC, one worker (the baseline) against one worker per core reading files and
+   cropping mouths while the model decodes; the transcripts must be the same.
 
-Sections 1 and 3 need a trained model and its corpus (``bash scripts/demo.sh`` makes both):
+Sections 1, 3 and 4 need a trained model and its corpus (``bash scripts/demo.sh`` makes both):
 
     python benchmarks/decode.py                       # runs/demo/{train/model,prepared,corpus}
     python benchmarks/decode.py --model DIR --manifest TEST.tsv --corpus CORPUS_ROOT
@@ -56,12 +60,13 @@ from avsr.decoding.transcribe import face_chain, load_input, segmenting_for, tra
 from avsr.eval.bench import load_utterances
 from avsr.media import read_video
 from avsr.media.writer import write_mp4
-from avsr.models.pretrained.auto_avsr import AutoAVSRConfig, AutoAVSRModel
-from avsr.models.pretrained.auto_avsr_checkpoint import map_state_dict
+from avsr.models.avsr_model import AVSRModel
+from avsr.models.pretrained.auto_avsr import AutoAVSRConfig, build_from_config
+from avsr.models.pretrained.auto_avsr_checkpoint import map_state_dict, model_state
 from avsr.training.media import read_mouth_video, read_wav
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("batched", "auto_avsr_scale", "avsr_decode")
+SECTIONS = ("batched", "auto_avsr_scale", "avsr_decode", "folder")
 
 
 # ---------------------------------------------------------------------------------------- 1. batched
@@ -136,21 +141,21 @@ def timed(run: Callable[[], Any]) -> tuple[Any, float, float]:
     return result, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def auto_avsr_scale_models(src: Path | None, seed: int = 0) -> tuple[AutoAVSRModel, Any, str]:
-    """(our AutoAVSRModel at auto_avsr's VSR size, auto_avsr's own E2E with the same weights or
-    None, where the weights come from). With a checkout, auto_avsr's model is built and initialised
-    by its own code and converted into ours (the converter's key mapping); without, ours is
-    initialised by torch's defaults."""
+def auto_avsr_scale_models(src: Path | None, seed: int = 0) -> tuple[AVSRModel, Any, str]:
+    """(the one model at auto_avsr's VSR size, auto_avsr's own E2E with the same weights or None,
+    where the weights come from). With a checkout, auto_avsr's model is built and initialised by its
+    own code and converted into ours (the converter's key mapping); without, ours is initialised by
+    torch's defaults."""
     torch.manual_seed(seed)
     config = AutoAVSRConfig.base("v")
-    ours = AutoAVSRModel(config).eval()
+    ours = build_from_config(config.to_dict()).eval()
     if src is None:
-        return ours, None, "random (torch's default initialisation of our AutoAVSRModel)"
+        return ours, None, "random (torch's default initialisation of the one model at auto_avsr's size)"
     anchors = import_anchors()
     theirs = anchors.build_auto_avsr(src, config)
     state = theirs.state_dict()
     _, mapping, _ = map_state_dict({k: tuple(v.shape) for k, v in state.items()}, "auto_avsr", "v")
-    ours.load_state_dict({target: state[key] for key, target in mapping.items()}, strict=True)
+    ours.load_state_dict(model_state(state, mapping), strict=True)
     return (
         ours,
         theirs,
@@ -162,7 +167,7 @@ def bench_auto_avsr_scale(clips: int, beam: int, tokens: int, frames: int, src: 
     model, theirs, weights = auto_avsr_scale_models(src)
     blank, eos = model.config.blank_id, model.config.eos_id
     g = torch.Generator().manual_seed(1)
-    encoded = torch.randn(clips, frames, model.config.model_dim, generator=g)
+    encoded = torch.randn(clips, frames, AutoAVSRConfig.base("v").model_dim, generator=g)
     lengths = torch.full((clips,), frames, dtype=torch.int64)
     # Random decoder weights know no end of sentence: cap both searches at the transcript's
     # length so they run the steps a real 42-token hypothesis takes (auto_avsr: maxlenratio = -42).
@@ -280,6 +285,57 @@ def bench_avsr_decode(recognizer: Recognizer, video: Path, truth: str, seconds: 
 
 
 # ------------------------------------------------------------------------------------------- main
+def bench_folder(model: Path, corpus: Path, count: int) -> dict[str, Any]:
+    """Files/s of ``avsr-decode FOLDER --out-dir OUT --decoder greedy`` end to end (a fresh process:
+    model loading included), one worker against one per core, on ``count`` held-out clips. Greedy
+    CTC, so that what the workers share (reading, face, crops) is what is timed; the search's
+    speed is section 1's."""
+    import shutil
+    import subprocess
+
+    held_out = [line.strip() for line in (corpus / "test.txt").read_text().splitlines() if line.strip()]
+    runs: dict[str, Any] = {}
+    texts = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "clips"
+        for item in held_out[:count]:
+            target = folder / f"{item}.mp4"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(corpus / "main" / f"{item}.mp4", target)  # a copy: symlinks out of a folder are not read
+        for workers in dict.fromkeys((1, os.cpu_count() or 1)):
+            out = Path(tmp) / f"out_{workers}"
+            command = [
+                sys.executable,
+                "-m",
+                "avsr.cli.decode",
+                "--model",
+                str(model),
+                str(folder),
+                "--out-dir",
+                str(out),
+            ]
+            command += ["--workers", str(workers), "--decoder", "greedy", "--formats", "txt", "--quiet"]
+            start = time.perf_counter()
+            done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            seconds = time.perf_counter() - start
+            if done.returncode != 0:
+                raise SystemExit(f"decode benchmark: avsr-decode failed: {done.stderr.strip()[-500:]}")
+            texts[workers] = {str(p.relative_to(out)): p.read_text() for p in sorted(out.rglob("*.txt"))}
+            runs[f"workers_{workers}"] = {
+                "files": count,
+                "decoded": len(texts[workers]),
+                "seconds": round(seconds, 2),
+                "files_per_second": round(count / seconds, 3),
+            }
+    many = max(texts)
+    report = {"decoder": "greedy", **runs, "same_transcripts": texts[1] == texts[many]}
+    if many > 1:
+        report["speedup_all_workers_vs_1"] = round(
+            runs[f"workers_{many}"]["files_per_second"] / runs["workers_1"]["files_per_second"], 2
+        )
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=ROOT / "runs/demo/train/model")
@@ -307,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)} (expected {', '.join(SECTIONS)})")
-    needs_model = {"batched", "avsr_decode"} & set(sections)
+    needs_model = {"batched", "avsr_decode", "folder"} & set(sections)
     for path, what in (
         (args.model / "model.yaml", "model"),
         (args.manifest, "test manifest"),
@@ -352,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             video, truth, seconds = join_clips(args.corpus, 20.0 if args.quick else 60.0, Path(tmp) / "joined.mp4")
             report["avsr_decode"] = bench_avsr_decode(recognizer, video, truth, seconds, beam=10)
+    if "folder" in sections:
+        report["folder"] = bench_folder(args.model, args.corpus, 12 if args.quick else 40)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

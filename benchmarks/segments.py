@@ -24,7 +24,7 @@ import numpy as np
 
 from avsr.data.wer import error_rates
 from avsr.decoding.recognizer import DecodeOptions, Recognizer
-from avsr.decoding.transcribe import FaceChain, load_input, segmenting_for, transcribe_files
+from avsr.decoding.transcribe import face_chain, load_input, segmenting_for, transcribe_files
 from avsr.media import read_video
 from avsr.media.writer import write_mp4
 
@@ -48,8 +48,8 @@ def held_out_clips(corpus: Path, seconds: float) -> list[tuple[Path, str]]:
 
 def decode(recognizer: Recognizer, paths: list[Path], segment: float | None, beam: int) -> tuple[str, int]:
     """The joined transcript of ``paths`` decoded audio-visually, and the number of pieces."""
-    chain = FaceChain()
-    loaded = [load_input(path, "av", lambda: chain, None) for path in paths]
+    chain = face_chain(crop_config=recognizer.mouth_crop)
+    loaded = [load_input(path, "av", lambda: chain, None, decodable=recognizer.modalities) for path in paths]
     results = transcribe_files(
         recognizer, loaded, "av", DecodeOptions(decoder="beam", beam=beam), segmenting_for(recognizer, segment)
     )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from avsr.cli.common import add_search_arguments, decode_options
 from avsr.console import fail, progress_bar
+from avsr.decoding.outputs import OUTPUT_FORMATS
 from avsr.decoding.segment import SegmentConfig
 
 PROGRAM = "avsr-decode"
@@ -35,7 +36,21 @@ def build_parser() -> argparse.ArgumentParser:
         description="Transcribe video or audio files: face and mouth crops as in avsr-prepare, long inputs "
         "split at pauses, hybrid CTC/attention beam search, word times from a CTC forced alignment.",
     )
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="VIDEO_OR_AUDIO")
+    parser.add_argument(
+        "inputs",
+        nargs="*",
+        type=Path,
+        metavar="VIDEO_AUDIO_OR_FOLDER",
+        help="files, or folders whose media files (by suffix, recursively) are all transcribed",
+    )
+    parser.add_argument(
+        "--list",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a file naming one input per line, relative to its folder (repeatable)",
+    )
     parser.add_argument(
         "--model",
         type=Path,
@@ -64,6 +79,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--srt", type=Path, default=None, help="write SubRip subtitles (a folder when several inputs)")
     parser.add_argument("--vtt", type=Path, default=None, help="write WebVTT subtitles (a folder when several inputs)")
     parser.add_argument("--json", action="store_true", help="print segments, words, times and scores as JSON")
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=None,
+        metavar="OUT",
+        help="write OUT/<name>.txt, .json, .srt and .vtt per input, mirroring folders; a rerun skips finished inputs",
+    )
+    parser.add_argument(
+        "--formats",
+        default=",".join(OUTPUT_FORMATS),
+        help=f"what --out-dir writes, comma-separated (default {','.join(OUTPUT_FORMATS)})",
+    )
+    parser.add_argument("--redo", action="store_true", help="with --out-dir: decode finished inputs again")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes reading files and cropping mouths while the model decodes"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--detect-every", type=int, default=10, help="face detector every N frames, tracking between")
     parser.add_argument(
@@ -78,22 +109,30 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from avsr.data.tokenizers.base import TokenizerError
+    from avsr.decoding.batch import LoadSettings, transcribe_many
+    from avsr.decoding.inputs import collect_inputs
+    from avsr.decoding.outputs import finished, output_paths, write_outputs
     from avsr.decoding.recognizer import Recognizer, RecognizerError
     from avsr.decoding.stages import StageTimes
     from avsr.decoding.subtitles import write_subtitles
-    from avsr.decoding.transcribe import TranscribeError, face_chain, load_input, segmenting_for, transcribe_files
-    from avsr.face import FaceChain
+    from avsr.decoding.transcribe import segmenting_for
+    from avsr.media.paths import OutsideRootError
     from avsr.models.weights import WeightsError
 
+    formats = check_arguments(args)
+    if not args.inputs and not args.list:
+        fail(PROGRAM, "nothing to transcribe: give files, folders or --list FILE")
     model_dir = args.model or default_model()
     if args.model is None and not (model_dir / "model.yaml").is_file():
         fail(
             PROGRAM,
             f"no model at {model_dir}: train one with 'bash scripts/demo.sh' or pass --model DIR (avsr-train's OUTPUT_DIR/model)",
         )
-    for flag, value in (("--segment", args.segment), ("--max-segment", args.max_segment)):
-        if value is not None and not value > 0:
-            fail(PROGRAM, f"{flag} must be a positive number of seconds, got {value:g}")
+    inputs, problems = collect_inputs(args.inputs, args.list)
+    for problem in problems:
+        print(f"{PROGRAM}: skipped {problem}", file=sys.stderr)
+    if not inputs:
+        fail(PROGRAM, "no media files in the folders and lists given", code=1)
     try:
         options = decode_options(args)
         recognizer = Recognizer.load(model_dir, args.device)
@@ -113,55 +152,92 @@ def main(argv: list[str] | None = None) -> int:
                 PROGRAM,
                 f"{model_dir}: this model has no CTC head, so there is no greedy CTC decoding: use --decoder beam",
             )
-        if args.srt or args.vtt or args.json:
+        if args.srt or args.vtt or args.json or args.out_dir:
             print(
                 f"{PROGRAM}: warning: {model_dir} has no CTC head: attention-only beam search (--ctc-weight unused), "
                 "no word times (subtitles get one cue per segment)",
                 file=sys.stderr,
             )
 
-    chain: list[FaceChain] = []
-
-    def faces() -> FaceChain:
-        if not chain:
-            chain.append(face_chain(args.detect_every, crop_config))
-        return chain[0]
-
+    outputs: dict[int, dict[str, Path]] = {}
+    todo = list(range(len(inputs)))
+    if args.out_dir is not None:
+        try:
+            outputs = {i: output_paths(args.out_dir, item.name, formats) for i, item in enumerate(inputs)}
+        except OutsideRootError as exc:
+            fail(PROGRAM, str(exc))
+        todo = [i for i in todo if args.redo or not finished(outputs[i])]
+        if len(todo) < len(inputs):
+            print(
+                f"{PROGRAM}: {len(inputs) - len(todo)} of {len(inputs)} inputs already done in {args.out_dir} (--redo decodes them again)",
+                file=sys.stderr,
+            )
     times = StageTimes() if args.timings else None
-    loaded, failed = [], 0
-    with progress_bar("reading", len(args.inputs), enabled=not args.quiet and len(args.inputs) > 1) as advance:
-        for path in args.inputs:
-            try:
-                loaded.append(load_input(path, args.modality, faces, times, decodable=recognizer.modalities))
-            except TranscribeError as exc:
-                if len(args.inputs) == 1:
-                    fail(PROGRAM, str(exc), code=1)
-                print(f"{PROGRAM}: skipped {exc}", file=sys.stderr)
-                failed += 1
-            advance()
-    if not loaded:
-        fail(PROGRAM, f"none of the {len(args.inputs)} inputs could be decoded", code=1)
-    try:
-        results = transcribe_files(recognizer, loaded, args.modality, options, segmenting, times=times)
-    except RecognizerError as exc:
-        fail(PROGRAM, str(exc), code=1)
-    for result in results:
-        for note in result.notes:
-            print(f"{PROGRAM}: {result.path}: {note}", file=sys.stderr)
+    settings = LoadSettings(
+        args.modality, tuple(recognizer.modalities), args.detect_every, crop_config, times is not None
+    )
+    results, skipped, media_seconds = {}, {}, 0.0
+    show = not args.quiet and len(todo) > 1
+    with progress_bar(PROGRAM, len(todo), enabled=show, unit="files") as advance:
+        outcomes = transcribe_many(
+            recognizer, [inputs[i].path for i in todo], settings, options, segmenting, workers=args.workers, times=times
+        )
+        try:
+            for outcome in outcomes:
+                index = todo[outcome.index]
+                if outcome.skipped is not None:
+                    if len(inputs) == 1:
+                        fail(PROGRAM, outcome.skipped, code=1)
+                    print(f"{PROGRAM}: skipped {outcome.skipped}", file=sys.stderr)
+                    skipped[index] = outcome.skipped
+                else:
+                    results[index] = outcome.result
+                    media_seconds += outcome.seconds
+                    for note in outcome.result.notes:
+                        print(f"{PROGRAM}: {outcome.result.path}: {note}", file=sys.stderr)
+                    if index in outputs:
+                        write_outputs(outcome.result, outputs[index], str(model_dir))
+                advance()
+        except RecognizerError as exc:
+            fail(PROGRAM, str(exc), code=1)
+    if todo and not results and len(todo) == len(inputs):
+        fail(PROGRAM, f"none of the {len(todo)} inputs could be decoded", code=1)
+    ordered = [results[i] for i in sorted(results)]
     if times is not None:
-        print_timings(times, seconds=sum(item.frames for item in loaded) / 25)
+        print_timings(times, seconds=media_seconds)
     for kind, target in (("srt", args.srt), ("vtt", args.vtt)):
         if target is not None:
-            for path in write_subtitles(results, [str(p) for p in args.inputs], target, kind):
+            for path in write_subtitles(ordered, [str(i.path) for i in inputs], target, kind):
                 print(f"{PROGRAM}: wrote {path}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"model": str(model_dir), "files": [r.to_dict() for r in results]}, indent=2))
-    elif len(results) == 1 and len(args.inputs) == 1:
-        print(results[0].text)
+        print(json.dumps({"model": str(model_dir), "files": [r.to_dict() for r in ordered]}, indent=2))
+    elif len(ordered) == 1 and len(inputs) == 1:
+        print(ordered[0].text)
     else:
-        for r in results:
+        for r in ordered:
             print(f"{r.path}: {r.text}")
-    return 1 if failed else 0
+    bad = len(skipped) + len(problems)
+    if bad and len(inputs) > 1:
+        names = [str(inputs[i].path) for i in sorted(skipped)] + [p.split(": ")[0] for p in problems]
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        print(f"{PROGRAM}: {bad} of {len(inputs) + len(problems)} inputs skipped: {shown}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def check_arguments(args: argparse.Namespace) -> tuple[str, ...]:
+    """One-line errors for flags that cannot work together; returns the --out-dir formats."""
+    for flag, value in (("--segment", args.segment), ("--max-segment", args.max_segment)):
+        if value is not None and not value > 0:
+            fail(PROGRAM, f"{flag} must be a positive number of seconds, got {value:g}")
+    if args.workers < 1:
+        fail(PROGRAM, f"--workers must be at least 1, got {args.workers}")
+    formats = tuple(dict.fromkeys(f.strip() for f in args.formats.split(",") if f.strip()))
+    unknown = [f for f in formats if f not in OUTPUT_FORMATS]
+    if unknown or not formats:
+        fail(PROGRAM, f"--formats: {', '.join(unknown) or 'nothing'} is not among {', '.join(OUTPUT_FORMATS)}")
+    if args.out_dir is not None and (args.srt or args.vtt):
+        fail(PROGRAM, "--srt/--vtt name one file or folder; with --out-dir, choose subtitles with --formats")
+    return formats
 
 
 def print_timings(times, seconds: float) -> None:

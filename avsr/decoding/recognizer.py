@@ -22,15 +22,13 @@ from avsr.decoding.alignment import AlignmentError, WordTiming, forced_align, wo
 from avsr.decoding.beam_search import SEARCH_DEFAULTS, BeamSearchConfig, Semantics, beam_search, recommended_settings
 from avsr.decoding.ctc import greedy_ctc
 from avsr.decoding.model_decoder import ModelStepDecoder
+from avsr.decoding.reading import MODALITY_INPUTS, fit_audio
 from avsr.decoding.stages import StageTimes, timed
 from avsr.media.constants import AUDIO_RATE, SAMPLES_PER_FRAME
 from avsr.models.folder import load_model_folder, mouth_crop_config
 
 if TYPE_CHECKING:
     from avsr.face import MouthCropConfig
-
-#: CLI modality names -> the inputs they use.
-MODALITY_INPUTS: dict[str, tuple[str, ...]] = {"a": ("audio",), "v": ("video",), "av": ("audio", "video")}
 
 
 class RecognizerError(ValueError):
@@ -278,14 +276,6 @@ class Recognizer:
             score = float(best[i, : int(lengths[i])].sum())
             out.append(Transcript(self.tokenizer.decode(tokens), list(tokens), score))
         return out
-
-
-def fit_audio(audio: np.ndarray, frames: int) -> np.ndarray:
-    """Cut or zero-pad audio to 640 samples per video frame (float32)."""
-    wanted = frames * SAMPLES_PER_FRAME
-    if audio.shape[0] < wanted:
-        return np.pad(audio, (0, wanted - audio.shape[0])).astype(np.float32)
-    return audio[:wanted].astype(np.float32)
 
 
 __all__ = ["DecodeOptions", "MODALITY_INPUTS", "Preprocessing", "Recognizer", "RecognizerError", "Transcript"]

@@ -62,7 +62,7 @@ def format_subtitles(
     raise ValueError(f"subtitle kind must be srt or vtt, got {kind!r}")
 
 
-def _words_or_segment(segment) -> Sequence[WordTiming]:
+def segment_words(segment) -> Sequence[WordTiming]:
     """A segment's words; a segment with text but no word times (a model without a CTC head, or
     tokens that could not be aligned) is one cue spanning the segment."""
     if segment.words or not segment.text:
@@ -92,10 +92,10 @@ def write_subtitles(results: Sequence, inputs: Sequence[str], target: Path, kind
     place = dict(zip(inputs, subtitle_paths(inputs, target, kind)))
     paths = [place[str(r.path)] for r in results]
     for result, path in zip(results, paths):
-        text = format_subtitles([_words_or_segment(s) for s in result.segments], kind)
+        text = format_subtitles([segment_words(s) for s in result.segments], kind)
         with atomic_path(path) as temp:
             Path(temp).write_text(text, encoding="utf-8")
     return paths
 
 
-__all__ = ["format_subtitles", "subtitle_paths", "write_subtitles"]
+__all__ = ["format_subtitles", "segment_words", "subtitle_paths", "write_subtitles"]

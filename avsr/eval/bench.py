@@ -29,7 +29,8 @@ import numpy as np
 
 from avsr.data.manifest import ManifestError, ManifestRow, read_manifest
 from avsr.data.wer import error_rates
-from avsr.decoding.recognizer import MODALITY_INPUTS, DecodeOptions, Recognizer
+from avsr.decoding.reading import MODALITY_INPUTS
+from avsr.decoding.recognizer import DecodeOptions, Recognizer
 from avsr.media.atomic import atomic_path
 from avsr.media.constants import AUDIO_RATE
 from avsr.training import augment

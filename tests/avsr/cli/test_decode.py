@@ -182,6 +182,79 @@ def test_a_segment_length_of_zero_is_refused(micro_model_dir, lrs2_corpus, capsy
     )
 
 
+@pytest.fixture
+def talks(lrs2_corpus: Path, tmp_path: Path) -> Path:
+    """A folder of recordings as a user has one: clips in subfolders, a broken file, a text file."""
+    root = tmp_path / "talks"
+    for n, clip in enumerate(_clips(lrs2_corpus, 3)):
+        target = root / ("day1" if n < 2 else "day2/am") / f"{clip.parent.name}_{clip.name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(clip.read_bytes())
+    (root / "day2" / "broken.mp4").write_bytes(b"not a video")
+    (root / "notes.txt").write_text("not media")
+    return root
+
+
+def test_a_folder_is_transcribed_into_a_mirrored_tree_and_a_rerun_skips_it(micro_model_dir, talks, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _decode(micro_model_dir, str(talks), "--out-dir", str(out), "--decoder", "greedy", "--workers", "2") == 1
+    err = capsys.readouterr().err
+    assert f"skipped {talks / 'day2' / 'broken.mp4'}:" in err
+    assert err.strip().splitlines()[-1] == f"avsr-decode: 1 of 4 inputs skipped: {talks / 'day2' / 'broken.mp4'}"
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    stems = sorted(str(p.relative_to(talks).with_suffix("")) for p in talks.rglob("*.mp4") if "broken" not in p.name)
+    assert written == sorted(f"{s}.{kind}" for s in stems for kind in ("json", "srt", "txt", "vtt"))
+    first = out / f"{stems[0]}.json"
+    record = json.loads(first.read_text())
+    assert record["model"] == str(micro_model_dir) and record["text"] + "\n" == (out / f"{stems[0]}.txt").read_text()
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    # the rerun decodes only what is not finished (the broken file, again skipped)
+    assert _decode(micro_model_dir, str(talks), "--out-dir", str(out), "--decoder", "greedy") == 1
+    assert "3 of 4 inputs already done" in capsys.readouterr().err
+    assert all(p.stat().st_mtime_ns == stamp for p, stamp in stamps.items())
+    first.unlink()
+    assert _decode(micro_model_dir, str(talks), "--out-dir", str(out), "--decoder", "greedy", "--formats", "json") == 1
+    assert json.loads(first.read_text()) == record  # redone alone, the same as with the others
+
+
+def test_workers_give_the_transcripts_of_one_process(micro_model_dir, talks, capsys):
+    runs = {}
+    for workers in ("1", "2"):
+        assert _decode(micro_model_dir, str(talks), "--decoder", "greedy", "--json", "--workers", workers) == 1
+        runs[workers] = json.loads(capsys.readouterr().out)["files"]
+    assert len(runs["1"]) == 3 and runs["1"] == runs["2"]
+
+
+def test_a_list_names_inputs_inside_its_folder(micro_model_dir, talks, tmp_path, capsys):
+    listing = talks / "list.txt"
+    clip = next((talks / "day1").iterdir())
+    listing.write_text(f"# wanted\nday1/{clip.name}\n../../etc/passwd\n")
+    out = tmp_path / "out"
+    assert _decode(micro_model_dir, "--list", str(listing), "--out-dir", str(out), "--formats", "txt") == 1
+    err = capsys.readouterr().err
+    assert f"skipped {listing}:3: " in err and "leads outside" in err
+    assert [p.relative_to(out) for p in out.rglob("*.txt")] == [Path("day1") / f"{clip.stem}.txt"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "nothing to transcribe: give files, folders or --list FILE"),
+        (["x.mp4", "--workers", "0"], "--workers must be at least 1, got 0"),
+        (["x.mp4", "--out-dir", "o", "--formats", "txt,pdf"], "--formats: pdf is not among txt, json, srt, vtt"),
+        (
+            ["x.mp4", "--out-dir", "o", "--srt", "s.srt"],
+            "--srt/--vtt name one file or folder; with --out-dir, choose subtitles with --formats",
+        ),
+    ],
+)
+def test_bad_batch_invocations_are_one_line(micro_model_dir, args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _decode(micro_model_dir, *args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.strip() == f"avsr-decode: error: {message}"
+
+
 def test_without_a_model_it_says_how_to_get_one(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AVSR_DEMO_DIR", raising=False)

@@ -23,8 +23,10 @@ Three measurements, all in one invocation so that ratios mean something on a sha
    new process, the model's loading included) on the corpus's held-out clips (40, or 12 with
    --quick), greedy CTC, one worker (the baseline) against one worker per core reading files and
    cropping mouths while the model decodes; the transcripts must be the same.
+5. ``lm``: what shallow fusion with a token language model costs: the batched search over 32
+   test utterances without an LM and with one of each size of ``task: lm`` (random weights).
 
-Sections 1, 3 and 4 need a trained model and its corpus (``bash scripts/demo.sh`` makes both):
+Sections 1, 3, 4 and 5 need a trained model and its corpus (``bash scripts/demo.sh`` makes both):
 
     python benchmarks/decode.py                       # runs/demo/{train/model,prepared,corpus}
     python benchmarks/decode.py --model DIR --manifest TEST.tsv --corpus CORPUS_ROOT
@@ -66,7 +68,7 @@ from avsr.models.pretrained.auto_avsr_checkpoint import map_state_dict, model_st
 from avsr.training.media import read_mouth_video, read_wav
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("batched", "auto_avsr_scale", "avsr_decode", "folder")
+SECTIONS = ("batched", "auto_avsr_scale", "avsr_decode", "folder", "lm")
 
 
 # ---------------------------------------------------------------------------------------- 1. batched
@@ -121,6 +123,37 @@ def bench_batched(recognizer: Recognizer, manifest: Path, count: int, beam: int)
         "target": "batched >= 5x faster than one at a time, same hypotheses",
         "met": bool(same and alone_seconds / batched_seconds >= 5.0),
     }
+
+
+def bench_lm(recognizer: Recognizer, manifest: Path, count: int, beam: int) -> dict[str, Any]:
+    """What shallow fusion costs: the batched search over ``count`` utterances without a language
+    model and with one of each named size (random weights: the cost does not depend on them)."""
+    from avsr.models.lm import TokenLM, TokenLMConfig
+    from avsr.training.lm_task import ARCHS
+
+    utterances = load_utterances(manifest, count)
+    modality = "av" if "av" in recognizer.modalities else recognizer.modalities[0]
+    audios = [read_wav(u.audio_path) for u in utterances] if "a" in modality else None
+    videos = [read_mouth_video(u.video_path) for u in utterances] if "v" in modality else None
+    vocab, blank = recognizer.tokenizer.vocab_size, recognizer.tokenizer.blank_id
+    runs: dict[str, Any] = {}
+    for name in ("none", *ARCHS):
+        torch.manual_seed(0)
+        recognizer.lm = None if name == "none" else TokenLM(TokenLMConfig(vocab, blank, **ARCHS[name])).eval()
+        options = DecodeOptions(decoder="beam", beam=beam, lm_weight=0.0 if name == "none" else 0.3)
+        recognizer.transcribe(audios[:1] if audios else None, videos[:1] if videos else None, options)  # warm-up
+        times = StageTimes()
+        out = recognizer.transcribe(audios, videos, options, times=times)
+        tokens = sum(len(t.tokens) for t in out)
+        runs[name] = {"search_seconds": round(times.seconds["search"], 3), "output_tokens": tokens}
+    recognizer.lm = None
+    base = runs["none"]["search_seconds"]
+    for name in ARCHS:
+        runs[name]["search_time_vs_no_lm"] = round(runs[name]["search_seconds"] / base, 2)
+        runs[name]["lm_parameters_millions"] = round(
+            sum(p.numel() for p in TokenLM(TokenLMConfig(vocab, blank, **ARCHS[name])).parameters()) / 1e6, 2
+        )
+    return {"utterances": len(utterances), "modality": modality, "beam": beam, "lm_weight": 0.3, **runs}
 
 
 # ------------------------------------------------------------------------------ 2. auto_avsr's scale
@@ -363,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)} (expected {', '.join(SECTIONS)})")
-    needs_model = {"batched", "avsr_decode", "folder"} & set(sections)
+    needs_model = {"batched", "avsr_decode", "folder", "lm"} & set(sections)
     for path, what in (
         (args.model / "model.yaml", "model"),
         (args.manifest, "test manifest"),
@@ -408,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             video, truth, seconds = join_clips(args.corpus, 20.0 if args.quick else 60.0, Path(tmp) / "joined.mp4")
             report["avsr_decode"] = bench_avsr_decode(recognizer, video, truth, seconds, beam=10)
+    if "lm" in sections:
+        report["lm"] = bench_lm(recognizer, args.manifest, 8 if args.quick else 32, beam=10)
     if "folder" in sections:
         report["folder"] = bench_folder(args.model, args.corpus, 12 if args.quick else 40)
     text = json.dumps(report, indent=2)

@@ -21,7 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from avsr.cli.common import add_search_arguments, decode_options
+from avsr.cli.common import add_search_arguments, decode_options, load_recognizer
 from avsr.console import fail, progress_bar
 
 PROGRAM = "avsr-bench"
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from avsr.data.tokenizers.base import TokenizerError
-    from avsr.decoding.recognizer import Recognizer, RecognizerError
+    from avsr.decoding.recognizer import RecognizerError
     from avsr.eval.bench import (
         BenchConfig,
         BenchError,
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             video_corruptions=corruptions,
         )
-        recognizer = Recognizer.load(args.model, args.device)
+        recognizer = load_recognizer(args.model, args)
         config.options = recognizer.resolve(options)  # the model's recommended search settings where no flag is given
         frames = [[u.row.frames for u in load_utterances(m, args.limit)] for m in config.manifests]
     except (BenchError, RecognizerError, WeightsError, TokenizerError) as exc:
@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     for line in skipped:
         print(f"{PROGRAM}: skipped {line}", file=sys.stderr)
     meta = {"model": str(args.model), "model_step": recognizer.model.metadata.get("step"), "skipped": skipped}
+    if args.lm is not None:
+        meta.update(lm=str(args.lm), lm_weight=options.lm_weight)
     paths = write_outputs(out_dir, results, transcripts, config, meta)
     if args.json:
         sys.stdout.write(paths["json"].read_text(encoding="utf-8"))

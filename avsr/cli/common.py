@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from avsr.decoding.recognizer import DecodeOptions
+    from avsr.decoding.recognizer import DecodeOptions, Recognizer
+
+#: shallow fusion's language-model weight when --lm is given without --lm-weight (ESPnet's LRS recipes: 0.1-0.3)
+DEFAULT_LM_WEIGHT = 0.3
 
 
 def add_search_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,13 +62,32 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         help="longest output in tokens (default: the encoder frames; with the espnet "
         "search, a maximum length turns its end detection off, as ESPnet's maxlenratio < 0 does)",
     )
+    parser.add_argument(
+        "--lm",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="a language model folder (family lm, the model's tokenizer) fused into the beam search",
+    )
+    parser.add_argument(
+        "--lm-weight",
+        type=float,
+        default=None,
+        metavar="W",
+        help=f"shallow fusion: W x the language model's log-prob (default with --lm: {DEFAULT_LM_WEIGHT})",
+    )
 
 
 def decode_options(args: argparse.Namespace) -> DecodeOptions:
     """:class:`DecodeOptions` from :func:`add_search_arguments`' flags (RecognizerError if invalid)."""
-    from avsr.decoding.recognizer import DecodeOptions
+    from avsr.decoding.recognizer import DecodeOptions, RecognizerError
 
+    if args.lm_weight is not None and args.lm is None:
+        raise RecognizerError("--lm-weight needs --lm DIR")
+    if args.lm is not None and args.decoder == "greedy":
+        raise RecognizerError("--lm is fused into the beam search: use --decoder beam")
     return DecodeOptions(
+        lm_weight=0.0 if args.lm is None else (DEFAULT_LM_WEIGHT if args.lm_weight is None else args.lm_weight),
         decoder=args.decoder,
         beam=args.beam,
         ctc_weight=args.ctc_weight,
@@ -73,3 +96,14 @@ def decode_options(args: argparse.Namespace) -> DecodeOptions:
         length_normalisation=args.length_norm,
         semantics=args.search_semantics,
     )
+
+
+def load_recognizer(model_dir: Path, args: argparse.Namespace) -> Recognizer:
+    """The model folder's recogniser on ``args.device``, with ``args.lm`` attached (one-line errors:
+    RecognizerError, WeightsError, TokenizerError)."""
+    from avsr.decoding.recognizer import Recognizer
+
+    recognizer = Recognizer.load(model_dir, args.device)
+    if args.lm is not None:
+        recognizer.attach_lm(args.lm)
+    return recognizer

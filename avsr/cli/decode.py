@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from avsr.cli.common import add_search_arguments, decode_options
+from avsr.cli.common import add_search_arguments, decode_options, load_recognizer
 from avsr.console import fail, progress_bar
 from avsr.decoding.outputs import OUTPUT_FORMATS
 from avsr.decoding.segment import SegmentConfig
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     from avsr.decoding.batch import LoadSettings, transcribe_many
     from avsr.decoding.inputs import collect_inputs
     from avsr.decoding.outputs import finished, output_paths, write_outputs
-    from avsr.decoding.recognizer import Recognizer, RecognizerError
+    from avsr.decoding.recognizer import RecognizerError
     from avsr.decoding.stages import StageTimes
     from avsr.decoding.subtitles import write_subtitles
     from avsr.decoding.transcribe import segmenting_for
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         fail(PROGRAM, "no media files in the folders and lists given", code=1)
     try:
         options = decode_options(args)
-        recognizer = Recognizer.load(model_dir, args.device)
+        recognizer = load_recognizer(model_dir, args)
         options = recognizer.resolve(options)  # the model's recommended search settings where no flag is given
         segmenting = segmenting_for(recognizer, args.segment, args.max_segment)
         if args.modality is None:  # av, unless the model decodes only one modality (e.g. auto_avsr's VSR)

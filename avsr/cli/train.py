@@ -3,6 +3,7 @@
     avsr-train recipes/synth/conf.yaml dataset.path=DATA dataset.tokenizer=TOK [KEY=VALUE ...]
     avsr-train recipes/lrw/moco.yaml dataset.path=DATA        # task: moco (visual pretraining)
     avsr-train recipes/lrw/conf.yaml dataset.path=DATA        # task: lrw (word classification)
+    avsr-train recipes/lm/synth.yaml dataset.path=DATA dataset.tokenizer=TOK   # task: lm (language model)
     torchrun --nproc_per_node 2 -m avsr.cli.train recipes/synth/conf.yaml ...     # DDP
 
 The config's ``task`` key picks the recipe (``avsr`` when absent).
@@ -40,7 +41,8 @@ class TrainProgram:
 AVSR_TRAIN = TrainProgram(
     PROGRAM,
     "Train an audio-visual speech recogniser (task: avsr), or a front-end alone "
-    "(task: moco, self-supervised; task: lrw, word classification; task: wav2vec2), from a YAML config (fairseq2 trainer: "
+    "(task: moco, self-supervised; task: lrw, word classification; task: wav2vec2), or a language model for "
+    "the search (task: lm), from a YAML config (fairseq2 trainer: "
     "checkpoints, resume, DDP, mixed precision, TensorBoard and JSONL metrics). "
     "Rerun the same command to resume from the last checkpoint.",
     "Overrides use dotted keys of the config, e.g. regime.num_steps=20 "

@@ -3,7 +3,8 @@
 All hypotheses of all utterances form one flat batch of B x beam rows, so every step is one
 decoder call and one vectorised CTC prefix scoring for the whole batch. The score of a
 hypothesis is (1 - ctc_weight) * attention log-prob + ctc_weight * CTC prefix log-prob +
-length_bonus * length; with ``length_normalisation`` p > 0, ended hypotheses are ranked by that
+length_bonus * length (+ lm_weight * a language model's log-prob, shallow fusion, when a ``lm``
+is given); with ``length_normalisation`` p > 0, ended hypotheses are ranked by that
 score / (tokens + 1) ** p, fairseq's ``lenpen`` (AV-HuBERT decodes with p = 1). Candidates are
 pre-selected by the attention scores (ESPnet's "pre-beam") unless the search is CTC-only.
 Hypotheses that choose <eos> leave the beam for the ended list. A model without a CTC head
@@ -68,6 +69,7 @@ class BeamSearchConfig:
     pre_beam_ratio: float = 1.5
     length_normalisation: float = 0.0  # fairseq's lenpen: ended scores / (tokens + 1) ** this; 0: raw scores
     semantics: Semantics = "exact"  # see the module docstring
+    lm_weight: float = 0.0  # shallow fusion: this times the language model's log-prob (with beam_search's lm)
 
     def __post_init__(self) -> None:
         if self.beam < 1:
@@ -76,6 +78,8 @@ class BeamSearchConfig:
             raise ValueError("length_normalisation must be at least 0")
         if not 0.0 <= self.ctc_weight <= 1.0:
             raise ValueError("ctc_weight must be in [0, 1]")
+        if self.lm_weight < 0:
+            raise ValueError("lm_weight must be at least 0")
         if self.semantics not in SEMANTICS_NAMES:
             raise ValueError(f"search semantics must be one of {', '.join(SEMANTICS_NAMES)}, got {self.semantics!r}")
 
@@ -221,13 +225,16 @@ def beam_search(
     config: BeamSearchConfig,
     blank_id: int,
     eos_id: int,
+    lm: StepDecoder | None = None,
 ) -> list[list[Hypothesis]]:
     """N-best lists (best first, at most ``beam`` each) for a batch of B utterances.
 
     ``ctc_log_probs`` (B, T, V) and ``lengths`` (B,) come from the encoder; ``decoder`` may be None
     only for a CTC-only search (``ctc_weight == 1``). ``ctc_log_probs=None`` (a model without a
     CTC head): attention-only search, ``config.ctc_weight`` is ignored; ``blank_id`` is then
-    just an id that is never emitted (e.g. the padding symbol).
+    just an id that is never emitted (e.g. the padding symbol). ``lm``: a token language model
+    over the same ids (`avsr.decoding.lm_decoder.LMStepDecoder`), fused with ``config.lm_weight``
+    on the candidates the pre-beam (attention scores) offers; weight 0 leaves it unused.
     """
     if ctc_log_probs is None:
         if decoder is None:
@@ -263,6 +270,10 @@ def beam_search(
     max_length = int(limits.max())
     if decoder is not None:
         decoder.start(rows)
+    if config.lm_weight == 0:
+        lm = None
+    if lm is not None:
+        lm.start(rows)
     vocab = ctc_log_probs.size(-1) if ctc_log_probs is not None else None
 
     for step in range(max_length + 1):
@@ -293,6 +304,8 @@ def beam_search(
             ctc_increment = torch.zeros(candidates.shape, device=device)
         att_increment = torch.gather(att, 1, candidates)
         total = scores[:, None] + (1.0 - weight) * att_increment + weight * ctc_increment + config.length_bonus
+        if lm is not None:
+            total = total + config.lm_weight * torch.gather(lm.step(last).float(), 1, candidates)
         total = total.masked_fill(~usable | done[rows][:, None], NEG_INF)
         per_utterance = total.view(batch, -1)  # (B, beam * K)
         width = candidates.shape[1]
@@ -327,6 +340,8 @@ def beam_search(
         scores, ctc_totals, att_totals, last = flat_scores, new_ctc, new_att, flat_tokens
         if decoder is not None:
             decoder.reorder(flat_rows)
+        if lm is not None:
+            lm.reorder(flat_rows)
 
         live_best, live_arg = scores.view(batch, beam).max(dim=-1)
         for utterance in range(batch):

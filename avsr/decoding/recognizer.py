@@ -21,11 +21,13 @@ from avsr.data.video import Preprocessing, model_view
 from avsr.decoding.alignment import AlignmentError, WordTiming, forced_align, word_timings
 from avsr.decoding.beam_search import SEARCH_DEFAULTS, BeamSearchConfig, Semantics, beam_search, recommended_settings
 from avsr.decoding.ctc import greedy_ctc
+from avsr.decoding.lm_decoder import LMStepDecoder
 from avsr.decoding.model_decoder import ModelStepDecoder
 from avsr.decoding.reading import MODALITY_INPUTS, fit_audio
 from avsr.decoding.stages import StageTimes, timed
 from avsr.media.constants import AUDIO_RATE, SAMPLES_PER_FRAME
 from avsr.models.folder import load_model_folder, mouth_crop_config
+from avsr.models.lm import TokenLM
 
 if TYPE_CHECKING:
     from avsr.face import MouthCropConfig
@@ -49,6 +51,8 @@ class DecodeOptions:
     """Rank ended hypotheses by score / (tokens + 1) ** this (fairseq's lenpen)."""
     semantics: Semantics | None = None
     """The search's rules (``avsr.decoding.beam_search``): ``exact`` or ``espnet`` (auto_avsr's)."""
+    lm_weight: float = 0.0
+    """Shallow fusion with the attached language model (`Recognizer.attach_lm`): its log-prob x this."""
     # beam, ctc_weight, length_normalisation, semantics: None is what the model recommends
     # (model.yaml ``extra.decoding``: auto_avsr's beam 40, CTC weight 0.1 and ESPnet's search;
     # AV-HuBERT's length normalisation 1 and beam 50), else SEARCH_DEFAULTS (Recognizer.resolve).
@@ -59,7 +63,7 @@ class DecodeOptions:
         if self.max_length is not None and self.max_length < 1:
             raise RecognizerError(f"max_length must be at least 1, got {self.max_length}")
         try:  # validates
-            BeamSearchConfig(**self.search_settings())
+            BeamSearchConfig(**self.search_settings(), lm_weight=self.lm_weight)
         except ValueError as exc:
             raise RecognizerError(str(exc)) from None
 
@@ -92,6 +96,21 @@ class Recognizer:
         self.device = device
         self.folder = folder
         """The model folder it was loaded from (files its model.yaml names are read from there)."""
+        self.lm: TokenLM | None = None
+        """A language model the beam search fuses (`attach_lm`)."""
+
+    def attach_lm(self, lm_dir: str | os.PathLike[str]) -> None:
+        """Fuse the language model of ``lm_dir`` (a model folder of family ``lm``) into the beam
+        search (``DecodeOptions.lm_weight``). Its tokenizer must be the recogniser's: the same
+        units under the same ids (RecognizerError, one line, otherwise)."""
+        folder = load_model_folder(lm_dir, str(self.device))
+        if not isinstance(folder.model, TokenLM):
+            raise RecognizerError(f"{lm_dir}: not a language model (model.yaml family is not lm)")
+        if folder.tokenizer.fingerprint != self.tokenizer.fingerprint:
+            raise RecognizerError(
+                f"{lm_dir}: its tokenizer is not the model's (another fingerprint): its ids mean other units"
+            )
+        self.lm = folder.model.eval()
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike[str], device: str = "cpu") -> Recognizer:
@@ -253,12 +272,15 @@ class Recognizer:
         if log_probs is None:  # no CTC head: attention only
             settings["ctc_weight"] = 0.0
         ctc_weight = settings["ctc_weight"]
-        config = BeamSearchConfig(length_bonus=options.length_bonus, max_length=options.max_length, **settings)
+        config = BeamSearchConfig(
+            length_bonus=options.length_bonus, max_length=options.max_length, lm_weight=options.lm_weight, **settings
+        )
+        lm = LMStepDecoder(self.lm) if self.lm is not None and options.lm_weight > 0 else None
         step_decoder = None
         if ctc_weight < 1.0:
             step_decoder = ModelStepDecoder(self.model, encoded, lengths, int(lengths.max()))
         nbest = beam_search(
-            log_probs, lengths, step_decoder, config, self.model.config.blank_id, self.model.config.eos_id
+            log_probs, lengths, step_decoder, config, self.model.config.blank_id, self.model.config.eos_id, lm=lm
         )
         out = []
         for hyps in nbest:

@@ -112,6 +112,7 @@ MODEL_FAMILIES = {
     "avsr": "avsr.models.io:_build_avsr",
     "auto_avsr": "avsr.models.pretrained.auto_avsr:build_from_config",
     "avhubert": "avsr.models.pretrained.avhubert_config:build_from_config",
+    "lm": "avsr.models.lm:build_from_config",  # a language model for the search, not a recogniser
 }
 
 

@@ -2,7 +2,7 @@
 
 ``avsr`` trains the audio-visual recogniser (`avsr.training.recipe`); ``moco`` and ``lrw`` train
 the visual front-end alone, ``wav2vec2`` the audio front-end (`avsr.training.frontend_recipe`,
-with one module per task). ``avsr-train`` goes through here: each task's module has the same
+with one module per task); ``lm`` a token language model for the search (`avsr.training.lm_task`). ``avsr-train`` goes through here: each task's module has the same
 four functions, ``load_task_config(tree)``, ``prepare_run(config, output_dir)``,
 ``run_training(inputs, no_rich=)`` and ``export_run(output_dir, last_n=, best_n=)``.
 """
@@ -23,6 +23,7 @@ TASKS = {
     "lrw": "avsr.training.frontend_recipe",
     "moco": "avsr.training.frontend_recipe",
     "wav2vec2": "avsr.training.frontend_recipe",
+    "lm": "avsr.training.lm_task",
 }
 
 

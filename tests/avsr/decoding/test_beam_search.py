@@ -205,3 +205,55 @@ def test_a_zero_ctc_weight_is_the_attention_only_search():
     without = beam_search(None, lengths, BigramDecoder(BIGRAM), config, BLANK, EOS)[0]
     assert [h.tokens for h in with_ctc] == [h.tokens for h in without]
     assert [h.score for h in with_ctc] == pytest.approx([h.score for h in without])
+
+
+# ---------------------------------------------------------------------- language-model fusion
+def toy_lm(forbid: int | None = None, seed: int = 0):
+    """A real TokenLM over this file's 4 ids (random weights); ``forbid``: a token it gives no chance."""
+    from avsr.models.lm import TokenLM, TokenLMConfig
+
+    torch.manual_seed(seed)
+    lm = TokenLM(TokenLMConfig(vocab_size=VOCAB, model_dim=8, layers=1, heads=2, ffn_dim=16, dropout=0.0)).eval()
+    if forbid is not None:
+        with torch.no_grad():
+            lm.output.bias[forbid] = -1e9
+    return lm
+
+
+def test_lm_fusion_with_weight_zero_is_the_search_without_it():
+    from avsr.decoding.lm_decoder import LMStepDecoder
+
+    log_probs, lengths = torch.stack([random_log_probs(6, 1), random_log_probs(6, 2)]), torch.tensor([6, 4])
+    config = BeamSearchConfig(beam=3, ctc_weight=0.3)
+    plain = beam_search(log_probs, lengths, BigramDecoder(BIGRAM), config, BLANK, EOS)
+    fused = beam_search(
+        log_probs, lengths, BigramDecoder(BIGRAM), config, BLANK, EOS, lm=LMStepDecoder(toy_lm(forbid=1))
+    )
+    assert [[(h.tokens, h.score) for h in n] for n in fused] == [[(h.tokens, h.score) for h in n] for n in plain]
+
+
+def test_an_lm_that_forbids_a_token_removes_it_from_the_output():
+    from avsr.decoding.lm_decoder import LMStepDecoder
+
+    lengths = torch.tensor([4])
+    config = BeamSearchConfig(beam=3, ctc_weight=0.0, lm_weight=0.5, length_bonus=1.0)
+    without = beam_search(None, lengths, BigramDecoder(BIGRAM), config, BLANK, EOS)[0]
+    assert 1 in without[0].tokens  # the bigram decoder likes "a" (1)
+    for n, hyp in enumerate(
+        beam_search(None, lengths, BigramDecoder(BIGRAM), config, BLANK, EOS, lm=LMStepDecoder(toy_lm(forbid=1)))[0]
+    ):
+        assert 1 not in hyp.tokens, (n, hyp.tokens)
+
+
+def test_lm_steps_equal_the_lm_on_the_whole_prefix_and_follow_reordering():
+    from avsr.decoding.lm_decoder import LMStepDecoder
+
+    lm = toy_lm(seed=3)
+    steps = LMStepDecoder(lm)
+    steps.start(torch.arange(2))
+    first = steps.step(torch.tensor([EOS, EOS]))
+    steps.reorder(torch.tensor([1, 1]))
+    second = steps.step(torch.tensor([1, 2]))
+    with torch.no_grad():
+        whole = lm(torch.tensor([[EOS, 1], [EOS, 2]]))
+    assert torch.allclose(first, whole[:, 0], atol=1e-6) and torch.allclose(second, whole[:, 1], atol=1e-6)

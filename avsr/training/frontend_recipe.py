@@ -21,7 +21,6 @@ Checkpointing, resume, DDP, mixed precision and metrics are fairseq2's, as for t
 
 from __future__ import annotations
 
-import copy
 import importlib
 import logging
 import os
@@ -69,7 +68,13 @@ from avsr.training.config_loading import (
 from avsr.training.data import DatasetError
 from avsr.training.ddp import data_parallel_model
 from avsr.training.export import ExportError
-from avsr.training.kit import ExportSection, TrainThenExport, install_secret_filter, share_log_files
+from avsr.training.kit import (
+    ExportSection,
+    TrainThenExport,
+    install_secret_filter,
+    register_resolved_model,
+    share_log_files,
+)
 from avsr.training.lip_views import LipViewConfig
 from avsr.training.runs import RUN_FILE, averaged_checkpoints, read_run_file, recorded_config_differs
 
@@ -346,21 +351,10 @@ class FrontendRecipe(Recipe):
         return type(self._inputs.config)
 
     def register(self, container: DependencyContainer) -> None:
-        from fairseq2.composition import register_model_family
-        from fairseq2.runtime.config_registry import ConfigRegistrar
-
         task = self._inputs.task
-        register_model_family(
-            container,
-            task.family,
-            kls=task.model_kls,
-            config_kls=task.config_kls,
-            factory=task.build,
-            supports_meta=False,
-        )
-        resolved = self._inputs.model_config
-        ConfigRegistrar(container, task.config_kls)(self._inputs.config.model.arch or "tiny")(
-            lambda: copy.deepcopy(resolved)
+        arch = self._inputs.config.model.arch or "tiny"
+        register_resolved_model(
+            container, task.family, task.model_kls, task.config_kls, task.build, arch, self._inputs.model_config
         )
 
     def setup_model(self, context: RecipeContext, model: Module, newly_initialized: bool) -> Module:

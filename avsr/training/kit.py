@@ -4,6 +4,7 @@ vision_language's): the export section, the task that trains then exports, and t
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import re
@@ -14,6 +15,7 @@ from typing import final
 
 import fairseq2.recipe  # noqa: F401  (first: importing fairseq2.evaluator first is a circular import in 0.8.1)
 from fairseq2.recipe import RecipeContext
+from fairseq2.runtime.dependency import DependencyContainer
 from fairseq2.task import Task
 from fairseq2.trainer import Trainer
 
@@ -103,4 +105,22 @@ def install_secret_filter() -> None:
         logger.addFilter(_SECRET_FILTER)
 
 
-__all__ = ["ExportSection", "TrainThenExport", "install_secret_filter", "share_log_files"]
+def register_resolved_model(
+    container: DependencyContainer,
+    family: str,
+    kls: type,
+    config_kls: type,
+    factory: Callable,
+    arch: str,
+    resolved: object,
+) -> None:
+    """Tell fairseq2 about a task's model family, and that ``arch`` is the config this run resolved
+    (``resolved``, from ``model.arch`` and ``model.config``) before fairseq2 started."""
+    from fairseq2.composition import register_model_family
+    from fairseq2.runtime.config_registry import ConfigRegistrar
+
+    register_model_family(container, family, kls=kls, config_kls=config_kls, factory=factory, supports_meta=False)
+    ConfigRegistrar(container, config_kls)(arch)(lambda: copy.deepcopy(resolved))
+
+
+__all__ = ["ExportSection", "TrainThenExport", "install_secret_filter", "register_resolved_model", "share_log_files"]

@@ -12,7 +12,6 @@ task shares (`avsr.training.kit`).
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import os
@@ -69,7 +68,13 @@ from avsr.training.config_loading import (
 from avsr.training.data import AVDataReader, DatasetError, PipelineState, resolve_manifest
 from avsr.training.ddp import data_parallel_model
 from avsr.training.export import ExportError
-from avsr.training.kit import ExportSection, TrainThenExport, install_secret_filter, share_log_files
+from avsr.training.kit import (
+    ExportSection,
+    TrainThenExport,
+    install_secret_filter,
+    register_resolved_model,
+    share_log_files,
+)
 from avsr.training.runs import RUN_FILE, averaged_checkpoints, read_run_file, recorded_config_differs
 
 log = logging.getLogger("avsr.training")
@@ -315,16 +320,8 @@ class LMRecipe(Recipe):
         return LMTrainConfig
 
     def register(self, container: DependencyContainer) -> None:
-        from fairseq2.composition import register_model_family
-        from fairseq2.runtime.config_registry import ConfigRegistrar
-
-        register_model_family(
-            container, FAMILY, kls=TokenLM, config_kls=TokenLMConfig, factory=TokenLM, supports_meta=False
-        )
-        resolved = self._inputs.model_config
-        ConfigRegistrar(container, TokenLMConfig)(self._inputs.config.model.arch or "tiny")(
-            lambda: copy.deepcopy(resolved)
-        )
+        arch = self._inputs.config.model.arch or "tiny"
+        register_resolved_model(container, FAMILY, TokenLM, TokenLMConfig, TokenLM, arch, self._inputs.model_config)
         container.collection.register_instance(
             MetricDescriptor, MetricDescriptor("perplexity", "Perplexity (per token)", 110, format_as_float)
         )

@@ -32,7 +32,6 @@ secrets are masked in the start-up log (fairseq2 logs every variable).
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import sys
@@ -66,7 +65,7 @@ from avsr.training.config_loading import TrainConfigError, config_to_dict
 from avsr.training.data import MODALITIES, AVBatch, AVDataset, DatasetError
 from avsr.training.ddp import data_parallel_model
 from avsr.training.export import ExportError, write_export
-from avsr.training.kit import TrainThenExport, install_secret_filter, share_log_files
+from avsr.training.kit import TrainThenExport, install_secret_filter, register_resolved_model, share_log_files
 from avsr.training.runs import (
     RUN_FILE,
     averaged_checkpoints,
@@ -130,17 +129,12 @@ class AVSRRecipe(Recipe):
         return AVSRTrainConfig
 
     def register(self, container: DependencyContainer) -> None:
-        from fairseq2.composition import register_model_family
-        from fairseq2.runtime.config_registry import ConfigRegistrar
-
         from avsr.models.avsr_model import AVSRModel
 
-        register_model_family(
-            container, AVSR_FAMILY, kls=AVSRModel, config_kls=AVSRConfig, factory=_create_model, supports_meta=False
-        )
-        resolved = self._inputs.model_config
         arch = self._inputs.config.model.arch or "default"
-        ConfigRegistrar(container, AVSRConfig)(arch)(lambda: copy.deepcopy(resolved))
+        register_resolved_model(
+            container, AVSR_FAMILY, AVSRModel, AVSRConfig, _create_model, arch, self._inputs.model_config
+        )
         for name, display in (("att_loss", "Attention Loss"), ("cer", "Character Error Rate (CER)")):
             container.collection.register_instance(
                 MetricDescriptor, MetricDescriptor(name, display, 100 if "loss" in name else 200, format_as_float)

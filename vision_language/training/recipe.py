@@ -49,7 +49,13 @@ from avsr.training.config_loading import (
 )
 from avsr.training.ddp import data_parallel_model
 from avsr.training.export import ExportError
-from avsr.training.kit import ExportSection, TrainThenExport, install_secret_filter, share_log_files
+from avsr.training.kit import (
+    ExportSection,
+    TrainThenExport,
+    install_secret_filter,
+    register_resolved_model,
+    share_log_files,
+)
 from avsr.training.runs import RUN_FILE, averaged_checkpoints, read_run_file
 from vision_language.encoders import ImageEncoderConfig, TextEncoderConfig
 from vision_language.features import EncodeOptions, PairFeatures, pair_features
@@ -216,15 +222,9 @@ class AlignRecipe(Recipe):
         return AlignTrainConfig
 
     def register(self, container: DependencyContainer) -> None:
-        from fairseq2.composition import register_model_family
-        from fairseq2.runtime.config_registry import ConfigRegistrar
-
-        register_model_family(
-            container, ALIGNER_FAMILY, kls=Aligner, config_kls=AlignerConfig, factory=Aligner, supports_meta=False
-        )
-        resolved = self._inputs.model_config
-        ConfigRegistrar(container, AlignerConfig)(self._inputs.config.model.arch or "default")(
-            lambda: copy.deepcopy(resolved)
+        arch = self._inputs.config.model.arch or "default"
+        register_resolved_model(
+            container, ALIGNER_FAMILY, Aligner, AlignerConfig, Aligner, arch, self._inputs.model_config
         )
 
     def create_task(self, context: RecipeContext) -> Task:

@@ -30,15 +30,15 @@ def write_outputs(result, paths: dict[str, Path], model: str) -> None:
     """Write ``result`` (a ``FileResult``) in every format of ``paths``; the JSON names ``model``."""
     from avsr.decoding.subtitles import format_subtitles, segment_words  # torch: not at import (the CLI's start)
 
-    texts = {
-        "txt": result.text + "\n",
-        "json": json.dumps({"model": model, **result.to_dict()}, indent=1) + "\n",
+    render = {
+        "txt": lambda: result.text + "\n",
+        "json": lambda: json.dumps({"model": model, **result.to_dict()}, indent=1) + "\n",
+        "srt": lambda: format_subtitles([segment_words(s) for s in result.segments], "srt"),
+        "vtt": lambda: format_subtitles([segment_words(s) for s in result.segments], "vtt"),
     }
-    for kind in ("srt", "vtt"):
-        texts[kind] = format_subtitles([segment_words(s) for s in result.segments], kind)
-    for kind, path in paths.items():
+    for kind, path in paths.items():  # only the formats asked for are rendered
         with atomic_path(path) as temp:
-            Path(temp).write_text(texts[kind], encoding="utf-8")
+            Path(temp).write_text(render[kind](), encoding="utf-8")
 
 
 __all__ = ["OUTPUT_FORMATS", "finished", "output_paths", "write_outputs"]

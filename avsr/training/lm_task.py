@@ -65,7 +65,7 @@ from avsr.training.config_loading import (
     default_trainer,
     load_config,
 )
-from avsr.training.data import AVDataReader, DatasetError, PipelineState, resolve_manifest
+from avsr.training.data import AVDataReader, DatasetError, PipelineState, move_tensors, resolve_manifest
 from avsr.training.ddp import data_parallel_model
 from avsr.training.export import ExportError
 from avsr.training.kit import (
@@ -158,8 +158,7 @@ class TextBatch(SupportsDeviceTransfer):
     lengths: Tensor
 
     def to(self, device: Device, *, non_blocking: bool = False) -> None:
-        self.units = self.units.to(device, non_blocking=non_blocking)
-        self.lengths = self.lengths.to(device, non_blocking=non_blocking)
+        move_tensors(self, ("units", "lengths"), device, non_blocking)
 
     @property
     def num_tokens(self) -> int:

@@ -42,6 +42,20 @@ LRW_ARGS = [
     "--quiet",
 ]
 
+SCENES_ARGS = [
+    "--layout",
+    "scenes",
+    "--utterances",
+    "2",
+    "--speakers",
+    "3",
+    "--seed",
+    "4",
+    "--workers",
+    "2",
+    "--quiet",
+]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def identity_cache(tmp_path_factory) -> Path:
@@ -66,6 +80,14 @@ def lrs2_corpus(tmp_path_factory) -> Path:
 def lrw_corpus(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synth") / "lrw"
     assert synth_cli.main([str(root), *LRW_ARGS]) == 0
+    return root
+
+
+@pytest.fixture(scope="session")
+def scenes_corpus(tmp_path_factory) -> Path:
+    """Two conversations of two people side by side (listeners still, then mumbling), with the truth."""
+    root = tmp_path_factory.mktemp("synth") / "scenes"
+    assert synth_cli.main([str(root), *SCENES_ARGS]) == 0
     return root
 
 
@@ -107,6 +129,24 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def long_video(lrs2_corpus: Path, tmp_path_factory) -> Path:
+    """Three corpus clips back to back (about 7 s, pauses between the sentences): long enough to
+    be segmented at 3 s, and a live source of several segments."""
+    import numpy as np
+
+    from avsr.media import read_video, write_mp4
+
+    frames, audio = [], []
+    for clip in sorted(lrs2_corpus.glob("main/*/*.mp4"))[:3]:
+        av = read_video(clip)
+        frames.append(av.frames)
+        audio.append(av.audio)
+    path = tmp_path_factory.mktemp("long") / "long.mp4"
+    write_mp4(path, np.concatenate(frames), np.concatenate(audio))
+    return path
 
 
 @pytest.fixture(scope="session")

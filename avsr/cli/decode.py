@@ -67,6 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_search_arguments(parser)
     parser.add_argument(
+        "--speakers",
+        choices=("active", "all"),
+        default="active",
+        help="several faces in view: each segment reads the lips of the face speaking in it (active, the "
+        "default); all: the same, and the transcripts and subtitles say who speaks ([S1], [S2]; faces are "
+        "numbered as first seen, left to right), with one transcript per speaker in --json",
+    )
+    parser.add_argument("--face", type=int, default=None, metavar="N", help="read the lips of face N (S1 = 1) only")
+    parser.add_argument(
+        "--face-box",
+        default=None,
+        metavar="X,Y,W,H",
+        help="read the lips of the face in this box only (pixels: left, top, width, height)",
+    )
+    parser.add_argument(
         "--segment",
         type=float,
         default=None,
@@ -95,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers", type=int, default=1, help="processes reading files and cropping mouths while the model decodes"
     )
+    parser.add_argument(
+        "--live",
+        default=None,
+        metavar="SOURCE",
+        help="transcribe as it arrives: a camera (/dev/video0), a stream URL (rtsp://, http://, udp://, ...) or a "
+        "file; each segment is printed when the pause after it closes it; Ctrl-C ends it after the last segment",
+    )
+    parser.add_argument("--realtime", action="store_true", help="with --live FILE: play the file at its own pace")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--detect-every", type=int, default=10, help="face detector every N frames, tracking between")
     parser.add_argument(
@@ -120,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     from avsr.models.weights import WeightsError
 
     formats = check_arguments(args)
-    if not args.inputs and not args.list:
+    face_choice = face_argument(args)
+    if args.live is not None:
+        check_live_arguments(args)
+    elif not args.inputs and not args.list:
         fail(PROGRAM, "nothing to transcribe: give files, folders or --list FILE")
     model_dir = args.model or default_model()
     if args.model is None and not (model_dir / "model.yaml").is_file():
@@ -128,10 +154,10 @@ def main(argv: list[str] | None = None) -> int:
             PROGRAM,
             f"no model at {model_dir}: train one with 'bash scripts/demo.sh' or pass --model DIR (avsr-train's OUTPUT_DIR/model)",
         )
-    inputs, problems = collect_inputs(args.inputs, args.list)
+    inputs, problems = collect_inputs(args.inputs, args.list) if args.live is None else ([], [])
     for problem in problems:
         print(f"{PROGRAM}: skipped {problem}", file=sys.stderr)
-    if not inputs:
+    if not inputs and args.live is None:
         fail(PROGRAM, "no media files in the folders and lists given", code=1)
     try:
         options = decode_options(args)
@@ -159,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
 
+    if args.live is not None:
+        from avsr.cli.live import run_live
+
+        return run_live(args, recognizer, options, segmenting, crop_config, face_choice, model_dir)
     outputs: dict[int, dict[str, Path]] = {}
     todo = list(range(len(inputs)))
     if args.out_dir is not None:
@@ -174,13 +204,26 @@ def main(argv: list[str] | None = None) -> int:
             )
     times = StageTimes() if args.timings else None
     settings = LoadSettings(
-        args.modality, tuple(recognizer.modalities), args.detect_every, crop_config, times is not None
+        args.modality,
+        tuple(recognizer.modalities),
+        args.detect_every,
+        crop_config,
+        times is not None,
+        face_choice,
+        args.speakers == "all",
     )
     results, skipped, media_seconds = {}, {}, 0.0
     show = not args.quiet and len(todo) > 1
     with progress_bar(PROGRAM, len(todo), enabled=show, unit="files") as advance:
         outcomes = transcribe_many(
-            recognizer, [inputs[i].path for i in todo], settings, options, segmenting, workers=args.workers, times=times
+            recognizer,
+            [inputs[i].path for i in todo],
+            settings,
+            options,
+            segmenting,
+            workers=args.workers,
+            times=times,
+            labelled=args.speakers == "all",
         )
         try:
             for outcome in outcomes:
@@ -229,6 +272,8 @@ def check_arguments(args: argparse.Namespace) -> tuple[str, ...]:
     for flag, value in (("--segment", args.segment), ("--max-segment", args.max_segment)):
         if value is not None and not value > 0:
             fail(PROGRAM, f"{flag} must be a positive number of seconds, got {value:g}")
+    if args.realtime and args.live is None:
+        fail(PROGRAM, "--realtime plays a file at its pace: give it with --live FILE")
     if args.workers < 1:
         fail(PROGRAM, f"--workers must be at least 1, got {args.workers}")
     formats = tuple(dict.fromkeys(f.strip() for f in args.formats.split(",") if f.strip()))
@@ -238,6 +283,47 @@ def check_arguments(args: argparse.Namespace) -> tuple[str, ...]:
     if args.out_dir is not None and (args.srt or args.vtt):
         fail(PROGRAM, "--srt/--vtt name one file or folder; with --out-dir, choose subtitles with --formats")
     return formats
+
+
+def check_live_arguments(args: argparse.Namespace) -> None:
+    """--live reads one source: no files, lists, output folders or workers beside it."""
+    from avsr.media.live import source_kind
+
+    clash = [
+        flag
+        for flag, given in (
+            ("files or folders", bool(args.inputs)),
+            ("--list", bool(args.list)),
+            ("--out-dir", args.out_dir is not None),
+            ("--workers", args.workers > 1),
+        )
+        if given
+    ]
+    if clash:
+        fail(PROGRAM, f"--live reads one source: drop {', '.join(clash)}")
+    if args.realtime and source_kind(args.live) != "file":
+        fail(PROGRAM, f"--realtime plays a file at its pace; {args.live} is a {source_kind(args.live)}, live already")
+
+
+def face_argument(args: argparse.Namespace):
+    """``--face N`` or ``--face-box X,Y,W,H`` as the reader takes it (None: the speaker per segment)."""
+    if args.face is not None and args.face_box is not None:
+        fail(PROGRAM, "--face and --face-box both pin a face: give one")
+    if (args.face is not None or args.face_box is not None) and args.speakers == "all":
+        fail(PROGRAM, "--speakers all labels every speaking face; --face/--face-box read one face only: give one")
+    if args.face is not None:
+        if args.face < 1:
+            fail(PROGRAM, f"--face counts from 1 (S1), got {args.face}")
+        return args.face
+    if args.face_box is None:
+        return None
+    try:
+        box = tuple(int(v) for v in args.face_box.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4 or box[2] <= 0 or box[3] <= 0 or min(box[:2]) < 0:
+        fail(PROGRAM, f"--face-box wants X,Y,W,H in whole pixels with W and H > 0, got {args.face_box!r}")
+    return box
 
 
 def print_timings(times, seconds: float) -> None:

@@ -20,7 +20,13 @@ def build_parser() -> argparse.ArgumentParser:
         "lips follow the phonemes) in the real LRS2 or LRW layout. Same seed, same corpus.",
     )
     parser.add_argument("out_dir", type=Path, help="corpus root to create (a rerun with the same options resumes)")
-    parser.add_argument("--layout", choices=("lrs2", "lrw"), default="lrs2")
+    parser.add_argument(
+        "--layout",
+        choices=("lrs2", "lrw", "scenes"),
+        default="lrs2",
+        help="lrs2: sentence clips; lrw: word clips; scenes: conversations of --people-per-scene people side "
+        "by side taking turns, with the truth of who speaks when (test material for avsr-decode --speakers)",
+    )
     parser.add_argument("--utterances", type=int, default=100, help="number of clips (default 100)")
     parser.add_argument("--speakers", type=int, default=8, help="number of speakers, at least 3 (default 8)")
     parser.add_argument("--seed", type=int, default=0)
@@ -28,7 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--vocabulary",
         choices=("grid", "open"),
         default="grid",
-        help="lrs2 text: GRID-like 6-word commands (51 words) or open news vocabulary (480 words)",
+        help="lrs2 and scenes text: GRID-like 6-word commands (51 words) or open news vocabulary (480 words)",
+    )
+    parser.add_argument(
+        "--people-per-scene", type=int, default=2, metavar="N", help="scenes: people in one video (2 to 4; default 2)"
     )
     parser.add_argument("--words", type=int, default=10, help="lrw: number of target words (default 10)")
     parser.add_argument(
@@ -112,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             identities=args.identities,
             faces=None if args.faces is None else str(args.faces.resolve()),
             distinct_from=None if args.distinct_from is None else str(args.distinct_from.resolve()),
+            people_per_scene=args.people_per_scene,
         )
         if args.workers < 1:
             raise ValueError("--workers must be at least 1")
@@ -150,9 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.check > 0:
         from avsr.data.synth.verify import verify_corpus
 
-        summary["lip_sync"] = [
+        summary["lip_sync"] = [  # one face per clip: a scene's several faces are avsr-decode --speakers' test
             {"clip": key, "frames": r.frames, "faces_found": r.faces_found, "correlation": round(r.correlation, 3)}
-            for key, r in verify_corpus(args.out_dir, plan, args.check)
+            for key, r in (verify_corpus(args.out_dir, plan, args.check) if args.layout != "scenes" else [])
         ]
         from avsr.data.synth.identities.cast import descriptor_distances, distinctness_report
 
@@ -173,7 +183,7 @@ def format_summary(summary: dict) -> str:
     speakers = ", ".join(f"{name} {count}" for name, count in summary["speakers"].items())
     lines = [
         f"{summary['layout']} corpus in {summary['root']}: {summary['utterances']} clips "
-        f"({summary['hours'] * 60:.1f} min), {summary['frame_size']}x{summary['frame_size']} px at 25 fps, 16 kHz audio\n"
+        f"({summary['hours'] * 60:.1f} min), {summary['frame_width']}x{summary['frame_size']} px at 25 fps, 16 kHz audio\n"
         f"  clips per split: {splits}\n"
         f"  speakers per split (disjoint): {speakers}\n"
         f"  vocabulary: {summary['vocabulary']} words",

@@ -45,16 +45,18 @@ def transcribe_many(
     workers: int = 1,
     chunk_frames: int = CHUNK_FRAMES,
     times: StageTimes | None = None,
+    labelled: bool = False,
 ) -> Iterator[Outcome]:
     """Outcomes of ``paths`` as they are decoded (not in input order when ``workers`` > 1).
-    ``times`` collects every stage's seconds, the workers' included."""
+    ``times`` collects every stage's seconds, the workers' included; ``labelled``: results name
+    their speakers (`transcribe_files`)."""
     chunk: list[tuple[int, LoadedInput]] = []
     frames = 0
 
     def decode() -> Iterator[Outcome]:
         nonlocal chunk, frames
         results = transcribe_files(
-            recognizer, [x for _, x in chunk], settings.modality, options, segmenting, times=times
+            recognizer, [x for _, x in chunk], settings.modality, options, segmenting, times=times, labelled=labelled
         )
         for (index, loaded), result in zip(chunk, results):
             yield Outcome(index, result=result, seconds=loaded.frames / VIDEO_FPS)

@@ -28,13 +28,13 @@ def finished(paths: dict[str, Path]) -> bool:
 
 def write_outputs(result, paths: dict[str, Path], model: str) -> None:
     """Write ``result`` (a ``FileResult``) in every format of ``paths``; the JSON names ``model``."""
-    from avsr.decoding.subtitles import format_subtitles, segment_words  # torch: not at import (the CLI's start)
+    from avsr.decoding.subtitles import result_subtitles  # torch: not at import (the CLI's start)
 
     render = {
         "txt": lambda: result.text + "\n",
         "json": lambda: json.dumps({"model": model, **result.to_dict()}, indent=1) + "\n",
-        "srt": lambda: format_subtitles([segment_words(s) for s in result.segments], "srt"),
-        "vtt": lambda: format_subtitles([segment_words(s) for s in result.segments], "vtt"),
+        "srt": lambda: result_subtitles(result, "srt"),
+        "vtt": lambda: result_subtitles(result, "vtt"),
     }
     for kind, path in paths.items():  # only the formats asked for are rendered
         with atomic_path(path) as temp:

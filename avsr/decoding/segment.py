@@ -14,6 +14,7 @@ word is kept by the one segment that owns its midpoint.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,16 +77,25 @@ def find_pauses(audio: np.ndarray, config: SegmentConfig) -> list[tuple[int, int
     return pauses
 
 
-def plan_segments(num_frames: int, audio: np.ndarray | None, config: SegmentConfig) -> list[Segment]:
-    """Segments covering ``num_frames`` frames; pauses are looked for in ``audio`` when given."""
+def plan_segments(
+    num_frames: int,
+    audio: np.ndarray | None,
+    config: SegmentConfig,
+    speaker_of: Callable[[int, int], int] | None = None,
+) -> list[Segment]:
+    """Segments covering ``num_frames`` frames; pauses are looked for in ``audio`` when given.
+    ``speaker_of(start, end)``: who speaks in those frames, where several people may; pieces
+    between pauses are then joined only when the same person speaks in both, so that a segment
+    has one speaker (a turn without a pause in it stays one segment)."""
     target = max(1, int(config.target_seconds * 25))
-    if num_frames <= target:
+    if num_frames <= target and speaker_of is None:
         return [Segment(0, num_frames, 0, num_frames)]
     cuts = [(a + b) // 2 for a, b in find_pauses(audio, config)] if audio is not None else []
     pieces: list[tuple[int, int]] = []
     for cut in [c for c in cuts if 0 < c < num_frames] + [num_frames]:
         start = pieces[-1][1] if pieces else 0
-        if pieces and cut - pieces[-1][0] <= target:
+        same = speaker_of is None or (pieces and speaker_of(*pieces[-1]) == speaker_of(start, cut))
+        if pieces and cut - pieces[-1][0] <= target and same:
             pieces[-1] = (pieces[-1][0], cut)  # still short enough: join it to the previous piece
         else:
             pieces.append((start, cut))

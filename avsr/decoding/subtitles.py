@@ -16,10 +16,16 @@ from avsr.media.atomic import atomic_path
 
 
 def _cues(
-    segments: Sequence[Sequence[WordTiming]], max_words: int, max_seconds: float, max_gap: float
+    segments: Sequence[Sequence[WordTiming]],
+    max_words: int,
+    max_seconds: float,
+    max_gap: float,
+    labels: Sequence[str | None] | None = None,
 ) -> list[tuple[float, float, str]]:
     cues: list[tuple[float, float, str]] = []
-    for words in segments:
+    for number, words in enumerate(segments):
+        label = labels[number] if labels is not None else None
+        prefix = f"[{label}] " if label else ""
         current: list[WordTiming] = []
         for w in words:
             if current and (
@@ -27,11 +33,11 @@ def _cues(
                 or w.end - current[0].start > max_seconds
                 or w.start - current[-1].end > max_gap
             ):
-                cues.append((current[0].start, current[-1].end, " ".join(x.word for x in current)))
+                cues.append((current[0].start, current[-1].end, prefix + " ".join(x.word for x in current)))
                 current = []
             current.append(w)
         if current:
-            cues.append((current[0].start, current[-1].end, " ".join(x.word for x in current)))
+            cues.append((current[0].start, current[-1].end, prefix + " ".join(x.word for x in current)))
     return cues
 
 
@@ -50,9 +56,11 @@ def format_subtitles(
     max_words: int = 7,
     max_seconds: float = 3.5,
     max_gap: float = 1.0,
+    labels: Sequence[str | None] | None = None,
 ) -> str:
-    """The text of an .srt (``kind="srt"``) or .vtt (``kind="vtt"``) file."""
-    cues = _cues(segments, max_words, max_seconds, max_gap)
+    """The text of an .srt (``kind="srt"``) or .vtt (``kind="vtt"``) file; ``labels``: a speaker
+    label per segment (``S1``), shown as ``[S1]`` before each of its cues."""
+    cues = _cues(segments, max_words, max_seconds, max_gap, labels)
     if kind == "srt":
         blocks = [f"{i}\n{_stamp(a, ',')} --> {_stamp(b, ',')}\n{text}\n" for i, (a, b, text) in enumerate(cues, 1)]
         return "\n".join(blocks)
@@ -68,6 +76,12 @@ def segment_words(segment) -> Sequence[WordTiming]:
     if segment.words or not segment.text:
         return segment.words
     return [WordTiming(segment.text, segment.start, segment.end, segment.score)]
+
+
+def result_subtitles(result, kind: str) -> str:
+    """The subtitles of a ``FileResult``; with speaker labels when it is ``labelled`` (``--speakers all``)."""
+    labels = [s.speaker for s in result.segments] if result.labelled else None
+    return format_subtitles([segment_words(s) for s in result.segments], kind, labels=labels)
 
 
 def subtitle_paths(inputs: Sequence[str], target: Path, kind: str) -> list[Path]:
@@ -92,10 +106,10 @@ def write_subtitles(results: Sequence, inputs: Sequence[str], target: Path, kind
     place = dict(zip(inputs, subtitle_paths(inputs, target, kind)))
     paths = [place[str(r.path)] for r in results]
     for result, path in zip(results, paths):
-        text = format_subtitles([segment_words(s) for s in result.segments], kind)
+        text = result_subtitles(result, kind)
         with atomic_path(path) as temp:
             Path(temp).write_text(text, encoding="utf-8")
     return paths
 
 
-__all__ = ["format_subtitles", "segment_words", "subtitle_paths", "write_subtitles"]
+__all__ = ["format_subtitles", "result_subtitles", "segment_words", "subtitle_paths", "write_subtitles"]

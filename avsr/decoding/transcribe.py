@@ -10,8 +10,8 @@ more than a quarter of the frames is decoded from the audio alone; both are repo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from avsr.decoding.alignment import WordTiming
 from avsr.decoding.reading import (
@@ -24,7 +24,9 @@ from avsr.decoding.reading import (
 )
 from avsr.decoding.recognizer import DecodeOptions, Recognizer, RecognizerError
 from avsr.decoding.segment import Segment, SegmentConfig, plan_segments
+from avsr.decoding.speakers import active_face
 from avsr.decoding.stages import StageTimes
+from avsr.face.tracks import median_box
 from avsr.media.constants import SAMPLES_PER_FRAME, VIDEO_FPS
 
 #: A segment is decoded from the audio alone when the face is missing in more than this share of it.
@@ -39,6 +41,8 @@ class SegmentResult:
     text: str
     score: float
     words: list[WordTiming]
+    speaker: str | None = None  # the face whose lips were read (S1, S2, ...); None: none was
+    box: tuple[int, int, int, int] | None = None  # that face's median box in the segment: x, y, width, height
 
 
 @dataclass
@@ -47,10 +51,29 @@ class FileResult:
     modality: str
     segments: list[SegmentResult]
     notes: list[str]
+    faces: list[dict] = field(default_factory=list)  # label, box (median over the video), frames seen
+    labelled: bool = False  # --speakers all: the text and subtitles name who says what
 
     @property
     def text(self) -> str:
-        return " ".join(s.text for s in self.segments if s.text)
+        """The words in order; labelled, one ``[S1] words`` line per change of speaker."""
+        if not self.labelled:
+            return " ".join(s.text for s in self.segments if s.text)
+        lines: list[list[str]] = []
+        for label, text in ((s.speaker, s.text) for s in self.segments if s.text):
+            if lines and lines[-1][0] == label:
+                lines[-1].append(text)
+            else:
+                lines.append([label, text])
+        return "\n".join(f"[{label or '?'}] {' '.join(texts)}" for label, *texts in lines)
+
+    def speaker_texts(self) -> dict[str, str]:
+        """Each speaking face's words, in order: one transcript per speaker."""
+        texts: dict[str, list[str]] = {}
+        for segment in self.segments:
+            if segment.text and segment.speaker is not None:
+                texts.setdefault(segment.speaker, []).append(segment.text)
+        return {label: " ".join(parts) for label, parts in texts.items()}
 
     @property
     def words(self) -> list[WordTiming]:
@@ -62,6 +85,7 @@ class FileResult:
             "modality": self.modality,
             "text": self.text,
             "notes": self.notes,
+            **({"faces": self.faces, "speakers": self.speaker_texts()} if self.faces else {}),
             "segments": [
                 {
                     "start": round(s.start, 3),
@@ -69,6 +93,7 @@ class FileResult:
                     "modality": s.modality,
                     "text": s.text,
                     "score": round(s.score, 4),
+                    **({"speaker": s.speaker, "box": list(s.box) if s.box else None} if s.speaker else {}),
                     "words": [
                         {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3), "score": round(w.score, 4)}
                         for w in s.words
@@ -84,6 +109,7 @@ class _Job:
     file: int
     segment: Segment
     modality: str
+    face: int | None = None  # index into the file's faces whose lips are read
 
 
 def segmenting_for(
@@ -105,17 +131,24 @@ def transcribe_files(
     *,
     max_frames_per_batch: int = 3000,
     times: StageTimes | None = None,
+    labelled: bool = False,
 ) -> list[FileResult]:
     """Segment every input, decode all segments in batches (per modality actually used), and join
-    the words each segment owns into one result per file. ``times`` collects model, search and
-    align seconds."""
+    the words each segment owns into one result per file. Where an input shows several faces,
+    each segment reads the lips of the face speaking in it (`avsr.decoding.speakers`), and
+    segments do not join across a change of speaker. ``times`` collects model, search and align
+    seconds; ``labelled`` (``--speakers all``) makes the results name the speakers in their text."""
     jobs: list[_Job] = []
     notes = [list(x.notes) for x in loaded]
     for f, item in enumerate(loaded):
-        for seg in plan_segments(item.frames, item.audio, segmenting):
+        speaker_of = _speaker_choice(item)
+        for seg in plan_segments(item.frames, item.audio, segmenting, speaker_of):
             used = item.modality or modality
-            if used == "av" and item.face_found is not None and "a" in recognizer.modalities:
-                lost = 1.0 - float(item.face_found[seg.start : seg.end].mean())
+            face = None  # whose lips are read, or (audio only) who speaks
+            if item.faces:
+                face = speaker_of(seg.start, seg.end) if speaker_of else 0
+            if used == "av" and face is not None and "a" in recognizer.modalities:
+                lost = 1.0 - float(item.faces[face].found[seg.start : seg.end].mean())
                 if lost > MAX_LOST_SHARE:
                     used = "a"
                     notes[f].append(
@@ -125,7 +158,7 @@ def transcribe_files(
                 raise RecognizerError(
                     f"{item.path}: needs {used!r} decoding, which this model cannot do ({', '.join(recognizer.modalities)})"
                 )
-            jobs.append(_Job(f, seg, used))
+            jobs.append(_Job(f, seg, used, face))
     results: dict[int, list[SegmentResult]] = {f: [] for f in range(len(loaded))}
     for used in dict.fromkeys(j.modality for j in jobs):
         group = sorted(
@@ -142,13 +175,39 @@ def transcribe_files(
                 else None
             )
             videos = (
-                [loaded[j.file].crops[j.segment.start : j.segment.end] for j in batch] if "video" in inputs else None
+                [loaded[j.file].faces[j.face].crops[j.segment.start : j.segment.end] for j in batch]
+                if "video" in inputs
+                else None
             )
             for job, t in zip(batch, recognizer.transcribe(audios, videos, options, timings=True, times=times)):
-                results[job.file].append(_own(job, t))
+                results[job.file].append(_own(job, t, loaded[job.file]))
     return [
-        FileResult(item.path, item.modality or modality, sorted(results[f], key=lambda s: s.start), notes[f])
+        FileResult(
+            item.path,
+            item.modality or modality,
+            sorted(results[f], key=lambda s: s.start),
+            notes[f],
+            _faces_seen(item),
+            labelled,
+        )
         for f, item in enumerate(loaded)
+    ]
+
+
+def _speaker_choice(item: LoadedInput) -> Callable[[int, int], int] | None:
+    """``speaker_of(start, end)``: the index of the face speaking in those frames, where the
+    input has several faces (None otherwise: there is nothing to choose)."""
+    if len(item.faces) < 2:
+        return None
+    openings = [face.opening for face in item.faces]
+    return lambda start, end: active_face(openings, item.sound, start, end)
+
+
+def _faces_seen(item: LoadedInput) -> list[dict]:
+    """The faces of an input for the JSON: label, median box over the video, frames seen."""
+    return [
+        {"label": face.label, "box": list(median_box(face.boxes) or []) or None, "frames": int(face.found.sum())}
+        for face in item.faces
     ]
 
 
@@ -162,7 +221,7 @@ def _batches(jobs: list[_Job], max_frames: int) -> list[list[_Job]]:
     return out
 
 
-def _own(job: _Job, transcript) -> SegmentResult:
+def _own(job: _Job, transcript, item: LoadedInput) -> SegmentResult:
     """The words of a segment that fall in the frames it owns, at absolute times."""
     seg = job.segment
     offset = seg.start / VIDEO_FPS
@@ -173,8 +232,17 @@ def _own(job: _Job, transcript) -> SegmentResult:
         if keep_all or seg.keep_start / VIDEO_FPS <= mid < seg.keep_end / VIDEO_FPS:
             words.append(WordTiming(w.word, offset + w.start, offset + w.end, w.score))
     text = transcript.text if keep_all or not transcript.words else " ".join(w.word for w in words)
+    face = item.faces[job.face] if job.face is not None else None
+    box = median_box(face.boxes[seg.start : seg.end]) if face is not None else None
     return SegmentResult(
-        seg.keep_start / VIDEO_FPS, seg.keep_end / VIDEO_FPS, job.modality, text, transcript.score, words
+        seg.keep_start / VIDEO_FPS,
+        seg.keep_end / VIDEO_FPS,
+        job.modality,
+        text,
+        transcript.score,
+        words,
+        face.label if face is not None else None,
+        box,
     )
 
 

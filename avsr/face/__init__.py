@@ -9,6 +9,9 @@ or AV-HuBERT's (``MouthCropConfig.for_style("avhubert")``): the one chain prepar
 
 Every problem with one video is a ``ValueError`` subclass with a one-line message
 (:class:`NoFaceError`, :class:`FaceAlignmentError`, :class:`LandmarksFileError`).
+
+A video with several faces: :meth:`FaceChain.face_tracks` follows each (:class:`FaceTrack`), and
+the chain crops any one of them.
 """
 
 from avsr.face.align import MOUTH, STABLE_POINTS, MouthCropConfig, MouthCropper, MouthCrops, default_mean_face
@@ -26,6 +29,7 @@ from avsr.face.precomputed import (
     save_landmarks,
 )
 from avsr.face.temporal import fill_missing, fill_with_mask, smooth_landmarks, smooth_landmarks_ahead
+from avsr.face.tracks import FaceTrack, FaceTracker, track_faces
 
 __all__ = [
     "MOUTH",
@@ -34,6 +38,8 @@ __all__ = [
     "DlibVideoLandmarker",
     "FaceAlignmentError",
     "FaceChain",
+    "FaceTrack",
+    "FaceTracker",
     "LandmarksFileError",
     "MouthCropConfig",
     "MouthCropper",
@@ -53,4 +59,5 @@ __all__ = [
     "shape_predictor_path",
     "smooth_landmarks",
     "smooth_landmarks_ahead",
+    "track_faces",
 ]

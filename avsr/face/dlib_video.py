@@ -24,11 +24,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from avsr.face.dlib_landmarker import shape_predictor, shape_to_array
+
+if TYPE_CHECKING:
+    from avsr.face.tracks import FaceTrack
 
 RIGID = slice(17, 48)  # brows, nose and eyes: they do not move when the mouth does
 THUMBNAIL = 24  # side of the appearance thumbnail
@@ -161,8 +165,21 @@ class DlibVideoLandmarker:
             else:
                 yield track.points.copy()
 
+    def tracks(self, frames: Iterable[np.ndarray], find_every: int = 25) -> list[FaceTrack]:
+        """Every face through the video, each kept as one person across detections
+        (:func:`avsr.face.tracks.track_faces`; ``find_every``: frames between searches for new faces)."""
+        from avsr.face.tracks import track_faces
+
+        return track_faces(self, frames, find_every=find_every)
+
     def detect(self, gray: np.ndarray, near: Box | None = None) -> Box | None:
         """The face box in a grayscale frame: the one overlapping ``near`` most, else the largest."""
+        return _choose(self.detect_all(gray), near)
+
+    def detect_all(self, gray: np.ndarray, every_size: bool = False) -> list[Box]:
+        """Every face box the detector finds in a grayscale frame, upsampling only if none is found;
+        ``every_size``: at every upsampling level, so that small faces beside large ones are found
+        too (overlapping finds of one face kept once)."""
         height, width = gray.shape
         scale = min(1.0, self.detect_width / width)
         small = (
@@ -170,14 +187,15 @@ class DlibVideoLandmarker:
             if scale == 1.0
             else cv2.resize(gray, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
         )
+        boxes: list[Box] = []
         for upsample in range(self.upsample + 1):
-            rects = self._detector(small, upsample)
-            if len(rects):
+            for r in self._detector(small, upsample):
+                box = (r.left() / scale, r.top() / scale, (r.right() + 1) / scale, (r.bottom() + 1) / scale)
+                if all(_iou(box, other) <= 0.3 for other in boxes):
+                    boxes.append(box)
+            if boxes and not every_size:
                 break
-        else:
-            return None
-        boxes = [(r.left() / scale, r.top() / scale, (r.right() + 1) / scale, (r.bottom() + 1) / scale) for r in rects]
-        return _choose(boxes, near)
+        return boxes
 
     def predict(self, gray: np.ndarray, box: Box) -> np.ndarray:
         """Landmarks of the face in ``box`` (the predictor always answers, face or not)."""
@@ -215,13 +233,15 @@ class DlibVideoLandmarker:
         half = track.size * radius / 2
         return (cx - half, cy - half, cx + half, cy + half)
 
-    def _follow(self, gray: np.ndarray, track: _Track, stats: TrackingStats) -> _Track | None:
+    def _follow(self, gray: np.ndarray, track: _Track, stats: TrackingStats, *, search: bool = True) -> _Track | None:
+        """The track one frame on. A lost track is searched for in the whole frame (``search``),
+        or only around where it was (several faces: the largest elsewhere would be another person)."""
         height, width = gray.shape
         box = self._box_from(track, track.points)
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         if not (0 <= cx < width and 0 <= cy < height) or box[2] - box[0] < 16:
             stats.lost += 1
-            return self._acquire(gray, box, stats)
+            return self._acquire(gray, box, stats) if search else None
         track.since_detection += 1
         if track.since_detection >= self.detect_every:
             stats.region_detections += 1
@@ -240,7 +260,10 @@ class DlibVideoLandmarker:
         thumbnail = _thumbnail(gray, box) if plausible else None
         if thumbnail is None or float(thumbnail @ track.template) < self.min_similarity:
             stats.lost += 1
-            return self._acquire(gray, box, stats)
+            if search:
+                return self._acquire(gray, box, stats)
+            found = self._detect_near(gray, box)
+            return None if found is None else self._acquire(gray, box, stats, box=found)
         stats.tracked += 1
         track.points = points
         return track

@@ -12,6 +12,7 @@ from avsr.face.align import MouthCropConfig, MouthCropper, MouthCrops
 from avsr.face.errors import LandmarksFileError
 from avsr.face.landmarker import VideoLandmarker
 from avsr.face.temporal import LandmarkSequence
+from avsr.face.tracks import FaceTrack, FaceTracker
 
 # Landmarks made from another decode of the same video may have a frame or two more or fewer
 # (decoders differ at the ends); beyond this many, they belong to some other video.
@@ -47,6 +48,16 @@ class FaceChain:
         if self.landmarker is None:
             raise ValueError("this face chain has no landmarker: give the landmarks")
         return self.landmarker.landmarks(frames)
+
+    def face_tracks(self, frames: Sequence[np.ndarray] | np.ndarray) -> list[FaceTrack]:
+        """Every face of ``frames``, each followed as one person (:mod:`avsr.face.tracks`); a
+        landmarker that follows one face only (stored landmarks) gives that one track."""
+        if self.landmarker is None:
+            raise ValueError("this face chain has no landmarker: give the landmarks")
+        if isinstance(self.landmarker, FaceTracker):
+            return self.landmarker.tracks(frames)
+        track = FaceTrack.from_landmarks(self.landmarks(frames))
+        return [track] if track.found.any() else []
 
     def crop(
         self, frames: Sequence[np.ndarray] | np.ndarray, landmarks: LandmarkSequence, *, source: str | None = None

@@ -24,12 +24,13 @@ from avsr.data.synth.face import Appearance, TalkingFace
 from avsr.data.synth.identities import SOURCES, Identity, Source, user_sources
 from avsr.data.synth.identities.cast import Cast
 from avsr.data.synth.identities.measured import appearance_lip_sync
+from avsr.data.synth.scenes import PEOPLE_PER_SCENE, Scene, plan_scenes, render_scene
 from avsr.data.synth.text import SentenceSampler, news_words, spoken_form
 from avsr.data.synth.tts import SPEAKER_VOICES, Voice
 from avsr.data.synth.verify import SCREEN_THRESHOLD
 from avsr.media.constants import AUDIO_RATE, SAMPLES_PER_FRAME, VIDEO_FPS
 
-LAYOUTS = ("lrs2", "lrw")
+LAYOUTS = ("lrs2", "lrw", "scenes")
 LRW_FRAMES = 29  # 1.16 s, the word centred, as in LRW
 META_FILE = "synth_meta.json"
 APPEARANCE_DRAWS = 4  # appearances tried per speaker before its look is made plain (screened_appearance)
@@ -43,7 +44,7 @@ class SynthConfig:
     utterances: int = 100
     speakers: int = 8
     seed: int = 0
-    vocabulary: str = "grid"  # lrs2: grid | open
+    vocabulary: str = "grid"  # lrs2 and scenes: grid | open
     words: int = 10  # lrw: number of target words
     image_size: int | None = None  # frame side in pixels; None: 160 (lrs2, as LRS2) or 256 (lrw)
     pretrain_fraction: float = 0.2  # lrs2: share of training speakers' utterances in pretrain/
@@ -52,6 +53,7 @@ class SynthConfig:
     faces: str | None = None  # a folder of the user's face photographs to use instead of the built-in ones
     identity_margin: float = 0.6  # dlib distance each new identity should keep from those chosen before
     distinct_from: str | None = None  # another corpus (its root) whose people this one's must not be
+    people_per_scene: int = 2  # scenes: people side by side in one video, taking turns
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
@@ -70,13 +72,19 @@ class SynthConfig:
             raise ValueError("--identities must be at least --speakers (each speaker is one identity)")
         if not 0 <= self.identity_margin <= 2:
             raise ValueError("the identity margin is a dlib distance between 0 and 2")
+        if self.layout == "scenes" and not (
+            PEOPLE_PER_SCENE[0] <= self.people_per_scene <= min(PEOPLE_PER_SCENE[1], self.speakers)
+        ):
+            raise ValueError(
+                f"--people-per-scene must be between {PEOPLE_PER_SCENE[0]} and {PEOPLE_PER_SCENE[1]}, and at most --speakers"
+            )
         SentenceSampler(self.vocabulary)  # validates the vocabulary name
 
     @property
     def frame_size(self) -> int:
         if self.image_size is not None:
             return self.image_size
-        return 160 if self.layout == "lrs2" else 256
+        return 256 if self.layout == "lrw" else 160  # per person: a scene is people * 160 wide
 
     @property
     def identity_count(self) -> int:
@@ -108,6 +116,7 @@ class Utterance:
     words: tuple[str, ...]  # the transcript; lrw: context words around the target
     target: int = -1  # lrw: index of the target word in `words`
     seed: int = 0
+    scene: Scene | None = None  # scenes: the conversation (`speaker` is its first person, `words` all turns')
 
 
 @dataclass
@@ -241,10 +250,7 @@ def plan_corpus(config: SynthConfig) -> CorpusPlan:
     rng = np.random.default_rng(config.seed)
     speakers, cast = plan_speakers(config, rng)
     plan = CorpusPlan(config, speakers, cast)
-    if config.layout == "lrs2":
-        _plan_lrs2(plan, rng)
-    else:
-        _plan_lrw(plan, rng)
+    PLANNERS[config.layout](plan, rng)
     return plan
 
 
@@ -317,6 +323,20 @@ def _plan_lrw(plan: CorpusPlan, rng: np.random.Generator) -> None:
         )
 
 
+def _plan_scenes(plan: CorpusPlan, rng: np.random.Generator) -> None:
+    for scene in plan_scenes(plan, rng):
+        words = tuple(word for turn in scene.turns for word in turn.words)
+        plan.utterances.append(Utterance(scene.key, "scenes", scene.people[0], words, seed=scene.seed, scene=scene))
+
+
+#: how each layout decides its utterances
+PLANNERS: dict[str, Callable[[CorpusPlan, np.random.Generator], None]] = {
+    "lrs2": _plan_lrs2,
+    "lrw": _plan_lrw,
+    "scenes": _plan_scenes,
+}
+
+
 # --- rendering (runs in worker processes) -----------------------------------------------------------
 
 
@@ -386,9 +406,12 @@ class UtteranceRenderer:
         )
 
     def render(self, utterance: Utterance, root: Path) -> RenderedItem:
-        """Write ``<key>.mp4`` (H.264 + AAC 16 kHz) and then ``<key>.txt``."""
+        """Write ``<key>.mp4`` (H.264 + AAC 16 kHz) and then ``<key>.txt`` (a scene: its ``.json`` too)."""
         from avsr.media import write_mp4
 
+        if utterance.scene is not None:
+            frames = render_scene(self, utterance.scene, root)
+            return RenderedItem(utterance.key, frames, frames / VIDEO_FPS)
         item = self.compose(utterance)
         crf = getattr(self.speakers[utterance.speaker].appearance, "crf", 18)  # some speakers' clips compressed harder
         write_mp4(
@@ -466,6 +489,7 @@ def write_metadata(root: Path, plan: CorpusPlan) -> None:
                 "speaker": u.speaker,
                 "identity": plan.speakers[u.speaker].identity.name,
                 "text": " ".join(u.words),
+                **({"people": list(u.scene.people)} if u.scene is not None else {}),
             }
             for u in plan.utterances
         ],
@@ -478,7 +502,8 @@ def check_output_dir(root: Path, config: SynthConfig) -> None:
     meta = root / META_FILE
     if meta.is_file():
         previous = json.loads(meta.read_text(encoding="utf-8"))["config"]
-        if previous != asdict(config):
+        # settings added since that corpus was made were at their defaults then
+        if {**asdict(SynthConfig()), **previous} != asdict(config):
             raise ValueError(f"{root}: holds a corpus made with other settings; choose another directory")
     elif root.is_dir() and any(root.iterdir()):
         raise ValueError(f"{root}: exists and is not empty; choose another directory")
@@ -532,7 +557,7 @@ def summarize(root: Path, plan: CorpusPlan) -> dict:
     speakers_per_split: Counter[str] = Counter(s.split for s in plan.speakers)
     vocabulary = (
         {word for u in plan.utterances for word in u.words}
-        if plan.config.layout == "lrs2"
+        if plan.config.layout != "lrw"
         else {u.words[u.target] for u in plan.utterances}
     )
     return {
@@ -543,6 +568,7 @@ def summarize(root: Path, plan: CorpusPlan) -> dict:
         "speakers": dict(sorted(speakers_per_split.items())),
         "vocabulary": len(vocabulary),
         "frame_size": plan.config.frame_size,
+        "frame_width": plan.config.frame_size * (plan.config.people_per_scene if plan.config.layout == "scenes" else 1),
     }
 
 

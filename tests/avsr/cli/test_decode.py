@@ -24,19 +24,6 @@ def _decode(model: Path, *args: str) -> int:
     return decode_cli.main(["--model", str(model), "--quiet", *args])
 
 
-@pytest.fixture(scope="module")
-def long_video(lrs2_corpus: Path, tmp_path_factory) -> Path:
-    """Three corpus clips back to back (about 7 s): long enough to be segmented at 3 s."""
-    frames, audio = [], []
-    for clip in _clips(lrs2_corpus, 3):
-        av = read_video(clip)
-        frames.append(av.frames)
-        audio.append(av.audio)
-    path = tmp_path_factory.mktemp("long") / "long.mp4"
-    write_mp4(path, np.concatenate(frames), np.concatenate(audio))
-    return path
-
-
 def test_decode_prints_the_transcript_and_json_with_word_times(micro_model_dir, lrs2_corpus, capsys):
     clip = _clips(lrs2_corpus, 1)[0]
     assert _decode(micro_model_dir, str(clip)) == 0
@@ -281,3 +268,80 @@ def test_subtitle_formats():
     assert format_subtitles(words, "vtt") == (
         "WEBVTT\n\n00:00:00.000 --> 00:00:00.700\nPLACE RED\n\n00:01:01.500 --> 00:01:01.900\nNOW\n"
     )
+
+
+def _scene(scenes_corpus: Path, number: int) -> tuple[Path, dict]:
+    video = scenes_corpus / "scenes" / f"{number:05d}.mp4"
+    return video, json.loads(video.with_suffix(".json").read_text())
+
+
+def _speaker_at(segments: list[dict], seconds: float) -> str | None:
+    return next(s.get("speaker") for s in segments if s["start"] <= seconds < s["end"])
+
+
+@pytest.mark.parametrize("modality", ["av", "a"])
+def test_each_turn_of_a_conversation_is_given_to_its_speaker(micro_model_dir, scenes_corpus, modality, capsys):
+    """Lips read (av) or only looked at to say who speaks (a): every turn's segment names the right face."""
+    for number in (1, 2):  # listeners still, then mumbling other words
+        video, truth = _scene(scenes_corpus, number)
+        assert _decode(micro_model_dir, str(video), "--speakers", "all", "--modality", modality, "--json") == 0
+        result = json.loads(capsys.readouterr().out)["files"][0]
+        assert [f["label"] for f in result["faces"]] == ["S1", "S2"]
+        assert result["faces"][0]["box"][0] < 160 <= result["faces"][1]["box"][0]
+        for turn in truth["turns"]:
+            assert _speaker_at(result["segments"], (turn["start"] + turn["end"]) / 2) == f"S{turn['person'] + 1}"
+        assert all(s["modality"] == modality for s in result["segments"])
+        assert set(result["speakers"]) <= {"S1", "S2"}
+        lines = result["text"].splitlines()
+        assert all(line.startswith(("[S1] ", "[S2] ")) for line in lines)
+
+
+def test_labelled_subtitles_and_text(micro_model_dir, scenes_corpus, tmp_path, capsys):
+    video, truth = _scene(scenes_corpus, 1)
+    out = tmp_path / "out"
+    assert _decode(micro_model_dir, str(video), "--speakers", "all", "--out-dir", str(out), "--formats", "srt,txt") == 0
+    srt = (out / "00001.srt").read_text()
+    cues = [block.splitlines()[2] for block in srt.strip().split("\n\n")]
+    assert cues and all(cue.startswith(("[S1] ", "[S2] ")) for cue in cues)
+    assert (out / "00001.txt").read_text().startswith("[S")
+    err = capsys.readouterr().err
+    assert "2 faces (S1 at " in err and "the one speaking is chosen per segment" in err
+
+
+@pytest.mark.parametrize(("args", "label"), [(["--face", "2"], "S2"), (["--face-box", "170,10,140,140"], "S2")])
+def test_a_pinned_face_is_read_throughout(micro_model_dir, scenes_corpus, args, label, capsys):
+    video, _ = _scene(scenes_corpus, 1)
+    assert _decode(micro_model_dir, str(video), *args, "--json") == 0
+    result = json.loads(capsys.readouterr().out)["files"][0]
+    assert {s["speaker"] for s in result["segments"]} == {label}
+    assert [f["label"] for f in result["faces"]] == [label]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--face", "3"], "--face 3: 2 faces found"), (["--face-box", "0,0,8,8"], "no face found there")],
+)
+def test_a_pinned_face_that_is_not_there_is_one_line(micro_model_dir, scenes_corpus, args, message, capsys):
+    video, _ = _scene(scenes_corpus, 1)
+    with pytest.raises(SystemExit) as exit_info:
+        _decode(micro_model_dir, str(video), *args)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 1 and "\n" not in err and err.endswith(message) and str(video) in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--face", "1", "--face-box", "1,2,3,4"], "--face and --face-box both pin a face: give one"),
+        (["--face", "0"], "--face counts from 1 (S1), got 0"),
+        (["--face-box", "1,2,3"], "--face-box wants X,Y,W,H in whole pixels with W and H > 0, got '1,2,3'"),
+        (
+            ["--speakers", "all", "--face", "1"],
+            "--speakers all labels every speaking face; --face/--face-box read one face only: give one",
+        ),
+    ],
+)
+def test_bad_face_options_are_one_line(micro_model_dir, args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _decode(micro_model_dir, "x.mp4", *args)
+    assert exit_info.value.code == 2 and capsys.readouterr().err.strip() == f"avsr-decode: error: {message}"

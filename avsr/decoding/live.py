@@ -1,0 +1,270 @@
+"""Transcribing a live source: segments closed by pauses as the sound arrives, each decoded at once.
+
+A reader thread takes chunks from the source (`avsr.media.live`) and queues them with the moment
+they arrived; the main thread keeps the frames and audio since the last cut, and cuts when a pause
+of ``min_pause_seconds`` follows speech (in the middle of the pause so far), when the piece reaches
+``max_seconds``, or, without audio, every ``target_seconds``. Each piece is decoded as a file is
+(every face tracked, the speaker's lips read, `avsr.decoding.transcribe`) and its segments are
+handed over with their latency: from the arrival of the chunk that closed the piece to its text.
+The reader never waits for the model, so a source that is faster to decode than real time keeps a
+short queue; ``LiveReport.real_time_factor`` says whether it did.
+
+Pauses are found as `avsr.decoding.segment` finds them in a file, against the loudness of the
+speech heard so far (its 95th percentile) instead of the whole recording's.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from avsr.decoding.reading import LoadedInput, TranscribeError
+from avsr.decoding.segment import SegmentConfig, frame_energy_db
+from avsr.decoding.transcribe import SegmentResult, transcribe_files
+from avsr.media.constants import SAMPLES_PER_FRAME, VIDEO_FPS
+from avsr.media.errors import MediaError
+from avsr.media.live import LiveChunk, LiveStream
+
+#: a piece needs this many frames above the silence threshold (0.2 s) to be cut and decoded: a click is no speech
+MIN_SPEECH_FRAMES = 5
+
+
+@dataclass
+class LiveSegment:
+    result: SegmentResult  # times in seconds on the source's clock
+    latency: float  # seconds from the arrival of the piece's last chunk to its text
+
+
+@dataclass
+class LiveReport:
+    segments: list[SegmentResult] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    media_seconds: float = 0.0
+    busy_seconds: float = 0.0  # decoding (faces, model, search) in the main thread
+    interrupted: bool = False
+    error: str | None = None  # the one line why the source broke off
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.busy_seconds / self.media_seconds if self.media_seconds else 0.0
+
+    def latency(self, quantile: float) -> float:
+        return float(np.quantile(self.latencies, quantile)) if self.latencies else float("nan")
+
+
+#: (frames, audio) of one piece -> the input to decode (faces tracked, crops made, or TranscribeError)
+PieceLoader = Callable[[np.ndarray | None, np.ndarray | None], LoadedInput]
+
+
+class LiveTranscriber:
+    """Cut a live source into pieces at pauses and decode each as it closes.
+
+    ``load(frames, audio)`` makes the decodable input of a piece ((T, H, W, 3) frames or None,
+    (T * 640,) audio or None) and ``decode(loaded)`` its segments (`transcribe_files` with the
+    recogniser and options of the command).
+    """
+
+    def __init__(
+        self, load: PieceLoader, decode: Callable[[LoadedInput], list[SegmentResult]], segmenting: SegmentConfig
+    ) -> None:
+        self.load = load
+        self.decode = decode
+        self.config = segmenting
+        self._faces_before = -1
+
+    def run(
+        self,
+        stream: LiveStream,
+        on_segment: Callable[[LiveSegment], None],
+        on_note: Callable[[str], None] = lambda note: None,
+    ) -> LiveReport:
+        """Read ``stream`` to its end (or Ctrl-C: the piece so far is still decoded); each segment
+        and each note (a fall-back, a lost face, who is in view) is handed over as it comes."""
+        report = LiveReport()
+        self._note = lambda line: (report.notes.append(line), on_note(line))
+        chunks: queue.Queue[tuple[LiveChunk, float] | BaseException | None] = queue.Queue()
+        reader = threading.Thread(target=_read, args=(stream, chunks), daemon=True)
+        reader.start()
+        piece = _Piece(stream.has_video, stream.has_audio, self.config)
+        try:
+            while True:
+                item = chunks.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):  # the source broke off: what came is still decoded
+                    if not isinstance(item, MediaError):
+                        raise item
+                    report.error = str(item)
+                    break
+                chunk, arrived = item
+                piece.add(chunk)
+                cut = piece.cut_point()
+                if cut is not None:
+                    self._decode(piece.take(cut), arrived, report, on_segment)
+        except KeyboardInterrupt:
+            report.interrupted = True
+            stream.stop()
+        last = piece.take(piece.ready_frames())
+        if last.frames:
+            self._decode(last, time.monotonic(), report, on_segment)
+        report.media_seconds = piece.origin / VIDEO_FPS
+        return report
+
+    def _decode(self, taken: _Taken, arrived: float, report: LiveReport, on_segment) -> None:
+        if not taken.heard:  # nothing but silence: no text to wait for
+            return
+        started = time.perf_counter()
+        try:
+            loaded = self.load(taken.video, taken.audio)
+            results = self.decode(loaded)
+        except TranscribeError as exc:
+            self._note(f"{taken.start / VIDEO_FPS:.2f} s: {exc}")
+            report.busy_seconds += time.perf_counter() - started
+            return
+        report.busy_seconds += time.perf_counter() - started
+        faces = len(loaded.faces)
+        for note in loaded.notes:  # who is in view is said again only when it changes
+            if not (note.startswith(f"{faces} faces (") and faces == self._faces_before):
+                self._note(f"{taken.start / VIDEO_FPS:.2f} s: {note}")
+        self._faces_before = faces
+        offset = taken.start / VIDEO_FPS
+        for result in results:
+            if not result.text:
+                continue
+            shifted = _shifted(result, offset)
+            latency = time.monotonic() - arrived
+            report.segments.append(shifted)
+            report.latencies.append(latency)
+            on_segment(LiveSegment(shifted, latency))
+
+
+def _read(stream: LiveStream, chunks: queue.Queue) -> None:
+    """The reader thread: every chunk with its arrival time, then None (or the error)."""
+    try:
+        for chunk in stream:
+            chunks.put((chunk, time.monotonic()))
+    except BaseException as exc:  # a MediaError mid-stream reaches the main thread
+        chunks.put(exc)
+        return
+    chunks.put(None)
+
+
+@dataclass
+class _Taken:
+    start: int  # first frame on the source's clock
+    frames: int
+    video: np.ndarray | None
+    audio: np.ndarray | None
+    heard: bool  # any frame above the silence threshold (or no audio to tell)
+
+
+class _Piece:
+    """The frames and audio since the last cut, and where the next cut goes."""
+
+    def __init__(self, has_video: bool, has_audio: bool, config: SegmentConfig) -> None:
+        self.has_video, self.has_audio = has_video, has_audio
+        self.config = config
+        self.origin = 0  # frames handed over so far
+        self.video: list[np.ndarray] = []
+        self.samples: list[np.ndarray] = []
+        self.sample_count = 0
+        self.energy: list[float] = []  # per complete 640-sample frame of the piece
+        self.history: list[float] = []  # all frames' energies, for the loudness of speech so far
+        self.pending: np.ndarray = np.zeros(0, np.float32)
+        self.quiet_run = 0
+
+    def add(self, chunk: LiveChunk) -> None:
+        if chunk.kind == "video":
+            self.video.append(chunk.data)
+            return
+        self.samples.append(chunk.data)
+        self.sample_count += len(chunk.data)
+        self.pending = np.concatenate([self.pending, chunk.data])
+        whole = len(self.pending) // SAMPLES_PER_FRAME * SAMPLES_PER_FRAME
+        if whole:
+            for value in frame_energy_db(self.pending[:whole]):
+                self._heard(float(value))
+            self.pending = self.pending[whole:]
+
+    def _heard(self, energy: float) -> None:
+        self.energy.append(energy)
+        self.history.append(energy)
+        self.quiet_run = self.quiet_run + 1 if self._quiet(energy) else 0
+
+    def _quiet(self, energy: float) -> bool:
+        return energy < np.percentile(self.history[-5000:], 95) + self.config.silence_db
+
+    def ready_frames(self) -> int:
+        """Frames of the piece that have both their video (if any) and their audio (if any)."""
+        counts = []
+        if self.has_video:
+            counts.append(len(self.video))
+        if self.has_audio:
+            counts.append(len(self.energy))
+        return min(counts) if counts else 0
+
+    def cut_point(self) -> int | None:
+        """Where to cut now (frames into the piece), or None to wait for more."""
+        ready = self.ready_frames()
+        longest = int(self.config.max_seconds * VIDEO_FPS)
+        if not self.has_audio:
+            target = int(self.config.target_seconds * VIDEO_FPS)
+            return target if ready >= target else None
+        min_pause = max(1, int(round(self.config.min_pause_seconds * VIDEO_FPS)))
+        pause_end = len(self.energy)
+        cut = pause_end - self.quiet_run // 2
+        spoken = sum(not self._quiet(e) for e in self.energy[: pause_end - self.quiet_run])
+        if self.quiet_run >= min_pause and spoken >= MIN_SPEECH_FRAMES and ready >= cut:
+            return cut
+        return longest if ready >= longest else None
+
+    def take(self, cut: int) -> _Taken:
+        """Hand over the first ``cut`` frames (and their audio) and keep the rest."""
+        video = np.stack(self.video[:cut]) if self.video[:cut] else None
+        self.video = self.video[cut:]
+        audio = None
+        if self.has_audio:
+            samples = np.concatenate(self.samples) if self.samples else np.zeros(0, np.float32)
+            audio = samples[: cut * SAMPLES_PER_FRAME]
+            rest = samples[cut * SAMPLES_PER_FRAME :]
+            self.samples, self.sample_count = [rest], len(rest)
+        heard = not self.has_audio or sum(not self._quiet(e) for e in self.energy[:cut]) >= MIN_SPEECH_FRAMES
+        self.energy = self.energy[cut:]
+        self.quiet_run = min(self.quiet_run, len(self.energy))
+        taken = _Taken(self.origin, cut, video, audio, heard)
+        self.origin += cut
+        return taken
+
+
+def _shifted(result: SegmentResult, offset: float) -> SegmentResult:
+    from avsr.decoding.alignment import WordTiming
+
+    words = [WordTiming(w.word, w.start + offset, w.end + offset, w.score) for w in result.words]
+    return SegmentResult(
+        result.start + offset,
+        result.end + offset,
+        result.modality,
+        result.text,
+        result.score,
+        words,
+        result.speaker,
+        result.box,
+    )
+
+
+def transcribe_piece(recognizer, modality: str, options, segmenting: SegmentConfig, labelled: bool):
+    """``decode(loaded)`` for :class:`LiveTranscriber`: the piece's segments, as a file's."""
+
+    def decode(loaded: LoadedInput) -> list[SegmentResult]:
+        return transcribe_files(recognizer, [loaded], modality, options, segmenting, labelled=labelled)[0].segments
+
+    return decode
+
+
+__all__ = ["LiveReport", "LiveSegment", "LiveTranscriber", "transcribe_piece"]

@@ -24,8 +24,10 @@ def run_live(
 ) -> int:
     """Transcribe ``args.live`` as it arrives; 0 when it was read to its end (or Ctrl-C), 1 when
     the source could not be opened or broke off."""
+    from avsr.cli.decode import print_timings
     from avsr.decoding.live import LiveTranscriber, transcribe_piece
     from avsr.decoding.reading import face_chain, loaded_from_media
+    from avsr.decoding.stages import StageTimes
     from avsr.decoding.subtitles import write_subtitles
     from avsr.decoding.transcribe import FileResult
     from avsr.media import MediaError
@@ -37,6 +39,7 @@ def run_live(
         fail(PROGRAM, str(exc), code=1)
     chain = face_chain(args.detect_every, crop_config)
     labelled = args.speakers == "all"
+    times = StageTimes() if args.timings else None
 
     def load(frames, audio):
         return loaded_from_media(
@@ -48,6 +51,7 @@ def run_live(
             decodable=tuple(recognizer.modalities),
             face=face_choice,
             label_speakers=labelled,
+            times=times,
         )
 
     def show(segment) -> None:
@@ -72,7 +76,7 @@ def run_live(
         print(line, flush=True)
 
     transcriber = LiveTranscriber(
-        load, transcribe_piece(recognizer, args.modality, options, segmenting, labelled), segmenting
+        load, transcribe_piece(recognizer, args.modality, options, segmenting, labelled, times), segmenting
     )
     report = transcriber.run(stream, show, lambda note: print(f"{PROGRAM}: {args.live}: {note}", file=sys.stderr))
     ended = "stopped (Ctrl-C)" if report.interrupted else "ended"
@@ -82,6 +86,8 @@ def run_live(
         f"95th percentile {report.latency(0.95):.2f} s; real-time factor {report.real_time_factor:.2f}",
         file=sys.stderr,
     )
+    if times is not None:
+        print_timings(times, seconds=report.media_seconds)
     result = FileResult(args.live, args.modality, report.segments, report.notes, labelled=labelled)
     for kind, target in (("srt", args.srt), ("vtt", args.vtt)):
         if target is not None:

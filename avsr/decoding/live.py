@@ -25,6 +25,7 @@ import numpy as np
 
 from avsr.decoding.reading import LoadedInput, TranscribeError
 from avsr.decoding.segment import SegmentConfig, frame_energy_db
+from avsr.decoding.stages import StageTimes
 from avsr.decoding.transcribe import SegmentResult, transcribe_files
 from avsr.media.constants import SAMPLES_PER_FRAME, VIDEO_FPS
 from avsr.media.errors import MediaError
@@ -66,12 +67,17 @@ class LiveTranscriber:
     """Cut a live source into pieces at pauses and decode each as it closes.
 
     ``load(frames, audio)`` makes the decodable input of a piece ((T, H, W, 3) frames or None,
-    (T * 640,) audio or None) and ``decode(loaded)`` its segments (`transcribe_files` with the
-    recogniser and options of the command).
+    (T * 640,) audio or None) and ``decode(inputs)`` the segments of each (`transcribe_files`
+    with the recogniser and options of the command). Pieces that close while the source's chunks
+    are still waiting in the queue (the decoder fell behind) are decoded together, in one batch:
+    the decoder catches up instead of falling further behind.
     """
 
     def __init__(
-        self, load: PieceLoader, decode: Callable[[LoadedInput], list[SegmentResult]], segmenting: SegmentConfig
+        self,
+        load: PieceLoader,
+        decode: Callable[[list[LoadedInput]], list[list[SegmentResult]]],
+        segmenting: SegmentConfig,
     ) -> None:
         self.load = load
         self.decode = decode
@@ -92,6 +98,7 @@ class LiveTranscriber:
         reader = threading.Thread(target=_read, args=(stream, chunks), daemon=True)
         reader.start()
         piece = _Piece(stream.has_video, stream.has_audio, self.config)
+        closed: list[tuple[_Taken, float]] = []  # pieces cut, not yet decoded
         try:
             while True:
                 item = chunks.get()
@@ -106,42 +113,45 @@ class LiveTranscriber:
                 piece.add(chunk)
                 cut = piece.cut_point()
                 if cut is not None:
-                    self._decode(piece.take(cut), arrived, report, on_segment)
+                    closed.append((piece.take(cut), arrived))
+                if closed and chunks.empty():  # caught up with the source: decode what closed
+                    self._decode(closed, report, on_segment)
+                    closed = []
         except KeyboardInterrupt:
             report.interrupted = True
             stream.stop()
-        last = piece.take(piece.ready_frames())
-        if last.frames:
-            self._decode(last, time.monotonic(), report, on_segment)
+        closed.append((piece.take(piece.ready_frames()), time.monotonic()))
+        self._decode(closed, report, on_segment)
         report.media_seconds = piece.origin / VIDEO_FPS
         return report
 
-    def _decode(self, taken: _Taken, arrived: float, report: LiveReport, on_segment) -> None:
-        if not taken.heard:  # nothing but silence: no text to wait for
-            return
+    def _decode(self, closed: list[tuple[_Taken, float]], report: LiveReport, on_segment) -> None:
+        """Decode the pieces in one batch; hand over their segments in order."""
         started = time.perf_counter()
-        try:
-            loaded = self.load(taken.video, taken.audio)
-            results = self.decode(loaded)
-        except TranscribeError as exc:
-            self._note(f"{taken.start / VIDEO_FPS:.2f} s: {exc}")
-            report.busy_seconds += time.perf_counter() - started
-            return
-        report.busy_seconds += time.perf_counter() - started
-        faces = len(loaded.faces)
-        for note in loaded.notes:  # who is in view is said again only when it changes
-            if not (note.startswith(f"{faces} faces (") and faces == self._faces_before):
-                self._note(f"{taken.start / VIDEO_FPS:.2f} s: {note}")
-        self._faces_before = faces
-        offset = taken.start / VIDEO_FPS
-        for result in results:
-            if not result.text:
+        ready: list[tuple[_Taken, float, LoadedInput]] = []
+        for taken, arrived in closed:
+            if not taken.frames or not taken.heard:  # nothing but silence: no text to wait for
                 continue
-            shifted = _shifted(result, offset)
-            latency = time.monotonic() - arrived
-            report.segments.append(shifted)
-            report.latencies.append(latency)
-            on_segment(LiveSegment(shifted, latency))
+            try:
+                ready.append((taken, arrived, self.load(taken.video, taken.audio)))
+            except TranscribeError as exc:
+                self._note(f"{taken.start / VIDEO_FPS:.2f} s: {exc}")
+        results = self.decode([loaded for _, _, loaded in ready]) if ready else []
+        report.busy_seconds += time.perf_counter() - started
+        for (taken, arrived, loaded), segments in zip(ready, results):
+            faces = len(loaded.faces)
+            for note in loaded.notes:  # who is in view is said again only when it changes
+                if not (note.startswith(f"{faces} faces (") and faces == self._faces_before):
+                    self._note(f"{taken.start / VIDEO_FPS:.2f} s: {note}")
+            self._faces_before = faces
+            for result in segments:
+                if not result.text:
+                    continue
+                shifted = _shifted(result, taken.start / VIDEO_FPS)
+                latency = time.monotonic() - arrived
+                report.segments.append(shifted)
+                report.latencies.append(latency)
+                on_segment(LiveSegment(shifted, latency))
 
 
 def _read(stream: LiveStream, chunks: queue.Queue) -> None:
@@ -258,11 +268,15 @@ def _shifted(result: SegmentResult, offset: float) -> SegmentResult:
     )
 
 
-def transcribe_piece(recognizer, modality: str, options, segmenting: SegmentConfig, labelled: bool):
-    """``decode(loaded)`` for :class:`LiveTranscriber`: the piece's segments, as a file's."""
+def transcribe_piece(
+    recognizer, modality: str, options, segmenting: SegmentConfig, labelled: bool, times: StageTimes | None = None
+):
+    """``decode(inputs)`` for :class:`LiveTranscriber`: each piece's segments, as a file's, in one
+    batch (``times`` collects the model, search and align seconds)."""
 
-    def decode(loaded: LoadedInput) -> list[SegmentResult]:
-        return transcribe_files(recognizer, [loaded], modality, options, segmenting, labelled=labelled)[0].segments
+    def decode(inputs: list[LoadedInput]) -> list[list[SegmentResult]]:
+        results = transcribe_files(recognizer, inputs, modality, options, segmenting, labelled=labelled, times=times)
+        return [result.segments for result in results]
 
     return decode
 

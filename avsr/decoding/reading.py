@@ -77,10 +77,16 @@ def face_chain(detect_every: int = 10, crop_config: MouthCropConfig | None = Non
 
 
 def face_inputs(
-    chain: FaceChain, frames: np.ndarray, times: StageTimes | None = None, choice: FaceChoice = None
+    chain: FaceChain,
+    frames: np.ndarray,
+    times: StageTimes | None = None,
+    choice: FaceChoice = None,
+    *,
+    crops: bool = True,
 ) -> tuple[list[FaceInput], list[str]]:
     """Every face of ``frames`` (or the one ``choice`` pins) with its mouth crops, timing the
     tracking ("face") and the crops ("crop") apart, and notes on faces that could not be cropped.
+    ``crops=False``: the faces only say who speaks (audio-only decoding), no crops are made.
     NoFaceError if no frame has a face; ValueError (one line) if ``choice`` names no face found."""
     from avsr.decoding.speakers import mouth_opening
     from avsr.face import FaceAlignmentError, NoFaceError
@@ -92,6 +98,10 @@ def face_inputs(
     numbered = list(enumerate(tracks, 1))
     if choice is not None:
         numbered = [_pinned(numbered, choice)]
+    if not crops:
+        empty = np.zeros((len(frames), 0, 0), np.uint8)
+        faces = [FaceInput(f"S{n}", empty, t.found, t.boxes, mouth_opening(t.landmarks)) for n, t in numbered]
+        return faces, []
     faces, notes, errors = [], [], []
     with timed(times, "crop"):
         for number, track in numbered:
@@ -229,7 +239,7 @@ def loaded_from_media(
     if frames is None or not (lips or label_speakers):
         return loaded
     try:
-        loaded.faces, notes = face_inputs(faces(), frames, times, face)
+        loaded.faces, notes = face_inputs(faces(), frames, times, face, crops=lips)
         loaded.notes += notes
     except ValueError as exc:  # no face, or a pinned face that is not there
         if not lips:

@@ -57,7 +57,7 @@ class FileResult:
     @property
     def text(self) -> str:
         """The words in order; labelled, one ``[S1] words`` line per change of speaker."""
-        if not self.labelled:
+        if not self.labelled or not any(s.speaker for s in self.segments):  # no faces: nobody to name
             return " ".join(s.text for s in self.segments if s.text)
         lines: list[list[str]] = []
         for label, text in ((s.speaker, s.text) for s in self.segments if s.text):

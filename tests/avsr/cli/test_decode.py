@@ -345,3 +345,10 @@ def test_bad_face_options_are_one_line(micro_model_dir, args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         _decode(micro_model_dir, "x.mp4", *args)
     assert exit_info.value.code == 2 and capsys.readouterr().err.strip() == f"avsr-decode: error: {message}"
+
+
+def test_speaker_labels_of_an_audio_file_are_left_out(micro_model_dir, train_data, capsys):
+    wav = sorted((train_data["path"] / "audio").rglob("*.wav"))[0]
+    assert _decode(micro_model_dir, str(wav), "--modality", "a", "--speakers", "all") == 0
+    out = capsys.readouterr().out
+    assert out.strip() and not out.startswith("[")

@@ -116,12 +116,13 @@ class LiveTranscriber:
                     closed.append((piece.take(cut), arrived))
                 if closed and chunks.empty():  # caught up with the source: decode what closed
                     self._decode(closed, report, on_segment)
-                    closed = []
+                    closed = []  # (a Ctrl-C in the middle of decoding leaves them to the last batch)
         except KeyboardInterrupt:
             report.interrupted = True
             stream.stop()
         closed.append((piece.take(piece.ready_frames()), time.monotonic()))
         self._decode(closed, report, on_segment)
+        reader.join(timeout=10)  # the source closed before the interpreter may exit
         report.media_seconds = piece.origin / VIDEO_FPS
         return report
 

@@ -86,7 +86,8 @@ def _mp4_without_moov(path: str | os.PathLike[str]) -> bool:
     return offset > 0
 
 
-def _reason(exc: BaseException) -> str:
+def reason_of(exc: BaseException) -> str:
+    """The OS's or FFmpeg's words for ``exc``."""
     strerror = getattr(exc, "strerror", None)
     return str(strerror) if strerror else (str(exc) or type(exc).__name__)
 
@@ -101,7 +102,7 @@ def translate(path: str | os.PathLike[str], exc: BaseException, *, writing: bool
         return MediaError(path, "is a directory")
     if isinstance(exc, PermissionError):
         return MediaError(path, "permission denied")
-    reason = _reason(exc)
+    reason = reason_of(exc)
     if writing:
         return MediaError(path, f"cannot write ({reason})")
     if isinstance(exc, (av.error.InvalidDataError, av.error.EOFError, EOFError)):

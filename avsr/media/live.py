@@ -22,7 +22,7 @@ import av
 import numpy as np
 
 from avsr.media.constants import AUDIO_RATE, VIDEO_FPS
-from avsr.media.errors import MediaError, media_errors
+from avsr.media.errors import MediaError, media_errors, quiet_ffmpeg, reason_of
 from avsr.media.source import first_audio, first_video, open_input
 
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
@@ -105,8 +105,11 @@ def open_live(source: str, *, realtime: bool = False) -> LiveStream:
         options = {"camera": {}, "stream": dict(STREAM_OPTIONS)}[kind]
         if source.lower().startswith(("rtsp://", "rtsps://")):
             options.update(RTSP_OPTIONS)
-        with media_errors(source):
+        quiet_ffmpeg()
+        try:
             container = av.open(source, mode="r", format="v4l2" if kind == "camera" else None, options=options)
+        except (av.error.FFmpegError, OSError) as exc:  # no such camera, refused, timed out, not found
+            raise MediaError(source, f"cannot open the {kind} ({reason_of(exc)})") from exc
         if first_video(container) is None and first_audio(container) is None:
             container.close()
             raise MediaError(source, "no audio or video stream")

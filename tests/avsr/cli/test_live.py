@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -50,9 +51,23 @@ def test_json_lines_and_subtitles(micro_model_dir, long_video, tmp_path, capsys)
     assert srt.read_text().startswith("1\n00:00:")
 
 
-def test_ctrl_c_ends_it_cleanly(micro_model_dir, long_video):
+@pytest.fixture(scope="module")
+def longer_video(long_video, tmp_path_factory) -> Path:
+    """The long video four times over (about 29 s): a Ctrl-C after the first segment comes long
+    before its end, however slow the machine."""
+    import numpy as np
+
+    from avsr.media import read_video, write_mp4
+
+    clip = read_video(long_video)
+    path = tmp_path_factory.mktemp("longer") / "longer.mp4"
+    write_mp4(path, np.concatenate([clip.frames] * 4), np.concatenate([clip.audio] * 4))
+    return path
+
+
+def test_ctrl_c_ends_it_cleanly(micro_model_dir, longer_video):
     process = subprocess.Popen(
-        [sys.executable, "-m", "avsr.cli.decode", "--model", str(micro_model_dir), "--live", str(long_video)]
+        [sys.executable, "-m", "avsr.cli.decode", "--model", str(micro_model_dir), "--live", str(longer_video)]
         + ["--realtime"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -65,7 +80,7 @@ def test_ctrl_c_ends_it_cleanly(micro_model_dir, long_video):
     assert process.returncode == 0, err
     summary = SUMMARY.search(err)
     assert summary and summary.group(1) == "stopped (Ctrl-C)", err
-    assert int(summary.group(2)) == 1 + len(out.splitlines()) and float(summary.group(3)) < 7
+    assert int(summary.group(2)) == 1 + len(out.splitlines()) and float(summary.group(3)) < 25
     assert "Traceback" not in err
 
 

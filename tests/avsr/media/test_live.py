@@ -55,3 +55,34 @@ def test_a_missing_source_is_one_line(tmp_path: Path):
     with pytest.raises(MediaError) as info:
         open_live(str(tmp_path / "none.mp4"))
     assert "no such file, camera (/dev/videoN) or stream URL" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_stream_url_is_read_as_it_is_served(face_video: Path):
+    """An http:// source (here a server on the loopback) goes through FFmpeg's network input."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(face_video.parent))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{face_video.name}"
+        assert source_kind(url) == "stream"
+        frames = [c.data for c in open_live(url) if c.kind == "video"]
+    finally:
+        server.shutdown()
+    assert np.array_equal(np.stack(frames), read_video(face_video, with_audio=False).frames)
+
+
+def test_a_stream_that_does_not_answer_is_one_line():
+    import socket
+
+    with socket.socket() as probe_socket:  # a port nobody listens on
+        probe_socket.bind(("127.0.0.1", 0))
+        port = probe_socket.getsockname()[1]
+    with pytest.raises(MediaError) as info:
+        open_live(f"http://127.0.0.1:{port}/talk.mp4")
+    assert "\n" not in str(info.value) and f"{port}/talk.mp4: cannot open the stream (" in str(info.value)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from avsr.console import fail
@@ -17,6 +20,24 @@ def clock(seconds: float) -> str:
     minutes, rest = divmod(max(seconds, 0.0), 60)
     hours, minutes = divmod(int(minutes), 60)
     return f"{hours}:{minutes:02d}:{rest:05.2f}" if hours else f"{minutes:02d}:{rest:05.2f}"
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Ctrl-C (SIGINT) and SIGTERM end a live run cleanly, as a KeyboardInterrupt, also where the
+    parent started this process with SIGINT ignored (a background job of a script does)."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    for number in previous:
+        signal.signal(number, interrupt)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def run_live(
@@ -78,7 +99,8 @@ def run_live(
     transcriber = LiveTranscriber(
         load, transcribe_piece(recognizer, args.modality, options, segmenting, labelled, times), segmenting
     )
-    report = transcriber.run(stream, show, lambda note: print(f"{PROGRAM}: {args.live}: {note}", file=sys.stderr))
+    with stop_on_signals():
+        report = transcriber.run(stream, show, lambda note: print(f"{PROGRAM}: {args.live}: {note}", file=sys.stderr))
     ended = "stopped (Ctrl-C)" if report.interrupted else "ended"
     print(
         f"{PROGRAM}: live {ended}: {len(report.segments)} segments in {report.media_seconds:.1f} s of media; "

@@ -65,17 +65,20 @@ def longer_video(long_video, tmp_path_factory) -> Path:
     return path
 
 
-def test_ctrl_c_ends_it_cleanly(micro_model_dir, longer_video):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_ends_it_cleanly(micro_model_dir, longer_video, stop):
+    """Also when started with SIGINT ignored, as a script's background job is."""
     process = subprocess.Popen(
         [sys.executable, "-m", "avsr.cli.decode", "--model", str(micro_model_dir), "--live", str(longer_video)]
         + ["--realtime"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     first = process.stdout.readline()  # a segment printed: the model is loaded and the source playing
     assert LINE.match(first), first
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     summary = SUMMARY.search(err)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -33,6 +34,8 @@ from avsr.media.live import LiveChunk, LiveStream
 
 #: a piece needs this many frames above the silence threshold (0.2 s) to be cut and decoded: a click is no speech
 MIN_SPEECH_FRAMES = 5
+#: the loudness of speech is judged over this many frames heard (200 s)
+LOUDNESS_HISTORY = 5000
 
 
 @dataclass
@@ -176,7 +179,12 @@ class _Taken:
 
 
 class _Piece:
-    """The frames and audio since the last cut, and where the next cut goes."""
+    """The frames and audio since the last cut, and where the next cut goes.
+
+    Quiet is judged at each decision against the loudness of everything heard so far (its last
+    ``LOUDNESS_HISTORY`` frames), so a recording that starts in silence is not taken for speech:
+    one percentile and one comparison of the piece's energies per chunk, whatever its length.
+    """
 
     def __init__(self, has_video: bool, has_audio: bool, config: SegmentConfig) -> None:
         self.has_video, self.has_audio = has_video, has_audio
@@ -184,32 +192,29 @@ class _Piece:
         self.origin = 0  # frames handed over so far
         self.video: list[np.ndarray] = []
         self.samples: list[np.ndarray] = []
-        self.sample_count = 0
         self.energy: list[float] = []  # per complete 640-sample frame of the piece
-        self.history: list[float] = []  # all frames' energies, for the loudness of speech so far
+        self.history: deque[float] = deque(maxlen=LOUDNESS_HISTORY)  # energies heard, this piece's too
         self.pending: np.ndarray = np.zeros(0, np.float32)
-        self.quiet_run = 0
 
     def add(self, chunk: LiveChunk) -> None:
         if chunk.kind == "video":
             self.video.append(chunk.data)
             return
         self.samples.append(chunk.data)
-        self.sample_count += len(chunk.data)
         self.pending = np.concatenate([self.pending, chunk.data])
         whole = len(self.pending) // SAMPLES_PER_FRAME * SAMPLES_PER_FRAME
         if whole:
-            for value in frame_energy_db(self.pending[:whole]):
-                self._heard(float(value))
+            energies = frame_energy_db(self.pending[:whole]).tolist()
+            self.energy += energies
+            self.history.extend(energies)
             self.pending = self.pending[whole:]
 
-    def _heard(self, energy: float) -> None:
-        self.energy.append(energy)
-        self.history.append(energy)
-        self.quiet_run = self.quiet_run + 1 if self._quiet(energy) else 0
-
-    def _quiet(self, energy: float) -> bool:
-        return energy < np.percentile(self.history[-5000:], 95) + self.config.silence_db
+    def quiet(self) -> np.ndarray:
+        """(frames of the piece,) bool: each frame quiet against the loudness heard so far."""
+        if not self.history:
+            return np.zeros(0, bool)
+        threshold = np.percentile(np.fromiter(self.history, float), 95) + self.config.silence_db
+        return np.asarray(self.energy, dtype=np.float64) < threshold
 
     def ready_frames(self) -> int:
         """Frames of the piece that have both their video (if any) and their audio (if any)."""
@@ -227,11 +232,12 @@ class _Piece:
         if not self.has_audio:
             target = int(self.config.target_seconds * VIDEO_FPS)
             return target if ready >= target else None
+        quiet = self.quiet()
+        loud = np.flatnonzero(~quiet)
+        quiet_run = len(quiet) - 1 - int(loud[-1]) if len(loud) else len(quiet)  # the pause so far
+        cut = len(quiet) - quiet_run // 2
         min_pause = max(1, int(round(self.config.min_pause_seconds * VIDEO_FPS)))
-        pause_end = len(self.energy)
-        cut = pause_end - self.quiet_run // 2
-        spoken = sum(not self._quiet(e) for e in self.energy[: pause_end - self.quiet_run])
-        if self.quiet_run >= min_pause and spoken >= MIN_SPEECH_FRAMES and ready >= cut:
+        if quiet_run >= min_pause and len(loud) >= MIN_SPEECH_FRAMES and ready >= cut:
             return cut
         return longest if ready >= longest else None
 
@@ -243,11 +249,9 @@ class _Piece:
         if self.has_audio:
             samples = np.concatenate(self.samples) if self.samples else np.zeros(0, np.float32)
             audio = samples[: cut * SAMPLES_PER_FRAME]
-            rest = samples[cut * SAMPLES_PER_FRAME :]
-            self.samples, self.sample_count = [rest], len(rest)
-        heard = not self.has_audio or sum(not self._quiet(e) for e in self.energy[:cut]) >= MIN_SPEECH_FRAMES
+            self.samples = [samples[cut * SAMPLES_PER_FRAME :]]
+        heard = not self.has_audio or int((~self.quiet()[:cut]).sum()) >= MIN_SPEECH_FRAMES
         self.energy = self.energy[cut:]
-        self.quiet_run = min(self.quiet_run, len(self.energy))
         taken = _Taken(self.origin, cut, video, audio, heard)
         self.origin += cut
         return taken

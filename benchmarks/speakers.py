@@ -39,6 +39,7 @@ from avsr.decoding.reading import load_input
 from avsr.decoding.segment import SegmentConfig, plan_segments
 from avsr.decoding.speakers import active_face
 from avsr.face import FaceChain
+from avsr.face.tracks import median_box
 
 
 def make_scenes(root: Path, people: int, scenes: int, seed: int) -> Path:
@@ -66,14 +67,13 @@ def truth_per_frame(truth: dict, frames: int) -> np.ndarray:
 
 def position_of(face, width: int) -> int:
     """The panel (person) a face sits in, from its median box centre."""
-    boxes = face.boxes[face.found]
-    centre = float(np.median((boxes[:, 0] + boxes[:, 2]) / 2))
-    return int(centre // width)
+    x, _, w, _ = median_box(face.boxes)
+    return int((x + w / 2) // width)
 
 
 def largest(faces) -> int:
-    areas = [np.nanmedian((f.boxes[:, 2] - f.boxes[:, 0]) * (f.boxes[:, 3] - f.boxes[:, 1])) for f in faces]
-    return int(np.argmax(areas))
+    """The face with the largest median box: the one avsr-decode read before it chose speakers."""
+    return int(np.argmax([median_box(f.boxes)[2] * median_box(f.boxes)[3] for f in faces]))
 
 
 def attribution(corpora: list[Path], segmenting: SegmentConfig) -> dict:

@@ -20,7 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -258,19 +258,9 @@ class _Piece:
 
 
 def _shifted(result: SegmentResult, offset: float) -> SegmentResult:
-    from avsr.decoding.alignment import WordTiming
-
-    words = [WordTiming(w.word, w.start + offset, w.end + offset, w.score) for w in result.words]
-    return SegmentResult(
-        result.start + offset,
-        result.end + offset,
-        result.modality,
-        result.text,
-        result.score,
-        words,
-        result.speaker,
-        result.box,
-    )
+    """``result`` with its times (and its words') moved ``offset`` seconds on: a piece's times on the source's clock."""
+    words = [replace(w, start=w.start + offset, end=w.end + offset) for w in result.words]
+    return replace(result, start=result.start + offset, end=result.end + offset, words=words)
 
 
 def transcribe_piece(

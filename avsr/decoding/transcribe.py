@@ -10,6 +10,7 @@ more than a quarter of the frames is decoded from the audio alone; both are repo
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -200,7 +201,12 @@ def _speaker_choice(item: LoadedInput) -> Callable[[int, int], int] | None:
     if len(item.faces) < 2:
         return None
     openings = [face.opening for face in item.faces]
-    return lambda start, end: active_face(openings, item.sound, start, end)
+
+    @functools.cache  # segment planning asks about the same stretches again, and so does the caller
+    def speaker_of(start: int, end: int) -> int:
+        return active_face(openings, item.sound, start, end)
+
+    return speaker_of
 
 
 def _faces_seen(item: LoadedInput) -> list[dict]:

@@ -23,6 +23,7 @@ import numpy as np
 
 from avsr.media.constants import AUDIO_RATE, VIDEO_FPS
 from avsr.media.errors import MediaError, media_errors, quiet_ffmpeg, reason_of
+from avsr.media.reader import to_rgb
 from avsr.media.source import first_audio, first_video, open_input
 
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
@@ -131,7 +132,7 @@ class _VideoClock:
         self.previous: tuple[float, np.ndarray] | None = None
 
     def push(self, frame: av.VideoFrame, at: float) -> Iterator[LiveChunk]:
-        image = frame.to_rgb().to_ndarray()
+        image = to_rgb(frame, frame.width, frame.height)  # as the file reader: upright per the display matrix
         if self.previous is not None:
             yield from self._until(at, self.previous[1])
         elif at > 0:

@@ -136,7 +136,7 @@ def _timed_video(
     check_complete(path, decoded_end, declared_end(container, stream, zero))
 
 
-def _to_rgb(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
+def to_rgb(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
     """RGB array of ``frame`` at the stream's first size, turned upright per its display matrix."""
     image: np.ndarray = frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
     quarter_turns = round(getattr(frame, "rotation", 0) / 90) % 4
@@ -168,7 +168,7 @@ def _frame_generator(
                     continue
                 if not width or not height:
                     width, height = frame.width, frame.height
-                last_frame, last_image = frame, _to_rgb(frame, width, height)
+                last_frame, last_image = frame, to_rgb(frame, width, height)
                 yield last_image
     finally:
         container.close()

@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     from avsr.data.tokenizers.base import TokenizerError
     from avsr.decoding.batch import LoadSettings, transcribe_many
     from avsr.decoding.inputs import collect_inputs
-    from avsr.decoding.outputs import finished, output_paths, write_outputs
+    from avsr.decoding.outputs import decode_document, finished, output_paths, write_outputs
     from avsr.decoding.recognizer import RecognizerError
     from avsr.decoding.stages import StageTimes
     from avsr.decoding.subtitles import write_subtitles
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             for path in write_subtitles(ordered, [str(i.path) for i in inputs], target, kind):
                 print(f"{PROGRAM}: wrote {path}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"model": str(model_dir), "files": [r.to_dict() for r in ordered]}, indent=2))
+        print(json.dumps(decode_document(str(model_dir), ordered), indent=2))
     elif len(ordered) == 1 and len(inputs) == 1:
         print(ordered[0].text)
     else:

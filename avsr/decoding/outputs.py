@@ -17,6 +17,12 @@ from avsr.media.paths import inside
 OUTPUT_FORMATS = ("txt", "json", "srt", "vtt")
 
 
+def decode_document(model: str, results) -> dict:
+    """What ``avsr-decode --json`` prints for ``results`` (``FileResult`` s) decoded by ``model``;
+    avsr-serve's ``POST /transcribe`` answers the same document."""
+    return {"model": model, "files": [result.to_dict() for result in results]}
+
+
 def output_paths(out_dir: Path, name: PurePosixPath, formats: tuple[str, ...]) -> dict[str, Path]:
     """Where an input of this ``name`` writes each format (inside ``out_dir``, or OutsideRootError)."""
     return {kind: inside(out_dir, f"{name}.{kind}", follow_links=False) for kind in formats}
@@ -41,4 +47,4 @@ def write_outputs(result, paths: dict[str, Path], model: str) -> None:
             Path(temp).write_text(render[kind](), encoding="utf-8")
 
 
-__all__ = ["OUTPUT_FORMATS", "finished", "output_paths", "write_outputs"]
+__all__ = ["OUTPUT_FORMATS", "decode_document", "finished", "output_paths", "write_outputs"]

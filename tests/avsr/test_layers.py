@@ -21,6 +21,7 @@ LAYERS = {
     "training": 4,
     "eval": 5,
     "cli": 6,
+    "serve": 6,  # avsr-serve's web page: a command's front end, beside cli
 }
 
 

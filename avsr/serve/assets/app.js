@@ -158,6 +158,7 @@ function renderTranscript(file) {
 function renderStrips(id, result) {
   const box = $("strips");
   box.textContent = "";
+  show($("strips-title"), Object.keys(result.strips).length > 0);
   for (const [label, strip] of Object.entries(result.strips)) {
     const figure = document.createElement("figure");
     const img = document.createElement("img");
@@ -182,7 +183,8 @@ function renderCompare(modalities, noisy) {
     title.textContent = NAMES[m];
     const text = document.createElement("div");
     text.className = "text";
-    text.textContent = (noisy ? noisy.modalities[m].text : modalities[m].text) || "(nothing)";
+    const file = noisy ? noisy.modalities[m].result : modalities[m];
+    text.textContent = plainText(file) || "(nothing)";
     column.append(title, text);
     if (noisy) {
       const changed = document.createElement("div");
@@ -194,12 +196,19 @@ function renderCompare(modalities, noisy) {
   }
 }
 
+// a file result's words; "[S1] ..." lines only when several faces speak
+function plainText(file) {
+  return (file.faces || []).length > 1 ? file.text : file.segments.map((s) => s.text).filter(Boolean).join(" ");
+}
+
 // ----------------------------------------------------------------- word highlight and face boxes
 function highlight() {
   const t = $("player").currentTime;
   let now = -1;
-  for (let i = 0; i < words.length; i++) {
-    if (words[i].start <= t + 1e-6 && t < words[i].end) { now = i; break; }
+  // the word spoken: the last one begun, from its start until the next begins (CTC's word
+  // times are peaky, so a word's own span leaves gaps the eye should not see)
+  for (let i = 0; i < words.length && words[i].start <= t + 1e-6; i++) {
+    if (t < words[i].end || (i + 1 < words.length && t < words[i + 1].start)) now = i;
   }
   if (now !== active) {
     if (active >= 0) words[active].el.classList.remove("active");

@@ -139,7 +139,9 @@ class Analyser:
         Lips-only hears nothing, so its transcript is the clean one."""
         if analysis.loaded is None:
             raise ServeError(f"{analysis.name}: no longer kept in memory: upload it again", 410)
-        loaded = replace(analysis.loaded, audio=None if analysis.loaded.audio is None else noisy(analysis.loaded.audio, setting))
+        loaded = replace(
+            analysis.loaded, audio=None if analysis.loaded.audio is None else noisy(analysis.loaded.audio, setting)
+        )
         out = {}
         for step, (modality, clean) in enumerate(analysis.results.items()):
             progress(step / len(analysis.results), f"decoding {_NAMES[modality]} at {setting.snr_db:g} dB")

@@ -181,7 +181,9 @@ class Handler(BaseHTTPRequestHandler):
         try:
             setting = NoiseSetting(self.query.get("kind", "babble"), float(self.query.get("snr", "0")))
         except ValueError as exc:
-            raise ServeError(str(exc) if isinstance(exc, ServeError) else f"snr must be a number of dB: {exc}") from None
+            raise ServeError(
+                str(exc) if isinstance(exc, ServeError) else f"snr must be a number of dB: {exc}"
+            ) from None
         analyser = self.state.analyser
         job = self.state.jobs.submit(analysis.name, lambda progress: analyser.with_noise(analysis, setting, progress))
         self._answer_job(job)

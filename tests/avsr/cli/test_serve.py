@@ -77,7 +77,9 @@ def page(served):
 
 
 def _active(page) -> int:
-    return page.evaluate("() => { const a = document.querySelector('.word.active'); return a ? +a.dataset.index : -1; }")
+    return page.evaluate(
+        "() => { const a = document.querySelector('.word.active'); return a ? +a.dataset.index : -1; }"
+    )
 
 
 def _seek(page, seconds: float) -> None:

@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.max_upload_mb > 0:
         fail(PROGRAM, f"--max-upload-mb must be positive, got {args.max_upload_mb:g}")
+    for flag, value in (("--segment", args.segment), ("--max-segment", args.max_segment)):
+        if value is not None and not value > 0:
+            fail(PROGRAM, f"{flag} must be a positive number of seconds, got {value:g}")
     if not 0 <= args.port < 65536:
         fail(PROGRAM, f"--port must be 0-65535, got {args.port}")
     model_dir = args.model or default_model()

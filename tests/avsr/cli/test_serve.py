@@ -145,3 +145,19 @@ def test_sigterm_stops_the_command_and_removes_the_uploads(served):
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0, "".join(lines)
     assert not (work / "uploads").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--max-upload-mb", "0"], "--max-upload-mb must be positive, got 0"),
+        (["--segment", "-1"], "--segment must be a positive number of seconds, got -1"),
+        (["--port", "70000"], "--port must be 0-65535, got 70000"),
+    ],
+)
+def test_bad_flags_get_one_line_and_status_2(flags, message, capsys):
+    from avsr.cli import serve as serve_cli
+
+    with pytest.raises(SystemExit) as exc:
+        serve_cli.main(flags)
+    assert exc.value.code == 2 and capsys.readouterr().err == f"avsr-serve: error: {message}\n"

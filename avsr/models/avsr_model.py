@@ -618,6 +618,19 @@ class AVSRModel(nn.Module):
         self._held: dict[str, list[nn.Parameter]] = {}
         self.set_kernels(config.kernels)
 
+    def compile_layerwise(self, *args: Any, **kwargs: Any) -> None:
+        """``torch.compile`` (arguments as its) each encoder and decoder layer and the visual
+        trunk in place, as fairseq2 compiles its own decoders: the ``BatchLayout`` of a batch is
+        built between compiled regions (dynamo cannot trace its construction), and the
+        parameters and state-dict keys stay what they were."""
+        from fairseq2.models.transformer import TransformerDecoderLayer, TransformerEncoderLayer
+
+        from avsr.models.visual import ResNetTrunk
+
+        for module in self.modules():
+            if isinstance(module, (TransformerEncoderLayer, TransformerDecoderLayer, ResNetTrunk)):
+                module.compile(*args, **kwargs)
+
     def set_kernels(self, kernels: KernelConfig) -> None:
         """How the forward computes from now on (fused attention, channels-last frames): handed to
         the modules concerned; no weight changes, so it can change at any time."""

@@ -38,10 +38,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from avsr.nn.switches import switch_on
-
 from avsr.models.config import VisualConfig
 from avsr.nn.sequence import make_activation
+from avsr.nn.switches import switch_on
 
 _LAYERS = {"resnet18": (BasicBlock, (2, 2, 2, 2)), "resnet50": (Bottleneck, (3, 4, 6, 3))}
 

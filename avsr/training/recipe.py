@@ -24,8 +24,9 @@ How a run goes (``avsr-train CONFIG.yaml key=value ...``):
 4. At the end, rank 0 exports ``OUTPUT_DIR/model/`` (`export_run`), optionally averaging the last
    or best checkpoints.
 
-Deliberate deviations from fairseq2's defaults: mixed precision is off unless asked for
-(fairseq2 defaults to bf16 autocast), ``common.no_sweep_dir`` is true (a stable output directory
+Deliberate deviations from fairseq2's defaults: mixed precision is bf16 autocast on CUDA and off
+on the CPU unless asked for (``performance``, `avsr.training.performance`; fairseq2 defaults to
+bf16 everywhere), ``common.no_sweep_dir`` is true (a stable output directory
 is what makes "rerun the same command to resume" work), and environment variables that look like
 secrets are masked in the start-up log (fairseq2 logs every variable).
 """

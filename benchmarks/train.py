@@ -25,17 +25,20 @@ samples) per second; the step time is the median over the timed steps. Prints JS
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from avsr.models.avsr_model import AVSRModel
-from avsr.models.config import AVSRConfig
+from avsr.models.config import AVSRConfig, KernelConfig
+from avsr.training.performance import Performance, compile_model
 
 VOCAB = 41  # characters: blank, <unk>, 38 units, <sos/eos>
 
@@ -68,7 +71,6 @@ def make_batch(batch: int, frames: int, crop: int, device: torch.device, vocab: 
 
 def small_recipe_config() -> AVSRConfig:
     """The model of recipes/synth/conf.yaml (the tiny size with the recipe's overrides)."""
-    from pathlib import Path
 
     from avsr.data.tokenizers.char import seed_char_tokenizer
     from avsr.training.avsr_config import load_train_config, resolve_model_config
@@ -83,7 +85,7 @@ def auto_avsr_sizes(kind: str):  # -> AutoAVSRConfig
     return {"auto_avsr_tiny": AutoAVSRConfig.tiny, "auto_avsr_base": AutoAVSRConfig.base}[kind]("v", VOCAB)
 
 
-def build(kind: str, device: torch.device) -> tuple[AVSRModel, int]:
+def build(kind: str, device: torch.device, kernels: KernelConfig | None = None) -> tuple[AVSRModel, int]:
     if kind == "small":
         config, crop = small_recipe_config(), 88
     elif kind == "lrs2":
@@ -93,6 +95,8 @@ def build(kind: str, device: torch.device) -> tuple[AVSRModel, int]:
     else:
         raise ValueError(kind)
     torch.manual_seed(0)
+    if kernels is not None:
+        config = dataclasses.replace(config, kernels=kernels)
     return AVSRModel(config).to(device).train(), crop
 
 
@@ -149,9 +153,16 @@ def measure(
     dtype: torch.dtype | None = None,
     count_flops: bool = False,
     peak_tflops: float | None = None,
+    speed: Performance | None = None,
 ) -> dict[str, Any]:
-    model, crop = build(kind, device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    """One model's training steps; ``speed``: the performance switches (None: all off, the plain
+    path); its autocast_bf16 overrides ``dtype``."""
+    speed = speed or Performance(False, False, False, False, False)
+    dtype = torch.bfloat16 if speed.autocast_bf16 else dtype
+    model, crop = build(kind, device, KernelConfig(sdpa=speed.sdpa, channels_last=speed.channels_last))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=speed.fused_optimizer or None)
+    if speed.compile:
+        compile_model(model)
     data = make_batch(batch, frames, crop, device, vocab=model.vocab_size)
     step = step_fn(model, optimizer, data, dtype)
     if device.type == "cuda":
@@ -162,6 +173,7 @@ def measure(
         "parameters_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         "device": device.type,
         "dtype": "fp32" if dtype is None else str(dtype).replace("torch.", ""),
+        "switches": [f.name for f in dataclasses.fields(speed) if getattr(speed, f.name)],
         **_throughput(batch, frames, crop, steps, seconds),
     }
     if device.type == "cuda":
@@ -191,7 +203,6 @@ def measure_auto_avsr_own(
     per timing on the same batch (its lightning module's call: video (B, T, 1, H, W), lengths,
     targets padded with -1)."""
     import sys
-    from pathlib import Path
 
     from avsr.models.pretrained.auto_avsr_checkpoint import KeyMap, checkpoint_state
 
@@ -221,24 +232,10 @@ def measure_auto_avsr_own(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--batch", type=int, default=8, help="clips per batch (default 8)")
-    parser.add_argument("--frames", type=int, default=100, help="frames per clip (default 100 = 4 s)")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps (default 5, --quick 2)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
-    parser.add_argument(
-        "--peak-tflops", type=float, default=989.0, help="peak dense bf16 TFLOP/s of the GPU (H100/H200: 989)"
-    )
-    parser.add_argument("--no-cpu-lrs2", action="store_true", help="skip the LRS2-size model on the CPU")
-    parser.add_argument(
-        "--auto-avsr-src", default=None, help="a checkout of mpc001/auto_avsr (v1.0.0): also time its own code"
-    )
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    steps = args.steps or (2 if args.quick else 5)
+def steps_section(
+    args: argparse.Namespace, steps: int
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any] | None]:
+    """The training-step measurements (the benchmark's original section): runs, ratios, the GPU."""
     cpu = torch.device("cpu")
     runs: list[dict[str, Any]] = []
     # CPU: the small recipe's model, batch 1 (baseline) and batch N
@@ -312,7 +309,213 @@ def main() -> None:
             )
     if gpu is None:
         comparisons["gpu"] = "not measured: no CUDA device here (bf16 samples/s and MFU need one)"
-    report = {
+    return runs, comparisons, gpu
+
+
+# ---------------------------------------------------------------------- the data pipeline's delivery rate
+#: auto_avsr's measured training rate on an H200 (16 x 100-frame clips per 0.164 s step), and the
+#: rate one GPU is to be fed at: 3x that, from ``FEED_CORES`` cores.
+AUTO_AVSR_SAMPLES_PER_SECOND = 98.0
+FEED_SAMPLES_PER_SECOND = 3 * AUTO_AVSR_SAMPLES_PER_SECOND
+FEED_FRAMES_PER_CLIP = 100
+FEED_CORES = 8
+
+
+def synthetic_corpus(work: Path, utterances: int) -> Path:
+    """A prepared synthetic corpus under ``work`` (made with avsr-synth + avsr-prepare, once)."""
+    from avsr.cli import prepare as prepare_cli
+    from avsr.cli import synth as synth_cli
+
+    prepared = work / "prepared"
+    if not (prepared / "train.tsv").is_file():
+        corpus = work / "corpus"
+        args = ["--layout", "lrs2", "--utterances", str(utterances), "--speakers", "3", "--seed", "1"]
+        if synth_cli.main([str(corpus), *args, "--workers", "2", "--quiet"]) != 0:
+            raise SystemExit("avsr-synth failed")
+        if prepare_cli.main(["lrs2", str(corpus), str(prepared), "--workers", "2", "--quiet"]) != 0:
+            raise SystemExit("avsr-prepare failed")
+    return prepared
+
+
+def delivery(prepared: Path, workers: int, cache_dir: Path | None, epochs: int) -> dict[str, Any]:
+    """Frames/s the training reader delivers (decode + augment + batch, the defaults of
+    ``dataset``; no model) with ``workers`` loader threads, over ``epochs`` passes after one
+    warm-up pass (which fills the decoded-crop cache when ``cache_dir`` is given)."""
+    from fairseq2.gang import create_fake_gangs
+
+    from avsr.data.tokenizers.char import seed_char_tokenizer
+    from avsr.training.data import AVDataset, DatasetConfig, iter_batches
+
+    config = DatasetConfig(path=prepared, num_parallel_calls=workers, cache_video=cache_dir is not None)
+    dataset = AVDataset(config, seed_char_tokenizer(), ("audio", "video"), cache_dir=cache_dir)
+    reader = dataset.create_train_reader(create_fake_gangs(torch.device("cpu")))
+    frames = clips = 0
+    for epoch in range(epochs + 1):
+        if epoch == 1:
+            start = time.perf_counter()
+        for batch in iter_batches(reader):
+            if epoch:
+                frames, clips = frames + batch.num_frames, clips + batch.batch_size
+        reader.reset()
+    seconds = time.perf_counter() - start
+    return {
+        "source": "decoded-crop cache (.npy)" if cache_dir is not None else "mp4 (H.264 decode)",
+        "workers": workers,
+        "clips": clips,
+        "frames": frames,
+        "seconds": round(seconds, 3),
+        "frames_per_second": round(frames / seconds, 1),
+        "frames_per_second_per_core": round(frames / seconds / min(workers, os.cpu_count() or 1), 1),
+    }
+
+
+def pipeline_section(args: argparse.Namespace, steps: int) -> dict[str, Any]:
+    """The data pipeline's delivery rate per core next to the model's consumption: how many cores
+    feed one GPU at ``FEED_SAMPLES_PER_SECOND`` of 100-frame clips."""
+    import tempfile
+
+    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="avsr_bench_train_"))
+    prepared = synthetic_corpus(work, 12 if args.quick else 24)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the loader's collate: one core per worker
+    epochs = 2 if args.quick else 8
+    try:
+        runs = [delivery(prepared, w, None, epochs) for w in (1, 2)]
+        runs += [delivery(prepared, w, work / "cache" / f"w{w}", epochs) for w in (1, 2)]
+    finally:
+        torch.set_num_threads(threads)
+    target = FEED_SAMPLES_PER_SECOND * FEED_FRAMES_PER_CLIP
+    per_core = {(r["source"], r["workers"]): r["frames_per_second_per_core"] for r in runs}
+    result: dict[str, Any] = {
+        "what": "training reader (decode + augment + batch, dataset defaults), no model; synthetic 96 px crops, 16 kHz audio",
+        "corpus": str(prepared),
+        "runs": runs,
+        "gpu_feed_target": {
+            "samples_per_second": FEED_SAMPLES_PER_SECOND,
+            "frames_per_second": target,
+            "why": f"3x auto_avsr's measured {AUTO_AVSR_SAMPLES_PER_SECOND:g} samples/s (16 x 100-frame clips per 0.164 s step, H200)",
+        },
+    }
+    for (source, workers), rate in per_core.items():
+        key = f"cores_to_feed_target_{'cache' if 'cache' in source else 'mp4'}_{workers}_worker{'s' if workers > 1 else ''}"
+        result[key] = round(target / rate, 1)
+    result["target_fed_by_8_cores"] = {
+        "mp4": per_core[(runs[0]["source"], 1)] * FEED_CORES >= target,
+        "cache": per_core[(runs[2]["source"], 1)] * FEED_CORES >= target,
+    }
+    # the model's consumption, measured in the same run
+    b, f = (2, 25) if args.quick else (args.batch, args.frames)
+    consumer = measure("small", b, f, steps, torch.device("cpu"))
+    result["model_consumption_cpu_small"] = consumer
+    result["cores_to_feed_cpu_small_model_mp4"] = round(
+        consumer["frames_per_second"] / per_core[(runs[0]["source"], 1)], 2
+    )
+    if torch.cuda.is_available():
+        gpu = measure("auto_avsr_base", args.batch, args.frames, steps, torch.device("cuda"), speed=all_switches(True))
+        result["model_consumption_cuda_auto_avsr_base"] = gpu
+        for name, run in (("mp4", runs[0]), ("cache", runs[2])):
+            result[f"cores_to_feed_cuda_auto_avsr_base_{name}"] = round(
+                gpu["frames_per_second"] / run["frames_per_second_per_core"], 1
+            )
+    else:
+        result["gpu"] = "not present: the GPU model's consumption waits for one (the target above is auto_avsr's)"
+    return result
+
+
+# ---------------------------------------------------------------------- the speed switches
+def all_switches(on: bool) -> Performance:
+    return Performance(*(on,) * len(dataclasses.fields(Performance)))
+
+
+def switches_section(args: argparse.Namespace, steps: int) -> dict[str, Any]:
+    """Each speed switch alone against the plain path (same model, batch and run), then all on;
+    auto_avsr's architecture (ESPnet conformer + ResNet: every switch acts on it), its test
+    size on the CPU and its published size on a GPU, with samples/s and MFU there."""
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    kind = "auto_avsr_base" if cuda else "auto_avsr_tiny"
+    b, f = (args.batch, args.frames) if cuda or not args.quick else (2, 25)
+    measure(kind, b, f, 1, device)  # warm-up (allocator, kernel choice): the first run of a process is slow
+    plain = measure(kind, b, f, steps, device, count_flops=cuda, peak_tflops=args.peak_tflops if cuda else None)
+    flops = plain.get("model_tflop_per_step")
+    runs, ratios = [plain], {}
+    variants = [
+        (name.name, dataclasses.replace(all_switches(False), **{name.name: True}))
+        for name in dataclasses.fields(Performance)
+    ]
+    variants.append(("all", all_switches(True)))
+    for name, speed in variants:
+        if speed.compile and not cuda and not args.compile_on_cpu:
+            ratios[f"{name}_step_speedup"] = (
+                "not measured on the CPU (inductor compiles for minutes on 2 cores; --compile-on-cpu)"
+            )
+            if name == "all":
+                speed = dataclasses.replace(speed, compile=False)
+                name = "all_but_compile"
+            else:
+                continue
+        run = measure(kind, b, f, steps, device, speed=speed)
+        if flops:
+            run["mfu"] = round(flops * 1e12 / run["step_seconds"] / (args.peak_tflops * 1e12), 4)
+        runs.append(run)
+        ratios[f"{name}_step_speedup"] = round(plain["step_seconds"] / run["step_seconds"], 3)
+    again = measure(kind, b, f, steps, device)  # the baseline once more: the machine's drift over the section
+    runs.append(again)
+    ratios["plain_last_vs_first_step_seconds"] = round(again["step_seconds"] / plain["step_seconds"], 3)
+    result: dict[str, Any] = {
+        "what": f"one training step of {kind}, {b} x {f} frames: each switch alone vs the plain path (speedup = plain step time / switched)",
+        "runs": runs,
+        "ratios": ratios,
+    }
+    if cuda:
+        result["samples_per_second"] = {" + ".join(r["switches"]) or "plain": r["samples_per_second"] for r in runs}
+        result["mfu"] = {" + ".join(r["switches"]) or "plain": r.get("mfu") for r in runs}
+    else:
+        result["gpu"] = "not present: samples/s and MFU of the switches wait for a GPU"
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--only",
+        default="steps,pipeline,switches",
+        help="sections, comma-separated: steps (model step rates), pipeline (data delivery), switches (speed switches)",
+    )
+    parser.add_argument("--batch", type=int, default=8, help="clips per batch (default 8)")
+    parser.add_argument("--frames", type=int, default=100, help="frames per clip (default 100 = 4 s)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default 5, --quick 2)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    parser.add_argument(
+        "--peak-tflops", type=float, default=989.0, help="peak dense bf16 TFLOP/s of the GPU (H100/H200: 989)"
+    )
+    parser.add_argument("--no-cpu-lrs2", action="store_true", help="skip the LRS2-size model on the CPU")
+    parser.add_argument(
+        "--auto-avsr-src", default=None, help="a checkout of mpc001/auto_avsr (v1.0.0): also time its own code"
+    )
+    parser.add_argument(
+        "--work-dir",
+        default=None,
+        help="pipeline: where the synthetic corpus is made once and reused (default: a temporary folder)",
+    )
+    parser.add_argument(
+        "--compile-on-cpu", action="store_true", help="switches: also time torch.compile on the CPU (minutes)"
+    )
+    args = parser.parse_args()
+    sections = {x.strip() for x in args.only.split(",") if x.strip()}
+    unknown = sections - {"steps", "pipeline", "switches"}
+    if unknown:
+        parser.error(f"--only: unknown section(s) {', '.join(sorted(unknown))} (steps, pipeline, switches)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    steps = args.steps or (2 if args.quick else 5)
+    runs: list[dict[str, Any]] = []
+    comparisons: dict[str, Any] = {}
+    gpu: dict[str, Any] | None = None
+    if "steps" in sections:
+        runs, comparisons, gpu = steps_section(args, steps)
+    report: dict[str, Any] = {
         "benchmark": "train",
         "what": "one optimizer step (forward + backward + AdamW) of AVSRModel on random audio+video batches; no data loading",
         "machine": {
@@ -320,11 +523,15 @@ def main() -> None:
             "torch_threads": torch.get_num_threads(),
             "python": platform.python_version(),
             "torch": torch.__version__,
-            "gpu": gpu,
+            "gpu": gpu if torch.cuda.is_available() else "not present",
         },
         "runs": runs,
         "ratios": comparisons,
     }
+    if "pipeline" in sections:
+        report["pipeline"] = pipeline_section(args, steps)
+    if "switches" in sections:
+        report["switches"] = switches_section(args, steps)
     print(json.dumps(report, indent=1))
 
 

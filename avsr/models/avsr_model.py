@@ -26,6 +26,7 @@ Encoders and decoder are fairseq2 0.8.1 blocks (``StandardTransformerEncoder/Dec
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ from fairseq2.models.transformer import (
     create_default_sdpa,
 )
 from fairseq2.models.transformer.multihead_attention import AttentionState, FullAttentionState
-from fairseq2.models.transformer.sdpa.relative import RelativePositionalEncoding, RelativePositionSDPA
+from fairseq2.models.transformer.sdpa.relative import RelativePositionalEncoding
 from fairseq2.models.wav2vec2.position_encoder import Wav2Vec2PositionEncoder
 from fairseq2.nn import (
     BatchLayout,
@@ -63,12 +64,13 @@ from fairseq2.nn import (
 )
 from torch import Tensor, nn
 
-from avsr.models.config import FREEZABLE, AVSRConfig, ConfigError, DecoderConfig, EncoderConfig
+from avsr.models.config import FREEZABLE, AVSRConfig, ConfigError, DecoderConfig, EncoderConfig, KernelConfig
 from avsr.models.espnet import ESPNET_LAYER_NORM_EPS, ESPnetPositionEncoder
 from avsr.models.espnet import ConformerConvolution as ESPnetConformerConvolution
 from avsr.models.frontends import build_audio_frontend, build_visual_frontend
 from avsr.models.fusion import FUSIONS, ConcatFusion, GatedFusion, SumFusion, register_fusion
 from avsr.models.loss import ctc_loss_sum, decoder_io, label_smoothed_nll_sum
+from avsr.models.rel_attention import RelativeAttention
 from avsr.nn.frozen import set_trainable
 from avsr.nn.sequence import lengths_to_mask
 
@@ -133,7 +135,7 @@ def _conformer_block(c: EncoderConfig) -> ConformerBlock:
             **_fs2_kwargs(),
         )
 
-    sdpa = RelativePositionSDPA(d, c.heads, RelativePositionalEncoding(d, c.max_len), IdentityBias())
+    sdpa = RelativeAttention(d, c.heads, RelativePositionalEncoding(d, c.max_len), IdentityBias())
     return ConformerBlock(
         _layer_norm(d),
         ffn(),
@@ -160,7 +162,7 @@ def _espnet_conformer_block(c: EncoderConfig) -> ConformerBlock:
     def norm() -> StandardLayerNorm:
         return _layer_norm(d, ESPNET_LAYER_NORM_EPS)
 
-    sdpa = RelativePositionSDPA(d, c.heads, RelativePositionalEncoding(d, c.max_len), IdentityBias())
+    sdpa = RelativeAttention(d, c.heads, RelativePositionalEncoding(d, c.max_len), IdentityBias())
     return ConformerBlock(
         norm(),
         ffn(),
@@ -614,6 +616,32 @@ class AVSRModel(nn.Module):
         self._frozen = tuple(config.freeze)
         # Parts a training schedule holds frozen for now (`hold_parts`), with what it froze.
         self._held: dict[str, list[nn.Parameter]] = {}
+        self.set_kernels(config.kernels)
+
+    def compile_layerwise(self, *args: Any, **kwargs: Any) -> None:
+        """``torch.compile`` (arguments as its) each encoder and decoder layer and the visual
+        trunk in place, as fairseq2 compiles its own decoders: the ``BatchLayout`` of a batch is
+        built between compiled regions (dynamo cannot trace its construction), and the
+        parameters and state-dict keys stay what they were."""
+        from fairseq2.models.transformer import TransformerDecoderLayer, TransformerEncoderLayer
+
+        from avsr.models.visual import ResNetTrunk
+
+        for module in self.modules():
+            if isinstance(module, (TransformerEncoderLayer, TransformerDecoderLayer, ResNetTrunk)):
+                module.compile(*args, **kwargs)
+
+    def set_kernels(self, kernels: KernelConfig) -> None:
+        """How the forward computes from now on (fused attention, channels-last frames): handed to
+        the modules concerned; no weight changes, so it can change at any time."""
+        from avsr.models.visual import VisualFrontEnd  # (lazily, as build_visual_frontend: torchvision)
+
+        self.config = dataclasses.replace(self.config, kernels=kernels)
+        for module in self.modules():
+            if isinstance(module, RelativeAttention):
+                module.fused = kernels.sdpa
+            elif isinstance(module, VisualFrontEnd):
+                module.channels_last = kernels.channels_last
 
     # ------------------------------------------------------------------ training helpers
     def train(self, mode: bool = True) -> AVSRModel:

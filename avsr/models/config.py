@@ -409,6 +409,20 @@ class ModalityDropoutConfig:
 
 
 @dataclass
+class KernelConfig:
+    """How the forward pass computes, not what: the weights and the results (within rounding) are
+    the same either way, so a model trained with one setting loads and decodes with the other.
+    ``None``: on when the model runs on CUDA, off on the CPU (`avsr.nn.switches.switch_on`)."""
+
+    sdpa: bool | None = None
+    """Relative-position attention (conformers) through ``scaled_dot_product_attention`` (the
+    fused kernel on a GPU) instead of softmax(QK^T)V by hand (`avsr.models.rel_attention`)."""
+    channels_last: bool | None = None
+    """The visual front-end's 3-D stem and 2-D trunk run on channels-last activations (NDHWC,
+    NHWC: what cuDNN's tensor-core convolutions want)."""
+
+
+@dataclass
 class AVSRConfig:
     """The whole model. ``audio`` or ``visual`` may be ``None`` for a single-modality model
     (as the seed's AO and VO stages); at least one must be set."""
@@ -440,6 +454,9 @@ class AVSRConfig:
     #: the CLI modalities (a, v, av) it was trained to decode, when fewer than it can (an AV-HuBERT
     #: model fine-tuned for lip reading has an audio branch, untrained for this task); null: all.
     decode_modalities: tuple[str, ...] | None = None
+    #: how the forward computes (fused attention, channels-last); not part of the model's identity:
+    #: two configs that differ only here describe the same model (a run resumes across a change).
+    kernels: KernelConfig = field(default_factory=KernelConfig, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, int) or self.vocab_size < 3:
@@ -693,6 +710,7 @@ __all__ = [
     "EncoderConfig",
     "FREEZABLE",
     "FusionConfig",
+    "KernelConfig",
     "LossConfig",
     "ModalityDropoutConfig",
     "ResNet1DAudioConfig",

@@ -40,6 +40,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from avsr.models.config import VisualConfig
 from avsr.nn.sequence import make_activation
+from avsr.nn.switches import switch_on
 
 _LAYERS = {"resnet18": (BasicBlock, (2, 2, 2, 2)), "resnet50": (Bottleneck, (3, 4, 6, 3))}
 
@@ -71,10 +72,15 @@ class Stem3D(nn.Module):
         self.act = make_activation(activation, channels)
         self.pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
 
-    def forward(self, video: Tensor, mask: Tensor) -> Tensor:
-        """video (B, T, H, W) zero past the lengths, mask (B, T) -> valid frames (N, C, H', W')."""
+    def forward(self, video: Tensor, mask: Tensor, channels_last: bool = False) -> Tensor:
+        """video (B, T, H, W) zero past the lengths, mask (B, T) -> valid frames (N, C, H', W'),
+        stored channels-last (NHWC) when ``channels_last``: the norm, the pooling and the trunk's
+        convolutions then run on NHWC, the layout of cuDNN's tensor-core kernels. (The 3-D
+        convolution's input has one grey channel, for which NCDHW and NDHWC are the same memory.)"""
         x = self.conv(video.unsqueeze(1))  # (B, C, T, H/2, W/2)
         x = x.transpose(1, 2)[mask]  # (N, C, H/2, W/2), valid frames only
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.pool(self.act(self.norm(x)))
 
 
@@ -153,7 +159,10 @@ class VisualFrontEnd(nn.Module):
 
     Input: grey mouth crops (88x88 or 112x112; any size >= 32 works), already normalised
     ((x/255 - mean) / std, e.g. 0.421/0.165 as auto_avsr or 0.4161/0.1688 as the seed on LRS2).
+    ``channels_last`` (None: on for CUDA inputs) is set by the model from ``AVSRConfig.kernels``.
     """
+
+    channels_last: bool | None = None
 
     def __init__(self, config: VisualConfig) -> None:
         super().__init__()
@@ -187,7 +196,7 @@ class VisualFrontEnd(nn.Module):
             video = F.avg_pool2d(
                 video, self.config.downsample
             )  # pools each frame: (B, T) are the batch dims of a 4-D input
-        frames = self.trunk(self.stem(video, mask))  # (N_valid, D)
+        frames = self.trunk(self.stem(video, mask, switch_on(self.channels_last, video.device)))  # (N_valid, D)
         out = frames.new_zeros(batch, width, self.output_dim)
         out[mask] = frames
         return out, lengths

@@ -38,6 +38,7 @@ from avsr.training.config_loading import (
 from avsr.training.data import MODALITIES, DatasetConfig
 from avsr.training.finetune import FinetuneConfigError, FinetuneSection, check_finetune, parameter_groups
 from avsr.training.kit import ExportSection
+from avsr.training.performance import PerformanceSection
 
 log = logging.getLogger("avsr.training")
 
@@ -127,6 +128,9 @@ class AVSRTrainConfig:
     """Parts frozen until a step, layer-wise learning-rate decay, a lower rate for pretrained parts
     (`avsr.training.finetune`)."""
     export: ExportSection = field(default_factory=ExportSection)
+    performance: PerformanceSection = field(default_factory=PerformanceSection)
+    """Speed switches (bf16 autocast, torch.compile, fused AdamW, fused attention, channels-last),
+    each on for CUDA and off on the CPU unless set (`avsr.training.performance`)."""
     gang: GangSection = field(default_factory=GangSection)
     trainer: TrainerSection = field(default_factory=default_trainer)
     optimizer: OptimizerSection = field(default_factory=lambda: default_optimizer(weight_decay=0.03))

@@ -52,7 +52,8 @@ class TrainConfigError(ValueError):
 
 
 def default_trainer() -> TrainerSection:
-    """fp32 unless asked (fairseq2 defaults to bf16 autocast), gradient clipping at 5."""
+    """fp32 unless asked (fairseq2 defaults to bf16 autocast; the AVSR task's ``performance``
+    section turns bf16 autocast on for CUDA), gradient clipping at 5."""
     return TrainerSection(mixed_precision=MixedPrecisionConfig(mode="off"), max_grad_norm=5.0, gc_every_n_steps=None)
 
 

@@ -113,13 +113,17 @@ def register_resolved_model(
     factory: Callable,
     arch: str,
     resolved: object,
+    compiler: Callable | None = None,
 ) -> None:
     """Tell fairseq2 about a task's model family, and that ``arch`` is the config this run resolved
-    (``resolved``, from ``model.arch`` and ``model.config``) before fairseq2 started."""
+    (``resolved``, from ``model.arch`` and ``model.config``) before fairseq2 started; ``compiler``:
+    what ``model.compile: true`` calls (None: the family cannot be compiled)."""
     from fairseq2.composition import register_model_family
     from fairseq2.runtime.config_registry import ConfigRegistrar
 
-    register_model_family(container, family, kls=kls, config_kls=config_kls, factory=factory, supports_meta=False)
+    register_model_family(
+        container, family, kls=kls, config_kls=config_kls, factory=factory, supports_meta=False, compiler=compiler
+    )
     ConfigRegistrar(container, config_kls)(arch)(lambda: copy.deepcopy(resolved))
 
 

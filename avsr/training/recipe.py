@@ -24,8 +24,9 @@ How a run goes (``avsr-train CONFIG.yaml key=value ...``):
 4. At the end, rank 0 exports ``OUTPUT_DIR/model/`` (`export_run`), optionally averaging the last
    or best checkpoints.
 
-Deliberate deviations from fairseq2's defaults: mixed precision is off unless asked for
-(fairseq2 defaults to bf16 autocast), ``common.no_sweep_dir`` is true (a stable output directory
+Deliberate deviations from fairseq2's defaults: mixed precision is bf16 autocast on CUDA and off
+on the CPU unless asked for (``performance``, `avsr.training.performance`; fairseq2 defaults to
+bf16 everywhere), ``common.no_sweep_dir`` is true (a stable output directory
 is what makes "rerun the same command to resume" work), and environment variables that look like
 secrets are masked in the start-up log (fairseq2 logs every variable).
 """
@@ -66,6 +67,7 @@ from avsr.training.data import MODALITIES, AVBatch, AVDataset, DatasetError
 from avsr.training.ddp import data_parallel_model
 from avsr.training.export import ExportError, write_export
 from avsr.training.kit import TrainThenExport, install_secret_filter, register_resolved_model, share_log_files
+from avsr.training.performance import apply_performance, compile_model, describe, training_device
 from avsr.training.runs import (
     RUN_FILE,
     averaged_checkpoints,
@@ -133,7 +135,14 @@ class AVSRRecipe(Recipe):
 
         arch = self._inputs.config.model.arch or "default"
         register_resolved_model(
-            container, AVSR_FAMILY, AVSRModel, AVSRConfig, _create_model, arch, self._inputs.model_config
+            container,
+            AVSR_FAMILY,
+            AVSRModel,
+            AVSRConfig,
+            _create_model,
+            arch,
+            self._inputs.model_config,
+            compiler=compile_model,
         )
         for name, display in (("att_loss", "Attention Loss"), ("cer", "Character Error Rate (CER)")):
             container.collection.register_instance(
@@ -379,6 +388,9 @@ def prepare_run(config: AVSRTrainConfig, output_dir: Path, *, load_data: bool = 
     except TokenizerError as exc:
         raise DatasetError(str(exc)) from None
     model_config = resolve_model_config(config.model, tokenizer)
+    device = training_device()
+    model_config, speed = apply_performance(config, model_config, device)
+    log.info("%s", describe(speed, device))
     for stage in config.finetune.freeze:
         for name in stage.modules:
             if (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from avsr.models.avsr_model import AVSRModel, make_layout
-from avsr.models.config import AVSRConfig, ConfigError, VisualConfig
+from avsr.models.config import AVSRConfig, ConfigError, KernelConfig, VisualConfig
 from avsr.models.frontends import ConvAudioFrontEnd
 from avsr.models.io import CONFIG_FILE, WEIGHTS_FILE, load_model, read_model_yaml, save_model
 from avsr.models.visual import VisualFrontEnd, load_moco_v2, load_visual_frontend
@@ -586,3 +587,40 @@ def test_prelu_resnet_blocks_and_raw_fusions():
     assert raw.encode(*batch()[:4])[0].shape == (2, 10, 128)
     with pytest.raises(ConfigError, match="needs a joint encoder"):
         tiny(**{"fusion.kind": "raw_concat"}, encoder=None)
+
+
+# ---------------------------------------------------------------------- kernels (speed switches)
+KERNEL_TOLERANCE = 1e-5  # float32: fused attention and NHWC convolutions only reorder sums
+
+
+def _loss_and_grads(model: AVSRModel, kernels: KernelConfig):
+    model.set_kernels(kernels)
+    model.zero_grad(set_to_none=True)
+    out = model(*batch((10, 7)))
+    out.loss.backward()
+    return out.loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_kernels_sdpa_and_channels_last_equal_the_plain_path_and_share_checkpoints(tmp_path):
+    """The switches change how the forward computes, not the weights: same loss and gradients,
+    and a model saved with them on loads into one with them off (and gives the same output)."""
+    torch.manual_seed(0)
+    config = tiny(**{"encoder.kind": "conformer"})  # relative-position attention in the joint encoder
+    model = AVSRModel(config).train()
+    assert any(type(m).__name__ == "RelativeAttention" for m in model.modules())
+    plain_loss, plain_grads = _loss_and_grads(model, KernelConfig(sdpa=False, channels_last=False))
+    fast_loss, fast_grads = _loss_and_grads(model, KernelConfig(sdpa=True, channels_last=True))
+    torch.testing.assert_close(fast_loss, plain_loss, atol=KERNEL_TOLERANCE, rtol=KERNEL_TOLERANCE)
+    assert fast_grads.keys() == plain_grads.keys()
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(fast_grads[name], grad, atol=KERNEL_TOLERANCE, rtol=1e-4, msg=name)
+    save_model(tmp_path / "fast", model)
+    assert read_model_yaml(tmp_path / "fast")["config"]["kernels"] == {"sdpa": True, "channels_last": True}
+    plain = AVSRModel(dataclasses.replace(config, kernels=KernelConfig(sdpa=False, channels_last=False)))
+    plain.load_state_dict(load_file(str(tmp_path / "fast" / WEIGHTS_FILE)), strict=True)
+    model.eval(), plain.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            plain(*batch((10, 7))).loss, model(*batch((10, 7))).loss, atol=KERNEL_TOLERANCE, rtol=KERNEL_TOLERANCE
+        )
+    assert plain.config == model.config  # kernels are not part of a model's identity (resume works)

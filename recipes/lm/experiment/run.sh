@@ -6,14 +6,18 @@
 #       avsr-synth's open vocabulary (random sentences of 480 news words): a 400-clip corpus of 8
 #       people, an audio recogniser (auto_avsr's ASR architecture at CPU size, recipes/finetune/
 #       experiment/auto_avsr_small.yaml) trained 2,000 steps on its 260 training clips, and an LM on
-#       20,000 sentences drawn from the same vocabulary (text only: no recording of them exists).
+#       20,000 sentences drawn from the same vocabulary (text only: no recording of them exists):
+#       d=128, 3 layers, no dropout (the text is unbounded), lr 0.003 on a cosine over 3,800 steps,
+#       stopped at 1,500 (perplexity 2.5 per character by then; the text's floor is 2.26).
 #   bash recipes/lm/experiment/run.sh grid [OUT=runs/ft17]
 #       the fine-tuning experiment's GRID corpora (recipes/finetune/experiment/run.sh): the LM on
 #       corpus A's transcripts, the recognisers of corpus B (from scratch, and fine-tuned from A).
 #
-# For each recogniser the LM weight is picked on the validation split (clean) among 0, 0.2, 0.4,
-# 0.6, 0.8; then avsr-bench on the test split (people in no training set), clean and babble at 0 dB,
-# without and with the LM at that weight. Prints a Markdown table. Environment: LM_STEPS (1500).
+# For each recogniser the LM weight is picked on the validation split (clean) among 0, 0.2, ...,
+# 1.2, then the length bonus (a score per output token; fusion makes long outputs cost more) among
+# 0, 0.5, 1, 2, for the search without the LM and with it at its weight. Then avsr-bench on the test
+# split (people in no training set), clean and babble at 0 dB, without and with the LM as picked.
+# Prints a Markdown table. Environment: LM_STEPS (1500).
 # Rerunning reuses what exists.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
@@ -37,7 +41,9 @@ import sys, numpy as np
 from avsr.data.synth.text import SentenceSampler
 rng, sampler = np.random.default_rng(7), SentenceSampler('open')
 open(sys.argv[1], 'w').write(''.join(' '.join(sampler.sentence(rng)) + '\n' for _ in range(20000)))" "$out/lm_text.txt"
-    lm_args=(dataset.path=null "dataset.text_files=[$out/lm_text.txt]")
+    lm_args=(dataset.path=null "dataset.text_files=[$out/lm_text.txt]" model.config.model_dim=128 model.config.layers=3
+      model.config.heads=4 model.config.ffn_dim=512 model.config.dropout=0.0 optimizer.config.lr=0.003
+      lr_scheduler.config.num_warmup_steps=200 lr_scheduler.config.cycle_len=3800)
     prepared="$out/prepared" models=(asr)
     ;;
   grid)
@@ -63,22 +69,38 @@ bench() {  # bench MODEL MANIFEST OUT SNRS [flags...]
 wer() {  # wer RESULTS_JSON NOISE -> WER % (CER %)
   "$python" -c "import json,sys; r=[x for x in json.load(open(sys.argv[1]))['results'] if x['noise']==sys.argv[2]][0]; print(f\"{100*r['wer']:.1f} ({100*r['cer']:.1f})\")" "$1" "$2"
 }
-echo "| model | LM weight (picked on val) | clean, no LM | clean, LM | babble 0 dB, no LM | babble 0 dB, LM |"
-echo "|---|---|---|---|---|---|"
+val_wer() {  # val_wer TAG [flags...] -> the validation split's WER (clean), benched once per TAG
+  local dir="$out/lm_bench/${name}_val_$1"
+  shift
+  bench "$model" "$prepared/val.tsv" "$dir" clean "$@"
+  "$python" -c "import json,sys; print(json.load(open(sys.argv[1]))['results'][0]['wer'])" "$dir/results.json"
+}
+lower() { "$python" -c "import sys; sys.exit(0 if sys.argv[2] == '' or float(sys.argv[1]) < float(sys.argv[2]) else 1)" "$1" "$2"; }
+lm_flags() { [[ $1 == 0 ]] || echo "--lm $lm/model --lm-weight $1"; }
+
+echo "| model | no LM: length bonus | LM weight, length bonus | clean, no LM | clean, LM | babble 0 dB, no LM | babble 0 dB, LM |"
+echo "|---|---|---|---|---|---|---|"
 for name in "${models[@]}"; do
   model="$out/$name/model"
-  best=0 best_wer=
-  for w in 0 0.2 0.4 0.6 0.8; do
-    dir="$out/lm_bench/${name}_val_w$w"
-    if [[ $w == 0 ]]; then bench "$model" "$prepared/val.tsv" "$dir" clean; else
-      bench "$model" "$prepared/val.tsv" "$dir" clean --lm "$lm/model" --lm-weight "$w"; fi
-    v=$("$python" -c "import json,sys; print(json.load(open(sys.argv[1]))['results'][0]['wer'])" "$dir/results.json")
-    if [[ -z $best_wer ]] || "$python" -c "import sys; sys.exit(0 if float(sys.argv[1]) < float(sys.argv[2]) else 1)" "$v" "$best_wer"; then
-      best=$w best_wer=$v
-    fi
+  w_best=0 w_wer=
+  for w in 0 0.2 0.4 0.6 0.8 1.0 1.2; do
+    # shellcheck disable=SC2046
+    v=$(val_wer "w$w" $(lm_flags "$w"))
+    if lower "$v" "$w_wer"; then w_best=$w w_wer=$v; fi
   done
-  bench "$model" "$prepared/test.tsv" "$out/lm_bench/${name}_test_nolm" clean,0
-  bench "$model" "$prepared/test.tsv" "$out/lm_bench/${name}_test_lm" clean,0 --lm "$lm/model" --lm-weight "$best"
-  no="$out/lm_bench/${name}_test_nolm/results.json" yes="$out/lm_bench/${name}_test_lm/results.json"
-  echo "| $name | $best | $(wer "$no" clean) | $(wer "$yes" clean) | $(wer "$no" babble) | $(wer "$yes" babble) |"
+  for pair in "0 nolm" "$w_best lm"; do  # the length bonus of each, tuned at its weight
+    read -r w tag <<< "$pair"
+    b_best=0 b_wer=$(val_wer "w$w" $(lm_flags "$w"))
+    for b in 0.5 1 2; do
+      # shellcheck disable=SC2046
+      v=$(val_wer "w${w}_b$b" $(lm_flags "$w") --length-bonus "$b")
+      if lower "$v" "$b_wer"; then b_best=$b b_wer=$v; fi
+    done
+    printf -v "bonus_$tag" %s "$b_best"
+  done
+  no="$out/lm_bench/${name}_test_w0_b$bonus_nolm" yes="$out/lm_bench/${name}_test_w${w_best}_b$bonus_lm"
+  bench "$model" "$prepared/test.tsv" "$no" clean,0 --length-bonus "$bonus_nolm"
+  # shellcheck disable=SC2046
+  bench "$model" "$prepared/test.tsv" "$yes" clean,0 $(lm_flags "$w_best") --length-bonus "$bonus_lm"
+  echo "| $name | $bonus_nolm | $w_best, $bonus_lm | $(wer "$no/results.json" clean) | $(wer "$yes/results.json" clean) | $(wer "$no/results.json" babble) | $(wer "$yes/results.json" babble) |"
 done

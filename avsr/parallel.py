@@ -162,8 +162,8 @@ def _bounded(pool: Any, function: Callable[[Job], Result], jobs: list[Job], ahea
 def torch_threads(count: int) -> Iterator[None]:
     """A context in which torch runs its operations on ``count`` intra-op threads (then as
     before). The model's process beside N busy workers, and the search's small per-step
-    operations anywhere, lose to threads that wait for each other: on 2 busy cores one
-    utterance's beam search took 8-19 s on two threads and 1.4 s on one (`benchmarks/decode.py`)."""
+    operations anywhere, lose to threads that wait for each other: on 2 busy cores 8 utterances'
+    beam searches took 8-19 s on two threads and 1.4 s on one (docs/benchmarks.md)."""
     import torch
 
     before = torch.get_num_threads()

@@ -57,10 +57,9 @@ def transcribe_many(
     labelled: bool = False,
 ) -> Iterator[Outcome]:
     """Outcomes of ``paths`` in input order (a skipped file as soon as it is read, a decoded one
-    when its chunk is). ``ahead``: files read
-    and not yet decoded, at most (default ``AHEAD_PER_WORKER`` per worker); ``times`` collects
-    every stage's seconds, the workers' included; ``labelled``: results name their speakers
-    (`transcribe_files`)."""
+    when its chunk is). ``ahead``: with workers, the files read and not yet taken by the model,
+    at most (default ``AHEAD_PER_WORKER`` per worker); ``times`` collects every stage's seconds,
+    the workers' included; ``labelled``: results name their speakers (`transcribe_files`)."""
     chunk: list[tuple[int, LoadedInput]] = []
     frames = 0
 

@@ -11,6 +11,11 @@ parent dies (``prctl(PR_SET_PDEATHSIG)``); elsewhere a thread in each worker pol
 pid. On SIGTERM (this, or the pool's own ``terminate()`` after a failed job) a worker removes
 the temporary files of its writes in progress and exits at once (``os._exit``: unwinding through
 whatever code the signal interrupted, or running atexit hooks, can itself fail and print).
+
+A consumer that is slower than the workers (a model decoding what they read) bounds how far they
+run ahead with ``ahead``: at most that many jobs are handed out and not yet taken, so memory holds
+``ahead`` results whatever the number of jobs, and results come in job order, so what the consumer
+does with them does not depend on which worker finished first.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 Job = TypeVar("Job")
@@ -31,6 +38,13 @@ Result = TypeVar("Result")
 SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 PARENT_POLL_SECONDS = 0.2
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity where the system tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def one_blas_thread() -> Any:
@@ -83,8 +97,14 @@ def run_jobs(
     workers: int,
     initializer: Callable[..., None],
     initargs: tuple[Any, ...] = (),
+    *,
+    ahead: int | None = None,
 ) -> Iterator[Result]:
-    """Results of ``function`` over ``jobs`` in completion order; one worker runs in-process."""
+    """Results of ``function`` over ``jobs`` in completion order; one worker runs in-process.
+    ``ahead``: at most this many jobs in the workers or waiting to be taken (bounded prefetch),
+    and results in job order."""
+    if ahead is not None and ahead < 1:
+        raise ValueError(f"ahead must be at least 1, got {ahead}")
     jobs = list(jobs)
     if not jobs:
         return
@@ -106,7 +126,10 @@ def run_jobs(
             else:
                 os.environ[name] = value
     try:
-        yield from pool.imap_unordered(function, jobs, chunksize=1)
+        if ahead is None:
+            yield from pool.imap_unordered(function, jobs, chunksize=1)
+        else:
+            yield from _bounded(pool, function, jobs, ahead)
     except BaseException:  # a failed job, Ctrl-C, or the caller stopped reading: stop the workers now
         pool.terminate()
         pool.join()
@@ -116,3 +139,39 @@ def run_jobs(
     # workers, and a worker that misses the signal waits for that lock forever.)
     pool.close()
     pool.join()
+
+
+def _bounded(pool: Any, function: Callable[[Job], Result], jobs: list[Job], ahead: int) -> Iterator[Result]:
+    """``function`` over ``jobs`` in ``pool``, in job order, with at most ``ahead`` jobs handed
+    out and not yet taken by the caller: the next job goes out when the caller takes a result."""
+    pending: deque = deque()
+    todo = iter(jobs)
+    for job in todo:
+        pending.append(pool.apply_async(function, (job,)))
+        if len(pending) == ahead:
+            break
+    while pending:
+        result = pending.popleft().get()
+        for job in todo:  # refill before handing the result over: the workers keep going meanwhile
+            pending.append(pool.apply_async(function, (job,)))
+            break
+        yield result
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """A context in which torch runs its operations on ``count`` intra-op threads (then as
+    before). The model's process beside N busy workers, and the search's small per-step
+    operations anywhere, lose to threads that wait for each other: on 2 busy cores 8 utterances'
+    beam searches took 8-19 s on two threads and 1.4 s on one (docs/benchmarks.md)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if count == before:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

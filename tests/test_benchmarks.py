@@ -28,3 +28,19 @@ def test_the_benchmark_imports_and_answers_help(script, monkeypatch, capsys) -> 
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 0 and "usage:" in capsys.readouterr().out
+
+
+def test_the_decode_benchmark_compares_the_per_file_path_with_the_overlapped_one(
+    micro_model_dir, lrs2_corpus, tmp_path
+):
+    """decode.py's folder comparison on two clips: every way decodes both, with the same transcripts."""
+    script = REPO / "benchmarks" / "decode.py"
+    spec = importlib.util.spec_from_file_location("benchmark_decode_folder", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    files = module.held_out_clips(lrs2_corpus, 2, tmp_path / "clips")
+    report = module.bench_folder_overlap(micro_model_dir, files, beam=2, rounds=1)
+    assert report["files"] == 2 and report["same_transcripts"]
+    for way in ("one_at_a_time", "one_at_a_time_one_thread", "batched_overlap"):
+        assert report[way]["media_seconds"] > 0 and report[way]["stages"]["face"] > 0
+    assert report["speedup"] > 0 and report["batched_overlap"]["workers"] >= 2

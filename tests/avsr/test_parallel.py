@@ -163,3 +163,21 @@ def test_killed_prepare_leaves_no_workers(lrs2_corpus: Path, tmp_path: Path):
         seconds = _kill_and_time(parent, workers)
     assert seconds < GONE_WITHIN, f"workers outlived avsr-prepare by {seconds:.1f} s"
     assert not [p for p in out.rglob("*") if ".tmp" in p.name], "no temporary files left"
+
+
+def test_ahead_bounds_the_jobs_handed_out_and_keeps_their_order(tmp_path: Path):
+    """``ahead=2``: while the caller holds result k, jobs beyond k + 2 have not started (a slow
+    consumer does not let the workers read everything into memory), and results come in job order."""
+    from avsr.parallel import run_jobs
+
+    folders = [tmp_path / f"{n:02d}" for n in range(8)]
+    taken = []
+    for n, _ in enumerate(run_jobs(os.mkdir, map(str, folders), 2, os.getpid, ahead=2)):
+        time.sleep(0.1)  # a slow consumer: unbounded workers would have made every folder by now
+        started = sum(folder.is_dir() for folder in folders)
+        assert started <= n + 1 + 2, f"{started} jobs started while the caller held result {n}"
+        taken.append(n)
+    assert taken == list(range(8)) and all(folder.is_dir() for folder in folders)
+    assert list(run_jobs(str.upper, list("abcdef"), 2, os.getpid, ahead=3)) == list("ABCDEF")
+    with pytest.raises(ValueError, match="ahead must be at least 1"):
+        list(run_jobs(str.upper, ["a"], 2, os.getpid, ahead=0))

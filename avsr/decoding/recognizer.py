@@ -28,7 +28,6 @@ from avsr.decoding.stages import StageTimes, timed
 from avsr.media.constants import AUDIO_RATE, SAMPLES_PER_FRAME
 from avsr.models.folder import load_model_folder, mouth_crop_config
 from avsr.models.lm import TokenLM
-from avsr.parallel import torch_threads
 
 if TYPE_CHECKING:
     from avsr.face import MouthCropConfig
@@ -247,15 +246,13 @@ class Recognizer:
                 video, video_lens = (t.to(self.device) for t in self._video_tensor(videos))
             encoded, lengths = self.model.encode(audio, audio_lens, video, video_lens)
             log_probs = self.model.ctc_log_probs(encoded) if self.has_ctc else None
-        # the search's and the alignment's per-step operations are too small to share among
-        # threads: more than one only waits for busy cores (avsr.parallel.torch_threads)
-        with timed(times, "search"), torch_threads(1):
+        with timed(times, "search"):
             if options.decoder == "greedy":
                 out = self._greedy(log_probs, lengths)
             else:
                 out = self._beam(encoded, log_probs, lengths, options)
         if timings and log_probs is not None:  # word times come from the CTC posteriors
-            with timed(times, "align"), torch_threads(1):
+            with timed(times, "align"):
                 self._align(out, log_probs, lengths)
         return out
 

@@ -137,7 +137,7 @@ def wer(corpora: list[Path], model: Path, modalities: list[str], beam: int) -> d
     from avsr.decoding.transcribe import face_chain, segmenting_for, transcribe_files
 
     recognizer = Recognizer.load(model)
-    options = recognizer.resolve(DecodeOptions(beam_size=beam))
+    options = recognizer.resolve(DecodeOptions(beam=beam))
     segmenting = segmenting_for(recognizer)
     chain = face_chain(crop_config=recognizer.mouth_crop)
     out: dict[str, dict] = {}

@@ -19,10 +19,10 @@ from itertools import product
 
 import numpy as np
 
+from avsr.data.synth.identities.ahead import Measurer
 from avsr.data.synth.identities.geometry import ShapeEdit
 from avsr.data.synth.identities.identity import Identity, canonical_source
 from avsr.data.synth.identities.looks import Looks
-from avsr.data.synth.identities.ahead import Measurer
 from avsr.data.synth.identities.measured import identity_descriptor
 from avsr.data.synth.identities.sources import Source
 from avsr.data.synth.recognise import SAME_PERSON, distance_matrix

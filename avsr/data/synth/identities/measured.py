@@ -32,7 +32,11 @@ from avsr.media.constants import VIDEO_FPS
 from avsr.parallel import one_blas_thread
 
 SYNTH_PACKAGE = Path(__file__).resolve().parents[1]
-POLICY_FILES = ("identities/cast.py", "identities/ahead.py", "preview.py")  # relative to SYNTH_PACKAGE: not in the code digest
+POLICY_FILES = (
+    "identities/cast.py",
+    "identities/ahead.py",
+    "preview.py",
+)  # relative to SYNTH_PACKAGE: not in the code digest
 NEUTRAL_SIZE = 256  # side of the neutral frame the descriptor is measured on
 DESCRIPTOR, LIP_SYNC = "descriptor", "lip_sync_screen"  # what is measured (part of the cache key)
 
@@ -150,7 +154,9 @@ def appearance_lip_sync(identity: Identity, appearance, size: int) -> float:
     ``face.Appearance`` at frame ``size``), measured once."""
     return float(
         cached_measurement(
-            identity, appearance_key(appearance, size), lambda: screen_appearance(identity_rig(identity), appearance, size)
+            identity,
+            appearance_key(appearance, size),
+            lambda: screen_appearance(identity_rig(identity), appearance, size),
         )
     )
 

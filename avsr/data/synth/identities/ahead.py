@@ -30,6 +30,7 @@ from avsr.data.synth.identities.measured import (
     appearance_lip_sync,
     identity_descriptor,
     identity_lip_sync,
+    known,
     remember,
 )
 
@@ -54,7 +55,8 @@ def _appearance(job: tuple[Identity, object, int]) -> float:
 class Measurer:
     """The measurements casting asks for, in ``workers`` processes (one: in this process, lazily).
 
-    Use as a context manager: the workers start on entry and finish their queued work on exit.
+    Use as a context manager: the workers start when something is not measured yet (a plan made
+    again from the cache, as a resume makes it, starts none) and finish their queued work on exit.
     """
 
     def __init__(self, workers: int = 1) -> None:
@@ -62,11 +64,18 @@ class Measurer:
         self._pool: Pool | None = None
 
     def __enter__(self) -> Measurer:
-        if self.workers > 1:
+        return self
+
+    def _workers(self, identity: Identity, what: str) -> Pool | None:
+        """The pool, started now if needed, when ``what`` of ``identity`` is still to be measured;
+        None when it is known or there are no workers."""
+        if self.workers <= 1 or known(identity, what)[0]:
+            return None
+        if self._pool is None:
             from avsr.parallel import worker_pool
 
             self._pool = worker_pool(self.workers, _init_worker)
-        return self
+        return self._pool
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
@@ -83,35 +92,37 @@ class Measurer:
     def descriptors(self, candidates: Iterable[Identity]) -> Iterator[tuple[Identity, np.ndarray | None]]:
         """(candidate, its dlib descriptor or None), in the order of ``candidates``; with workers,
         up to ``AHEAD`` per worker are measured before they are asked for."""
-        if self._pool is None:
+        if self.workers <= 1:
             for candidate in candidates:
                 yield candidate, identity_descriptor(candidate)
             return
-        pending: deque[tuple[Identity, AsyncResult]] = deque()
+        pending: deque[tuple[Identity, AsyncResult | None]] = deque()
         source = iter(candidates)
         while True:
             while len(pending) < AHEAD * self.workers:
                 candidate = next(source, None)
                 if candidate is None:
                     break
-                pending.append((candidate, self._pool.apply_async(_descriptor, (candidate,))))
+                pool = self._workers(candidate, DESCRIPTOR)
+                pending.append((candidate, None if pool is None else pool.apply_async(_descriptor, (candidate,))))
             if not pending:
                 return
             candidate, result = pending.popleft()
-            value = result.get()
-            remember(candidate, DESCRIPTOR, value)
+            if result is not None:
+                remember(candidate, DESCRIPTOR, result.get())
             yield candidate, identity_descriptor(candidate)
 
     def lip_sync(self, identity: Identity) -> float:
         """``measured.identity_lip_sync``, in a worker (the descriptors ahead go on meanwhile)."""
-        if self._pool is not None:
-            remember(identity, LIP_SYNC, self._pool.apply_async(identity_lip_sync, (identity,)).get())
+        pool = self._workers(identity, LIP_SYNC)
+        if pool is not None:
+            remember(identity, LIP_SYNC, pool.apply_async(identity_lip_sync, (identity,)).get())
         return identity_lip_sync(identity)
 
     def screen_appearances(self, jobs: list[tuple[Identity, object, int]]) -> None:
         """Measure ``measured.appearance_lip_sync(identity, appearance, size)`` for every job side
         by side, so that the calls that follow find them measured."""
-        if self._pool is None:
-            return
-        for (identity, appearance, size), value in zip(jobs, self._pool.map(_appearance, jobs, chunksize=1)):
-            remember(identity, appearance_key(appearance, size), value)
+        todo = [job for job in jobs if self._workers(job[0], appearance_key(job[1], job[2])) is not None]
+        if todo and self._pool is not None:
+            for (identity, appearance, size), value in zip(todo, self._pool.map(_appearance, todo, chunksize=1)):
+                remember(identity, appearance_key(appearance, size), value)

@@ -92,23 +92,36 @@ def remember(identity: Identity, what: str, value: object) -> None:
     _REMEMBERED[(identity, what)] = value
 
 
+def known(identity: Identity, what: str) -> tuple[bool, object]:
+    """(True, the value) when this measurement was taken before (in this run or in the cache),
+    else (False, None)."""
+    if (identity, what) in _REMEMBERED:
+        return True, _REMEMBERED[(identity, what)]
+    root = cache_root()
+    if root is None:
+        return False, None
+    key = measurement_key(identity, what)
+    try:
+        stored = json.loads((root / f"{key}.json").read_text(encoding="utf-8"))
+        if isinstance(stored, dict) and stored.get("key") == key and "value" in stored:
+            return True, stored["value"]
+    except (OSError, ValueError):
+        pass
+    return False, None
+
+
 def cached_measurement(identity: Identity, what: str, measure: Callable[[], object]) -> object:
     """``measure()`` (a JSON value: a number, a list of numbers or None), read from the cache when
     this identity was measured before with the same photographs and code (measured on one BLAS
     thread, as rendering workers do)."""
-    if (identity, what) in _REMEMBERED:
-        return _REMEMBERED[(identity, what)]
+    found, value = known(identity, what)
+    if found:
+        return value
     root = cache_root()
     if root is None:
         return _on_one_blas_thread(measure)
     key = measurement_key(identity, what)
     path = root / f"{key}.json"
-    try:
-        stored = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(stored, dict) and stored.get("key") == key and "value" in stored:
-            return stored["value"]
-    except (OSError, ValueError):
-        pass
     value = _on_one_blas_thread(measure)
     temporary = path.with_suffix(f".{os.getpid()}.tmp")
     try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing
+import multiprocessing.pool
 import os
 import signal
 import sys
@@ -91,6 +92,24 @@ def _start_worker(parent: int, initializer: Callable[..., None], initargs: tuple
     initializer(*initargs)
 
 
+def worker_pool(
+    workers: int, initializer: Callable[..., None], initargs: tuple[Any, ...] = ()
+) -> multiprocessing.pool.Pool:
+    """A pool of ``workers`` spawned processes on one BLAS thread each, dying with this process,
+    each set up by ``initializer(*initargs)``: for callers that submit work as they go
+    (``apply_async``) rather than a list of jobs. Close and join it when done."""
+    saved = {name: os.environ.get(name) for name in SINGLE_THREAD}
+    os.environ.update(SINGLE_THREAD)  # inherited by the spawned workers
+    try:
+        return multiprocessing.get_context("spawn").Pool(workers, _start_worker, (os.getpid(), initializer, initargs))
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def run_jobs(
     function: Callable[[Job], Result],
     jobs: Iterable[Job],
@@ -113,18 +132,7 @@ def run_jobs(
             initializer(*initargs)
             yield from map(function, jobs)
         return
-    saved = {name: os.environ.get(name) for name in SINGLE_THREAD}
-    os.environ.update(SINGLE_THREAD)  # inherited by the spawned workers
-    try:
-        pool = multiprocessing.get_context("spawn").Pool(
-            min(workers, len(jobs)), _start_worker, (os.getpid(), initializer, initargs)
-        )
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    pool = worker_pool(min(workers, len(jobs)), initializer, initargs)
     try:
         if ahead is None:
             yield from pool.imap_unordered(function, jobs, chunksize=1)

@@ -45,6 +45,7 @@ import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PREVIOUS = "12f70bf"  # synth: split face.py into rig.py, mouth.py and face.py (before issue 16)
+BASELINE = "a0a41f4"  # main before issue 20's faster synthesis: the demo section's baseline
 
 # Runs inside a child process whose PYTHONPATH puts one version of avsr first. Argument: a JSON
 # job. Uses only what both versions have (TalkingFace(size), Appearance.sample, write_mp4).
@@ -87,14 +88,14 @@ print(json.dumps(result))
 """
 
 CORPUS_CHILD = r"""
-import json, os, sys, tempfile, time
+import inspect, json, os, sys, tempfile, time
 job = json.loads(sys.argv[1])
 os.environ["AVSR_CACHE_DIR"] = tempfile.mkdtemp()  # casting measured cold, then read back by generate()
 import avsr
 from avsr.data.synth.corpus import SynthConfig, generate, plan_corpus
 config = SynthConfig(layout="lrs2", utterances=job["utterances"], speakers=job["speakers"], seed=1)
 start = time.perf_counter()
-plan_corpus(config)
+plan_corpus(config, **({"workers": job["workers"]} if "workers" in inspect.signature(plan_corpus).parameters else {}))
 planning = time.perf_counter() - start
 start = time.perf_counter()
 generate(job["root"], config, workers=job["workers"])
@@ -105,6 +106,73 @@ print(json.dumps({"workers": job["workers"], "utterances": job["utterances"], "s
                   "rendering_seconds": round(rendering, 2), "utterances_per_second": round(rate, 3),
                   "projected_minutes_for_1000_utterances": round((planning + 1000 / rate) / 60, 1)}))
 """
+
+
+# The demo corpus's casting (scripts/demo.sh: lrs2, 20 speakers, seed 0), its first ``people`` in
+# casting order, cold: the same decisions the demo takes for them (a person depends only on those
+# cast before). Uses only what both versions have (cast_identities; its measurer where it has one).
+DEMO_CAST_CHILD = r"""
+import hashlib, inspect, json, os, sys, tempfile, time
+job = json.loads(sys.argv[1])
+os.environ["AVSR_CACHE_DIR"] = tempfile.mkdtemp()
+import numpy as np
+from avsr.data.synth.corpus import SynthConfig, _assign_splits
+from avsr.data.synth.identities.cast import cast_identities
+
+if __name__ == "__main__":
+    config = SynthConfig(layout="lrs2", utterances=2000, speakers=20, seed=0)
+    rng = np.random.default_rng(config.seed)  # drawn as plan_speakers draws them
+    splits = _assign_splits(config.speakers, config.test_fraction, rng)
+    seeds = [int(seed) for seed in rng.integers(2**31, size=config.identity_count)]
+    order = sorted(range(len(splits)), key=lambda i: (("train", "val", "test", "spare").index(splits[i]), i))
+    first = sorted(order[: job["people"]])
+    start = time.perf_counter()
+    if "measurer" in inspect.signature(cast_identities).parameters:
+        from avsr.data.synth.identities.ahead import Measurer
+        with Measurer(job["workers"]) as measurer:
+            cast = cast_identities([splits[i] for i in first], [seeds[i] for i in first], config.face_sources(), measurer=measurer)
+        workers = job["workers"]
+    else:
+        cast = cast_identities([splits[i] for i in first], [seeds[i] for i in first], config.face_sources())
+        workers = 1
+    seconds = time.perf_counter() - start
+    recipes = json.dumps([identity.recipe() for identity in cast.identities], sort_keys=True)
+    print(json.dumps({"people": len(first), "workers": workers, "casting_seconds": round(seconds, 1),
+                      "casting_seconds_per_person": round(seconds / len(first), 1),
+                      "distinctness": cast.report(), "lip_sync_screens": list(cast.lip_sync),
+                      "cast_digest": hashlib.sha256(recipes.encode()).hexdigest()[:16]}))
+"""
+
+
+def demo_section(baseline: Path | str, people: int, utterances: int, workers: int, scratch: Path) -> dict:
+    """The demo corpus (2,000 clips, 20 people): casting per person and rendering per clip, the
+    baseline's code against the current code, and the synthesis minutes they project."""
+    section: dict = {"people_cast": people, "workers": workers}
+    for name, package in (("baseline", baseline), ("current", ROOT)):
+        if not isinstance(package, Path):
+            section[name] = package
+            continue
+        casting = run_child(DEMO_CAST_CHILD, {"people": people, "workers": workers}, package)
+        job = {"root": str(scratch / f"demo_{name}"), "utterances": utterances, "speakers": 3, "workers": workers}
+        rendering = run_child(CORPUS_CHILD, job, package)
+        result = {"casting": casting, "rendering": rendering}
+        try:
+            minutes = (20 * casting["casting_seconds_per_person"] + 2000 / rendering["utterances_per_second"]) / 60
+            result["projected_demo_synthesis_minutes"] = round(minutes, 1)
+            result["rendering_seconds_per_clip"] = round(1 / rendering["utterances_per_second"], 3)
+        except (KeyError, TypeError, ZeroDivisionError):
+            pass
+        section[name] = result
+    try:
+        current, old = section["current"], section["baseline"]
+        section["same_cast"] = current["casting"]["cast_digest"] == old["casting"]["cast_digest"]
+        section["casting_speedup"] = round(old["casting"]["casting_seconds"] / current["casting"]["casting_seconds"], 2)
+        section["rendering_speedup"] = round(
+            current["rendering"]["utterances_per_second"] / old["rendering"]["utterances_per_second"], 2
+        )
+    except (KeyError, TypeError, ZeroDivisionError):
+        pass
+    return section
 
 
 def unpack_revision(revision: str, folder: Path) -> Path | str:
@@ -151,10 +219,25 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=160, help="frame side in pixels")
     parser.add_argument("--previous", default=PREVIOUS, help="git revision of the renderer to compare with")
     parser.add_argument("--skip-corpus", action="store_true")
+    parser.add_argument(
+        "--demo", action="store_true", help="the demo corpus's casting and rendering against --baseline"
+    )
+    parser.add_argument("--baseline", default=BASELINE, help="git revision the demo section compares with")
+    parser.add_argument("--people", type=int, default=None, help="demo: people cast (default 4, --quick 2)")
     args = parser.parse_args()
     clips = args.clips or (8 if args.quick else 24)
     utterances = args.utterances or (12 if args.quick else 40)
     report: dict = {"benchmark": "synth", "host": platform.node(), "previous_revision": args.previous}
+    if args.demo:
+        with tempfile.TemporaryDirectory() as scratch_name:
+            scratch = Path(scratch_name)
+            (scratch / "baseline").mkdir()
+            baseline = unpack_revision(args.baseline, scratch / "baseline")
+            people = args.people or (2 if args.quick else 4)
+            report = {"benchmark": "synth", "host": platform.node(), "baseline_revision": args.baseline}
+            report["demo"] = demo_section(baseline, people, utterances, args.workers, scratch)
+        print(json.dumps(report, indent=1))
+        return
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
         (scratch / "previous").mkdir()

@@ -7,6 +7,7 @@ pkg_resources (gone from recent setuptools).
 from __future__ import annotations
 
 import importlib.util
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -36,6 +37,24 @@ def shape_predictor():
     return dlib.shape_predictor(str(shape_predictor_path()))
 
 
+_detectors = threading.local()
+
+
+def face_detector():
+    """dlib's HOG frontal face detector, built once per thread.
+
+    Building one deserialises its model and takes about 0.4 s, more than landmarking a whole clip
+    (the synthetic corpus's casting built two per candidate face: a third of its time). dlib's
+    detector keeps scratch state while it runs, so threads do not share one.
+    """
+    detector = getattr(_detectors, "detector", None)
+    if detector is None:
+        import dlib
+
+        detector = _detectors.detector = dlib.get_frontal_face_detector()
+    return detector
+
+
 def shape_to_array(shape) -> np.ndarray:
     """A dlib full_object_detection as a (68, 2) float32 array of (x, y)."""
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
@@ -48,10 +67,8 @@ class DlibLandmarker:
     """
 
     def __init__(self, upsample: int = 1) -> None:
-        import dlib
-
         self.upsample = upsample
-        self._detector = dlib.get_frontal_face_detector()
+        self._detector = face_detector()
         self._predictor = shape_predictor()
 
     def detect_face(self, image: np.ndarray):

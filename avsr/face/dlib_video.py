@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from avsr.face.dlib_landmarker import shape_predictor, shape_to_array
+from avsr.face.dlib_landmarker import face_detector, shape_predictor, shape_to_array
 
 if TYPE_CHECKING:
     from avsr.face.tracks import FaceTrack
@@ -138,7 +138,7 @@ class DlibVideoLandmarker:
         self.upsample = upsample
         self.min_similarity = min_similarity
         self._dlib = dlib
-        self._detector = dlib.get_frontal_face_detector()
+        self._detector = face_detector()
         self._predictor = shape_predictor()
         self.last_stats = TrackingStats()
 

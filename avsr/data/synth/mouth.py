@@ -223,10 +223,12 @@ class MouthRenderer:
                 result += weight * self._node_map((i, j, k))
         return result
 
-    def render(self, open_: float, spread: float, teeth: float) -> tuple[np.ndarray, np.ndarray]:
-        """The posed photograph and its posed landmarks."""
+    def render(
+        self, open_: float, spread: float, teeth: float, posed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The posed photograph and its posed landmarks (``posed``: already found for this pose)."""
         rig = self.rig
-        posed = posed_landmarks(rig, open_, spread, teeth)
+        posed = posed_landmarks(rig, open_, spread, teeth) if posed is None else posed
         map_x, map_y = self.coarse_map(open_, spread, teeth)
         x0, y0, x1, y1 = self.box
         size = (x1 - x0, y1 - y0)

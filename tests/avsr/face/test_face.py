@@ -506,3 +506,21 @@ def test_synthetic_corpus_video_end_to_end(lrs2_corpus):
     frames = read_video(path).frames
     crops = FaceChain(DlibVideoLandmarker())(frames, source=str(path))
     assert crops.crops.shape == (len(frames), 96, 96) and crops.detected.all()
+
+
+def test_landmarkers_share_one_face_detector_per_thread():
+    """Building dlib's detector costs about 0.4 s: every landmarker of a thread reuses one, and
+    another thread gets its own (dlib's detector keeps scratch state while it runs)."""
+    import threading
+
+    from avsr.face import DlibLandmarker
+    from avsr.face.dlib_landmarker import face_detector
+
+    shared = face_detector()
+    assert DlibLandmarker(upsample=0)._detector is shared
+    assert DlibVideoLandmarker()._detector is shared
+    elsewhere = []
+    thread = threading.Thread(target=lambda: elsewhere.append(face_detector()))
+    thread.start()
+    thread.join()
+    assert elsewhere[0] is not shared

@@ -19,10 +19,11 @@ from itertools import product
 
 import numpy as np
 
+from avsr.data.synth.identities.ahead import Measurer
 from avsr.data.synth.identities.geometry import ShapeEdit
 from avsr.data.synth.identities.identity import Identity, canonical_source
 from avsr.data.synth.identities.looks import Looks
-from avsr.data.synth.identities.measured import identity_descriptor, identity_lip_sync
+from avsr.data.synth.identities.measured import identity_descriptor
 from avsr.data.synth.identities.sources import Source
 from avsr.data.synth.recognise import SAME_PERSON, distance_matrix
 from avsr.data.synth.verify import SCREEN_THRESHOLD as LIP_SYNC_SCREEN
@@ -172,10 +173,13 @@ def cast_identities(
     margin: float = MARGIN,
     attempts: int = ATTEMPTS,
     avoid: tuple[Identity, ...] = (),
+    measurer: Measurer | None = None,
 ) -> Cast:
     """One identity per entry of ``splits`` (train | val | test | spare), each drawn from its own
     seed in ``seeds``, at least ``margin`` from each other and from the people to ``avoid`` where
-    it can: the result depends on the seeds, the photographs and ``avoid`` only."""
+    it can: the result depends on the seeds, the photographs and ``avoid`` only (not on
+    ``measurer``, whose workers measure candidates ahead of the decisions)."""
+    measurer = measurer or Measurer()
     avoided = [d for d in map(identity_descriptor, avoid) if d is not None]
     order = sorted(range(len(splits)), key=lambda i: (("train", "val", "test", "spare").index(splits[i]), i))
     chosen: dict[int, Identity] = {}
@@ -187,13 +191,14 @@ def cast_identities(
         if split != "train" and len(sources) == 1:
             limits = {}  # one photograph: nothing to hold out (reported by the morph-weight check)
         rng = np.random.default_rng(seeds[index])
+        draws = (
+            sample_identity(f"person{index:03d}", rng, sources, limits) for _ in range(attempts * DRAWS_PER_ATTEMPT)
+        )
         best, best_distance, best_sync = None, -1.0, float("nan")
         measured = 0  # candidates whose distance counted: unreadable lips are drawn again
-        for _ in range(attempts * DRAWS_PER_ATTEMPT):
+        for candidate, descriptor in measurer.descriptors(draws):
             if measured >= attempts:
                 break
-            candidate = sample_identity(f"person{index:03d}", rng, sources, limits)
-            descriptor = identity_descriptor(candidate)
             if descriptor is None:
                 continue
             nearest = min(
@@ -207,7 +212,7 @@ def cast_identities(
             if nearest <= best_distance:
                 measured += 1
                 continue  # screening only what would be kept
-            sync = identity_lip_sync(candidate)
+            sync = measurer.lip_sync(candidate)
             if not sync >= LIP_SYNC_SCREEN:
                 continue
             measured += 1

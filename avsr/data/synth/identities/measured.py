@@ -32,8 +32,13 @@ from avsr.media.constants import VIDEO_FPS
 from avsr.parallel import one_blas_thread
 
 SYNTH_PACKAGE = Path(__file__).resolve().parents[1]
-POLICY_FILES = ("identities/cast.py", "preview.py")  # relative to SYNTH_PACKAGE: not in the code digest
+POLICY_FILES = (
+    "identities/cast.py",
+    "identities/ahead.py",
+    "preview.py",
+)  # relative to SYNTH_PACKAGE: not in the code digest
 NEUTRAL_SIZE = 256  # side of the neutral frame the descriptor is measured on
+DESCRIPTOR, LIP_SYNC = "descriptor", "lip_sync_screen"  # what is measured (part of the cache key)
 
 
 def cache_root() -> Path | None:
@@ -78,21 +83,45 @@ def _on_one_blas_thread(measure: Callable[[], object]) -> object:
         return measure()
 
 
+_REMEMBERED: dict[tuple[Identity, str], object] = {}  # measured in another process of this run
+
+
+def remember(identity: Identity, what: str, value: object) -> None:
+    """Keep a measurement taken in a worker process (``ahead.Measurer``) for this process too,
+    so that it is not taken again here when the cache is off."""
+    _REMEMBERED[(identity, what)] = value
+
+
+def known(identity: Identity, what: str) -> tuple[bool, object]:
+    """(True, the value) when this measurement was taken before (in this run or in the cache),
+    else (False, None)."""
+    if (identity, what) in _REMEMBERED:
+        return True, _REMEMBERED[(identity, what)]
+    root = cache_root()
+    if root is None:
+        return False, None
+    key = measurement_key(identity, what)
+    try:
+        stored = json.loads((root / f"{key}.json").read_text(encoding="utf-8"))
+        if isinstance(stored, dict) and stored.get("key") == key and "value" in stored:
+            return True, stored["value"]
+    except (OSError, ValueError):
+        pass
+    return False, None
+
+
 def cached_measurement(identity: Identity, what: str, measure: Callable[[], object]) -> object:
     """``measure()`` (a JSON value: a number, a list of numbers or None), read from the cache when
     this identity was measured before with the same photographs and code (measured on one BLAS
     thread, as rendering workers do)."""
+    found, value = known(identity, what)
+    if found:
+        return value
     root = cache_root()
     if root is None:
         return _on_one_blas_thread(measure)
     key = measurement_key(identity, what)
     path = root / f"{key}.json"
-    try:
-        stored = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(stored, dict) and stored.get("key") == key and "value" in stored:
-            return stored["value"]
-    except (OSError, ValueError):
-        pass
     value = _on_one_blas_thread(measure)
     temporary = path.with_suffix(f".{os.getpid()}.tmp")
     try:
@@ -123,20 +152,28 @@ def identity_descriptor(identity: Identity) -> np.ndarray | None:
         found = found if found is not None else face_descriptor(frame, upsample=1)
         return None if found is None else [float(x) for x in found]
 
-    value = cached_measurement(identity, "descriptor", measure)
+    value = cached_measurement(identity, DESCRIPTOR, measure)
     return None if value is None else np.asarray(value, np.float64)
 
 
 @lru_cache(maxsize=256)
 def identity_lip_sync(identity: Identity) -> float:
     """``verify.screen_lip_sync`` of the identity's face, measured once."""
-    return float(cached_measurement(identity, "lip_sync_screen", lambda: screen_lip_sync(identity_rig(identity))))
+    return float(cached_measurement(identity, LIP_SYNC, lambda: screen_lip_sync(identity_rig(identity))))
 
 
 def appearance_lip_sync(identity: Identity, appearance, size: int) -> float:
     """``verify.screen_appearance``: the identity's lip sync as one speaker shows it (its
     ``face.Appearance`` at frame ``size``), measured once."""
-    what = "appearance_screen:" + json.dumps({"size": size, "appearance": asdict(appearance)}, sort_keys=True)
     return float(
-        cached_measurement(identity, what, lambda: screen_appearance(identity_rig(identity), appearance, size))
+        cached_measurement(
+            identity,
+            appearance_key(appearance, size),
+            lambda: screen_appearance(identity_rig(identity), appearance, size),
+        )
     )
+
+
+def appearance_key(appearance, size: int) -> str:
+    """What ``appearance_lip_sync`` measures, as a cache entry's ``what``."""
+    return "appearance_screen:" + json.dumps({"size": size, "appearance": asdict(appearance)}, sort_keys=True)

@@ -99,6 +99,63 @@ def test_measurements_are_cached_and_checked(tmp_path: Path, monkeypatch):
     assert len(list((tmp_path / "identities").glob("*"))) == 2
 
 
+def test_casting_in_worker_processes_casts_the_people_one_process_casts(monkeypatch):
+    """Workers measure candidates ahead of the decisions (``ahead.Measurer``): the same people,
+    distances, lip-sync screens and speaker looks' screens as measuring in order in-process, and
+    nothing the workers measured is measured again here (the cache is off)."""
+    from avsr.data.synth.face import Appearance
+    from avsr.data.synth.identities import measured
+    from avsr.data.synth.identities.ahead import Measurer
+    from avsr.data.synth.identities.cast import cast_identities
+
+    monkeypatch.setenv("AVSR_CACHE_DIR", "off")
+    splits, seeds = ["train", "train", "test"], [11, 12, 13]
+    look = Appearance.sample(np.random.default_rng(5))
+
+    def forget() -> None:
+        measured._REMEMBERED.clear()
+        measured.identity_descriptor.cache_clear()
+        measured.identity_lip_sync.cache_clear()
+
+    forget()
+    with Measurer(2) as measurer:
+        apart = cast_identities(splits, seeds, SOURCES, attempts=3, measurer=measurer)
+        measurer.screen_appearances([(apart.identities[0], look, 96)])
+    with monkeypatch.context() as patch:  # what the workers measured is read back, not measured again
+        patch.setattr(measured, "screen_appearance", None)
+        patch.setattr(measured, "screen_lip_sync", None)
+        patch.setattr(measured, "face_descriptor", None)
+        screened = measured.appearance_lip_sync(apart.identities[0], look, 96)
+        assert cast_identities(splits, seeds, SOURCES, attempts=3).identities == apart.identities
+    forget()
+    alone = cast_identities(splits, seeds, SOURCES, attempts=3)
+    assert [i.recipe() for i in apart.identities] == [i.recipe() for i in alone.identities]
+    np.testing.assert_array_equal(apart.distances, alone.distances)
+    assert apart.lip_sync == alone.lip_sync
+    assert screened == measured.appearance_lip_sync(alone.identities[0], look, 96)
+
+
+def test_a_plan_made_again_from_the_cache_starts_no_workers(tmp_path: Path, monkeypatch):
+    """A resume plans the corpus again: everything casting needs is in the cache, so the
+    measuring workers are never started (starting them costs seconds)."""
+    from avsr.data.synth.identities import measured
+    from avsr.data.synth.identities.ahead import Measurer
+    from avsr.data.synth.identities.cast import cast_identities
+
+    monkeypatch.setenv("AVSR_CACHE_DIR", str(tmp_path))
+    splits, seeds = ["train", "train", "test"], [21, 22, 23]
+    with Measurer(2) as measurer:
+        first = cast_identities(splits, seeds, SOURCES, attempts=2, measurer=measurer)
+        assert measurer._pool is not None
+    measured._REMEMBERED.clear()  # as a new process: only the cache on disk knows them
+    measured.identity_descriptor.cache_clear()
+    measured.identity_lip_sync.cache_clear()
+    with Measurer(2) as measurer:
+        again = cast_identities(splits, seeds, SOURCES, attempts=2, measurer=measurer)
+        assert measurer._pool is None
+    assert again.identities == first.identities
+
+
 def test_every_speaker_passed_the_lip_sync_screen(lrs2_corpus: Path):
     """Casting keeps only faces whose lips dlib follows (a grace_hopper-astronaut blend of seed 3
     did not: r 0.50 on the screening clips, 0.54 on its corpus clip); the metadata records each

@@ -390,7 +390,6 @@ def prepare_run(config: AVSRTrainConfig, output_dir: Path, *, load_data: bool = 
     model_config = resolve_model_config(config.model, tokenizer)
     device = training_device()
     model_config, speed = apply_performance(config, model_config, device)
-    log.info("%s", describe(speed, device))
     for stage in config.finetune.freeze:
         for name in stage.modules:
             if (
@@ -450,6 +449,7 @@ def prepare_run(config: AVSRTrainConfig, output_dir: Path, *, load_data: bool = 
             regime.validate_every_n_data_epochs = None
             regime.score_metric = None
             regime.keep_best_n_checkpoints = None
+    log.info("%s", describe(speed, device))  # after every check: a refused run prints its one line only
     return inputs
 
 

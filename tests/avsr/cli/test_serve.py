@@ -111,7 +111,12 @@ def test_the_page_transcribes_an_upload_and_lights_each_word(page, lrs2_corpus, 
     page.click(f".word[data-index='{len(words) - 1}']")
     assert page.evaluate("() => document.getElementById('player').currentTime") == pytest.approx(words[-1][1], abs=0.01)
     # the face box over the video, the mouth crops, the three modalities side by side
-    box = page.eval_on_selector("#overlay .box", "b => [b.dataset.label, b.offsetWidth, b.offsetHeight]")
+    # (one evaluation, once the seek is done: every redraw replaces the boxes, and a box read
+    # after the 'seeked' event's redraw detached it has no size)
+    page.wait_for_function("() => !document.getElementById('player').seeking")
+    box = page.evaluate(
+        "() => { const b = document.querySelector('#overlay .box'); return [b.dataset.label, b.offsetWidth, b.offsetHeight]; }"
+    )
     assert box[0] == "S1" and box[1] > 10 and box[2] > 10
     assert page.eval_on_selector("#strips img", "i => i.complete && i.naturalWidth") == 96 * 12
     for modality in ("a", "v", "av"):

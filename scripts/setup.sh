@@ -23,15 +23,6 @@ if ! { ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null | grep 'libsndfile\.so\.1
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq libsndfile1 >&2
 fi
 
-# avsr-serve's browser test drives the system's chromium (playwright, with no browser download)
-if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-  log "installing chromium (the avsr-serve page's browser test)"
-  sudo_cmd=""
-  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-  { $sudo_cmd apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium; } >&2 ||
-    log "could not install chromium: the browser test will be skipped"
-fi
-
 if [ ! -x "$venv/bin/python" ]; then
   python=""
   for candidate in ${AVSR_PYTHON:-} python3.11 python3.12 python3.10 python3; do

@@ -551,6 +551,38 @@ def test_write_grayscale_crf0_is_near_lossless(media_dir):
     assert np.array_equal(frames[..., 0], frames[..., 2])
 
 
+def x264_settings(path) -> str:
+    """The settings line x264 stores in the stream it writes ("... options: cabac=1 ref=3 ...")."""
+    data = path.read_bytes()
+    start = data.index(b"options: ")
+    return data[start : data.index(b"\0", start)].decode("ascii")
+
+
+def test_lossless_writing_uses_a_fast_preset_with_the_same_pixels(media_dir):
+    """crf 0 decodes to the same pixels at any x264 preset, so write_mp4 takes a fast one (one
+    reference frame, a cheap motion search); lossy writing keeps "medium"."""
+    rng = np.random.default_rng(3)
+    gray = np.clip(rng.normal(128, 40, size=(12, 48, 48)), 0, 255).astype(np.uint8)
+    fast, lossy = media_dir / "fast.mp4", media_dir / "lossy.mp4"
+    write_mp4(fast, gray, crf=0)
+    write_mp4(lossy, gray, crf=18)
+    assert " ref=1 " in x264_settings(fast) and " subme=2 " in x264_settings(fast)
+    assert " ref=3 " in x264_settings(lossy) and " subme=7 " in x264_settings(lossy)
+
+    medium = media_dir / "medium.mp4"
+    with av.open(str(medium), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 48, 48, "yuv420p"
+        stream.options = {"crf": "0", "preset": "medium"}
+        for index, image in enumerate(gray):
+            frame = av.VideoFrame.from_ndarray(image, format="gray").reformat(format="yuv420p")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    assert " ref=3 " in x264_settings(medium)
+    assert np.array_equal(read_video(fast, with_audio=False).frames, read_video(medium, with_audio=False).frames)
+
+
 def test_write_odd_size_is_padded_to_even(media_dir):
     frames = np.stack([np.full((33, 47, 3), 40 * i, np.uint8) for i in range(5)])
     frames[:, :, -1] = 250  # the last column is repeated into the padding

@@ -11,8 +11,10 @@ rounds shows the machine's drift). Each run is a new process, as each avsr-prepa
   plus one item, paid once per run whatever the corpus size;
 - frames/s from the first to the last finished item: the rate a large corpus approaches.
 
-It also writes the prepared crops again at x264's "medium" preset and at write_mp4's lossless
-preset (the same pixels, fewer seconds, a few more bytes).
+Then ``--workers`` independent one-worker preparers run side by side (nothing shared but the
+machine: their slowdown against a lone one is contention for the cores' caches, memory and host).
+It also writes the prepared crops again at x264's "medium" preset and with write_mp4's lossless
+options, and reads both back as training does (the same pixels; seconds and bytes of each).
 
 Prints JSON. The landmark/crop stage alone on 640x480 video is measured by
 benchmarks/face_crop.py.
@@ -41,8 +43,9 @@ from avsr.data.manifest import read_manifest
 from avsr.data.preparation.clip import ClipSettings
 from avsr.data.preparation.runner import ItemOutcome, PrepareConfig, prepare_corpus
 from avsr.data.synth.corpus import SynthConfig, generate
-from avsr.media import read_video
-from avsr.media.writer import x264_preset
+from avsr.media import write_mp4
+from avsr.media.writer import x264_options
+from avsr.training.media import read_mouth_video
 
 
 def cpu_seconds() -> float:
@@ -86,45 +89,56 @@ def fresh_prepare(source: Path, output: Path, workers: int, detect_every: int) -
     return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
 
 
-def encode_gray(path: Path, crops, preset: str) -> None:
-    """Lossless H.264 of (T, S, S) uint8 crops at x264 ``preset``, as write_mp4 encodes them."""
-    import av
-
-    with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = crops.shape[2], crops.shape[1], "yuv420p"
-        stream.options = {"crf": "0", "preset": preset}
-        for index, crop in enumerate(crops):
-            frame = av.VideoFrame.from_ndarray(crop, format="gray").reformat(format="yuv420p")
-            frame.pts = index
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-
-
 def crop_writing(prepared: Path, scratch: Path, repeats: int = 3) -> dict:
-    """The prepared crops written again at x264's "medium" preset (before) and at write_mp4's
-    lossless preset (now): seconds (best of ``repeats``), bytes, and whether the pixels match."""
-    crops = [read_video(path, with_audio=False).frames[..., 0] for path in sorted((prepared / "video").rglob("*.mp4"))]
+    """The prepared crops written again with x264's "medium" preset (before) and with write_mp4's
+    lossless options (now), then read back by the training reader: seconds of each (best of
+    ``repeats``), bytes, and whether the pixels match."""
+    crops = [read_mouth_video(path) for path in sorted((prepared / "video").rglob("*.mp4"))]
+    frames = sum(len(clip) for clip in crops)
     report: dict[str, dict] = {}
     decoded: dict[str, list] = {}
-    for name, preset in (("medium", "medium"), ("now", x264_preset(0))):
-        best = float("inf")
+    for name, options in (("medium", {"preset": "medium"}), ("now", x264_options(0))):
+        files = [scratch / f"{name}-{index}.mp4" for index in range(len(crops))]
+        write = read = float("inf")
         for _ in range(repeats):
             start = time.perf_counter()
-            for index, clip in enumerate(crops):
-                encode_gray(scratch / f"{name}-{index}.mp4", clip, preset)
-            best = min(best, time.perf_counter() - start)
-        files = [scratch / f"{name}-{index}.mp4" for index in range(len(crops))]
-        decoded[name] = [read_video(path, with_audio=False).frames for path in files]
-        report[name] = {"preset": preset, "seconds": round(best, 3), "bytes": sum(p.stat().st_size for p in files)}
+            for path, clip in zip(files, crops):
+                write_mp4(path, clip, crf=0, x264=options)
+            middle = time.perf_counter()
+            decoded[name] = [read_mouth_video(path) for path in files]
+            write, read = min(write, middle - start), min(read, time.perf_counter() - middle)
+        report[name] = {
+            "x264": options,
+            "write_frames_per_second": round(frames / write, 1),
+            "read_frames_per_second": round(frames / read, 1),
+            "bytes_per_frame": round(sum(path.stat().st_size for path in files) / frames, 1),
+        }
+    before, now = report["medium"], report["now"]
     return {
         "clips": len(crops),
-        "frames": sum(len(clip) for clip in crops),
+        "frames": frames,
         **report,
-        "speedup": round(report["medium"]["seconds"] / report["now"]["seconds"], 2),
-        "size_ratio": round(report["now"]["bytes"] / report["medium"]["bytes"], 3),
+        "write_speedup": round(now["write_frames_per_second"] / before["write_frames_per_second"], 2),
+        "read_speedup": round(now["read_frames_per_second"] / before["read_frames_per_second"], 2),
+        "size_ratio": round(now["bytes_per_frame"] / before["bytes_per_frame"], 3),
         "same_pixels": all(np.array_equal(a, b) for a, b in zip(decoded["medium"], decoded["now"])),
     }
+
+
+def side_by_side(source: Path, scratch: Path, count: int) -> list[dict]:
+    """``count`` independent one-worker preparers of the whole corpus started at once, each in its
+    own process and folder: what each core gives when nothing is shared but the machine. Against
+    the lone one-worker runs this shows contention for the machine (caches, memory, the host's
+    other tenants); against the pool it shows what the pool's own machinery costs."""
+    children = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--run", str(source), str(scratch / f"side{index}"), "1", "10"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for index in range(count)
+    ]
+    return [json.loads(child.communicate()[0]) for child in children]
 
 
 def ratios(runs: list[dict], many: list[dict], key: str) -> list[float]:
@@ -157,6 +171,7 @@ def main() -> None:
         for _ in range(rounds):
             one.append(fresh_prepare(source, out, workers=1, detect_every=10))
             many.append(fresh_prepare(source, out, workers=args.workers, detect_every=10))
+        pair = side_by_side(source, Path(scratch), args.workers)
         writing = crop_writing(out, Path(scratch))
     speedups = ratios(one, many, "frames_per_second")
     steady = ratios(one, many, "steady_frames_per_second")
@@ -174,6 +189,19 @@ def main() -> None:
         "speedup_all_workers_vs_one": speedups,
         "speedup_all_workers_vs_one_median": statistics.median(speedups),
         "speedup_all_workers_vs_one_steady": steady,
+        "side_by_side": {
+            "what": f"{args.workers} independent one-worker preparers at once, each of the whole corpus",
+            "seconds": [run["seconds"] for run in pair],
+            "steady_frames_per_second": [run["steady_frames_per_second"] for run in pair],
+            "slowdown_vs_lone": round(
+                statistics.mean(run["seconds"] for run in pair) / statistics.mean(run["seconds"] for run in one), 3
+            ),
+            "their_sum_vs_one": round(
+                sum(run["steady_frames_per_second"] for run in pair)
+                / statistics.mean(run["steady_frames_per_second"] for run in one),
+                2,
+            ),
+        },
         "crop_writing": writing,
     }
     print(json.dumps(report, indent=1))

@@ -187,7 +187,7 @@ def main() -> None:
             one[0]["steady_frames_per_second"] / baseline["steady_frames_per_second"], 2
         ),
         "speedup_all_workers_vs_one": speedups,
-        "speedup_all_workers_vs_one_median": statistics.median(speedups),
+        "speedup_all_workers_vs_one_median": round(statistics.median(speedups), 3),
         "speedup_all_workers_vs_one_steady": steady,
         "side_by_side": {
             "what": f"{args.workers} independent one-worker preparers at once, each of the whole corpus",

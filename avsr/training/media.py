@@ -47,7 +47,9 @@ def read_mouth_video(path: str | os.PathLike[str]) -> np.ndarray:
     try:
         with media_errors(p):
             stream = video_stream(container, p)
-            stream.thread_type = "FRAME"
+            # One decoding thread: FFmpeg's frame threads cost 1.44x the CPU per frame on 96 px
+            # crops and were slower in wall time too (docs/benchmarks.md, the data pipeline).
+            stream.codec_context.thread_count = 1
             frames: list[np.ndarray] = []
             for frame in container.decode(stream):
                 fmt = frame.format.name

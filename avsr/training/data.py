@@ -179,7 +179,8 @@ class DatasetConfig:
     num_prefetch: int = 4
     """Batches loaded ahead of the trainer."""
     num_parallel_calls: int = 1
-    """Batches loaded at once on fairseq2's thread pool (decoding partly releases the GIL)."""
+    """Batches loaded at once on fairseq2's thread pool. The loading is Python and holds the GIL:
+    a second thread kept no more than one core busy (docs/benchmarks.md, the data pipeline)."""
     cache_video: bool = False
     """Keep decoded crops as uint8 .npy under OUTPUT_DIR/cache/video (never beside the corpus)."""
     labelled_fraction: float = 1.0

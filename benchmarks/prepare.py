@@ -39,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 
-from avsr.data.manifest import read_manifest
 from avsr.data.preparation.clip import ClipSettings
 from avsr.data.preparation.runner import ItemOutcome, PrepareConfig, prepare_corpus
 from avsr.data.synth.corpus import SynthConfig, generate
@@ -65,7 +64,7 @@ def timed_prepare(source: Path, output: Path, workers: int, detect_every: int) -
     cpu_before, start = cpu_seconds(), time.perf_counter()
     summary = prepare_corpus(config, on_outcome)
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_before
-    frames = sum(row.frames for split in summary.manifests for row in read_manifest(output / f"{split}.tsv"))
+    frames = sum(count for _, count in finished)  # every item of the corpus: OUT starts empty
     first, last = finished[0][0], finished[-1][0]
     later_frames = sum(count for _, count in finished[1:])
     return {

@@ -1,17 +1,27 @@
-"""The decoding flags avsr-decode and avsr-bench share (one-line errors and the progress bar are
-`avsr.console`'s)."""
+"""The decoding flags and the default model avsr-decode, avsr-bench and avsr-serve share (one-line
+errors and the progress bar are `avsr.console`'s)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from avsr.decoding.recognizer import DecodeOptions, Recognizer
 
+#: the model ``bash scripts/demo.sh`` trains, the default of the commands that decode
+DEFAULT_MODEL = Path("runs/demo/train/model")
+
 #: shallow fusion's language-model weight when --lm is given without --lm-weight (ESPnet's LRS recipes: 0.1-0.3)
 DEFAULT_LM_WEIGHT = 0.3
+
+
+def default_model() -> Path:
+    """The demo's model: under ``$AVSR_DEMO_DIR`` when set (where the demo was told to work)."""
+    demo = os.environ.get("AVSR_DEMO_DIR")
+    return Path(demo) / "train" / "model" if demo else DEFAULT_MODEL
 
 
 def add_search_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,23 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-from avsr.cli.common import add_search_arguments, decode_options, load_recognizer
+from avsr.cli.common import DEFAULT_MODEL, add_search_arguments, decode_options, default_model, load_recognizer
 from avsr.console import fail, progress_bar
 from avsr.decoding.outputs import OUTPUT_FORMATS
 from avsr.decoding.segment import SegmentConfig
 
 PROGRAM = "avsr-decode"
-#: Where the README's main command (scripts/demo.sh) leaves its model.
-DEFAULT_MODEL = Path("runs/demo/train/model")
-
-
-def default_model() -> Path:
-    demo = os.environ.get("AVSR_DEMO_DIR")
-    return Path(demo) / "train" / "model" if demo else DEFAULT_MODEL
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,8 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from avsr.cli.common import add_search_arguments, decode_options, load_recognizer
-from avsr.cli.decode import default_model
+from avsr.cli.common import add_search_arguments, decode_options, default_model, load_recognizer
 from avsr.console import fail
 
 PROGRAM = "avsr-serve"

@@ -28,14 +28,14 @@ _AAC_BIT_RATE = 64_000  # ample for 16 kHz mono speech
 
 
 def x264_options(crf: int) -> dict[str, str]:
-    """libx264's options for ``crf``. Lossless output (crf 0) decodes to the same pixels whatever
-    the options, so they trade only bytes for speed: "superfast" without CABAC encodes 96 px mouth
-    crops 3.6x and decodes them 1.8x faster than "medium" (one thread), for 18% more bytes; the
-    decoding is what a training reader pays every epoch (docs/benchmarks.md). Lossy output keeps
-    "medium", the quality per byte."""
+    """libx264's options besides the crf itself. Lossless output (crf 0) decodes to the same pixels
+    whatever the options, so they trade only bytes for speed: "superfast" without CABAC writes 96 px
+    mouth crops 3.4x and reads them 1.8x faster than "medium", for 22% more bytes; the reading is
+    what a training reader pays every epoch (docs/benchmarks.md). Lossy output keeps "medium", the
+    quality per byte."""
     if crf == 0:
-        return {"crf": "0", "preset": "superfast", "x264-params": "cabac=0"}
-    return {"crf": str(int(crf)), "preset": "medium"}
+        return {"preset": "superfast", "x264-params": "cabac=0"}
+    return {"preset": "medium"}
 
 
 def h264_encoder(path: str = "<output>") -> str:
